@@ -1,0 +1,241 @@
+/**
+ * The peer behind a connection, resolved lazily: a policy that checks only the uid makes
+ * one getsockopt call, one that checks the program also stats /proc. Each attribute is
+ * read at most once per connection; a failure to read one is remembered with its reason
+ * so that the rules needing it fail closed and say why.
+ */
+import { readlinkSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import {
+  groupName,
+  localAddress,
+  peerCred,
+  peerGroups,
+  peerSecurityLabel,
+  remoteAddress,
+  socketFd,
+  statPath,
+  userName,
+  S_IFMT,
+  S_IFSOCK,
+  type FileStat,
+  type PeerCred,
+} from '../native/index.js';
+
+/** Which end of the connection we are: the side that accepted it, or the side that connected. */
+export type Side = 'server' | 'client';
+
+/** An attribute value, or the reason it could not be had. */
+export type Outcome<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+const ok = <T>(value: T): Outcome<T> => ({ ok: true, value });
+const no = (reason: string): Outcome<never> => ({ ok: false, reason });
+
+/** Options for building a Peer (internal callers: apply(), connect()). */
+export interface PeerOptions {
+  /** Which end we are; by default the side that accepted (`socket.server` set) is the server. */
+  side?: Side;
+  /** The socket file the connection came through, when the caller knows it better than the kernel. */
+  socketPath?: string;
+}
+
+const UNMAPPED_ID = 65534;
+
+/** The peer of a UNIX socket connection. */
+export class Peer {
+  readonly #socket: Socket;
+  readonly #side: Side;
+  readonly #knownPath: string | undefined;
+  #cred: PeerCred | undefined;
+  #cache = new Map<string, Outcome<unknown>>();
+
+  /** @internal Use `policy.apply()` or `peerOf()`; a Peer made by hand reads the socket it is given. */
+  constructor(socket: Socket, options: PeerOptions = {}) {
+    this.#socket = socket;
+    this.#side = options.side ?? ((socket as { server?: unknown }).server ? 'server' : 'client');
+    this.#knownPath = options.socketPath;
+    // Credentials are read at once: they are what every policy needs, and reading them
+    // now (not when a getter is first touched) ties the Peer to this connection.
+    this.#cred = peerCred(socketFd(socket));
+  }
+
+  /** Which end of the connection this process is. */
+  get side(): Side {
+    return this.#side;
+  }
+
+  /** Peer process id as of connect(); 0 when the process is not visible in our pid namespace. */
+  get pid(): number {
+    return this.#cred!.pid;
+  }
+
+  /** Peer user id (65534 when the id has no mapping in our user namespace). */
+  get uid(): number {
+    return this.#cred!.uid;
+  }
+
+  /** Peer primary group id (65534 when unmapped). */
+  get gid(): number {
+    return this.#cred!.gid;
+  }
+
+  /** Supplementary groups from the kernel (SO_PEERGROUPS); empty when unavailable. */
+  get groups(): number[] {
+    const r = this.attempt('groups');
+    return r.ok ? (r.value as number[]) : [];
+  }
+
+  /** Name of the peer's uid, through NSS; undefined when it has none. */
+  get user(): string | undefined {
+    return this.value<string>('user');
+  }
+
+  /** Name of the peer's primary gid, through NSS; undefined when it has none. */
+  get group(): string | undefined {
+    return this.value<string>('group');
+  }
+
+  /** The peer's executable, as its own mount namespace names it (/proc/PID/exe). */
+  get program(): string | undefined {
+    return this.value<string>('program');
+  }
+
+  /** Mode bits (& 0o777) of the socket file the connection came through; undefined for abstract and unnamed sockets. */
+  get perms(): number | undefined {
+    return this.value<number>('perms');
+  }
+
+  /** The peer's security label (SO_PEERSEC); undefined when no LSM provides one. */
+  get label(): string | undefined {
+    return this.value<string>('label');
+  }
+
+  /** The socket file (or `@name` for an abstract socket) the connection came through. */
+  get socketPath(): string | undefined {
+    return this.value<string>('socketPath');
+  }
+
+  /** All attributes as plain data. */
+  toJSON(): Record<string, unknown> {
+    return {
+      pid: this.pid,
+      uid: this.uid,
+      gid: this.gid,
+      groups: this.groups,
+      user: this.user,
+      group: this.group,
+      program: this.program,
+      perms: this.perms,
+      label: this.label,
+      socketPath: this.socketPath,
+    };
+  }
+
+  /** @internal An attribute or the reason it is missing; read once, then cached. */
+  attempt(name: string): Outcome<unknown> {
+    let r = this.#cache.get(name);
+    if (r === undefined) {
+      r = this.#resolve(name);
+      this.#cache.set(name, r);
+    }
+    return r;
+  }
+
+  /** @internal The value of an attribute, or undefined when it could not be read. */
+  value<T>(name: string): T | undefined {
+    const r = this.attempt(name);
+    return r.ok ? (r.value as T) : undefined;
+  }
+
+  /** @internal The /proc path of the peer process, or why there is none. */
+  procPath(): Outcome<string> {
+    const pid = this.pid;
+    if (pid <= 0) return no('peer process is not visible from our pid namespace (pid 0)');
+    return ok(`/proc/${pid}`);
+  }
+
+  /** @internal File identity of the peer's executable (dev, inode), through /proc/PID/exe. */
+  programStat(): Outcome<FileStat> {
+    return this.attempt('programStat') as Outcome<FileStat>;
+  }
+
+  /** @internal Resolvers for attributes; later rooms add theirs here. */
+  #resolve(name: string): Outcome<unknown> {
+    switch (name) {
+      case 'groups':
+        return this.#fromSocket(() => peerGroups(socketFd(this.#socket)), 'SO_PEERGROUPS is not supported by this kernel');
+      case 'label':
+        return this.#fromSocket(() => peerSecurityLabel(socketFd(this.#socket)), 'no security label: no LSM provides SO_PEERSEC here');
+      case 'user':
+        if (this.uid === UNMAPPED_ID && userName(UNMAPPED_ID) === undefined) return no('uid is unmapped in our user namespace');
+        return named(userName(this.uid), `uid ${this.uid} has no user name`);
+      case 'group':
+        return named(groupName(this.gid), `gid ${this.gid} has no group name`);
+      case 'program': {
+        const proc = this.procPath();
+        if (!proc.ok) return proc;
+        try {
+          return ok(readlinkSync(`${proc.value}/exe`));
+        } catch (e) {
+          return no(procError(e, 'executable'));
+        }
+      }
+      case 'programStat': {
+        const proc = this.procPath();
+        if (!proc.ok) return proc;
+        const s = statPath(`${proc.value}/exe`);
+        return s ? ok(s) : no('cannot read /proc/PID/exe: the peer exited or its executable is not visible to us');
+      }
+      case 'socketPath':
+        return this.#socketPath();
+      case 'perms': {
+        const path = this.attempt('socketPath');
+        if (!path.ok) return path;
+        const p = path.value as string;
+        if (p.startsWith('@')) return no('abstract sockets have no file permissions');
+        const s = statPath(p, true);
+        if (!s) return no(`cannot stat the socket file ${p}`);
+        if ((s.mode & S_IFMT) !== S_IFSOCK) return no(`${p} is no longer a socket`);
+        return ok(s.mode & 0o777);
+      }
+      default:
+        return no(`unknown attribute ${name}`);
+    }
+  }
+
+  #socketPath(): Outcome<string> {
+    if (this.#knownPath !== undefined) return ok(this.#knownPath);
+    if (this.#side === 'server') {
+      // Node keeps the path a pipe server listens on; no syscall needed.
+      const address = (this.#socket as { server?: { address(): unknown } }).server?.address?.();
+      if (typeof address === 'string' && address.length > 0) return ok(address);
+    }
+    try {
+      const fd = socketFd(this.#socket);
+      const addr = this.#side === 'server' ? localAddress(fd) : remoteAddress(fd);
+      return addr.path !== undefined ? ok(addr.path) : no('the socket is unnamed (socketpair or unbound)');
+    } catch (e) {
+      return no(`cannot read the socket address: ${(e as Error).message}`);
+    }
+  }
+
+  #fromSocket<T>(read: () => T | undefined, missing: string): Outcome<T> {
+    try {
+      const v = read();
+      return v === undefined ? no(missing) : ok(v);
+    } catch (e) {
+      return no((e as Error).message);
+    }
+  }
+}
+
+function named(name: string | undefined, missing: string): Outcome<string> {
+  return name === undefined ? no(missing) : ok(name);
+}
+
+function procError(e: unknown, what: string): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ESRCH') return `cannot read the peer's ${what}: the peer exited`;
+  if (code === 'EACCES' || code === 'EPERM') return `cannot read the peer's ${what}: permission denied in /proc`;
+  return `cannot read the peer's ${what}: ${(e as Error).message}`;
+}

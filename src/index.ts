@@ -1,0 +1,9 @@
+/**
+ * secpolicy: peer authentication for UNIX domain sockets on Linux.
+ * Everything public is re-exported here; anything else is internal.
+ */
+export { SecpolicyError, isSecpolicyError, ErrorCode, type SecpolicyErrorOptions } from './errors.js';
+export * from './policy/index.js';
+export * from './identity/index.js';
+export type { ChallengeCreate, ChallengeVerify, ChallengeSolve, SharedSecret } from './challenge/index.js';
+export { configureNameCache, clearNameCache, type NameCacheOptions } from './native/index.js';

@@ -1,0 +1,62 @@
+/**
+ * stat(2) through statx with preallocated buffers: Node's fs.statSync costs ~2-3 µs more
+ * per call than the syscall itself, and the program and perms rules stat on every
+ * connection.
+ */
+import { lstatSync, statSync } from 'node:fs';
+import { libc } from './libc.js';
+
+/** What the rules need of a file: its identity, type, mode and owner. */
+export interface FileStat {
+  /** Device as major * 2^20 + minor (the kernel's internal dev_t layout). */
+  dev: number;
+  ino: bigint;
+  /** Full st_mode: type and permission bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+const STATX_BASIC = 0x7ff;
+const statxBuf = Buffer.alloc(256);
+const pathBuf = Buffer.alloc(4097);
+
+function statxImpl() {
+  return libc().statx;
+}
+
+/** stat() a path (following symlinks unless `noFollow`); undefined when missing or unreadable. */
+export function statPath(path: string, noFollow = false): FileStat | undefined {
+  const fn = statxImpl();
+  if (fn) {
+    const len = Buffer.byteLength(path);
+    if (len >= pathBuf.length) return undefined;
+    pathBuf.write(path, 0, 'utf8');
+    pathBuf[len] = 0;
+    if (fn(AT_FDCWD, pathBuf, noFollow ? AT_SYMLINK_NOFOLLOW : 0, STATX_BASIC, statxBuf) !== 0) return undefined;
+    return {
+      dev: statxBuf.readUInt32LE(0x88) * 1048576 + statxBuf.readUInt32LE(0x8c),
+      ino: statxBuf.readBigUInt64LE(0x20),
+      mode: statxBuf.readUInt16LE(0x1c),
+      uid: statxBuf.readUInt32LE(0x14),
+      gid: statxBuf.readUInt32LE(0x18),
+    };
+  }
+  try {
+    const s = (noFollow ? lstatSync : statSync)(path, { bigint: true, throwIfNoEntry: false });
+    if (!s) return undefined;
+    const dev = Number(s.dev);
+    return { dev: Math.floor(dev / 256) * 1048576 + (dev & 0xff), ino: s.ino, mode: Number(s.mode), uid: Number(s.uid), gid: Number(s.gid) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** File type bits of st_mode. */
+export const S_IFMT = 0o170000;
+export const S_IFSOCK = 0o140000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+export const S_IFDIR = 0o040000;

@@ -1,0 +1,16 @@
+/** The native room's front door: typed functions over libc. Only this room imports koffi. */
+export { assertPlatform, Errno } from './libc.js';
+export {
+  socketFd,
+  peerCred,
+  peerGroups,
+  peerSecurityLabel,
+  peerPidfd,
+  localAddress,
+  remoteAddress,
+  closeFd,
+  type PeerCred,
+  type UnixAddress,
+} from './socket.js';
+export { statPath, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';
+export { userName, groupName, uidOf, gidOf, configureNameCache, clearNameCache, type NameCacheOptions } from './nss.js';

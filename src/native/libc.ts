@@ -1,0 +1,131 @@
+/**
+ * The one place that loads libc through koffi. Everything else in the package calls the
+ * typed wrappers in this room. Loading is lazy so that importing the package on another
+ * platform fails at the first call with ERR_SECPOLICY_UNSUPPORTED_PLATFORM, not at import.
+ */
+import { createRequire } from 'node:module';
+import { ErrorCode, SecpolicyError } from '../errors.js';
+
+// koffi is CommonJS; createRequire keeps the import synchronous and lazy.
+const require = createRequire(import.meta.url);
+
+/** The koffi module type, kept loose: only this room touches it. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Koffi = any;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type NativeFn = (...args: any[]) => any;
+
+export interface Libc {
+  koffi: Koffi;
+  getsockopt: NativeFn;
+  getsockname: NativeFn;
+  getpeername: NativeFn;
+  getpwuid_r: NativeFn;
+  getgrgid_r: NativeFn;
+  getpwnam_r: NativeFn;
+  getgrnam_r: NativeFn;
+  syscall3: NativeFn;
+  close: NativeFn;
+  /** statx(2); null where libc lacks it (older musl). */
+  statx: NativeFn | null;
+  errno: () => number;
+}
+
+let cached: Libc | undefined;
+let loadError: SecpolicyError | undefined;
+
+/** Throws ERR_SECPOLICY_UNSUPPORTED_PLATFORM unless this is Linux. */
+export function assertPlatform(): void {
+  if (process.platform !== 'linux') {
+    throw new SecpolicyError(
+      ErrorCode.UNSUPPORTED_PLATFORM,
+      `secpolicy supports Linux only; this platform is ${process.platform}`,
+    );
+  }
+}
+
+/** libc's functions, loaded on first use. */
+export function libc(): Libc {
+  if (cached) return cached;
+  if (loadError) throw loadError;
+  assertPlatform();
+  try {
+    cached = load();
+    return cached;
+  } catch (cause) {
+    loadError = new SecpolicyError(ErrorCode.UNSUPPORTED_PLATFORM, `cannot load libc through koffi: ${(cause as Error).message}`, { cause });
+    throw loadError;
+  }
+}
+
+function load(): Libc {
+  const koffi: Koffi = require('koffi');
+  // glibc names its shared object libc.so.6; musl's loader answers to libc.so.
+  let lib: Koffi;
+  try {
+    lib = koffi.load('libc.so.6');
+  } catch {
+    lib = koffi.load('libc.so');
+  }
+  const passwd = koffi.struct('secpolicy_passwd', {
+    pw_name: 'const char *',
+    pw_passwd: 'const char *',
+    pw_uid: 'uint32_t',
+    pw_gid: 'uint32_t',
+    pw_gecos: 'const char *',
+    pw_dir: 'const char *',
+    pw_shell: 'const char *',
+  });
+  const group = koffi.struct('secpolicy_group', {
+    gr_name: 'const char *',
+    gr_passwd: 'const char *',
+    gr_gid: 'uint32_t',
+    gr_mem: 'void *',
+  });
+  // Hot paths take raw pointers (Buffers): koffi's marshalled out-parameters cost more.
+  return {
+    koffi,
+    getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *length)'),
+    getsockname: lib.func('int getsockname(int fd, void *addr, void *length)'),
+    getpeername: lib.func('int getpeername(int fd, void *addr, void *length)'),
+    getpwuid_r: lib.func('getpwuid_r', 'int', ['uint32_t', koffi.out(koffi.pointer(passwd)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
+    getpwnam_r: lib.func('getpwnam_r', 'int', ['const char *', koffi.out(koffi.pointer(passwd)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
+    getgrgid_r: lib.func('getgrgid_r', 'int', ['uint32_t', koffi.out(koffi.pointer(group)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
+    getgrnam_r: lib.func('getgrnam_r', 'int', ['const char *', koffi.out(koffi.pointer(group)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
+    syscall3: lib.func('long syscall(long number, long a, long b, long c)'),
+    close: lib.func('int close(int fd)'),
+    statx: optional(() => lib.func('statx', 'int', ['int', 'void *', 'int', 'uint32_t', 'void *'])),
+    errno: () => koffi.errno() as number,
+  };
+}
+
+function optional(make: () => NativeFn): NativeFn | null {
+  try {
+    return make();
+  } catch {
+    return null;
+  }
+}
+
+/** errno values used by the package (identical on x86-64 and arm64). */
+export const Errno = Object.freeze({
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  EBADF: 9,
+  ENOMEM: 12,
+  EINVAL: 22,
+  ERANGE: 34,
+  ENOSYS: 38,
+  ENOTSOCK: 88,
+  ENOPROTOOPT: 92,
+  EOPNOTSUPP: 95,
+  ENOTCONN: 107,
+});
+
+/** An ERR_SECPOLICY_NATIVE (or the given code) error for a failed system call. */
+export function errnoError(syscall: string, errno: number, code: SecpolicyError['code'] = ErrorCode.NATIVE, detail = ''): SecpolicyError {
+  const name = Object.entries(Errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
+  return new SecpolicyError(code, `${syscall} failed: ${name}${detail ? ` (${detail})` : ''}`, { errno, syscall });
+}

@@ -1,0 +1,5 @@
+/** The policy room's front door. */
+export { Policy, DEFAULT_TIMEOUT, type Decision, type PolicyOptions, type ApplyOptions } from './policy.js';
+export { Result, resultNames, type ResultFlag } from './result.js';
+export type { Rule, RuleContext, Check, Failure } from './rule.js';
+export type { PeerCallback } from './rules.js';

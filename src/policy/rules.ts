@@ -1,0 +1,175 @@
+/** The identity rules of the C library, plus memberOf. Each returns a Rule value. */
+import { invalidArg } from '../errors.js';
+import { gidOf, statPath, type FileStat } from '../native/index.js';
+import type { Peer } from '../identity/peer.js';
+import { Result } from './result.js';
+import { PASS, fail, isThenable, type Check, type Rule, type RuleContext } from './rule.js';
+import * as v from './validate.js';
+
+const anyOf = (list: readonly unknown[]) => (list.length === 1 ? list[0] : list);
+const show = (list: readonly unknown[]) => (list.length === 1 ? String(list[0]) : `one of ${list.join(', ')}`);
+
+export function uidRule(value: number | number[]): Rule {
+  const list = v.ids('uid', value);
+  return {
+    name: 'uid',
+    flag: Result.UID,
+    expected: anyOf(list),
+    check: (peer) => (list.includes(peer.uid) ? PASS : fail(peer.uid, `peer uid ${peer.uid} is not ${show(list)}`)),
+  };
+}
+
+export function gidRule(value: number | number[]): Rule {
+  const list = v.ids('gid', value);
+  return {
+    name: 'gid',
+    flag: Result.GID,
+    expected: anyOf(list),
+    check: (peer) => (list.includes(peer.gid) ? PASS : fail(peer.gid, `peer gid ${peer.gid} is not ${show(list)}`)),
+  };
+}
+
+function nameRule(rule: 'user' | 'group', flag: number, value: string | string[]): Rule {
+  const list = v.names(rule, value);
+  return {
+    name: rule,
+    flag,
+    expected: anyOf(list),
+    check(peer) {
+      const r = peer.attempt(rule);
+      if (!r.ok) return fail(undefined, `peer ${rule} unknown: ${r.reason}`);
+      const name = r.value as string;
+      return list.includes(name) ? PASS : fail(name, `peer ${rule} ${name} is not ${show(list)}`);
+    },
+  };
+}
+
+export const userRule = (value: string | string[]) => nameRule('user', Result.USER, value);
+export const groupRule = (value: string | string[]) => nameRule('group', Result.GROUP, value);
+
+export function permsRule(value: number): Rule {
+  const mode = v.mode('perms', value);
+  const octal = (m: number) => `0${m.toString(8).padStart(3, '0')}`;
+  return {
+    name: 'perms',
+    flag: Result.PERMS,
+    expected: mode,
+    check(peer) {
+      const r = peer.attempt('perms');
+      if (!r.ok) return fail(undefined, `socket file permissions unknown: ${r.reason}`);
+      const actual = r.value as number;
+      return actual === mode ? PASS : fail(actual, `socket file mode ${octal(actual)} is not ${octal(mode)}`);
+    },
+  };
+}
+
+export function labelRule(value: string, name: 'creds' | 'label' = 'creds'): Rule {
+  if (!v.isName(value)) throw invalidArg(name, 'a non-empty security label string', value);
+  const expected = value;
+  return {
+    name,
+    flag: Result.CREDS,
+    expected,
+    check(peer) {
+      const r = peer.attempt('label');
+      if (!r.ok) return fail(undefined, r.reason);
+      return r.value === expected ? PASS : fail(r.value, `peer label ${String(r.value)} is not ${expected}`);
+    },
+  };
+}
+
+export function memberOfRule(value: string | number | Array<string | number>): Rule {
+  const list = v.oneOrMany('memberOf', value, (x): x is string | number => v.isId(x) || v.isName(x), 'a group name or gid');
+  return {
+    name: 'memberOf',
+    flag: Result.MEMBER_OF,
+    expected: anyOf(list),
+    check(peer) {
+      const groups = peer.attempt('groups');
+      const mine = groups.ok ? [peer.gid, ...(groups.value as number[])] : [peer.gid];
+      for (const g of list) {
+        const gid = typeof g === 'number' ? g : gidOf(g);
+        if (gid !== undefined && mine.includes(gid)) return PASS;
+      }
+      const why = groups.ok ? '' : ` (supplementary groups unknown: ${groups.reason})`;
+      return fail(mine, `peer is not a member of ${show(list)}${why}`);
+    },
+  };
+}
+
+/** A cache of the rule paths' file identity: the accept path should not stat them per connection. */
+const RULE_PATH_TTL = 1000;
+const rulePathCache = new Map<string, { stat: FileStat | undefined; expires: number }>();
+
+function rulePathStat(path: string): FileStat | undefined {
+  const now = Date.now();
+  const hit = rulePathCache.get(path);
+  if (hit && hit.expires > now) return hit.stat;
+  const stat = statPath(path);
+  if (rulePathCache.size > 1024) rulePathCache.clear();
+  rulePathCache.set(path, { stat, expires: now + RULE_PATH_TTL });
+  return stat;
+}
+
+/** True when the peer's executable is the same file (device and inode) as one of the paths. */
+export function programMatches(exe: FileStat, paths: readonly string[]): boolean {
+  for (const p of paths) {
+    const s = rulePathStat(p);
+    if (s && s.dev === exe.dev && s.ino === exe.ino) return true;
+  }
+  return false;
+}
+
+export function programRule(value: string | string[]): Rule {
+  const paths = v.absolutePaths('program', value);
+  return {
+    name: 'program',
+    flag: Result.PROGRAM,
+    expected: anyOf(paths),
+    check(peer, context) {
+      const exe = peer.programStat();
+      if (!exe.ok) return fail(undefined, `peer program unknown: ${exe.reason}`);
+      if (!programMatches(exe.value, paths)) {
+        const shown = peer.program ?? '(unreadable)';
+        return fail(shown, `peer program ${shown} is not the file at ${show(paths)} (compared by device and inode)`);
+      }
+      return context.strict ? strictHolders(peer, paths) : PASS;
+    },
+  };
+}
+
+/** Strict mode hook: replaced by the exec-after-connect defence of the identity room. */
+export let strictHolders: (peer: Peer, paths: readonly string[]) => Check = () =>
+  fail(undefined, 'strict mode is not available on this platform');
+
+/** @internal Installs the strict-mode holder check. */
+export function setStrictHolders(fn: typeof strictHolders): void {
+  strictHolders = fn;
+}
+
+export type PeerCallback = (peer: Peer) => boolean | Promise<boolean>;
+
+export function callbackRule(value: PeerCallback): Rule {
+  const fn = v.func<PeerCallback>('callback', value);
+  const verdict = (r: unknown): Check => (r === true ? PASS : fail(r, `callback returned ${String(r)}`));
+  const thrown = (e: unknown): Check => fail(undefined, `callback threw: ${(e as Error)?.message ?? String(e)}`);
+  return {
+    name: 'callback',
+    flag: Result.CALLBACK,
+    expected: true,
+    async: true,
+    check(peer) {
+      let r: unknown;
+      try {
+        r = fn(peer);
+      } catch (e) {
+        return thrown(e);
+      }
+      if (isThenable(r)) return Promise.resolve(r).then(verdict, thrown);
+      return verdict(r);
+    },
+  };
+}
+
+/** A placeholder context for rules checked outside a policy. */
+export const DEFAULT_CONTEXT: RuleContext = Object.freeze({ strict: false });
