@@ -3,7 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { isSecpolicyError } from '../errors.js';
+import { errorLine, usageLine } from './output.js';
 
 const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
 
@@ -14,7 +14,7 @@ export function buildProgram(): Command {
   const program = new Command('secpolicy')
     .description('Verify who is on the other end of a UNIX domain socket.')
     .version(pkg.version, '-V, --version')
-    .showHelpAfterError()
+    .configureOutput({ outputError: (message, write) => write(usageLine(message)) })
     .exitOverride();
   for (const register of commands) register(program);
   return program;
@@ -34,8 +34,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       // --help and --version exit through here with code 0.
       return e.exitCode === 0 ? Exit.OK : Exit.ERROR;
     }
-    const code = isSecpolicyError(e) ? e.code : 'ERR_SECPOLICY_NATIVE';
-    process.stderr.write(`secpolicy: ${code}: ${(e as Error).message}\n`);
+    process.stderr.write(errorLine(e));
     return Exit.ERROR;
   }
 }

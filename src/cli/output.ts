@@ -1,0 +1,211 @@
+/**
+ * Shared output of the CLI: colour that respects NO_COLOR and non-TTY streams, tables and
+ * field lists that stay readable in 80 columns, JSON, and one-line errors carrying the code.
+ * Every command prints through these so that all of them look and behave alike.
+ */
+import pc from 'picocolors';
+import { isSecpolicyError } from '../errors.js';
+
+/** The picocolors formatter set (all identity functions when colour is off). */
+export type Colors = ReturnType<typeof pc.createColors>;
+
+/** A stream we print to: process.stdout / process.stderr, or anything with `write`. */
+export interface OutStream {
+  write(chunk: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+}
+
+/** Width used when the stream is not a terminal: output must read well in 80 columns. */
+export const DEFAULT_WIDTH = 80;
+
+/**
+ * Whether to colour output on `stream`: never when NO_COLOR is set (https://no-color.org),
+ * always when FORCE_COLOR is set to anything but "0", otherwise only on a terminal that is
+ * not "dumb". picocolors' own default also turns colour on under CI, which would put
+ * escape codes into piped output, so it is decided here instead.
+ */
+export function colorEnabled(stream: OutStream, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.NO_COLOR) return false;
+  if (env.FORCE_COLOR && env.FORCE_COLOR !== '0') return true;
+  return stream.isTTY === true && env.TERM !== 'dumb';
+}
+
+/** Colour formatters for a stream (plain when {@link colorEnabled} says no). */
+export function colorsFor(stream: OutStream = process.stdout): Colors {
+  return pc.createColors(colorEnabled(stream));
+}
+
+/** Columns available on a stream: the terminal's width (at least 40), or 80 when piped. */
+export function widthOf(stream: OutStream = process.stdout): number {
+  return stream.isTTY && typeof stream.columns === 'number' && stream.columns > 0 ? Math.max(40, stream.columns) : DEFAULT_WIDTH;
+}
+
+/**
+ * Word-wraps text to `width` columns. Words longer than a line (paths, labels) are cut
+ * rather than overflowing, so no line is ever wider than `width`.
+ */
+export function wrap(text: string, width: number): string[] {
+  const w = Math.max(1, width);
+  const lines: string[] = [];
+  for (const paragraph of text.split('\n')) {
+    let line = '';
+    for (let word of paragraph.split(/ +/)) {
+      while (word.length > w) {
+        if (line) {
+          lines.push(line);
+          line = '';
+        }
+        lines.push(word.slice(0, w));
+        word = word.slice(w);
+      }
+      if (!line) line = word;
+      else if (line.length + 1 + word.length <= w) line += ` ${word}`;
+      else {
+        lines.push(line);
+        line = word;
+      }
+    }
+    lines.push(line);
+  }
+  return lines;
+}
+
+/** One column of a {@link table}. */
+export interface Column<T> {
+  /** Header text (printed dim/bold when colour is on). */
+  header: string;
+  /** The cell text of a row. */
+  value: (row: T) => string;
+  /** Colours a cell after padding, so escape codes never upset the alignment. */
+  style?: (text: string, row: T, colors: Colors) => string;
+  /** Right-align (numbers). @default false */
+  right?: boolean;
+  /** May be narrowed and wrapped when the table is too wide; by default only the last column is. */
+  flex?: boolean;
+}
+
+/** Options of {@link table} and {@link fields}. */
+export interface LayoutOptions {
+  /** Total width. @default 80 */
+  width?: number;
+  /** Colour formatters. @default plain */
+  colors?: Colors;
+}
+
+const plain = pc.createColors(false);
+const GAP = 2;
+const MIN_FLEX = 12;
+
+/**
+ * Renders rows as an aligned table no wider than `width`: the flexible columns are
+ * narrowed and their cells wrapped onto continuation lines. Returns the text with a
+ * trailing newline (empty string for no rows and no header).
+ */
+export function table<T>(columns: readonly Column<T>[], rows: readonly T[], options: LayoutOptions = {}): string {
+  const width = options.width ?? DEFAULT_WIDTH;
+  const colors = options.colors ?? plain;
+  const cells = rows.map((row) => columns.map((c) => oneLine(c.value(row))));
+  const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => r[i]!.length)));
+  const flex = columns.map((c, i) => c.flex ?? i === columns.length - 1);
+  let excess = widths.reduce((a, b) => a + b, 0) + GAP * (columns.length - 1) - width;
+  // Narrow the widest flexible column first, one column at a time, down to MIN_FLEX.
+  while (excess > 0) {
+    let widest = -1;
+    widths.forEach((w, i) => {
+      if (flex[i] && w > MIN_FLEX && (widest < 0 || w > widths[widest]!)) widest = i;
+    });
+    if (widest < 0) break;
+    const cut = Math.min(excess, widths[widest]! - MIN_FLEX);
+    widths[widest]! -= cut;
+    excess -= cut;
+  }
+  const render = (texts: string[], style: (text: string, i: number) => string): string => {
+    const wrapped = texts.map((t, i) => wrap(t, widths[i]!));
+    const height = Math.max(...wrapped.map((w) => w.length));
+    const lines: string[] = [];
+    for (let l = 0; l < height; l++) {
+      const parts = columns.map((c, i) => {
+        const t = wrapped[i]![l] ?? '';
+        const padded = c.right ? t.padStart(widths[i]!) : t.padEnd(widths[i]!);
+        return t ? style(padded, i) : padded;
+      });
+      lines.push(parts.join(' '.repeat(GAP)).trimEnd());
+    }
+    return lines.join('\n');
+  };
+  const out = [render(columns.map((c) => c.header), (t) => colors.bold(t))];
+  rows.forEach((row, r) => out.push(render(cells[r]!, (t, i) => columns[i]!.style?.(t, row, colors) ?? t)));
+  return `${out.join('\n')}\n`;
+}
+
+/** A labelled value of {@link fields}; an undefined value leaves the line out. */
+export type Field = readonly [label: string, value: string | number | undefined, style?: (text: string, colors: Colors) => string];
+
+/**
+ * Renders `label  value` lines with the values aligned, wrapping long values under their
+ * own column so that nothing is wider than `width`.
+ */
+export function fields(list: readonly Field[], options: LayoutOptions = {}): string {
+  const width = options.width ?? DEFAULT_WIDTH;
+  const colors = options.colors ?? plain;
+  const shown = list.filter(([, value]) => value !== undefined && value !== '');
+  const labelWidth = Math.max(0, ...shown.map(([label]) => label.length)) + GAP;
+  const lines: string[] = [];
+  for (const [label, value, style] of shown) {
+    const wrapped = wrap(String(value), Math.max(MIN_FLEX, width - labelWidth));
+    wrapped.forEach((text, i) => {
+      const head = i === 0 ? colors.bold(label.padEnd(labelWidth)) : ' '.repeat(labelWidth);
+      lines.push(`${head}${style ? style(text, colors) : text}`);
+    });
+  }
+  return lines.length ? `${lines.join('\n')}\n` : '';
+}
+
+/** Pretty JSON with a trailing newline, for `--json` output (stable across commands). */
+export function json(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+/** A file mode as four octal digits: `0660`. */
+export function formatMode(mode: number): string {
+  return `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
+}
+
+/** An id with its name when it has one: `1000 (alice)`. */
+export function formatId(id: number | undefined, name: string | undefined): string | undefined {
+  if (id === undefined) return undefined;
+  return name === undefined ? String(id) : `${id} (${name})`;
+}
+
+/** Colours a finding severity: red for high and critical, yellow for medium, dim otherwise. */
+export function severityStyle(severity: string, colors: Colors): (text: string) => string {
+  if (severity === 'critical' || severity === 'high') return colors.red;
+  if (severity === 'medium' || severity === 'warning') return colors.yellow;
+  return colors.dim;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ');
+}
+
+/** Code given to errors that are not SecpolicyErrors (a bug or an unexpected system error). */
+const UNEXPECTED = 'ERR_SECPOLICY_NATIVE';
+
+/**
+ * The one-line error the CLI prints: `secpolicy: ERR_SECPOLICY_X: message` (with the
+ * cause's message appended when it adds something), always on a single line.
+ */
+export function errorLine(error: unknown): string {
+  const code = isSecpolicyError(error) ? error.code : UNEXPECTED;
+  let message = error instanceof Error ? error.message : String(error);
+  const cause = (error as { cause?: unknown })?.cause;
+  if (cause instanceof Error && cause.message && !message.includes(cause.message)) message += `: ${cause.message}`;
+  return `secpolicy: ${code}: ${oneLine(message)}\n`;
+}
+
+/** The one-line form of a usage error reported by the argument parser. */
+export function usageLine(commanderMessage: string): string {
+  const message = oneLine(commanderMessage.trim()).replace(/^error:\s*/, '');
+  return `secpolicy: ERR_SECPOLICY_INVALID_ARG: ${message} (see --help)\n`;
+}
