@@ -1,0 +1,134 @@
+/**
+ * `audit()`: every listening UNIX socket of our network namespace, the processes holding
+ * it, and findings. One listing (sock_diag where it works, /proc/net/unix otherwise), one
+ * scan of /proc/PID/fd for the whole host, then cheap per-socket checks.
+ */
+import { readlinkSync } from 'node:fs';
+import { invalidArg } from '../errors.js';
+import { groupName, userName } from '../native/index.js';
+import * as v from '../policy/validate.js';
+import { FindingCode, abstractFindings, checkFile, severityRank, type DirCache, type Finding, type Severity } from './findings.js';
+import { processInfo, scanHolders, type ProcessInfo, type ScanProgress } from './holders.js';
+import { listListening } from './list.js';
+import type { ListeningSocket, SocketKind } from './proc-net-unix.js';
+
+/** A process holding a listening socket. */
+export interface HolderReport {
+  pid: number;
+  uid?: number;
+  user?: string;
+  /** Command name. */
+  comm?: string;
+  /** Executable path, as the process's mount namespace names it. */
+  program?: string;
+}
+
+/** What an audit says about one listening socket (the `--json` shape of `secpolicy audit`). */
+export interface SocketReport {
+  /** The bound path, or `@name` for an abstract socket. */
+  path: string;
+  abstract: boolean;
+  kind: SocketKind;
+  /** The socket's inode (as `ss -x` and /proc/PID/fd show it). */
+  inode: number;
+  /** Pids of the processes holding the socket, ascending; empty when none is visible. */
+  pids: number[];
+  holders: HolderReport[];
+  /** The socket file's owner and mode; absent for abstract sockets and missing files. */
+  owner?: { uid: number; user?: string; gid: number; group?: string };
+  mode?: number;
+  findings: Finding[];
+  /** The most severe finding's severity; absent when there are none. */
+  severity?: Severity;
+}
+
+/** Options of {@link audit}. */
+export interface AuditOptions {
+  /** Called while /proc is scanned: processes done out of the total. */
+  onProgress?: ScanProgress;
+  /** Where the listing comes from. `auto` tries sock_diag first. @default 'auto' */
+  source?: 'auto' | 'sock_diag' | 'proc';
+}
+
+/** Every listening UNIX stream and seqpacket socket on the host, with holders and findings. */
+export async function audit(options?: AuditOptions): Promise<SocketReport[]> {
+  const o = v.options<AuditOptions>('options', options);
+  const onProgress = o.onProgress === undefined ? undefined : v.func<ScanProgress>('options.onProgress', o.onProgress);
+  const source = o.source ?? 'auto';
+  if (source !== 'auto' && source !== 'sock_diag' && source !== 'proc') throw invalidArg('options.source', '"auto", "sock_diag" or "proc"', source);
+  const sockets = listListening(source);
+  const holders = scanHolders(new Set(sockets.map((s) => s.inode)), onProgress);
+  const ctx: Context = { dirs: new Map(), procs: new Map(), ourMnt: mountNamespace('self') };
+  const reports = sockets.map((s) => report(s, holders.get(s.inode) ?? [], ctx));
+  reports.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.inode - b.inode));
+  return reports;
+}
+
+interface Context {
+  dirs: DirCache;
+  procs: Map<number, ProcessInfo & { root: string }>;
+  ourMnt: string | undefined;
+}
+
+function report(socket: ListeningSocket, pids: number[], ctx: Context): SocketReport {
+  const holders = pids.map((pid) => holder(pid, ctx));
+  const findings: Finding[] = [];
+  const out: SocketReport = { path: socket.path, abstract: socket.abstract, kind: socket.kind, inode: socket.inode, pids, holders: holders.map(publicHolder), findings };
+  let open = false;
+  if (socket.abstract) {
+    findings.push(...abstractFindings());
+    open = true;
+  } else if (!socket.path.startsWith('/')) {
+    findings.push({ code: FindingCode.RELATIVE_PATH, severity: 'info', message: `bound by the relative path ${socket.path}: its directory is unknown, file checks skipped` });
+  } else {
+    // A holder in another mount namespace (a container) bound the path in its own view.
+    const root = holders[0]?.root ?? '';
+    const file = checkFile(socket.path, { root, cache: root ? new Map() : ctx.dirs, ...(socket.vfs && { expect: socket.vfs }) });
+    findings.push(...file.findings);
+    if (file.stat) {
+      out.owner = { uid: file.stat.uid, user: userName(file.stat.uid), gid: file.stat.gid, group: groupName(file.stat.gid) };
+      out.mode = file.stat.mode & 0o7777;
+      open = file.reachable && (file.stat.mode & 0o002) !== 0;
+    }
+  }
+  const rootHolder = holders.find((h) => h.uid === 0);
+  if (open && rootHolder) {
+    findings.push({ code: FindingCode.ROOT_WORLD_ACCESSIBLE, severity: 'high', message: `held by root (pid ${rootHolder.pid}${rootHolder.comm ? `, ${rootHolder.comm}` : ''}) and any user can connect: it must authenticate its peers` });
+  }
+  if (pids.length === 0) {
+    findings.push({ code: FindingCode.NO_HOLDER, severity: 'info', message: 'no visible process holds it (another pid namespace, or /proc is restricted)' });
+  }
+  findings.sort((a, b) => severityRank(b.severity) - severityRank(a.severity));
+  if (findings.length) out.severity = findings[0]!.severity;
+  return out;
+}
+
+function holder(pid: number, ctx: Context): ProcessInfo & { root: string } {
+  let h = ctx.procs.get(pid);
+  if (!h) {
+    const mnt = mountNamespace(String(pid));
+    h = { ...processInfo(pid), root: mnt !== undefined && ctx.ourMnt !== undefined && mnt !== ctx.ourMnt ? `/proc/${pid}/root` : '' };
+    ctx.procs.set(pid, h);
+  }
+  return h;
+}
+
+function publicHolder(h: ProcessInfo): HolderReport {
+  const out: HolderReport = { pid: h.pid };
+  if (h.uid !== undefined) {
+    out.uid = h.uid;
+    const user = userName(h.uid);
+    if (user !== undefined) out.user = user;
+  }
+  if (h.comm !== undefined) out.comm = h.comm;
+  if (h.program !== undefined) out.program = h.program;
+  return out;
+}
+
+function mountNamespace(pid: string): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/mnt`);
+  } catch {
+    return undefined;
+  }
+}
