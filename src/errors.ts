@@ -39,6 +39,8 @@ export const ErrorCode = Object.freeze({
   FILE_EXISTS: 'ERR_SECPOLICY_FILE_EXISTS',
   /** A call into the C library (libc) failed unexpectedly. */
   NATIVE: 'ERR_SECPOLICY_NATIVE',
+  /** connect() could not reach the socket (missing, refused, not permitted); the errno error is the cause. */
+  CONNECT: 'ERR_SECPOLICY_CONNECT',
 } as const);
 
 /** Any of the stable error codes. */
