@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { errorLine, usageLine } from './output.js';
+import { registerAudit } from './commands/audit.js';
 
 const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
 
@@ -21,7 +22,7 @@ export function buildProgram(): Command {
 }
 
 /** Command registrations: each command module adds itself to this list. */
-const commands: Array<(program: Command) => void> = [];
+const commands: Array<(program: Command) => void> = [registerAudit];
 
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[] = process.argv): Promise<number> {

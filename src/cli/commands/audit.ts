@@ -1,0 +1,69 @@
+/** `secpolicy audit`: every listening UNIX socket on the host, who holds it, and findings. */
+import { Option, type Command } from 'commander';
+import { audit, type SocketReport } from '../../audit/audit.js';
+import { SEVERITIES, severityRank } from '../../audit/findings.js';
+import { colorsFor, formatMode, json, severityStyle, table, widthOf, type Column } from '../output.js';
+
+/** Options of the audit command as commander parses them. */
+interface AuditFlags {
+  json?: boolean;
+  failOn?: string;
+}
+
+// Below this the scan is over before a progress line would be read.
+const PROGRESS_AFTER_MS = 300;
+
+/** Registers `secpolicy audit`. */
+export function registerAudit(program: Command): void {
+  program
+    .command('audit')
+    .description('List every listening UNIX socket on the host, the processes holding it, and findings worth attention.')
+    .option('--json', 'print the report as JSON (an array of sockets)')
+    .addOption(new Option('--fail-on <severity>', 'exit 1 when any finding is at or above this severity').choices([...SEVERITIES]))
+    .action(async (flags: AuditFlags) => {
+      const reports = await audit({ onProgress: progress(process.stderr) });
+      process.stdout.write(flags.json ? json(reports) : render(reports));
+      if (flags.failOn !== undefined) {
+        const bar = severityRank(flags.failOn);
+        if (reports.some((r) => r.findings.some((f) => severityRank(f.severity) >= bar))) process.exitCode = 1;
+      }
+    });
+}
+
+/** A progress reporter that writes one rewritten line to a terminal, only for long scans. */
+function progress(stream: NodeJS.WriteStream): ((done: number, total: number) => void) | undefined {
+  if (!stream.isTTY) return undefined;
+  const start = Date.now();
+  let shown = false;
+  return (done, total) => {
+    if (done >= total) {
+      if (shown) stream.write('\r\x1b[K');
+      return;
+    }
+    if (Date.now() - start < PROGRESS_AFTER_MS) return;
+    shown = true;
+    stream.write(`\r\x1b[Kscanning /proc: ${done}/${total} processes`);
+  };
+}
+
+function holderText(r: SocketReport): string {
+  const h = r.holders[0];
+  if (!h) return '-';
+  const who = `${h.pid} ${h.comm ?? '?'}`;
+  return r.holders.length > 1 ? `${who} +${r.holders.length - 1}` : who;
+}
+
+/** The human report: a table that fits the terminal (80 columns when piped), then a summary. */
+function render(reports: SocketReport[]): string {
+  const colors = colorsFor(process.stdout);
+  const columns: Column<SocketReport>[] = [
+    { header: 'SEVERITY', value: (r) => r.severity ?? '-', style: (t, r, c) => (r.severity ? severityStyle(r.severity, c)(t) : t) },
+    { header: 'PATH', value: (r) => r.path, flex: true },
+    { header: 'MODE', value: (r) => (r.mode === undefined ? '-' : formatMode(r.mode)) },
+    { header: 'HOLDER', value: holderText, flex: true },
+    { header: 'FINDINGS', value: (r) => r.findings.map((f) => f.code).join(' ') || '-', flex: true },
+  ];
+  const counts = SEVERITIES.map((s) => [s, reports.filter((r) => r.severity === s).length] as const).filter(([, n]) => n > 0);
+  const summary = `${reports.length} listening socket${reports.length === 1 ? '' : 's'}` + (counts.length ? `; worst finding per socket: ${counts.reverse().map(([s, n]) => `${n} ${s}`).join(', ')}` : '; no findings');
+  return `${table(columns, reports, { width: widthOf(process.stdout), colors })}\n${summary}\n`;
+}
