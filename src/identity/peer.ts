@@ -208,7 +208,8 @@ export class Peer {
     if (this.#side === 'server') {
       // Node keeps the path a pipe server listens on; no syscall needed.
       const address = (this.#socket as { server?: { address(): unknown } }).server?.address?.();
-      if (typeof address === 'string' && address.length > 0) return ok(address);
+      // Node reports an abstract name with its leading NUL; we show it as `@name`.
+      if (typeof address === 'string' && address.length > 0) return ok(address[0] === '\0' ? `@${address.slice(1)}` : address);
     }
     try {
       const fd = socketFd(this.#socket);

@@ -1,0 +1,70 @@
+/**
+ * The perms rule reads the mode of the socket file the connection came through, at apply
+ * time; abstract and unnamed sockets have no file, so the rule never passes for them.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { Policy, Result } from '../../src/index.js';
+import { connection } from '../helpers/connection.js';
+
+test('perms passes for the exact mode of the socket file after each chmod, and fails for any other', async (t) => {
+  const c = await connection();
+  t.after(() => c.close());
+  for (const mode of [0o777, 0o770, 0o660, 0o600, 0o000]) {
+    chmodSync(c.path, mode);
+    const pass = await new Policy().perms(mode).apply(c.socket);
+    assert.equal(pass.allowed, true, `mode 0${mode.toString(8)}: ${JSON.stringify(pass.failures)}`);
+    assert.equal(pass.peer.perms, mode);
+    const other = mode === 0o600 ? 0o660 : 0o600;
+    const fail = await new Policy().perms(other).apply(c.socket);
+    assert.equal(fail.result, Result.PERMS);
+    assert.equal(fail.failures[0]!.actual, mode);
+    assert.equal(fail.failures[0]!.expected, other);
+  }
+});
+
+test('an extra group bit on the socket file fails perms(0o600)', async (t) => {
+  const c = await connection();
+  t.after(() => c.close());
+  chmodSync(c.path, 0o620);
+  const d = await new Policy().perms(0o600).apply(c.socket);
+  assert.equal(d.result, Result.PERMS);
+  assert.equal(d.failures[0]!.actual, 0o620);
+  assert.match(d.failures[0]!.message, /socket file mode 0620 is not 0600/);
+});
+
+test('a socket file replaced by another file fails perms with a reason', async (t) => {
+  const c = await connection();
+  t.after(() => c.close());
+  rmSync(c.path);
+  const gone = await new Policy().perms(0o777).apply(c.socket);
+  assert.equal(gone.result, Result.PERMS);
+  assert.match(gone.failures[0]!.message, /cannot stat the socket file/);
+  writeFileSync(c.path, '', { mode: 0o777 });
+  chmodSync(c.path, 0o777);
+  const swapped = await new Policy().perms(0o777).apply(c.socket);
+  assert.equal(swapped.result, Result.PERMS);
+  assert.match(swapped.failures[0]!.message, /no longer a socket/);
+});
+
+test('perms never passes for an abstract socket', async (t) => {
+  const c = await connection({ abstract: true });
+  t.after(() => c.close());
+  for (const mode of [0o777, 0o666, 0o600, 0]) {
+    const d = await new Policy().perms(mode).apply(c.socket);
+    assert.equal(d.result, Result.PERMS);
+    assert.equal(d.failures[0]!.actual, undefined);
+    assert.match(d.failures[0]!.message, /abstract sockets have no file permissions/);
+  }
+  assert.equal((await new Policy().apply(c.socket)).peer.socketPath, `@${c.path.slice(1)}`);
+});
+
+test('perms never passes for an unnamed socket (the client end of a connection, seen from the server)', async (t) => {
+  const c = await connection();
+  t.after(() => c.close());
+  // Treating our accepted socket as the client side makes the rule read the peer's address: unnamed.
+  const d = await new Policy().perms(0o777).apply(c.socket, { side: 'client' });
+  assert.equal(d.result, Result.PERMS);
+  assert.match(d.failures[0]!.message, /unnamed/);
+});
