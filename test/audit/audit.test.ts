@@ -1,0 +1,152 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, chownSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { audit, type SocketReport } from '../../src/index.js';
+import { closeServer, listenOn, needCommand, needRoot, tempDir } from '../helpers/index.js';
+import { holdSockets } from './holder.js';
+import { ssListening } from './ss.js';
+
+const DAEMON = { uid: 1, gid: 1 };
+
+function byPath(reports: SocketReport[], path: string): SocketReport {
+  const r = reports.find((x) => x.path === path);
+  assert.ok(r, `audit lists ${path}`);
+  return r;
+}
+
+function codes(r: SocketReport): string[] {
+  return r.findings.map((f) => f.code).sort();
+}
+
+test('audit lists the same listening sockets as ss -xlp, with the same holders', { skip: needRoot() || needCommand('ss', 'setpriv') }, async (t) => {
+  const tmp = tempDir('secpolicy-audit-ss-');
+  t.after(() => tmp.cleanup());
+  const daemonDir = tmp.path('daemon');
+  mkdirSync(daemonDir, { mode: 0o755 });
+  chownSync(daemonDir, DAEMON.uid, DAEMON.gid);
+  const abstract = `@secpolicy-audit-${randomBytes(6).toString('hex')}`;
+  const server = await listenOn(tmp.path('node.sock'), () => {});
+  t.after(() => closeServer(server));
+  const asRoot = await holdSockets([{ address: abstract }, { address: tmp.path('with space.sock') }]);
+  t.after(asRoot.stop);
+  const asDaemon = await holdSockets([{ address: `${daemonDir}/seq.sock`, kind: 'seqpacket' }, { address: `${daemonDir}/str.sock` }], DAEMON);
+  t.after(asDaemon.stop);
+
+  const before = ssListening();
+  const reports = await audit();
+  const after = ssListening();
+
+  // Sockets that came or went between the two ss runs belong to other processes of the
+  // host; every socket present in both runs must be in the audit, exactly as ss shows it.
+  const audited = new Map(reports.map((r) => [r.inode, r]));
+  for (const [inode, entry] of before) {
+    const later = after.get(inode);
+    if (!later) continue;
+    const r = audited.get(inode);
+    assert.ok(r, `audit lists ${entry.path} (inode ${inode})`);
+    assert.equal(r.path, entry.path);
+    assert.equal(r.kind, entry.netid === 'u_seq' ? 'seqpacket' : 'stream');
+    if (entry.pids.join() === later.pids.join()) assert.deepEqual(r.pids, entry.pids, `holders of ${entry.path}`);
+  }
+  for (const r of reports) {
+    assert.ok(before.has(r.inode) || after.has(r.inode), `${r.path} (inode ${r.inode}) is listed by ss too`);
+  }
+
+  const mine = byPath(reports, tmp.path('node.sock'));
+  assert.deepEqual(mine.pids, [process.pid]);
+  assert.equal(mine.holders[0]?.program, process.execPath);
+  const abs = byPath(reports, abstract);
+  assert.equal(abs.abstract, true);
+  assert.deepEqual(abs.pids, [asRoot.pid]);
+  assert.equal(byPath(reports, tmp.path('with space.sock')).kind, 'stream');
+  const seq = byPath(reports, `${daemonDir}/seq.sock`);
+  assert.equal(seq.kind, 'seqpacket');
+  assert.deepEqual(seq.pids, [asDaemon.pid]);
+  assert.equal(seq.holders[0]?.uid, DAEMON.uid);
+  assert.equal(seq.holders[0]?.user, 'daemon');
+  assert.equal(seq.owner?.uid, DAEMON.uid);
+  assert.deepEqual(byPath(reports, `${daemonDir}/str.sock`).pids, [asDaemon.pid]);
+});
+
+test('audit findings on sockets with bad modes and directories', { skip: needRoot() || needCommand('setpriv') }, async (t) => {
+  const tmp = tempDir('secpolicy-audit-find-');
+  t.after(() => tmp.cleanup());
+  const dir = (name: string, mode: number, uid = 0): string => {
+    const d = tmp.path(name);
+    mkdirSync(d);
+    chmodSync(d, mode); // not through mkdir's mode: the umask would cut it
+    if (uid) chownSync(d, uid, uid);
+    return d;
+  };
+  const ok = dir('ok', 0o755);
+  const open = dir('open', 0o777);
+  const sticky = dir('sticky', 0o1777);
+  const foreign = dir('foreign', 0o755, DAEMON.uid);
+  const closed = dir('closed', 0o700);
+  const abstractRoot = `@secpolicy-audit-${randomBytes(6).toString('hex')}`;
+  const abstractDaemon = `@secpolicy-audit-${randomBytes(6).toString('hex')}`;
+  const held = await holdSockets([
+    { address: `${ok}/private.sock`, mode: 0o600 },
+    { address: `${ok}/world.sock`, mode: 0o666 },
+    { address: `${ok}/group.sock`, mode: 0o660 },
+    { address: `${ok}/gone.sock`, mode: 0o600 },
+    { address: `${ok}/replaced.sock`, mode: 0o600 },
+    { address: `${open}/s.sock`, mode: 0o600 },
+    { address: `${sticky}/s.sock`, mode: 0o600 },
+    { address: `${foreign}/s.sock`, mode: 0o600 },
+    { address: `${closed}/world.sock`, mode: 0o666 },
+    { address: abstractRoot },
+  ]);
+  t.after(held.stop);
+  const daemon = await holdSockets([{ address: abstractDaemon }], DAEMON);
+  t.after(daemon.stop);
+  unlinkSync(`${ok}/gone.sock`);
+  unlinkSync(`${ok}/replaced.sock`);
+  writeFileSync(`${ok}/replaced.sock`, 'not a socket');
+
+  const reports = await audit();
+  const find = (path: string) => byPath(reports, path);
+
+  assert.deepEqual(find(`${ok}/private.sock`).findings, []);
+  assert.equal(find(`${ok}/private.sock`).mode, 0o600);
+  assert.deepEqual(codes(find(`${ok}/world.sock`)), ['ROOT_WORLD_ACCESSIBLE', 'WORLD_WRITABLE']);
+  assert.equal(find(`${ok}/world.sock`).severity, 'high');
+  assert.deepEqual(codes(find(`${ok}/group.sock`)), ['GROUP_WRITABLE']);
+  assert.deepEqual(codes(find(`${ok}/gone.sock`)), ['PATH_MISSING']);
+  assert.deepEqual(codes(find(`${ok}/replaced.sock`)), ['PATH_REPLACED']);
+
+  const openDir = find(`${open}/s.sock`);
+  assert.deepEqual(codes(openDir), ['INSECURE_DIRECTORY']);
+  assert.equal(openDir.findings[0]!.severity, 'high');
+  assert.match(openDir.findings[0]!.message, /writable by every user/);
+  assert.deepEqual(find(`${sticky}/s.sock`).findings, [], 'a sticky world-writable directory is fine');
+  const foreignDir = find(`${foreign}/s.sock`);
+  assert.deepEqual(codes(foreignDir), ['INSECURE_DIRECTORY']);
+  assert.match(foreignDir.findings[0]!.message, /belongs to uid 1/);
+  const closedWorld = find(`${closed}/world.sock`);
+  assert.deepEqual(codes(closedWorld), ['WORLD_WRITABLE'], 'a closed directory keeps a 0666 socket from everyone');
+  assert.equal(closedWorld.findings[0]!.severity, 'low');
+
+  assert.deepEqual(codes(find(abstractRoot)), ['ABSTRACT_NAMESPACE', 'ROOT_WORLD_ACCESSIBLE']);
+  assert.equal(find(abstractRoot).mode, undefined);
+  assert.deepEqual(codes(find(abstractDaemon)), ['ABSTRACT_NAMESPACE']);
+  for (const r of reports) {
+    for (let i = 1; i < r.findings.length; i++) assert.ok(rank(r.findings[i - 1]!.severity) >= rank(r.findings[i]!.severity), 'findings are sorted, most severe first');
+  }
+});
+
+const rank = (s: string) => ['info', 'low', 'medium', 'high', 'critical'].indexOf(s);
+
+test('audit validates its options', async () => {
+  await assert.rejects(audit({ source: 'nope' as 'proc' }), { code: 'ERR_SECPOLICY_INVALID_ARG', message: /options\.source/ });
+  await assert.rejects(audit({ onProgress: 5 as never }), { code: 'ERR_SECPOLICY_INVALID_ARG', message: /options\.onProgress/ });
+});
+
+test('audit reports scan progress up to the total', async () => {
+  const seen: Array<[number, number]> = [];
+  await audit({ onProgress: (done, total) => seen.push([done, total]) });
+  assert.ok(seen.length > 0);
+  const [done, total] = seen[seen.length - 1]!;
+  assert.equal(done, total);
+});
