@@ -8,3 +8,4 @@ export * from './identity/index.js';
 export type { ChallengeCreate, ChallengeVerify, ChallengeSolve, SharedSecret } from './challenge/index.js';
 export { configureNameCache, clearNameCache, type NameCacheOptions } from './native/index.js';
 export { audit, SEVERITIES, FindingCode, type AuditOptions, type SocketReport, type HolderReport, type Finding, type Severity } from './audit/index.js';
+export { inspect, type PeerReport, type InspectOptions } from './audit/inspect.js';

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { errorLine, usageLine } from './output.js';
 import { registerAudit } from './commands/audit.js';
+import { registerInspect } from './commands/inspect.js';
 
 const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
 
@@ -22,7 +23,7 @@ export function buildProgram(): Command {
 }
 
 /** Command registrations: each command module adds itself to this list. */
-const commands: Array<(program: Command) => void> = [registerAudit];
+const commands: Array<(program: Command) => void> = [registerAudit, registerInspect];
 
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[] = process.argv): Promise<number> {

@@ -200,7 +200,10 @@ export function errorLine(error: unknown): string {
   const code = isSecpolicyError(error) ? error.code : UNEXPECTED;
   let message = error instanceof Error ? error.message : String(error);
   const cause = (error as { cause?: unknown })?.cause;
-  if (cause instanceof Error && cause.message && !message.includes(cause.message)) message += `: ${cause.message}`;
+  // The cause adds the errno text when the message did not already name it.
+  const causeCode = (cause as { code?: unknown })?.code;
+  const named = typeof causeCode === 'string' && message.includes(causeCode);
+  if (cause instanceof Error && cause.message && !named && !message.includes(cause.message)) message += `: ${cause.message}`;
   return `secpolicy: ${code}: ${oneLine(message)}\n`;
 }
 

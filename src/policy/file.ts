@@ -1,0 +1,180 @@
+/**
+ * Policy files: YAML or JSON (JSON is read as YAML 1.2, of which it is a subset) turned
+ * into the same Policy and Rule objects the builder makes. Every error is
+ * ERR_SECPOLICY_POLICY_FILE and names the field path and its line:
+ * `anyOf[1].memberOf (line 4): must be ...`.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
+import { Policy } from './policy.js';
+import { isMapping, rulesOf, ruleOf, show, type FieldPath, type Walk } from './schema.js';
+import * as v from './validate.js';
+
+/** Options of {@link parsePolicy}. */
+export interface ParsePolicyOptions {
+  /**
+   * Where the text came from: prefixed to error messages, and the directory a relative
+   * `sharedSecret.keyFile` is resolved against. @default none (relative key files resolve against the working directory)
+   */
+  source?: string;
+}
+
+/** The largest policy file read; a policy is a few lines, anything bigger is a mistake. */
+const MAX_FILE_BYTES = 1024 * 1024;
+
+/** A file document's version; `version: 1` is the only one so far. */
+const VERSIONS: readonly unknown[] = [1];
+
+/**
+ * Parses a policy document (YAML or JSON text, or an already-parsed object) into a Policy.
+ * Throws ERR_SECPOLICY_POLICY_FILE naming the field and line of the first problem.
+ */
+export function parsePolicy(input: string | object, options?: ParsePolicyOptions): Policy {
+  const o = v.options<ParsePolicyOptions>('options', options);
+  if (o.source !== undefined && !v.isName(o.source)) throw invalidArg('options.source', 'a non-empty string', o.source);
+  if (typeof input === 'string') {
+    const text = new TextSource(input, o.source);
+    return build(text.value(), text, o.source);
+  }
+  if (typeof input !== 'object' || input === null) throw invalidArg('input', 'policy text or a policy object', input);
+  return build(input, new ObjectSource(o.source), o.source);
+}
+
+/**
+ * Reads and parses a policy file. An unreadable file fails with ERR_SECPOLICY_POLICY_FILE
+ * carrying the file system error as `cause`.
+ */
+export async function loadPolicy(file: string): Promise<Policy> {
+  if (!v.isName(file)) throw invalidArg('file', 'a non-empty path', file);
+  let text: string;
+  try {
+    const bytes = await readFile(file);
+    if (bytes.length > MAX_FILE_BYTES) throw new Error(`the file is larger than ${MAX_FILE_BYTES} bytes`);
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch (e) {
+    throw new SecpolicyError(ErrorCode.POLICY_FILE, `${file}: cannot read the policy file: ${(e as Error).message}`, { cause: e, path: file });
+  }
+  return parsePolicy(text, { source: file });
+}
+
+/** Turns the plain document into a Policy. */
+function build(doc: unknown, walk: Walk, source: string | undefined): Policy {
+  if (doc === null || doc === undefined) walk.fail([], 'the policy is empty: write at least one rule (an empty policy would allow every peer)');
+  if (Array.isArray(doc)) return new Policy().rule(ruleOf(doc, [], walk), 'anyOf');
+  if (!isMapping(doc)) walk.fail([], `must be a rule object (a mapping such as { uid: 0 }). Received ${show(doc)}`);
+  if ('version' in doc && !VERSIONS.includes(doc.version)) walk.fail(['version'], `must be 1 (the only policy file version). Received ${show(doc.version)}`);
+  if ('strict' in doc && typeof doc.strict !== 'boolean') walk.fail(['strict'], `must be true or false. Received ${show(doc.strict)}`);
+  const rules = rulesOf(doc, [], walk, true);
+  const policy = new Policy({ strict: doc.strict === true });
+  for (const [slot, rule] of rules) policy.rule(rule, slot);
+  if ('sharedSecret' in doc) policy.sharedSecret({ keyFile: keyFileOf(doc.sharedSecret, walk, source) });
+  return policy;
+}
+
+/**
+ * `sharedSecret` in a file names a key file, never the secret itself: policy files are
+ * checked into repositories and left world-readable, key files get 0600 and their own checks.
+ */
+function keyFileOf(value: unknown, walk: Walk, source: string | undefined): string {
+  const at = ['sharedSecret'];
+  if (!isMapping(value)) {
+    walk.fail(at, `must be { keyFile: <path> }; inline secrets are refused in policy files (they end up in repositories and readable files). Received ${secretShape(value)}`);
+  }
+  for (const key of Object.keys(value)) {
+    if (key !== 'keyFile') {
+      const why = /secret|key|hex|base64/i.test(key) ? 'inline secrets are refused in policy files: put the key in a file and give its path as keyFile' : `unknown key "${key}": only keyFile is allowed`;
+      walk.fail([...at, key], why, true);
+    }
+  }
+  const keyFile = value.keyFile;
+  if (!v.isName(keyFile)) walk.fail([...at, 'keyFile'], `must be the path of a key file. Received ${show(keyFile)}`);
+  if (isAbsolute(keyFile)) return keyFile;
+  return source === undefined ? resolve(keyFile) : resolve(dirname(source), keyFile);
+}
+
+/** What a misplaced secret looks like, without a byte of its content. */
+function secretShape(value: unknown): string {
+  return Array.isArray(value) ? 'a list' : value === null ? 'null' : `a ${typeof value}`;
+}
+
+/** `anyOf[1].memberOf` */
+export function formatPath(path: FieldPath): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
+}
+
+function fileError(source: string | undefined, path: FieldPath, line: number | undefined, message: string): SecpolicyError {
+  const where = [source && `${source}:`, path.length ? formatPath(path) : 'document', line !== undefined && `(line ${line})`].filter(Boolean).join(' ');
+  return new SecpolicyError(ErrorCode.POLICY_FILE, `${where}: ${message}`, { field: formatPath(path), ...(line !== undefined && { line }) });
+}
+
+/** A document given as an object: paths but no lines. */
+class ObjectSource implements Walk {
+  constructor(readonly name: string | undefined) {}
+  fail(path: FieldPath, message: string): never {
+    throw fileError(this.name, path, undefined, message);
+  }
+  source(): undefined {
+    return undefined;
+  }
+}
+
+/** A document parsed from text, which keeps each node's position for messages. */
+class TextSource implements Walk {
+  readonly #doc: Document.Parsed;
+  readonly #lines = new LineCounter();
+  readonly #name: string | undefined;
+
+  constructor(text: string, name: string | undefined) {
+    this.#name = name;
+    this.#doc = parseDocument(text, { lineCounter: this.#lines, prettyErrors: true, uniqueKeys: true });
+    const error = this.#doc.errors[0];
+    if (error) {
+      const line = error.linePos?.[0].line;
+      const what = error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      const where = [name && `${name}:`, line !== undefined ? `line ${line}` : 'document'].filter(Boolean).join(' ');
+      throw new SecpolicyError(ErrorCode.POLICY_FILE, `${where}: not valid YAML or JSON: ${what}`, { cause: error, ...(line !== undefined && { line }) });
+    }
+  }
+
+  /** The document as plain data; aliases are expanded (bounded against alias bombs). */
+  value(): unknown {
+    try {
+      return this.#doc.toJS({ maxAliasCount: 100 });
+    } catch (e) {
+      throw new SecpolicyError(ErrorCode.POLICY_FILE, `${this.#name ? `${this.#name}: ` : ''}cannot read the document: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  fail(path: FieldPath, message: string, key = false): never {
+    const node = this.#node(path, key) ?? this.#node(path.slice(0, -1), false);
+    const line = node?.range ? this.#lines.linePos(node.range[0]).line : undefined;
+    throw fileError(this.#name, path, line, message);
+  }
+
+  source(path: FieldPath): string | undefined {
+    const node = this.#node(path, false);
+    return isScalar(node) && typeof node.source === 'string' ? node.source : undefined;
+  }
+
+  /** The node at a path (the key node of the last step when `key`). */
+  #node(path: FieldPath, key: boolean): Node | undefined {
+    let node: unknown = this.#doc.contents;
+    for (let i = 0; i < path.length; i++) {
+      if (isAlias(node)) node = node.resolve(this.#doc);
+      const step = path[i];
+      if (isMap(node)) {
+        const pair = node.items.find((p) => (isScalar(p.key) ? String(p.key.value) : p.key) === step);
+        if (!pair) return undefined;
+        node = key && i === path.length - 1 ? pair.key : pair.value;
+      } else if (isSeq(node) && typeof step === 'number') {
+        node = node.items[step];
+      } else {
+        return undefined;
+      }
+    }
+    if (isAlias(node)) node = node.resolve(this.#doc);
+    return (node ?? undefined) as Node | undefined;
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * The policy-file schema: which keys a rule object may hold and how each becomes a Rule.
+ * Values are checked by the same rule constructors (and so the same validators) as the
+ * builder, so a file accepts exactly what the builder accepts and yields the same Rule
+ * objects; this module only adds what files need on top: the path of each field, octal
+ * strings for perms, and refusing what a file cannot express.
+ */
+import { describe, isSecpolicyError } from '../errors.js';
+import { allOf, anyOfSync, not } from './combinators.js';
+import type { Rule } from './rule.js';
+import { gidRule, groupRule, labelRule, memberOfRule, permsRule, programRule, uidRule, userRule } from './rules.js';
+
+/** A field path inside the document: keys and list indexes. */
+export type FieldPath = ReadonlyArray<string | number>;
+
+/** A parsed value with its path, and a way to fail that points at it. */
+export interface Walk {
+  /** Throws ERR_SECPOLICY_POLICY_FILE naming the path (and line, when known). `key` points at the key, not the value. */
+  fail(path: FieldPath, message: string, key?: boolean): never;
+  /** The source text of a scalar at `path` (`"0660"` for the YAML number 0660), when known. */
+  source(path: FieldPath): string | undefined;
+}
+
+/** Builds one rule from a key's value; `path` is where the value sits, for messages. */
+type RuleMaker = (value: unknown, path: FieldPath, walk: Walk) => Rule;
+
+/**
+ * Rule keys of a rule object. Adding a builder rule to files is one line here; the key is
+ * also the rule's slot in the Policy (a later key of the same slot would replace it, so
+ * such pairs are refused in one object).
+ */
+export const RULE_KEYS: Readonly<Record<string, RuleMaker>> = Object.freeze(
+  Object.assign(Object.create(null) as Record<string, RuleMaker>, {
+    uid: (value: unknown) => uidRule(value as number),
+    gid: (value: unknown) => gidRule(value as number),
+    user: (value: unknown) => userRule(value as string),
+    group: (value: unknown) => groupRule(value as string),
+    memberOf: (value: unknown) => memberOfRule(value as string),
+    program: (value: unknown) => programRule(value as string),
+    perms: (value: unknown, path: FieldPath, walk: Walk) => permsRule(fileMode(value, path, walk)),
+    creds: (value: unknown) => labelRule(value as string, 'creds'),
+    label: (value: unknown) => labelRule(value as string, 'label'),
+  } satisfies Record<string, RuleMaker>),
+);
+
+/** Keys that name the same Policy slot: at most one of each group per object. */
+const SAME_SLOT: Readonly<Record<string, string>> = { label: 'creds' };
+
+/** The Policy slot a rule key fills. */
+export function slotOf(key: string): string {
+  return SAME_SLOT[key] ?? key;
+}
+
+/** Keys of the builder that a file cannot hold, with the reason given to the user. */
+const NOT_IN_FILES: Readonly<Record<string, string>> = {
+  callback: 'a callback is code and cannot be written in a policy file: add it with Policy.callback() after loading',
+  challengeSend: 'custom challenges are code: use sharedSecret: { keyFile } in a file, or Policy.challengeSend() in code',
+  challengeReceive: 'custom challenges are code: use sharedSecret: { keyFile } in a file, or Policy.challengeReceive() in code',
+};
+
+/** Keys allowed only at the top of the document. */
+export const TOP_KEYS = Object.freeze(['version', 'strict', 'sharedSecret']);
+
+const COMBINATORS = Object.freeze(['allOf', 'anyOf', 'not']);
+
+/** Every key a file may hold, for "did you mean" hints. */
+const ALL_KEYS = [...Object.keys(RULE_KEYS), ...COMBINATORS, ...TOP_KEYS];
+
+/** `perms` as a number (decimal, or YAML written like `0660` which is read as octal, as chmod would) or an octal string. */
+function fileMode(value: unknown, path: FieldPath, walk: Walk): number {
+  if (typeof value === 'number') {
+    // YAML 1.2 reads 0660 as decimal 660; whoever wrote it meant chmod's octal.
+    const src = walk.source(path);
+    if (src !== undefined && /^0[0-7]+$/.test(src)) return Number.parseInt(src, 8);
+    return value;
+  }
+  if (typeof value === 'string' && /^(0o?)?[0-7]{1,4}$/i.test(value)) return Number.parseInt(value.replace(/^0o/i, ''), 8);
+  return walk.fail(path, `must be a mode as a number or an octal string such as "0660". Received ${show(value)}`);
+}
+
+/** True for a mapping (not a list, not null). */
+export function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * One rule object (or a list of them, meaning any of) as a single Rule: several keys in
+ * one object must all hold.
+ */
+export function ruleOf(value: unknown, path: FieldPath, walk: Walk): Rule {
+  if (Array.isArray(value)) return anyOfList(value, path, walk);
+  const rules = [...rulesOf(value, path, walk, false).values()];
+  return rules.length === 1 ? rules[0]! : allOf(rules);
+}
+
+/**
+ * The rules of a rule object, keyed by Policy slot, in document order. `top` admits the
+ * top-level keys (which the caller handles).
+ */
+export function rulesOf(value: unknown, path: FieldPath, walk: Walk, top: boolean): Map<string, Rule> {
+  if (!isMapping(value)) {
+    walk.fail(path, `must be a rule object (a mapping such as { uid: 0 }). Received ${show(value)}`);
+  }
+  const rules = new Map<string, Rule>();
+  for (const [key, field] of Object.entries(value)) {
+    const at = [...path, key];
+    if (TOP_KEYS.includes(key)) {
+      if (!top) walk.fail(at, `"${key}" is allowed only at the top of the document`, true);
+      continue;
+    }
+    const slot = slotOf(key);
+    if (rules.has(slot)) walk.fail(at, `"${key}" repeats a rule already given in this object (creds and label are the same rule)`, true);
+    rules.set(slot, keyRule(key, field, at, walk));
+  }
+  if (rules.size === 0 && !(top && Object.hasOwn(value, 'sharedSecret'))) {
+    walk.fail(path, 'must hold at least one rule: an empty policy would allow every peer');
+  }
+  return rules;
+}
+
+function keyRule(key: string, value: unknown, at: FieldPath, walk: Walk): Rule {
+  if (key === 'allOf' || key === 'anyOf') {
+    if (!Array.isArray(value)) walk.fail(at, `must be a list of rule objects. Received ${show(value)}`);
+    if (key === 'anyOf') return anyOfList(value, at, walk);
+    if (value.length === 0) walk.fail(at, 'must be a non-empty list of rule objects');
+    return allOf(value.map((item, i) => ruleOf(item, [...at, i], walk)));
+  }
+  if (key === 'not') return not(ruleOf(value, at, walk));
+  const make = RULE_KEYS[key];
+  if (!make) {
+    const why = NOT_IN_FILES[key];
+    walk.fail(at, why ?? `unknown key "${key}"${hint(key)}`, true);
+  }
+  try {
+    return make(value, at, walk);
+  } catch (e) {
+    const argument = (e as { argument?: unknown }).argument;
+    if (!isSecpolicyError(e) || typeof argument !== 'string') throw e;
+    // The validators name the argument (`uid[1]`): point at that element of the list.
+    const index = /\[(\d+)\]$/.exec(argument);
+    walk.fail(index ? [...at, Number(index[1])] : at, e.message.replace(/^The ".*?" argument /, ''));
+  }
+}
+
+function anyOfList(list: unknown[], at: FieldPath, walk: Walk): Rule {
+  if (list.length === 0) walk.fail(at, 'must be a non-empty list of rule objects');
+  return anyOfSync(list.map((item, i) => ruleOf(item, [...at, i], walk)));
+}
+
+function hint(key: string): string {
+  const near = ALL_KEYS.find((k) => k.toLowerCase() === key.toLowerCase().replace(/[-_]/g, ''));
+  return near ? ` (did you mean "${near}"?)` : ` (rule keys: ${Object.keys(RULE_KEYS).join(', ')}, ${COMBINATORS.join(', ')})`;
+}
+
+/** A short rendering of a file value for messages. */
+export function show(value: unknown): string {
+  return isMapping(value) ? 'a mapping' : describe(value);
+}
