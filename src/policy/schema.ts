@@ -48,7 +48,7 @@ const SAME_SLOT: Readonly<Record<string, string>> = { label: 'creds' };
 
 /** The Policy slot a rule key fills. */
 export function slotOf(key: string): string {
-  return SAME_SLOT[key] ?? key;
+  return Object.hasOwn(SAME_SLOT, key) ? SAME_SLOT[key]! : key;
 }
 
 /** Keys of the builder that a file cannot hold, with the reason given to the user. */
@@ -128,7 +128,7 @@ function keyRule(key: string, value: unknown, at: FieldPath, walk: Walk): Rule {
   if (key === 'not') return not(ruleOf(value, at, walk));
   const make = RULE_KEYS[key];
   if (!make) {
-    const why = NOT_IN_FILES[key];
+    const why = Object.hasOwn(NOT_IN_FILES, key) ? NOT_IN_FILES[key] : undefined;
     walk.fail(at, why ?? `unknown key "${key}"${hint(key)}`, true);
   }
   try {
