@@ -9,3 +9,5 @@ export type { ChallengeCreate, ChallengeVerify, ChallengeSolve, SharedSecret } f
 export { configureNameCache, clearNameCache, type NameCacheOptions } from './native/index.js';
 export { audit, SEVERITIES, FindingCode, type AuditOptions, type SocketReport, type HolderReport, type Finding, type Severity } from './audit/index.js';
 export { inspect, type PeerReport, type InspectOptions } from './audit/inspect.js';
+export * from './net/index.js';
+export { createProxy, closeProxy, type ProxyOptions, type CloseProxyOptions } from './proxy/index.js';

@@ -1,0 +1,36 @@
+/** createServer(): a net.Server whose connections are verified before anyone sees them. */
+import net from 'node:net';
+import { invalidArg } from '../errors.js';
+import type { Peer } from '../identity/peer.js';
+import { Policy } from '../policy/policy.js';
+import * as v from '../policy/validate.js';
+import { peerOf } from './registry.js';
+import { installVerifier, verifierConfig, type VerifyOptions } from './verify.js';
+
+/** Options of {@link createServer}: a policy, verification bounds, and net.Server's own options. */
+export interface ServerOptions extends VerifyOptions, net.ServerOpts {
+  /** The policy every peer must pass before the application sees its connection. */
+  policy: Policy;
+}
+
+/** The listener of {@link createServer}: an allowed connection and its verified peer. */
+export type ConnectionListener = (socket: net.Socket, peer: Peer) => void;
+
+/**
+ * A net.Server that verifies each peer against `options.policy`. The listener and the
+ * server's `'connection'` event see only allowed peers; a denied socket is destroyed first
+ * and the server emits `'denied'` with `(decision | error, socket)`. Policies with a
+ * challenge or a callback are awaited, bounded by `handshakeTimeout`; the others are
+ * decided synchronously on accept.
+ */
+export function createServer(options: ServerOptions, listener?: ConnectionListener): net.Server {
+  const o = v.options<ServerOptions>('options', options);
+  if (!(o.policy instanceof Policy)) throw invalidArg('options.policy', 'a Policy', o.policy);
+  if (listener !== undefined) v.func('listener', listener);
+  const config = verifierConfig(o.policy, o, 'server', 'options');
+  const { policy: _policy, handshakeTimeout: _timeout, maxConnectionsPerUid: _max, ...netOptions } = o;
+  const server = net.createServer(netOptions);
+  installVerifier(server, config);
+  if (listener) server.on('connection', (socket: net.Socket) => listener(socket, peerOf(socket)!));
+  return server;
+}

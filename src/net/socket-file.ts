@@ -1,0 +1,99 @@
+/**
+ * Checks on the place a socket file goes: the directories above it and whatever is
+ * already at the path. Nothing here follows a symlink at the path or removes anything
+ * but a socket that nobody listens on.
+ */
+import { lstatSync, realpathSync, unlinkSync, type Stats } from 'node:fs';
+import net from 'node:net';
+import { dirname } from 'node:path';
+import { ErrorCode, SecpolicyError } from '../errors.js';
+
+const S_ISVTX = 0o1000;
+/** How long a probe of an existing socket may take before we call it live. */
+const PROBE_TIMEOUT = 1000;
+
+function unsafe(path: string, why: string, cause?: unknown): SecpolicyError {
+  return new SecpolicyError(ErrorCode.UNSAFE_PATH, `${path}: ${why}`, cause === undefined ? { path } : { path, cause });
+}
+
+/**
+ * Refuses a directory (and each one above it) in which someone else could replace the
+ * socket file: writable by others without the sticky bit, or owned by a user that is
+ * neither root nor us.
+ */
+export function checkDirectories(path: string): void {
+  let dir: string;
+  try {
+    dir = realpathSync(dirname(path));
+  } catch (cause) {
+    throw unsafe(path, `its directory cannot be used (${(cause as NodeJS.ErrnoException).code})`, cause);
+  }
+  const me = process.geteuid?.() ?? 0;
+  for (;;) {
+    const s = lstatSync(dir);
+    if (s.mode & 0o002 && !(s.mode & S_ISVTX)) {
+      throw unsafe(path, `directory ${dir} is writable by every user without the sticky bit (mode 0${(s.mode & 0o7777).toString(8)}); pass allowInsecureDirectory to use it anyway`);
+    }
+    if (s.uid !== 0 && s.uid !== me) {
+      throw unsafe(path, `directory ${dir} belongs to uid ${s.uid}, who could replace the socket file; pass allowInsecureDirectory to use it anyway`);
+    }
+    if (dir === '/') return;
+    dir = dirname(dir);
+  }
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw unsafe(path, `cannot inspect the path (${(cause as NodeJS.ErrnoException).code})`, cause);
+  }
+}
+
+/** Whether something accepts connections on a socket file: 'live', 'stale', or an errno code. */
+function probe(path: string): Promise<'live' | 'stale' | string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ path });
+    const done = (answer: string): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answer);
+    };
+    // A listener whose backlog is full does not answer at once: it is alive all the same.
+    const timer = setTimeout(() => done('live'), PROBE_TIMEOUT);
+    socket.once('connect', () => done('live'));
+    socket.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' ? 'stale' : e.code === 'EAGAIN' ? 'live' : (e.code ?? 'error')));
+  });
+}
+
+/**
+ * Clears the way for a new socket file at `path`: nothing there is fine; a stale socket
+ * (connecting is refused) is removed; a live socket is ERR_SECPOLICY_ADDRESS_IN_USE;
+ * a symlink or anything that is not a socket is ERR_SECPOLICY_UNSAFE_PATH and untouched.
+ */
+export async function clearStaleSocket(path: string): Promise<void> {
+  const before = lstatOrUndefined(path);
+  if (before === undefined) return;
+  if (before.isSymbolicLink()) throw unsafe(path, 'is a symbolic link; it is neither followed nor removed');
+  if (!before.isSocket()) throw unsafe(path, 'exists and is not a socket; it is not removed');
+  const state = await probe(path);
+  if (state === 'live') throw new SecpolicyError(ErrorCode.ADDRESS_IN_USE, `${path}: a server is listening on this socket`, { path });
+  if (state !== 'stale') throw unsafe(path, `cannot tell whether a server listens on this socket (${state}); it is not removed`);
+  // The probe took a turn of the event loop: remove only the very socket that was probed.
+  const now = lstatOrUndefined(path);
+  if (now === undefined) return;
+  if (!now.isSocket() || now.ino !== before.ino || now.dev !== before.dev) throw unsafe(path, 'was replaced while it was being checked; it is not removed');
+  try {
+    unlinkSync(path);
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw unsafe(path, `cannot remove the stale socket (${(cause as NodeJS.ErrnoException).code})`, cause);
+  }
+}
+
+/** After bind: the path must be a socket with exactly the mode asked for. */
+export function checkCreated(path: string, mode: number): void {
+  const s = lstatOrUndefined(path);
+  if (s === undefined || !s.isSocket()) throw unsafe(path, 'the socket file is missing or was replaced right after bind');
+  if ((s.mode & 0o7777) !== mode) throw unsafe(path, `the socket file has mode 0${(s.mode & 0o7777).toString(8)} instead of 0${mode.toString(8)}`);
+}

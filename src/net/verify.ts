@@ -1,0 +1,139 @@
+/**
+ * The verifier shared by createServer() and guard(): it takes over the server's
+ * `'connection'` event, so that every listener (the application's, and http's own
+ * parser setup) runs only for a socket whose peer passed the policy. A denied socket is
+ * destroyed before anyone else sees it.
+ */
+import type { Server, Socket } from 'node:net';
+import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
+import { Peer } from '../identity/peer.js';
+import type { Decision, Policy } from '../policy/policy.js';
+import * as v from '../policy/validate.js';
+import { publishDenied, type DeniedMessage } from './channels.js';
+import { UidLimiter } from './limits.js';
+import { rememberPeer } from './registry.js';
+
+/** Default bound on verifying one connection, in ms. */
+export const DEFAULT_HANDSHAKE_TIMEOUT = 5000;
+
+/** Options shared by createServer() and guard(). */
+export interface VerifyOptions {
+  /**
+   * Bound on verifying one connection (identity rules, callbacks and any challenge), in
+   * ms. A peer that has not passed by then is cut off and reported as denied.
+   * @default 5000
+   */
+  handshakeTimeout?: number;
+  /**
+   * Connections one uid may hold at once (those still being verified included). A peer
+   * over the limit is denied with `Result.LIMIT`. No limit by default.
+   */
+  maxConnectionsPerUid?: number;
+}
+
+/** @internal What a verifier needs, after validation. */
+export interface VerifierConfig {
+  policy: Policy;
+  handshakeTimeout: number;
+  limiter: UidLimiter | undefined;
+  source: DeniedMessage['source'];
+}
+
+const GUARDED = Symbol.for('secpolicy.guarded');
+
+/** @internal Validates the options shared by createServer() and guard(). */
+export function verifierConfig(policy: Policy, options: Partial<VerifyOptions>, source: VerifierConfig['source'], where: string): VerifierConfig {
+  const handshakeTimeout = v.timeout(`${where}.handshakeTimeout`, options.handshakeTimeout, DEFAULT_HANDSHAKE_TIMEOUT);
+  const max = options.maxConnectionsPerUid;
+  if (max !== undefined && (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 1)) {
+    throw invalidArg(`${where}.maxConnectionsPerUid`, 'a positive integer', max);
+  }
+  return { policy, handshakeTimeout, limiter: max === undefined ? undefined : new UidLimiter(max), source };
+}
+
+/** @internal True when the policy can be decided without waiting (no challenge, no callback). */
+export function isSyncPolicy(policy: Policy): boolean {
+  return !policy.hasChallenge && !policy.rules.some((rule) => rule.async === true);
+}
+
+/** @internal Installs the verifier on a server; a server can be guarded once. */
+export function installVerifier(server: Server, config: VerifierConfig): void {
+  if ((server as unknown as Record<symbol, unknown>)[GUARDED]) {
+    throw invalidArg('server', 'a server that is not already guarded', server);
+  }
+  Object.defineProperty(server, GUARDED, { value: true });
+  const emit = server.emit as (this: Server, event: string | symbol, ...args: unknown[]) => boolean;
+  const { policy, limiter, source } = config;
+
+  const allow = (socket: Socket, peer: Peer): void => {
+    rememberPeer(socket, peer);
+    emit.call(server, 'connection', socket);
+  };
+  const deny = (socket: Socket, reason: Decision | SecpolicyError): void => {
+    socket.destroy();
+    publishDenied({ source, reason, socket });
+    emit.call(server, 'denied', reason, socket);
+  };
+
+  const verify = (socket: Socket): void => {
+    try {
+      if (limiter) {
+        const over = limiter.admit(socket, new Peer(socket, { side: 'server' }));
+        if (over) return deny(socket, over);
+      }
+      if (isSyncPolicy(policy)) {
+        // Fast path: decided before this emit returns, so no byte is read meanwhile.
+        const decision = policy.applySync(socket, { side: 'server' });
+        return decision.allowed ? allow(socket, decision.peer) : deny(socket, decision);
+      }
+    } catch (error) {
+      return deny(socket, asError(error));
+    }
+    verifyAsync(socket, config, allow, deny);
+  };
+
+  server.emit = function guardedEmit(this: Server, event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== 'connection') return emit.call(this, event, ...args);
+    verify(args[0] as Socket);
+    return true;
+  } as typeof server.emit;
+}
+
+/** Callbacks and challenges: awaited, bounded by the handshake timeout. */
+function verifyAsync(
+  socket: Socket,
+  config: VerifierConfig,
+  allow: (socket: Socket, peer: Peer) => void,
+  deny: (socket: Socket, reason: Decision | SecpolicyError) => void,
+): void {
+  const controller = new AbortController();
+  let settled = false;
+  // A peer that resets mid-handshake must not crash the server with an unhandled 'error'.
+  const swallow = (): void => {};
+  const settle = (outcome: Decision | SecpolicyError): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    socket.off('error', swallow);
+    socket.off('close', onClose);
+    if (!('allowed' in outcome) || !outcome.allowed) return deny(socket, outcome);
+    if (socket.destroyed) return deny(socket, new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, 'the peer closed the connection during verification'));
+    allow(socket, outcome.peer);
+  };
+  const onClose = (): void => settle(new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, 'the peer closed the connection during verification'));
+  const timer = setTimeout(() => {
+    controller.abort();
+    settle(new SecpolicyError(ErrorCode.TIMEOUT, `the peer was not verified within the handshake timeout (${config.handshakeTimeout} ms)`));
+  }, config.handshakeTimeout);
+  socket.on('error', swallow);
+  socket.once('close', onClose);
+  config.policy
+    .apply(socket, { side: 'server', timeout: config.handshakeTimeout, signal: controller.signal })
+    .then(settle, (error: unknown) => settle(asError(error)));
+}
+
+/** @internal Any failure of a verification as a SecpolicyError (fail closed, never crash). */
+export function asError(error: unknown): SecpolicyError {
+  if (isSecpolicyError(error)) return error;
+  return new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, `verification failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+}

@@ -1,0 +1,37 @@
+/** Fixtures of the net tests: servers on fresh socket files, torn down after each test. */
+import { once } from 'node:events';
+import { chmodSync } from 'node:fs';
+import type net from 'node:net';
+import type { TestContext } from 'node:test';
+import { closeServer, tempDir, type RunAs } from '../helpers/index.js';
+
+export const DAEMON: RunAs = { uid: 1, gid: 1 };
+export const NOBODY: RunAs = { uid: 65534, gid: 65534 };
+
+/** Listens on a fresh socket file any user may connect to; closed and removed after the test. */
+export async function serve(t: TestContext, server: net.Server): Promise<string> {
+  const tmp = tempDir('secpolicy-net-');
+  const path = tmp.path('s.sock');
+  // A connection nobody reads never sees its EOF: destroy what is left so that close() returns.
+  const open = new Set<net.Socket>();
+  server.on('connection', (socket: net.Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+  });
+  t.after(async () => {
+    for (const socket of open) socket.destroy();
+    await closeServer(server);
+    tmp.cleanup();
+  });
+  server.listen(path);
+  await once(server, 'listening');
+  chmodSync(path, 0o777);
+  return path;
+}
+
+/** Collects the events a server emits, for assertions after the fact. */
+export function record<T extends unknown[]>(emitter: NodeJS.EventEmitter, event: string): T[] {
+  const seen: T[] = [];
+  emitter.on(event, (...args: unknown[]) => seen.push(args as T));
+  return seen;
+}

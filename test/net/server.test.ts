@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { once } from 'node:events';
+import type net from 'node:net';
+import { test } from 'node:test';
+import { createServer, ErrorCode, Policy, Result, isSecpolicyError, peerOf, type Decision, type DeniedMessage, type Peer } from '../../src/index.js';
+import { needRoot, nodeClient } from '../helpers/index.js';
+import { DAEMON, record, serve } from './fixtures.js';
+
+type Denied = [Decision | Error, net.Socket];
+
+test('createServer: the listener and "connection" see allowed peers only; a denied socket is destroyed and reported', { skip: needRoot() }, async (t) => {
+  const seen: Peer[] = [];
+  const server = createServer({ policy: new Policy().uid(0) }, (socket, peer) => {
+    seen.push(peer);
+    socket.end(`hello uid ${peer.uid}`);
+  });
+  const connections = record<[net.Socket]>(server, 'connection');
+  const denied = record<Denied>(server, 'denied');
+  const path = await serve(t, server);
+
+  const root = await nodeClient(path, { send: 'x' }).output();
+  assert.equal(root.stdout, 'hello uid 0');
+
+  const other = await nodeClient(path, { as: DAEMON, send: 'x', holdMs: 300 }).output();
+  assert.equal(other.stdout, '', 'a denied peer receives no byte');
+  assert.equal(seen.length, 1);
+  assert.equal(connections.length, 1);
+  assert.equal(peerOf(connections[0]![0]), seen[0]);
+  assert.equal(denied.length, 1);
+  const [decision, socket] = denied[0]! as [Decision, net.Socket];
+  assert.equal(decision.allowed, false);
+  assert.equal(decision.result, Result.UID);
+  assert.equal(decision.peer.uid, 1);
+  assert.equal(socket.destroyed, true);
+  assert.equal(peerOf(socket), undefined);
+});
+
+test('createServer: an async callback is awaited before the application sees the peer', { skip: needRoot() }, async (t) => {
+  const server = createServer({ policy: new Policy().callback(async (peer) => peer.uid === 1) }, (socket, peer) => socket.end(`user ${peer.user}`));
+  const denied = record<Denied>(server, 'denied');
+  const path = await serve(t, server);
+  assert.equal((await nodeClient(path, { as: DAEMON }).output()).stdout, 'user daemon');
+  assert.equal((await nodeClient(path, { holdMs: 300 }).output()).stdout, '');
+  assert.equal(denied.length, 1);
+  assert.equal((denied[0]![0] as Decision).result, Result.CALLBACK);
+});
+
+test('createServer: a verification that never finishes is cut at the handshake timeout', async (t) => {
+  let calls = 0;
+  const server = createServer({ policy: new Policy().callback(() => (calls++, new Promise<boolean>(() => {}))), handshakeTimeout: 150 }, () => assert.fail('the listener must not run'));
+  const path = await serve(t, server);
+  const deniedEvent = once(server, 'denied') as Promise<Denied>;
+  const client = nodeClient(path, { holdMs: 20_000 });
+  t.after(() => client.kill());
+  const [error, socket] = await deniedEvent;
+  assert.ok(isSecpolicyError(error));
+  assert.equal(error.code, ErrorCode.TIMEOUT);
+  assert.equal(socket.destroyed, true);
+  assert.equal(calls, 1);
+  // The client sees its connection closed long before it would have hung up itself.
+  const out = await client.output();
+  assert.equal(out.stdout, '');
+});
+
+test('createServer: maxConnectionsPerUid denies with Result.LIMIT and frees the slot on close', { skip: needRoot() }, async (t) => {
+  const sockets: net.Socket[] = [];
+  const server = createServer({ policy: new Policy().uid([0, 1]), maxConnectionsPerUid: 2 }, (socket) => {
+    sockets.push(socket);
+    socket.resume();
+    socket.write('in');
+  });
+  const denied = record<Denied>(server, 'denied');
+  const path = await serve(t, server);
+  const holders = [nodeClient(path, { as: DAEMON, holdMs: 20_000 }), nodeClient(path, { as: DAEMON, holdMs: 20_000 })];
+  t.after(() => holders.forEach((h) => h.kill()));
+  while (sockets.length < 2) await once(server, 'connection');
+
+  const third = await nodeClient(path, { as: DAEMON, holdMs: 300 }).output();
+  assert.equal(third.stdout, '');
+  assert.equal(denied.length, 1);
+  const decision = denied[0]![0] as Decision;
+  assert.equal(decision.result, Result.LIMIT);
+  assert.equal(decision.peer.uid, 1);
+  assert.deepEqual(
+    decision.failures.map((f) => [f.rule, f.expected, f.actual]),
+    [['maxConnectionsPerUid', 2, 2]],
+  );
+  assert.match(decision.failures[0]!.message, /uid 1 already holds 2 connections/);
+
+  // Another uid has its own count.
+  assert.equal((await nodeClient(path, { holdMs: 100 }).output()).stdout, 'in');
+  // A closed connection gives its slot back.
+  holders[0]!.kill();
+  await once(sockets[0]!, 'close');
+  assert.equal((await nodeClient(path, { as: DAEMON, holdMs: 100 }).output()).stdout, 'in');
+  assert.equal(denied.length, 1);
+});
+
+test('createServer: denials are published on secpolicy:denied, decisions on secpolicy:decision', { skip: needRoot() }, async (t) => {
+  const deniedMessages: DeniedMessage[] = [];
+  const decisions: Decision[] = [];
+  const onDenied = (m: unknown) => deniedMessages.push(m as DeniedMessage);
+  const onDecision = (m: unknown) => decisions.push(m as Decision);
+  subscribe('secpolicy:denied', onDenied);
+  subscribe('secpolicy:decision', onDecision);
+  t.after(() => {
+    unsubscribe('secpolicy:denied', onDenied);
+    unsubscribe('secpolicy:decision', onDecision);
+  });
+  const server = createServer({ policy: new Policy().user('root') }, (socket) => socket.end('ok'));
+  const path = await serve(t, server);
+  await nodeClient(path).output();
+  await nodeClient(path, { as: DAEMON, holdMs: 200 }).output();
+  const mine = deniedMessages.filter((m) => m.source === 'server' && 'allowed' in m.reason && m.reason.peer.socketPath === path);
+  assert.equal(mine.length, 1);
+  assert.equal((mine[0]!.reason as Decision).result, Result.USER);
+  assert.equal(mine[0]!.socket.destroyed, true);
+  const here = decisions.filter((d) => d.peer.socketPath === path);
+  assert.deepEqual(here.map((d) => d.allowed), [true, false]);
+});
+
+test('createServer: options are validated up front, naming the field', () => {
+  const policy = new Policy().uid(0);
+  const code = (fn: () => unknown, field: RegExp) =>
+    assert.throws(fn, (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && field.test(e.message));
+  code(() => createServer({} as never), /options\.policy/);
+  code(() => createServer({ policy: { uid: 0 } } as never), /options\.policy/);
+  code(() => createServer({ policy, handshakeTimeout: -1 }), /options\.handshakeTimeout/);
+  code(() => createServer({ policy, maxConnectionsPerUid: 0 }), /options\.maxConnectionsPerUid/);
+  code(() => createServer({ policy, maxConnectionsPerUid: 1.5 }), /options\.maxConnectionsPerUid/);
+  code(() => createServer({ policy }, 'listener' as never), /listener/);
+  code(() => createServer(null as never), /options/);
+});
+
+test('createServer: net.Server options pass through (pauseOnConnect)', { skip: needRoot() }, async (t) => {
+  const server = createServer({ policy: new Policy().uid(0), pauseOnConnect: true }, (socket) => {
+    assert.equal(socket.isPaused(), true);
+    socket.end('paused');
+  });
+  const path = await serve(t, server);
+  assert.equal((await nodeClient(path).output()).stdout, 'paused');
+});
