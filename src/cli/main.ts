@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { errorLine, usageLine } from './output.js';
 import { registerAudit } from './commands/audit.js';
+import { registerCheck } from './commands/check.js';
 import { registerInspect } from './commands/inspect.js';
 
 const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
@@ -23,7 +24,7 @@ export function buildProgram(): Command {
 }
 
 /** Command registrations: each command module adds itself to this list. */
-const commands: Array<(program: Command) => void> = [registerAudit, registerInspect];
+const commands: Array<(program: Command) => void> = [registerAudit, registerInspect, registerCheck];
 
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[] = process.argv): Promise<number> {

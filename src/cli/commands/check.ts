@@ -1,0 +1,76 @@
+/** `secpolicy check --policy <file> <path>`: verify a server against a policy file. */
+import type { Command } from 'commander';
+import { isSecpolicyError, ErrorCode } from '../../errors.js';
+import { peerOf } from '../../net/registry.js';
+import { connect } from '../../net/connect.js';
+import { loadPolicy } from '../../policy/file.js';
+import type { Decision } from '../../policy/policy.js';
+import { resultNames } from '../../policy/result.js';
+import { milliseconds, socketAddress } from '../args.js';
+import { colorsFor, fields, formatId, json, table, widthOf, wrap, type Colors } from '../output.js';
+
+/** Options of the check command as commander parses them. */
+interface CheckFlags {
+  policy: string;
+  json?: boolean;
+  timeout?: number;
+}
+
+/** Registers `secpolicy check`. */
+export function registerCheck(program: Command): void {
+  program
+    .command('check')
+    .description('Connect to a socket and verify the server listening there against a policy file. Exit 0 allowed, 1 denied, 2 error.')
+    .argument('<socket-path>', 'the socket file, or @name for an abstract socket')
+    .requiredOption('--policy <file>', 'the policy file (YAML or JSON) the server must pass')
+    .option('--json', 'print the decision as JSON')
+    .option('--timeout <ms>', 'bound on connecting and verifying, in milliseconds', milliseconds, 5000)
+    .action(async (path: string, flags: CheckFlags) => {
+      const policy = await loadPolicy(flags.policy);
+      const decision = await verify(path, policy, flags.timeout);
+      const view = summary(path, decision);
+      process.stdout.write(flags.json ? json(view) : render(view, colorsFor(process.stdout), widthOf(process.stdout)));
+      if (!decision.allowed) process.exitCode = 1;
+    });
+}
+
+/** The Decision, allowed or not; anything that prevents a verdict stays an error (exit 2). */
+async function verify(path: string, policy: Awaited<ReturnType<typeof loadPolicy>>, timeout: number | undefined): Promise<Decision> {
+  try {
+    const socket = await connect({ path: socketAddress(path), policy, ...(timeout !== undefined && { timeout }) });
+    const peer = peerOf(socket)!;
+    const decision: Decision = { result: 0, allowed: true, peer, failures: [] };
+    // Read what the report shows while the connection still pins the server.
+    peer.toJSON();
+    socket.destroy();
+    return decision;
+  } catch (e) {
+    if (isSecpolicyError(e) && e.code === ErrorCode.DENIED && e.decision) return e.decision as Decision;
+    throw e;
+  }
+}
+
+/** The `--json` shape of `secpolicy check`. */
+export interface CheckReport {
+  path: string;
+  allowed: boolean;
+  result: number;
+  /** Names of the failed flags, e.g. `["UID", "PROGRAM"]`. */
+  flags: string[];
+  failures: Decision['failures'];
+  server: Record<string, unknown>;
+}
+
+function summary(path: string, d: Decision): CheckReport {
+  return { path, allowed: d.allowed, result: d.result, flags: resultNames(d.result), failures: d.failures, server: d.peer.toJSON() };
+}
+
+function render(r: CheckReport, colors: Colors, width: number): string {
+  const s = r.server;
+  const who = [`pid ${s.pid}`, `uid ${formatId(s.uid as number, s.user as string | undefined)}`, s.program && `program ${s.program}`].filter(Boolean).join(', ');
+  const verdict = r.allowed ? colors.green('allowed') : colors.red('denied');
+  const head = `${wrap(`${r.allowed ? 'allowed' : 'denied'}: ${r.path}`, width).join('\n').replace(/^\w+/, verdict)}\n`;
+  const details = fields([['server', who], ['failed', r.allowed ? undefined : r.flags.join(', ')]], { width, colors });
+  if (r.allowed) return head + details;
+  return `${head}${details}\n${table([{ header: 'RULE', value: (f) => f.rule }, { header: 'WHY', value: (f) => f.message }], r.failures, { width, colors })}`;
+}
