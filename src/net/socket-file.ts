@@ -62,7 +62,14 @@ function probe(path: string): Promise<'live' | 'stale' | string> {
     };
     // A listener whose backlog is full does not answer at once: it is alive all the same.
     const timer = setTimeout(() => done('live'), PROBE_TIMEOUT);
-    socket.once('connect', () => done('live'));
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      resolve('live');
+      // Hang up politely (read what it says, then end) so that the live server sees an
+      // ordinary close rather than a reset; cut it off if it keeps the line open.
+      socket.on('error', () => {}).resume().end();
+      setTimeout(() => socket.destroy(), PROBE_TIMEOUT).unref();
+    });
     socket.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' ? 'stale' : e.code === 'EAGAIN' ? 'live' : (e.code ?? 'error')));
   });
 }

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import net from 'node:net';
+import { test, type TestContext } from 'node:test';
+import { ErrorCode, isSecpolicyError, listen } from '../../src/index.js';
+import { closeServer, needCommand, needRoot, nodeClient, run, tempDir } from '../helpers/index.js';
+import { DAEMON } from './fixtures.js';
+
+/** A fresh directory and a server that is closed after the test. */
+function setup(t: TestContext) {
+  const tmp = tempDir('secpolicy-listen-');
+  const servers: net.Server[] = [];
+  t.after(async () => {
+    for (const s of servers) if (s.listening) await closeServer(s);
+    tmp.cleanup();
+  });
+  const server = () => {
+    const s = net.createServer((socket) => socket.on('error', () => {}).end('hi'));
+    servers.push(s);
+    return s;
+  };
+  return { ...tmp, server };
+}
+
+const rejectsWith = (promise: Promise<unknown>, code: string, message?: RegExp) =>
+  assert.rejects(promise, (e: unknown) => {
+    assert.ok(isSecpolicyError(e), `not a SecpolicyError: ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    if (message) assert.match(e.message, message);
+    return true;
+  });
+
+const modeOf = (path: string) => lstatSync(path).mode & 0o7777;
+
+test('listen: the socket file is born with the exact mode, whatever the umask, and the umask is restored', async (t) => {
+  const { path, server } = setup(t);
+  const file = path('s.sock');
+  const s = server();
+  // Look at the file the moment bind() returns, before listen() could run any chmod.
+  let atBind: number | undefined;
+  const realListen = s.listen;
+  s.listen = function (this: net.Server, ...args: unknown[]) {
+    const r = (realListen as (...a: unknown[]) => net.Server).apply(this, args);
+    atBind = modeOf(file);
+    return r;
+  } as typeof s.listen;
+  const umask = process.umask(0);
+  try {
+    await listen(s, file, { mode: 0o660 });
+    assert.equal(process.umask(), 0, 'the caller\'s umask is back');
+  } finally {
+    process.umask(umask);
+  }
+  assert.equal(atBind, 0o660);
+  assert.equal(modeOf(file), 0o660);
+  assert.ok(lstatSync(file).isSocket());
+  assert.equal(s.address(), file);
+});
+
+test('listen: the default mode is 0600; the file goes away when the server closes', async (t) => {
+  const { path, server } = setup(t);
+  const s = server();
+  await listen(s, path('s.sock'));
+  assert.equal(modeOf(path('s.sock')), 0o600);
+  await closeServer(s);
+  assert.equal(existsSync(path('s.sock')), false);
+});
+
+test('listen: owner and group by name and by id; the mode decides who may connect', { skip: needRoot() }, async (t) => {
+  const { path, server } = setup(t);
+  await listen(server(), path('named.sock'), { owner: 'daemon', group: 'adm', mode: 0o660 });
+  const named = lstatSync(path('named.sock'));
+  assert.deepEqual([named.uid, named.gid, named.mode & 0o777], [1, 4, 0o660]);
+  await listen(server(), path('ids.sock'), { owner: 2, group: 24, mode: 0o600 });
+  const ids = lstatSync(path('ids.sock'));
+  assert.deepEqual([ids.uid, ids.gid], [2, 24]);
+
+  // daemon owns named.sock (0660): it connects. ids.sock belongs to bin (0600): daemon is refused by the kernel.
+  assert.equal((await nodeClient(path('named.sock'), { as: DAEMON }).output()).stdout, 'hi');
+  const refused = await nodeClient(path('ids.sock'), { as: DAEMON }).output();
+  assert.equal(refused.stdout, '');
+  assert.equal(refused.stderr, 'EACCES');
+});
+
+test('listen: a symlink at the path is neither followed nor removed', async (t) => {
+  const { path, server } = setup(t);
+  symlinkSync(path('target.sock'), path('s.sock'));
+  await rejectsWith(listen(server(), path('s.sock')), ErrorCode.UNSAFE_PATH, /symbolic link/);
+  assert.equal(readlinkSync(path('s.sock')), path('target.sock'));
+  assert.equal(existsSync(path('target.sock')), false, 'nothing was created through the link');
+});
+
+test('listen: a regular file or a directory at the path is refused and left alone', async (t) => {
+  const { path, server } = setup(t);
+  writeFileSync(path('file.sock'), 'precious');
+  await rejectsWith(listen(server(), path('file.sock')), ErrorCode.UNSAFE_PATH, /not a socket/);
+  assert.equal(readFileSync(path('file.sock'), 'utf8'), 'precious');
+  mkdirSync(path('dir.sock'));
+  await rejectsWith(listen(server(), path('dir.sock')), ErrorCode.UNSAFE_PATH, /not a socket/);
+  assert.ok(lstatSync(path('dir.sock')).isDirectory());
+});
+
+test('listen: a stale socket (nobody listening) is replaced', { skip: needCommand('/usr/bin/python3') }, async (t) => {
+  const { path, server } = setup(t);
+  const file = path('s.sock');
+  const py = await run('/usr/bin/python3', ['-c', 'import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])', file]).output();
+  assert.equal(py.code, 0, py.stderr);
+  assert.equal((await nodeClient(file).output()).stderr, 'ECONNREFUSED');
+  await listen(server(), file, { mode: 0o600 });
+  assert.equal(modeOf(file), 0o600);
+  assert.equal((await nodeClient(file).output()).stdout, 'hi');
+});
+
+test('listen: a live socket is ERR_SECPOLICY_ADDRESS_IN_USE and keeps serving', async (t) => {
+  const { path, server } = setup(t);
+  const file = path('s.sock');
+  await listen(server(), file);
+  const inode = lstatSync(file).ino;
+  await rejectsWith(listen(server(), file), ErrorCode.ADDRESS_IN_USE);
+  assert.equal(lstatSync(file).ino, inode);
+  assert.equal((await nodeClient(file).output()).stdout, 'hi');
+});
+
+test('listen: a directory writable by everyone without the sticky bit is refused unless allowed', async (t) => {
+  const { path, server } = setup(t);
+  mkdirSync(path('open'));
+  chmodSync(path('open'), 0o777);
+  await rejectsWith(listen(server(), path('open/s.sock')), ErrorCode.UNSAFE_PATH, /writable by every user without the sticky bit/);
+  assert.equal(existsSync(path('open/s.sock')), false);
+  await listen(server(), path('open/s.sock'), { allowInsecureDirectory: true });
+  assert.ok(lstatSync(path('open/s.sock')).isSocket());
+  // With the sticky bit others cannot remove or rename our file: accepted.
+  mkdirSync(path('sticky'));
+  chmodSync(path('sticky'), 0o1777);
+  await listen(server(), path('sticky/s.sock'));
+  // A directory above the parent counts too.
+  mkdirSync(path('open/deeper'));
+  await rejectsWith(listen(server(), path('open/deeper/s.sock')), ErrorCode.UNSAFE_PATH, /open is writable/);
+});
+
+test('listen: a directory owned by another non-root user is refused', { skip: needRoot() }, async (t) => {
+  const { path, server } = setup(t);
+  mkdirSync(path('theirs'), { mode: 0o755 });
+  chownSync(path('theirs'), DAEMON.uid, DAEMON.gid);
+  await rejectsWith(listen(server(), path('theirs/s.sock')), ErrorCode.UNSAFE_PATH, /belongs to uid 1/);
+  mkdirSync(path('theirs/ours'), { mode: 0o755 });
+  await rejectsWith(listen(server(), path('theirs/ours/s.sock')), ErrorCode.UNSAFE_PATH, /theirs belongs to uid 1/);
+  await listen(server(), path('theirs/s.sock'), { allowInsecureDirectory: true });
+});
+
+test('listen: bad arguments are refused up front, naming the field', async (t) => {
+  const { path, server } = setup(t);
+  const bad = (p: Promise<unknown>, field: RegExp) => rejectsWith(p, ErrorCode.INVALID_ARG, field);
+  const file = path('s.sock');
+  await bad(listen(server(), file, { owner: 'no-such-user-here' }), /options\.owner/);
+  await bad(listen(server(), file, { group: 'no-such-group-here' }), /options\.group/);
+  await bad(listen(server(), file, { owner: -1 }), /options\.owner/);
+  await bad(listen(server(), file, { mode: 0o1000 }), /options\.mode/);
+  await bad(listen(server(), file, { backlog: 0 }), /options\.backlog/);
+  await bad(listen(server(), file, { allowInsecureDirectory: 'yes' as never }), /allowInsecureDirectory/);
+  await bad(listen(server(), '\0abstract'), /path/);
+  await bad(listen(server(), path('x'.repeat(120))), /sun_path/);
+  await bad(listen({} as never, file), /server/);
+  const s = server();
+  await listen(s, file);
+  await bad(listen(s, path('other.sock')), /server/);
+  assert.equal(existsSync(path('other.sock')), false);
+  await bad(listen(server(), file, null as never), /options/);
+});
