@@ -96,6 +96,7 @@ export interface LayoutOptions {
 const plain = pc.createColors(false);
 const GAP = 2;
 const MIN_FLEX = 12;
+const MIN_ANY = 4;
 
 /**
  * Renders rows as an aligned table no wider than `width`: the flexible columns are
@@ -109,16 +110,19 @@ export function table<T>(columns: readonly Column<T>[], rows: readonly T[], opti
   const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => r[i]!.length)));
   const flex = columns.map((c, i) => c.flex ?? i === columns.length - 1);
   let excess = widths.reduce((a, b) => a + b, 0) + GAP * (columns.length - 1) - width;
-  // Narrow the widest flexible column first, one column at a time, down to MIN_FLEX.
-  while (excess > 0) {
-    let widest = -1;
-    widths.forEach((w, i) => {
-      if (flex[i] && w > MIN_FLEX && (widest < 0 || w > widths[widest]!)) widest = i;
-    });
-    if (widest < 0) break;
-    const cut = Math.min(excess, widths[widest]! - MIN_FLEX);
-    widths[widest]! -= cut;
-    excess -= cut;
+  // Narrow the widest flexible column first, down to MIN_FLEX; on a very narrow screen,
+  // then any column, down to MIN_ANY.
+  for (const [eligible, floor] of [[(i: number) => flex[i]!, MIN_FLEX], [() => true, MIN_ANY]] as const) {
+    while (excess > 0) {
+      let widest = -1;
+      widths.forEach((w, i) => {
+        if (eligible(i) && w > floor && (widest < 0 || w > widths[widest]!)) widest = i;
+      });
+      if (widest < 0) break;
+      const cut = Math.min(excess, widths[widest]! - floor);
+      widths[widest]! -= cut;
+      excess -= cut;
+    }
   }
   const render = (texts: string[], style: (text: string, i: number) => string): string => {
     const wrapped = texts.map((t, i) => wrap(t, widths[i]!));
@@ -127,8 +131,10 @@ export function table<T>(columns: readonly Column<T>[], rows: readonly T[], opti
     for (let l = 0; l < height; l++) {
       const parts = columns.map((c, i) => {
         const t = wrapped[i]![l] ?? '';
-        const padded = c.right ? t.padStart(widths[i]!) : t.padEnd(widths[i]!);
-        return t ? style(padded, i) : padded;
+        // Padding stays outside the escape codes so that trailing blanks can be trimmed.
+        const pad = ' '.repeat(widths[i]! - t.length);
+        const shown = t ? style(t, i) : t;
+        return c.right ? pad + shown : shown + pad;
       });
       lines.push(parts.join(' '.repeat(GAP)).trimEnd());
     }
