@@ -51,6 +51,7 @@ test('check exits 0 when the server passes and 1 when it fails, with the failure
   assert.deepEqual(report.failures.map((f: { rule: string }) => f.rule), ['uid', 'program']);
   assert.equal(report.server.pid, server.pid);
   assert.equal(report.server.uid, 65534);
+  assert.deepEqual(report.server.groups, [4], 'read before the denied connection was closed');
 
   const okJson = JSON.parse((await secpolicy(['check', '--json', '--policy', pass, s.sock])).stdout);
   assert.deepEqual({ allowed: okJson.allowed, result: okJson.result, failures: okJson.failures }, { allowed: true, result: 0, failures: [] });

@@ -1,5 +1,6 @@
 /** `secpolicy check --policy <file> <path>`: verify a server against a policy file. */
 import type { Command } from 'commander';
+import { channel } from 'node:diagnostics_channel';
 import { isSecpolicyError, ErrorCode } from '../../errors.js';
 import { peerOf } from '../../net/registry.js';
 import { connect } from '../../net/connect.js';
@@ -34,19 +35,23 @@ export function registerCheck(program: Command): void {
     });
 }
 
+const decisions = channel('secpolicy:decision');
+
 /** The Decision, allowed or not; anything that prevents a verdict stays an error (exit 2). */
 async function verify(path: string, policy: Awaited<ReturnType<typeof loadPolicy>>, timeout: number | undefined): Promise<Decision> {
+  // connect() closes a denied connection before it rejects; the decision is published
+  // while the socket is still open, so the report's attributes (groups, label) are read then.
+  const resolveAll = (decision: unknown) => (decision as Decision).peer.toJSON();
+  decisions.subscribe(resolveAll);
   try {
     const socket = await connect({ path: socketAddress(path), policy, ...(timeout !== undefined && { timeout }) });
-    const peer = peerOf(socket)!;
-    const decision: Decision = { result: 0, allowed: true, peer, failures: [] };
-    // Read what the report shows while the connection still pins the server.
-    peer.toJSON();
     socket.destroy();
-    return decision;
+    return { result: 0, allowed: true, peer: peerOf(socket)!, failures: [] };
   } catch (e) {
     if (isSecpolicyError(e) && e.code === ErrorCode.DENIED && e.decision) return e.decision as Decision;
     throw e;
+  } finally {
+    decisions.unsubscribe(resolveAll);
   }
 }
 
