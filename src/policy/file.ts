@@ -4,10 +4,11 @@
  * ERR_SECPOLICY_POLICY_FILE and names the field path and its line:
  * `anyOf[1].memberOf (line 4): must be ...`.
  */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
-import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
+import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
 import { Policy } from './policy.js';
 import { isMapping, rulesOf, ruleOf, show, type FieldPath, type Walk } from './schema.js';
 import * as v from './validate.js';
@@ -49,14 +50,27 @@ export function parsePolicy(input: string | object, options?: ParsePolicyOptions
 export async function loadPolicy(file: string): Promise<Policy> {
   if (!v.isName(file)) throw invalidArg('file', 'a non-empty path', file);
   let text: string;
+  let handle: FileHandle | undefined;
   try {
-    const bytes = await readFile(file);
-    if (bytes.length > MAX_FILE_BYTES) throw new Error(`the file is larger than ${MAX_FILE_BYTES} bytes`);
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    // O_NONBLOCK: a FIFO at the path must not hang the caller; it is refused below.
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    // Checked on the open file, so that what is checked is what is read.
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new Error('not a regular file');
+    if (stat.mode & 0o002) throw unsafe(file, `is writable by every user (mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')}): anyone could change who is allowed`);
+    if (stat.size > MAX_FILE_BYTES) throw new Error(`the file is larger than ${MAX_FILE_BYTES} bytes`);
+    text = new TextDecoder('utf-8', { fatal: true }).decode(await handle.readFile());
   } catch (e) {
+    if (isSecpolicyError(e)) throw e;
     throw new SecpolicyError(ErrorCode.POLICY_FILE, `${file}: cannot read the policy file: ${(e as Error).message}`, { cause: e, path: file });
+  } finally {
+    await handle?.close();
   }
   return parsePolicy(text, { source: file });
+}
+
+function unsafe(file: string, why: string): SecpolicyError {
+  return new SecpolicyError(ErrorCode.POLICY_FILE, `${file}: the policy file ${why}`, { path: file });
 }
 
 /** Turns the plain document into a Policy. */

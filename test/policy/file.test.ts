@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, realpathSync, writeFileSync } from 'node:fs';
 import { ErrorCode, Policy, loadPolicy, parsePolicy, type Rule } from '../../src/index.js';
 import { connection, nodePeer, pythonPeer, NOBODY } from '../helpers/connection.js';
@@ -169,6 +170,13 @@ test('loadPolicy reads YAML and JSON files and names the file in errors', async 
     return true;
   });
   await assert.rejects(loadPolicy(tmp.dir), { code: ErrorCode.POLICY_FILE, message: /cannot read the policy file/ });
+  execFileSync('mkfifo', [tmp.path('fifo.yaml')]);
+  await assert.rejects(loadPolicy(tmp.path('fifo.yaml')), { code: ErrorCode.POLICY_FILE, message: /not a regular file/ });
+  writeFileSync(tmp.path('open.yaml'), 'uid: 0\n');
+  chmodSync(tmp.path('open.yaml'), 0o666);
+  await assert.rejects(loadPolicy(tmp.path('open.yaml')), { code: ErrorCode.POLICY_FILE, message: /writable by every user \(mode 0666\)/ });
+  chmodSync(tmp.path('open.yaml'), 0o664);
+  assert.equal((await loadPolicy(tmp.path('open.yaml'))).rules.length, 1, 'group-writable is the admin group\'s business');
   writeFileSync(tmp.path('binary.yaml'), Buffer.from([0x75, 0x69, 0x64, 0x3a, 0x20, 0xff, 0xfe]));
   await assert.rejects(loadPolicy(tmp.path('binary.yaml')), { code: ErrorCode.POLICY_FILE });
   await assert.rejects(async () => loadPolicy(''), { code: ErrorCode.INVALID_ARG });
