@@ -6,14 +6,7 @@ import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { ErrorCode, Policy, Result, connect, isSecpolicyError, peerOf, type Decision, type DeniedMessage, type SecpolicyError } from '../../src/index.js';
 import { needCommand, needRoot, run, tempDir } from '../helpers/index.js';
-import { DAEMON, serve } from './fixtures.js';
-
-const rejectsWith = (promise: Promise<unknown>, code: string) =>
-  assert.rejects(promise, (e: unknown) => {
-    assert.ok(isSecpolicyError(e), `not a SecpolicyError: ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    return true;
-  });
+import { DAEMON, rejectsWith, serve } from './fixtures.js';
 
 /** A node server run as another user on a path in a directory that user owns: a squatter. */
 async function squatter(t: TestContext, as: typeof DAEMON): Promise<string> {

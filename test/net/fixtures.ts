@@ -1,8 +1,10 @@
 /** Fixtures of the net tests: servers on fresh socket files, torn down after each test. */
+import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { chmodSync } from 'node:fs';
 import type net from 'node:net';
 import type { TestContext } from 'node:test';
+import { isSecpolicyError } from '../../src/index.js';
 import { closeServer, tempDir, type RunAs } from '../helpers/index.js';
 
 export const DAEMON: RunAs = { uid: 1, gid: 1 };
@@ -34,4 +36,14 @@ export function record<T extends unknown[]>(emitter: NodeJS.EventEmitter, event:
   const seen: T[] = [];
   emitter.on(event, (...args: unknown[]) => seen.push(args as T));
   return seen;
+}
+
+/** Asserts that a promise rejects with a SecpolicyError of this code (and message). */
+export function rejectsWith(promise: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
+  return assert.rejects(promise, (e: unknown) => {
+    assert.ok(isSecpolicyError(e), `not a SecpolicyError: ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    if (message) assert.match(e.message, message);
+    return true;
+  });
 }

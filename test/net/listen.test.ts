@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { ErrorCode, isSecpolicyError, listen } from '../../src/index.js';
+import { ErrorCode, listen } from '../../src/index.js';
 import { closeServer, needCommand, needRoot, nodeClient, run, tempDir } from '../helpers/index.js';
-import { DAEMON } from './fixtures.js';
+import { DAEMON, rejectsWith } from './fixtures.js';
 
 /** A fresh directory and a server that is closed after the test. */
 function setup(t: TestContext) {
@@ -21,14 +21,6 @@ function setup(t: TestContext) {
   };
   return { ...tmp, server };
 }
-
-const rejectsWith = (promise: Promise<unknown>, code: string, message?: RegExp) =>
-  assert.rejects(promise, (e: unknown) => {
-    assert.ok(isSecpolicyError(e), `not a SecpolicyError: ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
 
 const modeOf = (path: string) => lstatSync(path).mode & 0o7777;
 

@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import type net from 'node:net';
+import { test } from 'node:test';
+import { ErrorCode, Policy, Result, connect, createServer, isSecpolicyError, peerOf, type Decision } from '../../src/index.js';
+import { needCommand, needRoot, run } from '../helpers/index.js';
+import { DAEMON, record, rejectsWith, serve } from './fixtures.js';
+
+const KEY = new Uint8Array(32).fill(0x5a);
+
+/** A createServer with uid + shared-secret policy; its listener greets the verified peer. */
+async function secretServer(t: import('node:test').TestContext, uids: number[]) {
+  const served: number[] = [];
+  const server = createServer({ policy: new Policy().uid(uids).sharedSecret(KEY), handshakeTimeout: 5000 }, (socket, peer) => {
+    served.push(peer.uid);
+    socket.end(`welcome ${peer.uid}`);
+  });
+  const denied = record<[Decision | Error, net.Socket]>(server, 'denied');
+  const path = await serve(t, server);
+  return { path, served, denied };
+}
+
+const readAll = async (socket: net.Socket) => {
+  let text = '';
+  for await (const chunk of socket as AsyncIterable<Buffer>) text += chunk.toString();
+  return text;
+};
+
+test('handshake: a shared-secret server and a connect() client verify each other', async (t) => {
+  const { path, served, denied } = await secretServer(t, [process.getuid!()]);
+  const socket = await connect({ path, policy: new Policy().uid(process.getuid!()).sharedSecret(KEY) });
+  assert.equal(peerOf(socket)!.pid, process.pid);
+  assert.equal(await readAll(socket), `welcome ${process.getuid!()}`);
+  assert.deepEqual(served, [process.getuid!()]);
+
+  // A client with another key: both ends refuse, and the server's listener never runs.
+  await rejectsWith(connect({ path, policy: new Policy().sharedSecret(new Uint8Array(32).fill(1)) }), ErrorCode.DENIED);
+  assert.deepEqual(served, [process.getuid!()]);
+  assert.equal(denied.length, 1);
+  assert.equal((denied[0]![0] as Decision).result, Result.CHALLENGE);
+});
+
+test('handshake: a peer that speaks HTTP to a challenge server is refused with a protocol error', { skip: needCommand('socat') }, async (t) => {
+  const { path, served, denied } = await secretServer(t, [process.getuid!()]);
+  const socat = run('socat', ['-t', '5', '-', `UNIX-CONNECT:${path}`]);
+  socat.stdin!.end('GET / HTTP/1.0\r\nHost: localhost\r\n\r\n');
+  const out = await socat.output();
+  assert.equal(out.stdout.includes('welcome'), false);
+  assert.deepEqual(served, []);
+  assert.equal(denied.length, 1);
+  const reason = denied[0]![0];
+  assert.ok(isSecpolicyError(reason), 'an error, not a decision');
+  assert.equal(reason.code, ErrorCode.PROTOCOL);
+});
+
+test('handshake: a peer failing the identity rules is denied without a challenge being sent', { skip: needRoot() || needCommand('socat') }, async (t) => {
+  const { path, denied } = await secretServer(t, [0]);
+  const out = await run('socat', ['-u', `UNIX-CONNECT:${path}`, '-'], { as: DAEMON }).output();
+  assert.equal(out.stdout, '', 'not even a challenge frame reaches a peer of the wrong uid');
+  assert.equal(denied.length, 1);
+  assert.equal((denied[0]![0] as Decision).result, Result.UID);
+});
