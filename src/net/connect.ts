@@ -75,12 +75,13 @@ export function connect(options: ConnectOptions): Promise<net.Socket> {
           side: 'client',
           timeout: Math.max(1, deadline - Date.now()),
           signal: controller.signal,
-          ...(abstract ? {} : { socketPath: path }),
+          socketPath: display(path),
         })
         .then(
           (decision) => {
             if (settled) return;
             if (!decision.allowed) return fail(deniedError(path, decision));
+            if (socket.destroyed) return fail(new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, `${display(path)} closed the connection during verification`, { path }));
             cleanup();
             rememberPeer(socket, decision.peer);
             resolve(socket);

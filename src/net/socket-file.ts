@@ -19,26 +19,37 @@ function unsafe(path: string, why: string, cause?: unknown): SecpolicyError {
 /**
  * Refuses a directory (and each one above it) in which someone else could replace the
  * socket file: writable by others without the sticky bit, or owned by a user that is
- * neither root nor us.
+ * neither root nor us. Both the path as written and the real path are walked, so that a
+ * symlinked directory is judged by where it points and by who could swap the link.
  */
 export function checkDirectories(path: string): void {
-  let dir: string;
+  let real: string;
   try {
-    dir = realpathSync(dirname(path));
+    real = realpathSync(dirname(path));
   } catch (cause) {
     throw unsafe(path, `its directory cannot be used (${(cause as NodeJS.ErrnoException).code})`, cause);
   }
   const me = process.geteuid?.() ?? 0;
-  for (;;) {
-    const s = lstatSync(dir);
-    if (s.mode & 0o002 && !(s.mode & S_ISVTX)) {
-      throw unsafe(path, `directory ${dir} is writable by every user without the sticky bit (mode 0${(s.mode & 0o7777).toString(8)}); pass allowInsecureDirectory to use it anyway`);
+  const seen = new Set<string>();
+  for (let dir of [dirname(path), real]) {
+    for (;;) {
+      if (!seen.has(dir)) {
+        seen.add(dir);
+        checkDirectory(path, dir, lstatSync(dir), me);
+      }
+      if (dir === '/') break;
+      dir = dirname(dir);
     }
-    if (s.uid !== 0 && s.uid !== me) {
-      throw unsafe(path, `directory ${dir} belongs to uid ${s.uid}, who could replace the socket file; pass allowInsecureDirectory to use it anyway`);
-    }
-    if (dir === '/') return;
-    dir = dirname(dir);
+  }
+}
+
+function checkDirectory(path: string, dir: string, s: Stats, me: number): void {
+  if (s.uid !== 0 && s.uid !== me) {
+    throw unsafe(path, `${s.isSymbolicLink() ? 'symbolic link' : 'directory'} ${dir} belongs to uid ${s.uid}, who could replace the socket file; pass allowInsecureDirectory to use it anyway`);
+  }
+  // A link's own mode means nothing; the directory holding it is checked in its turn.
+  if (!s.isSymbolicLink() && s.mode & 0o002 && !(s.mode & S_ISVTX)) {
+    throw unsafe(path, `directory ${dir} is writable by every user without the sticky bit (mode 0${(s.mode & 0o7777).toString(8)}); pass allowInsecureDirectory to use it anyway`);
   }
 }
 

@@ -27,7 +27,7 @@ async function squatter(t: TestContext, as: typeof DAEMON): Promise<string> {
 }
 
 test('connect: resolves with a verified socket; peerOf gives the server', async (t) => {
-  const server = net.createServer((socket) => socket.end('from the server'));
+  const server = net.createServer((socket) => socket.on('error', () => {}).end('from the server'));
   const path = await serve(t, server);
   const socket = await connect({ path, policy: new Policy().uid(process.getuid!()).perms(0o777).program(process.execPath) });
   t.after(() => socket.destroy());
@@ -39,6 +39,23 @@ test('connect: resolves with a verified socket; peerOf gives the server', async 
   let data = '';
   for await (const chunk of socket) data += chunk;
   assert.equal(data, 'from the server');
+});
+
+test('connect: an abstract socket is verified too, and never passes a perms rule', async (t) => {
+  const server = net.createServer((socket) => socket.on('error', () => {}).end('abstract'));
+  const name = `\0secpolicy-test-connect-${process.pid}-${Date.now()}`;
+  server.listen(name);
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const socket = await connect({ path: name, policy: new Policy().uid(process.getuid!()) });
+  t.after(() => socket.destroy());
+  assert.equal(peerOf(socket)!.socketPath, `@${name.slice(1)}`);
+  let error: SecpolicyError | undefined;
+  await rejectsWith(connect({ path: name, policy: new Policy().perms(0o777) }).catch((e) => {
+    error = e;
+    throw e;
+  }), ErrorCode.DENIED);
+  assert.equal((error!.decision as Decision).result, Result.PERMS);
 });
 
 test('connect: a server squatting the path as another user is denied before a byte is sent', { skip: needRoot() }, async (t) => {

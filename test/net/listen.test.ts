@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { ErrorCode, listen } from '../../src/index.js';
@@ -138,6 +138,20 @@ test('listen: a directory owned by another non-root user is refused', { skip: ne
   mkdirSync(path('theirs/ours'), { mode: 0o755 });
   await rejectsWith(listen(server(), path('theirs/ours/s.sock')), ErrorCode.UNSAFE_PATH, /theirs belongs to uid 1/);
   await listen(server(), path('theirs/s.sock'), { allowInsecureDirectory: true });
+});
+
+test('listen: a symlinked directory is judged by its target and by who could swap the link', { skip: needRoot() }, async (t) => {
+  const { path, server } = setup(t);
+  mkdirSync(path('open'));
+  chmodSync(path('open'), 0o777);
+  symlinkSync(path('open'), path('to-open'));
+  await rejectsWith(listen(server(), path('to-open/s.sock')), ErrorCode.UNSAFE_PATH, /open is writable by every user/);
+  mkdirSync(path('safe'));
+  symlinkSync(path('safe'), path('to-safe'));
+  await listen(server(), path('to-safe/s.sock'));
+  symlinkSync(path('safe'), path('theirs'));
+  lchownSync(path('theirs'), DAEMON.uid, DAEMON.gid);
+  await rejectsWith(listen(server(), path('theirs/other.sock')), ErrorCode.UNSAFE_PATH, /symbolic link .*theirs belongs to uid 1/);
 });
 
 test('listen: bad arguments are refused up front, naming the field', async (t) => {
