@@ -1,6 +1,14 @@
 /** The challenge room's front door (framing, exchange, shared secret). */
 import type { Socket } from 'node:net';
-import { ErrorCode, SecpolicyError } from '../errors.js';
+import { runExchange, type ExchangeResult, type ExchangeSteps } from './exchange.js';
+import { maxPayloadOption } from './frame.js';
+import { readKeyFile } from './key-file.js';
+import { sharedSecretSteps, type Role } from './shared-secret.js';
+
+export { encodeFrame, FrameDecoder, FrameType, HEADER_SIZE, PROTOCOL_VERSION, DEFAULT_MAX_PAYLOAD, MAX_MAX_PAYLOAD, maxPayloadOption, type Frame } from './frame.js';
+export { runExchange, type ExchangeResult, type ExchangeSteps, type ExchangeBounds } from './exchange.js';
+export { readKeyFile, writeKeyFile, checkKeyLength, MIN_KEY_LENGTH, GENERATED_KEY_BYTES } from './key-file.js';
+export { secretResponse, sharedSecretSteps, NONCE_SIZE, type Role } from './shared-secret.js';
 
 /** Makes the challenge we send. */
 export type ChallengeCreate = () => Uint8Array | Promise<Uint8Array>;
@@ -18,15 +26,37 @@ export interface ChallengeConfig {
   secret?: SharedSecret;
 }
 
+/** Options of one exchange. */
 export interface ExchangeOptions {
-  role: 'server' | 'client';
+  /** Our end of the connection: `server` accepted it, `client` connected. */
+  role: Role;
+  /** ms bound on the whole exchange. */
   timeout: number;
   signal?: AbortSignal;
+  /** Largest payload accepted from the peer, in bytes. @default 65536 */
+  maxPayload?: number;
 }
 
-export type ExchangeResult = { ok: true } | { ok: false; actual: unknown; message: string };
-
-/** Runs the exchange on a connected socket. */
-export async function runChallenge(_socket: Socket, _config: ChallengeConfig, _options: ExchangeOptions): Promise<ExchangeResult> {
-  throw new SecpolicyError(ErrorCode.PROTOCOL, 'challenge exchange: not built yet');
+/**
+ * Runs the exchange a policy asks for on a connected socket. Resolves `{ ok: false }` when
+ * the peer's answer does not verify; rejects with ERR_SECPOLICY_PROTOCOL, _TIMEOUT,
+ * _ABORTED, or (for a key file) _KEY_FILE / _WEAK_SECRET.
+ */
+export async function runChallenge(socket: Socket, config: ChallengeConfig, options: ExchangeOptions): Promise<ExchangeResult> {
+  const maxPayload = maxPayloadOption('options.maxPayload', options.maxPayload);
+  const bounds = { timeout: options.timeout, maxPayload, ...(options.signal && { signal: options.signal }) };
+  let steps: ExchangeSteps;
+  if (config.secret !== undefined) {
+    // Read per exchange, so that a replaced key (or one whose permissions were loosened) takes effect.
+    const key = config.secret instanceof Uint8Array ? config.secret : await readKeyFile(config.secret.keyFile);
+    steps = sharedSecretSteps(key, options.role);
+  } else {
+    steps = {};
+    if (config.send) {
+      steps.create = config.send.create;
+      steps.verify = config.send.verify;
+    }
+    if (config.receive) steps.solve = config.receive;
+  }
+  return runExchange(socket, steps, bounds);
 }

@@ -5,7 +5,7 @@
 import { channel } from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
-import { runChallenge, type ChallengeConfig, type ChallengeCreate, type ChallengeSolve, type ChallengeVerify, type SharedSecret } from '../challenge/index.js';
+import { checkKeyLength, runChallenge, type ChallengeConfig, type ChallengeCreate, type ChallengeSolve, type ChallengeVerify, type SharedSecret } from '../challenge/index.js';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Peer, type PeerOptions } from '../identity/peer.js';
 import { allOf, anyOfSync, not, record, runRules } from './combinators.js';
@@ -60,6 +60,8 @@ export interface ApplyOptions {
   side?: 'server' | 'client';
   /** The socket file the connection came through, when the caller knows it (connect() does). */
   socketPath?: string;
+  /** Largest challenge payload accepted from the peer, in bytes (checked from the frame header). @default 65536 */
+  maxPayload?: number;
 }
 
 /** Default bound on a challenge exchange, in ms. */
@@ -222,7 +224,7 @@ export class Policy {
     // The exchange runs only for a peer that passed the identity rules: no secret work is
     // spent on a peer that is denied anyway.
     if (failures.length === 0 && this.hasChallenge) {
-      const verified = await runChallenge(socket, this.#challenge, { role: peer.side, timeout, ...(signal && { signal }) });
+      const verified = await runChallenge(socket, this.#challenge, { role: peer.side, timeout, maxPayload: o.maxPayload, ...(signal && { signal }) });
       if (verified.ok === false) {
         failures.push(record({ name: 'challenge', flag: Result.CHALLENGE, expected: 'a valid response', check: () => ({ pass: true }) }, { pass: false, actual: verified.actual, message: verified.message }));
       }
@@ -279,7 +281,10 @@ function decide(peer: Peer, failures: Failure[]): Decision {
 }
 
 function validateSecret(secret: unknown): SharedSecret {
-  if (secret instanceof Uint8Array) return new Uint8Array(secret);
+  if (secret instanceof Uint8Array) {
+    checkKeyLength(secret, 'sharedSecret()');
+    return new Uint8Array(secret);
+  }
   if (typeof secret === 'object' && secret !== null && typeof (secret as { keyFile?: unknown }).keyFile === 'string') {
     const keyFile = (secret as { keyFile: string }).keyFile;
     if (!v.isName(keyFile)) throw invalidArg('secret.keyFile', 'a non-empty path', keyFile);
