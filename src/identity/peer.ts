@@ -51,12 +51,14 @@ export class Peer {
 
   /** @internal Use `policy.apply()` or `peerOf()`; a Peer made by hand reads the socket it is given. */
   constructor(socket: Socket, options: PeerOptions = {}) {
+    // socketFd first: it validates the argument before anything reads from it.
+    const fd = socketFd(socket);
     this.#socket = socket;
     this.#side = options.side ?? ((socket as { server?: unknown }).server ? 'server' : 'client');
     this.#knownPath = options.socketPath;
     // Credentials are read at once: they are what every policy needs, and reading them
     // now (not when a getter is first touched) ties the Peer to this connection.
-    this.#cred = peerCred(socketFd(socket));
+    this.#cred = peerCred(fd);
   }
 
   /** Which end of the connection this process is. */
