@@ -5,7 +5,7 @@ import { chmodSync } from 'node:fs';
 import type net from 'node:net';
 import type { TestContext } from 'node:test';
 import { isSecpolicyError } from '../../src/index.js';
-import { closeServer, tempDir, type RunAs } from '../helpers/index.js';
+import { closeServer, run, tempDir, type RunAs } from '../helpers/index.js';
 
 export const DAEMON: RunAs = { uid: 1, gid: 1 };
 export const NOBODY: RunAs = { uid: 65534, gid: 65534 };
@@ -46,4 +46,22 @@ export function rejectsWith(promise: Promise<unknown>, code: string, message?: R
     if (message) assert.match(e.message, message);
     return true;
   });
+}
+
+/**
+ * A node peer process that connects, prints what it receives, and stays until the server
+ * closes the connection (it then exits 0) or its stdin ends (it then hangs up). Killed
+ * after the test.
+ */
+export function holdingPeer(t: TestContext, path: string, as?: RunAs) {
+  const script = `const s = require('net').connect(process.argv[1]);
+    s.on('error', (e) => { console.error(e.code); process.exit(3); });
+    s.on('data', (d) => process.stdout.write(d));
+    s.on('close', () => process.exit(0));
+    process.stdin.on('end', () => s.end()).resume();`;
+  const child = run(process.execPath, ['-e', script, path], as ? { as } : {});
+  t.after(() => {
+    child.kill();
+  });
+  return child;
 }
