@@ -7,6 +7,7 @@ import { errorLine, usageLine } from './output.js';
 import { registerAudit } from './commands/audit.js';
 import { registerCheck } from './commands/check.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerKeygen } from './commands/keygen.js';
 
 const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
 
@@ -24,7 +25,7 @@ export function buildProgram(): Command {
 }
 
 /** Command registrations: each command module adds itself to this list. */
-const commands: Array<(program: Command) => void> = [registerAudit, registerInspect, registerCheck];
+const commands: Array<(program: Command) => void> = [registerAudit, registerInspect, registerCheck, registerKeygen];
 
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[] = process.argv): Promise<number> {
