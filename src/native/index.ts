@@ -12,5 +12,18 @@ export {
   type PeerCred,
   type UnixAddress,
 } from './socket.js';
+export {
+  listUnixSockets,
+  dumpUnixSockets,
+  unixSocket,
+  unixPeerInode,
+  socketInode,
+  procNetUnix,
+  type UnixSocketInfo,
+  type UnixSocketList,
+  type UnixSocketState,
+  type UnixSocketType,
+  type ListUnixSocketsOptions,
+} from './sock-diag.js';
 export { statPath, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';
 export { userName, groupName, uidOf, gidOf, configureNameCache, clearNameCache, type NameCacheOptions } from './nss.js';

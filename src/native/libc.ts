@@ -20,12 +20,18 @@ export interface Libc {
   getsockopt: NativeFn;
   getsockname: NativeFn;
   getpeername: NativeFn;
+  /** connect(2) with an exact address length: abstract names as other programs bind them (unix-connect.ts). */
+  connect: NativeFn;
   getpwuid_r: NativeFn;
   getgrgid_r: NativeFn;
   getpwnam_r: NativeFn;
   getgrnam_r: NativeFn;
   syscall3: NativeFn;
   close: NativeFn;
+  /** socket(2), send(2) and recv(2): netlink sock_diag queries (sock-diag.ts). */
+  socket: NativeFn;
+  send: NativeFn;
+  recv: NativeFn;
   /** statx(2); null where libc lacks it (older musl). */
   statx: NativeFn | null;
   errno: () => number;
@@ -88,12 +94,16 @@ function load(): Libc {
     getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *length)'),
     getsockname: lib.func('int getsockname(int fd, void *addr, void *length)'),
     getpeername: lib.func('int getpeername(int fd, void *addr, void *length)'),
+    connect: lib.func('int connect(int fd, void *addr, uint32_t length)'),
     getpwuid_r: lib.func('getpwuid_r', 'int', ['uint32_t', koffi.out(koffi.pointer(passwd)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
     getpwnam_r: lib.func('getpwnam_r', 'int', ['const char *', koffi.out(koffi.pointer(passwd)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
     getgrgid_r: lib.func('getgrgid_r', 'int', ['uint32_t', koffi.out(koffi.pointer(group)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
     getgrnam_r: lib.func('getgrnam_r', 'int', ['const char *', koffi.out(koffi.pointer(group)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
     syscall3: lib.func('long syscall(long number, long a, long b, long c)'),
     close: lib.func('int close(int fd)'),
+    socket: lib.func('int socket(int domain, int type, int protocol)'),
+    send: lib.func('long send(int fd, void *buf, size_t len, int flags)'),
+    recv: lib.func('long recv(int fd, void *buf, size_t len, int flags)'),
     statx: optional(() => lib.func('statx', 'int', ['int', 'void *', 'int', 'uint32_t', 'void *'])),
     errno: () => koffi.errno() as number,
   };
@@ -114,6 +124,7 @@ export const Errno = Object.freeze({
   ESRCH: 3,
   EINTR: 4,
   EBADF: 9,
+  EAGAIN: 11,
   ENOMEM: 12,
   EINVAL: 22,
   ERANGE: 34,
