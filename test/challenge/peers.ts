@@ -19,8 +19,9 @@ export const C_SOURCE = fileURLToPath(new URL('../../../test/challenge/c/peer.c'
  * python3 peer: `peer.py client|server <path> <mode> [arg]`. Modes:
  *  shift       answer a REQUEST with each byte << 1, the RESPONSE and "APP-MESSAGE\n" in one write
  *  badshift    answer with each byte >> 1 (wrong)
- *  secret HEX  shared-secret side with key bytes.fromhex(HEX), last frame + "APP-MESSAGE\n" in one write
- *  reflect     send back the peer's own REQUEST as ours, then answer it as a client would
+ *  secret HEX  shared-secret side with key bytes.fromhex(HEX): its RESPONSE and "APP-MESSAGE\n" in one
+ *              write, then it prints "verified" or "refused" for our RESPONSE
+ *  reflect     send the peer's own REQUEST back as ours, then wait
  *  raw HEX     write these bytes, then wait
  *  silent      say nothing
  * Then it prints every byte it receives until end of stream.
@@ -57,11 +58,10 @@ elif mode == 'secret':
     role, peer_role = (b'server', b'client') if side == 'server' else (b'client', b'server')
     s.sendall(frame(0, ours)); theirs = read_frame(0)
     answer = hmac.new(key, b'secpolicy-v1 ' + role + b'\0' + theirs + ours, hashlib.sha256).digest()
-    s.sendall(frame(1, answer))
+    s.sendall(frame(1, answer) + APP)
     resp = read_frame(1)
     expected = hmac.new(key, b'secpolicy-v1 ' + peer_role + b'\0' + ours + theirs, hashlib.sha256).digest()
     print('verified' if hmac.compare_digest(resp, expected) else 'refused', flush=True)
-    s.sendall(APP)
 elif mode == 'reflect':
     theirs = read_frame(0); s.sendall(frame(0, theirs))
 elif mode == 'raw':

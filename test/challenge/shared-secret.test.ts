@@ -1,0 +1,131 @@
+/**
+ * The shared-secret mechanism against peers in other processes: a python3 implementation
+ * written from PROTOCOL.md, and the secret-client example (this package in a child node).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { ErrorCode, Policy, Result, isSecpolicyError } from '../../src/index.js';
+import { needCommand, run } from '../helpers/index.js';
+import { PYTHON, acceptor, pythonPeer, reap } from './peers.js';
+
+const skip = needCommand(PYTHON);
+const SECRET_CLIENT = fileURLToPath(new URL('../../examples/secret-client.js', import.meta.url));
+
+test('a python peer with the same key: both sides verify, and its message after the RESPONSE reaches the application', { skip }, async (t) => {
+  const a = await acceptor(t);
+  const key = randomBytes(32);
+  const peer = pythonPeer('client', a.path, 'secret', key.toString('hex'));
+  t.after(() => reap(peer));
+  const socket = await a.next();
+  const d = await new Policy().sharedSecret(key).apply(socket);
+  assert.equal(d.allowed, true, JSON.stringify(d.failures));
+  let got = '';
+  socket.on('data', (c) => (got += c));
+  while (got.length < 12) await once(socket, 'data');
+  assert.equal(got, 'APP-MESSAGE\n');
+  socket.end();
+  assert.match((await peer.output()).stdout, /^verified\n/);
+});
+
+test('a wrong key yields Result.CHALLENGE on our side and a refusal on the peer side; the key is not in the decision', { skip }, async (t) => {
+  const a = await acceptor(t);
+  const key = randomBytes(32);
+  const peer = pythonPeer('client', a.path, 'secret', randomBytes(32).toString('hex'));
+  t.after(() => reap(peer));
+  const socket = await a.next();
+  const d = await new Policy().sharedSecret(key).apply(socket);
+  assert.equal(d.allowed, false);
+  assert.equal(d.result, Result.CHALLENGE);
+  const text = JSON.stringify(d.failures);
+  assert.ok(!text.includes(key.toString('hex')) && !text.includes(key.toString('base64')));
+  socket.end();
+  assert.match((await peer.output()).stdout, /^refused\n/);
+});
+
+test('a peer that reflects our nonce is refused without an answer', { skip }, async (t) => {
+  const a = await acceptor(t);
+  const peer = pythonPeer('client', a.path, 'reflect');
+  t.after(() => reap(peer));
+  const socket = await a.next();
+  const d = await new Policy().sharedSecret(randomBytes(32)).apply(socket, { timeout: 5000 });
+  assert.equal(d.result, Result.CHALLENGE);
+  assert.match(d.failures[0]!.message, /reflection/);
+  socket.end();
+  // The peer saw our REQUEST and nothing else: no RESPONSE it could replay.
+  assert.equal((await peer.output()).stdout, '');
+});
+
+test('a nonce of the wrong size is refused', { skip }, async (t) => {
+  const a = await acceptor(t);
+  const short = Buffer.alloc(24);
+  short.writeBigUInt64LE(1n, 8);
+  short.writeBigUInt64LE(16n, 16);
+  const peer = pythonPeer('client', a.path, 'raw', Buffer.concat([short, randomBytes(16)]).toString('hex'));
+  t.after(() => reap(peer));
+  const socket = await a.next();
+  const d = await new Policy().sharedSecret(randomBytes(32)).apply(socket);
+  assert.equal(d.result, Result.CHALLENGE);
+  assert.match(d.failures[0]!.message, /32 bytes/);
+});
+
+test('roles are bound into the answer: two sides that both claim to be the server fail', async (t) => {
+  const a = await acceptor(t);
+  const client = net.connect(a.path);
+  t.after(() => client.destroy());
+  const server = await a.next();
+  const policy = new Policy().sharedSecret(randomBytes(32));
+  const [ds, dc] = await Promise.all([policy.apply(server), policy.apply(client, { side: 'server' })]);
+  assert.equal(ds.result, Result.CHALLENGE);
+  assert.equal(dc.result, Result.CHALLENGE);
+  // With the roles right, the same policy passes on both ends.
+  const client2 = net.connect(a.path);
+  t.after(() => client2.destroy());
+  const server2 = await a.next();
+  const [s2, c2] = await Promise.all([policy.apply(server2), policy.apply(client2)]);
+  assert.equal(s2.allowed && c2.allowed, true);
+});
+
+test('the secret-client example (a child node) and a key-file server: same key passes, another key fails both ways', async (t) => {
+  const a = await acceptor(t);
+  const keyFile = a.tmp.path('key');
+  writeFileSync(keyFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  const otherKey = a.tmp.path('other');
+  writeFileSync(otherKey, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  const policy = new Policy().sharedSecret({ keyFile });
+
+  const good = run(process.execPath, [SECRET_CLIENT, a.path, keyFile, 'ping']);
+  t.after(() => reap(good));
+  const s1 = await a.next();
+  assert.equal((await policy.apply(s1)).allowed, true);
+  s1.pipe(s1);
+  const out = await good.output();
+  assert.equal(out.code, 0, out.stderr);
+  assert.equal(out.stdout, 'ping\n');
+
+  const bad = run(process.execPath, [SECRET_CLIENT, a.path, otherKey, 'ping']);
+  t.after(() => reap(bad));
+  const s2 = await a.next();
+  const d = await policy.apply(s2);
+  assert.equal(d.result, Result.CHALLENGE);
+  s2.destroy();
+  const badOut = await bad.output();
+  assert.equal(badOut.code, 1);
+  assert.match(badOut.stderr, /server refused/);
+});
+
+test('an unsafe key file rejects apply() with ERR_SECPOLICY_KEY_FILE before anything is sent', { skip }, async (t) => {
+  const a = await acceptor(t);
+  const keyFile = a.tmp.path('loose');
+  writeFileSync(keyFile, randomBytes(32).toString('hex'), { mode: 0o644 });
+  const peer = pythonPeer('client', a.path, 'silent');
+  t.after(() => reap(peer));
+  const socket = await a.next();
+  await assert.rejects(new Policy().sharedSecret({ keyFile }).apply(socket), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.KEY_FILE);
+  socket.end();
+  assert.equal((await peer.output()).stdout, '');
+});
