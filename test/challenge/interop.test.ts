@@ -43,6 +43,15 @@ async function receive(socket: net.Socket, text: string): Promise<string> {
   return got;
 }
 
+/** After a verified exchange: C's first bytes reach us, ours reach C, and C exits 0. */
+async function talk(socket: net.Socket, c: ReturnType<typeof run>, stdout: string): Promise<void> {
+  assert.equal(await receive(socket, 'C-APP\n'), 'C-APP\n');
+  socket.end('from-ts\n');
+  const out = await c.output();
+  assert.equal(out.code, 0, out.stderr);
+  assert.equal(out.stdout, stdout);
+}
+
 for (const mode of ['send', 'recv', 'mutual'] as const) {
   test(`TypeScript server, C client: ${mode}`, { skip }, async (t) => {
     const a = await acceptor(t);
@@ -51,11 +60,7 @@ for (const mode of ['send', 'recv', 'mutual'] as const) {
     const socket = await a.next();
     const d = await policies[mode]().apply(socket);
     assert.equal(d.allowed, true, JSON.stringify(d.failures));
-    assert.equal(await receive(socket, 'C-APP\n'), 'C-APP\n');
-    socket.end('from-ts\n');
-    const out = await c.output();
-    assert.equal(out.code, 0, out.stderr);
-    assert.equal(out.stdout, 'ok\nfrom-ts\n');
+    await talk(socket, c, 'ok\nfrom-ts\n');
   });
 
   test(`TypeScript client, C server: ${mode}`, { skip }, async (t) => {
@@ -70,11 +75,7 @@ for (const mode of ['send', 'recv', 'mutual'] as const) {
     await once(socket, 'connect');
     const d = await policies[mode]().apply(socket);
     assert.equal(d.allowed, true, JSON.stringify(d.failures));
-    assert.equal(await receive(socket, 'C-APP\n'), 'C-APP\n');
-    socket.end('from-ts\n');
-    const out = await c.output();
-    assert.equal(out.code, 0, out.stderr);
-    assert.equal(out.stdout, 'listening\nok\nfrom-ts\n');
+    await talk(socket, c, 'listening\nok\nfrom-ts\n');
   });
 }
 
@@ -120,11 +121,7 @@ for (const side of ['server', 'client'] as const) {
     }
     const d = await policy.apply(socket);
     assert.equal(d.allowed, true, JSON.stringify(d.failures));
-    assert.equal(await receive(socket, 'C-APP\n'), 'C-APP\n');
-    socket.end();
-    const out = await c.output();
-    assert.equal(out.code, 0, out.stderr);
-    assert.match(out.stdout, /ok\n$/);
+    await talk(socket, c, (side === 'server' ? '' : 'listening\n') + 'ok\nfrom-ts\n');
   });
 }
 
