@@ -7,7 +7,7 @@ import net from 'node:net';
 import { resolve } from 'node:path';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Peer } from '../identity/peer.js';
-import { groupName, userName } from '../native/index.js';
+import { connectAbstract, groupName, userName } from '../native/index.js';
 import * as v from '../policy/validate.js';
 import { abstractFindings, checkFile, type Finding } from './findings.js';
 
@@ -56,7 +56,7 @@ export async function inspect(path: string, options?: InspectOptions): Promise<P
   const timeout = v.timeout('options.timeout', o.timeout, 5000);
   const abstract = path.startsWith('@');
   const shown = abstract ? path : resolve(path);
-  const socket = await open(abstract ? `\0${path.slice(1)}` : shown, shown, timeout);
+  const socket = abstract ? await openAbstract(path.slice(1), timeout) : await open(shown, shown, timeout);
   try {
     // Every attribute is read while the connection is open: the kernel's record of the
     // listener lives on the socket, and /proc still belongs to it.
@@ -107,6 +107,23 @@ function named(gid: number, name: string | undefined): { gid: number; name?: str
 
 function opt<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
+}
+
+/**
+ * An abstract name as other programs bind it (exact length), then as Node binds it
+ * (padded to the whole sun_path) when nobody listens on the exact one.
+ */
+async function openAbstract(name: string, timeout: number): Promise<net.Socket> {
+  let fd: number;
+  try {
+    fd = connectAbstract(name);
+  } catch (e) {
+    if ((e as { errnoName?: string }).errnoName !== 'ECONNREFUSED') throw e;
+    return open(`\0${name}`, `@${name}`, timeout);
+  }
+  const socket = new net.Socket({ fd, readable: true, writable: true });
+  socket.on('error', () => {});
+  return socket;
 }
 
 /** Connects within `timeout`; a missing or dead socket is ERR_SECPOLICY_CONNECT naming the errno. */

@@ -25,5 +25,6 @@ export {
   type UnixSocketType,
   type ListUnixSocketsOptions,
 } from './sock-diag.js';
+export { connectAbstract } from './unix-connect.js';
 export { statPath, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';
 export { userName, groupName, uidOf, gidOf, configureNameCache, clearNameCache, type NameCacheOptions } from './nss.js';

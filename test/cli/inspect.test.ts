@@ -63,6 +63,17 @@ test('inspect prints aligned fields and findings within 80 columns, without colo
   assert.equal(new Set(starts).size, 1, r.stdout);
 });
 
+test('inspect reaches abstract names bound with their exact length (python3) and padded (node)', async (t) => {
+  for (const program of ['python', 'node'] as const) {
+    const name = `@secpolicy-inspect-${program}-${process.pid}-${Date.now()}`;
+    const server = await listener(name, { program });
+    t.after(() => server.close());
+    const report = await inspect(name);
+    assert.equal(report.pid, server.pid, program);
+    assert.equal(report.program, program === 'python' ? python : realpathSync(process.execPath));
+  }
+});
+
 test('inspect accepts @name for an abstract socket', async (t) => {
   const name = `@secpolicy-inspect-${process.pid}-${Date.now()}`;
   const server = await listener(name, { program: 'node' });
@@ -93,4 +104,5 @@ test('inspect of a missing socket or a file that is not one fails with a one-lin
   await assert.rejects(inspect(tmp.path('nope.sock')), { code: ErrorCode.CONNECT });
   await assert.rejects(inspect(''), { code: ErrorCode.INVALID_ARG });
   await assert.rejects(inspect('@'), { code: ErrorCode.INVALID_ARG });
+  await assert.rejects(inspect(`@secpolicy-nobody-listens-${process.pid}`), { code: ErrorCode.CONNECT, message: /ECONNREFUSED/ });
 });
