@@ -21,6 +21,10 @@ import {
   type FileStat,
   type PeerCred,
 } from '../native/index.js';
+import type { Container } from './container.js';
+import type { Namespaces } from './namespaces.js';
+import { Pin, type Pinning } from './pin.js';
+import { resolveProcAttribute } from './proc-attributes.js';
 
 /** Which end of the connection we are: the side that accepted it, or the side that connected. */
 export type Side = 'server' | 'client';
@@ -48,6 +52,7 @@ export class Peer {
   readonly #knownPath: string | undefined;
   #cred: PeerCred | undefined;
   #cache = new Map<string, Outcome<unknown>>();
+  #pin: Pin | undefined;
 
   /** @internal Use `policy.apply()` or `peerOf()`; a Peer made by hand reads the socket it is given. */
   constructor(socket: Socket, options: PeerOptions = {}) {
@@ -117,6 +122,26 @@ export class Peer {
     return this.value<string>('socketPath');
   }
 
+  /** Namespace ids (inode numbers) of the peer process; undefined when /proc cannot tell (pid 0, exited). */
+  get namespaces(): Namespaces | undefined {
+    return this.value<Namespaces>('namespaces');
+  }
+
+  /** The peer's cgroup path (/proc/PID/cgroup: the v2 path, or a v1 hierarchy's). */
+  get cgroup(): string | undefined {
+    return this.value<string>('cgroup');
+  }
+
+  /** The container the peer runs in, null on the host; undefined when its cgroup cannot be read. */
+  get container(): Container | null | undefined {
+    return this.value<Container | null>('container');
+  }
+
+  /** How the process behind the connection is pinned against pid reuse (pinned on first use). */
+  get pinning(): Pinning {
+    return this.#pinned().method;
+  }
+
   /** All attributes as plain data. */
   toJSON(): Record<string, unknown> {
     return {
@@ -130,6 +155,10 @@ export class Peer {
       perms: this.perms,
       label: this.label,
       socketPath: this.socketPath,
+      namespaces: this.namespaces,
+      cgroup: this.cgroup,
+      container: this.container,
+      pinning: this.pinning,
     };
   }
 
@@ -149,11 +178,46 @@ export class Peer {
     return r.ok ? (r.value as T) : undefined;
   }
 
-  /** @internal The /proc path of the peer process, or why there is none. */
+  /** @internal The /proc path of the peer process, or why there is none (pid 0, exited). */
   procPath(): Outcome<string> {
-    const pid = this.pid;
-    if (pid <= 0) return no('peer process is not visible from our pid namespace (pid 0)');
-    return ok(`/proc/${pid}`);
+    const pin = this.#pinned();
+    const broken = pin.check();
+    return broken === undefined ? ok(`/proc/${pin.pid}`) : no(broken);
+  }
+
+  /**
+   * @internal Reads /proc of the peer, then proves the process is still the peer: a pid
+   * recycled during the read fails with "peer exited" (DESIGN.md threat 1).
+   */
+  procRead<T>(read: (proc: string) => Outcome<T>): Outcome<T> {
+    const proc = this.procPath();
+    if (!proc.ok) return proc;
+    const r = read(proc.value);
+    const broken = this.#pin!.check();
+    return broken === undefined ? r : no(broken);
+  }
+
+  /** @internal The socket's fd (strict mode looks up its peer end). */
+  fd(): number {
+    return socketFd(this.#socket);
+  }
+
+  // Pinned only when a rule needs /proc: a uid-only policy pays nothing for it.
+  #pinned(): Pin {
+    if (this.#pin) return this.#pin;
+    let fd = -1;
+    try {
+      fd = socketFd(this.#socket);
+    } catch {
+      // A closed socket: Pin.of reports it as a pin that cannot be made.
+    }
+    const pin = Pin.of(fd, this.pid);
+    this.#pin = pin;
+    if (pin.hasPidfd) {
+      if ((this.#socket as { closed?: boolean }).closed) pin.close();
+      else this.#socket.once('close', () => pin.close());
+    }
+    return pin;
   }
 
   /** @internal File identity of the peer's executable (dev, inode), through /proc/PID/exe. */
@@ -173,21 +237,19 @@ export class Peer {
         return named(userName(this.uid), `uid ${this.uid} has no user name`);
       case 'group':
         return named(groupName(this.gid), `gid ${this.gid} has no group name`);
-      case 'program': {
-        const proc = this.procPath();
-        if (!proc.ok) return proc;
-        try {
-          return ok(readlinkSync(`${proc.value}/exe`));
-        } catch (e) {
-          return no(procError(e, 'executable'));
-        }
-      }
-      case 'programStat': {
-        const proc = this.procPath();
-        if (!proc.ok) return proc;
-        const s = statPath(`${proc.value}/exe`);
-        return s ? ok(s) : no('cannot read /proc/PID/exe: the peer exited or its executable is not visible to us');
-      }
+      case 'program':
+        return this.procRead((proc) => {
+          try {
+            return ok(readlinkSync(`${proc}/exe`));
+          } catch (e) {
+            return no(procError(e, 'executable'));
+          }
+        });
+      case 'programStat':
+        return this.procRead((proc) => {
+          const s = statPath(`${proc}/exe`);
+          return s ? ok(s) : no('cannot read /proc/PID/exe: the peer exited or its executable is not visible to us');
+        });
       case 'socketPath':
         return this.#socketPath();
       case 'perms': {
@@ -201,7 +263,7 @@ export class Peer {
         return ok(s.mode & 0o777);
       }
       default:
-        return no(`unknown attribute ${name}`);
+        return resolveProcAttribute(this, name) ?? no(`unknown attribute ${name}`);
     }
   }
 

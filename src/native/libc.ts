@@ -27,6 +27,8 @@ export interface Libc {
   getpwnam_r: NativeFn;
   getgrnam_r: NativeFn;
   syscall3: NativeFn;
+  /** syscall(2) with four arguments (pidfd_send_signal). */
+  syscall4: NativeFn;
   close: NativeFn;
   /** socket(2), send(2) and recv(2): netlink sock_diag queries (sock-diag.ts). */
   socket: NativeFn;
@@ -100,6 +102,7 @@ function load(): Libc {
     getgrgid_r: lib.func('getgrgid_r', 'int', ['uint32_t', koffi.out(koffi.pointer(group)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
     getgrnam_r: lib.func('getgrnam_r', 'int', ['const char *', koffi.out(koffi.pointer(group)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
     syscall3: lib.func('long syscall(long number, long a, long b, long c)'),
+    syscall4: lib.func('long syscall(long number, long a, long b, long c, long d)'),
     close: lib.func('int close(int fd)'),
     socket: lib.func('int socket(int domain, int type, int protocol)'),
     send: lib.func('long send(int fd, void *buf, size_t len, int flags)'),

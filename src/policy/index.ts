@@ -3,4 +3,5 @@ export { Policy, DEFAULT_TIMEOUT, type Decision, type PolicyOptions, type ApplyO
 export { Result, resultNames, type ResultFlag } from './result.js';
 export type { Rule, RuleContext, Check, Failure } from './rule.js';
 export type { PeerCallback } from './rules.js';
+export type { ContainerMatch } from './container-rules.js';
 export { parsePolicy, loadPolicy, type ParsePolicyOptions } from './file.js';

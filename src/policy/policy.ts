@@ -9,6 +9,8 @@ import { checkKeyLength, runChallenge, type ChallengeConfig, type ChallengeCreat
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Peer, type PeerOptions } from '../identity/peer.js';
 import { allOf, anyOfSync, not, record, runRules } from './combinators.js';
+import { containerRule, hostRule, programDigestRule, sameNamespaceRule, type ContainerMatch } from './container-rules.js';
+import type { NamespaceKind } from '../identity/namespaces.js';
 import { Result } from './result.js';
 import { isThenable, type Failure, type Rule, type RuleContext } from './rule.js';
 import {
@@ -94,6 +96,26 @@ export class Policy {
   /** The peer's executable is this file (compared by device and inode, not by path string). */
   program(path: string | string[]): this {
     return this.rule(programRule(path));
+  }
+
+  /** The SHA-256 (hex) of the peer's executable is one of these; hashed once per file version. */
+  programDigest(sha256: string | string[]): this {
+    return this.rule(programDigestRule(sha256));
+  }
+
+  /** The peer runs in a container: any (`true`, the default), or one matching `{ id, idPrefix, runtime }`. */
+  container(match?: ContainerMatch): this {
+    return this.rule(containerRule(match));
+  }
+
+  /** The peer runs on our host: it shares our pid and mount namespaces. */
+  host(): this {
+    return this.rule(hostRule());
+  }
+
+  /** The peer shares every one of these namespaces with us. */
+  sameNamespace(kinds: NamespaceKind | NamespaceKind[]): this {
+    return this.rule(sameNamespaceRule(kinds));
   }
 
   /** The peer's uid is one of these. */

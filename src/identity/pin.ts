@@ -1,0 +1,101 @@
+/**
+ * Pinning the process behind a connection (DESIGN.md threat 1, pid reuse). /proc/PID
+ * names whichever process has that pid *now*; a pin proves, after each read, that this is
+ * still the process that connected. Best: the kernel's SO_PEERPIDFD, a pidfd taken at
+ * connect() time. Else pidfd_open(pid) with the start time compared around it and after
+ * every read. Else nothing can be proven and /proc-based rules fail.
+ */
+import { closeFd } from '../native/index.js';
+import { pidfdAlive, pidfdOpen, socketPeerPidfd } from '../native/pidfd.js';
+import { startTime } from './proc.js';
+
+/** How the process behind a connection was pinned. */
+export type Pinning = 'pidfd' | 'start-time' | 'none';
+
+/** The reason given by every rule whose /proc data could not be proven to be the peer's. */
+export const PEER_EXITED = 'peer exited';
+
+/** Options of {@link Pin.of}. */
+export interface PinOptions {
+  /** Ask the socket for SO_PEERPIDFD first. Tests turn it off to exercise the fallback. @default true */
+  peerPidfd?: boolean;
+}
+
+/** A pinned peer process; owns a pidfd to close. */
+export class Pin {
+  /** How the process was pinned. */
+  readonly method: Pinning;
+  readonly pid: number;
+  #pidfd: number | undefined;
+  #start: string | undefined;
+  #broken: string | undefined;
+
+  private constructor(method: Pinning, pid: number, pidfd: number | undefined, start: string | undefined, broken: string | undefined) {
+    this.method = method;
+    this.pid = pid;
+    this.#pidfd = pidfd;
+    this.#start = start;
+    this.#broken = broken;
+  }
+
+  /** Pins the peer of socket `fd` whose SO_PEERCRED pid is `pid`. Never throws: a failure is a broken pin with a reason. */
+  static of(fd: number, pid: number, options: PinOptions = {}): Pin {
+    if (pid <= 0) return new Pin('none', pid, undefined, undefined, 'peer process is not visible from our pid namespace (pid 0)');
+    try {
+      if (options.peerPidfd !== false) {
+        const r = socketPeerPidfd(fd);
+        if (typeof r === 'number') return new Pin('pidfd', pid, r, undefined, undefined);
+        // The kernel has SO_PEERPIDFD and says the process is gone: its pid may be anyone's now.
+        if (r === 'exited') return new Pin('pidfd', pid, undefined, undefined, PEER_EXITED);
+      }
+      return Pin.#byStartTime(pid);
+    } catch (e) {
+      return new Pin('none', pid, undefined, undefined, `cannot pin the peer process: ${(e as Error).message}`);
+    }
+  }
+
+  static #byStartTime(pid: number): Pin {
+    const before = startTime(pid);
+    if (before === undefined) return new Pin('start-time', pid, undefined, undefined, PEER_EXITED);
+    const fd = pidfdOpen(pid);
+    if (fd === 'exited') return new Pin('start-time', pid, undefined, before, PEER_EXITED);
+    const pidfd = typeof fd === 'number' ? fd : undefined;
+    // The same start time on both sides of pidfd_open: the pidfd is of the process we first saw.
+    if (startTime(pid) !== before) {
+      if (pidfd !== undefined) closeFd(pidfd);
+      return new Pin('start-time', pid, undefined, before, PEER_EXITED);
+    }
+    return new Pin('start-time', pid, pidfd, before, undefined);
+  }
+
+  /** Undefined while the pinned process is alive and still has its pid; else why not. */
+  check(): string | undefined {
+    if (this.#broken !== undefined) return this.#broken;
+    if (this.#pidfd !== undefined && !pidfdAlive(this.#pidfd)) return this.#break(PEER_EXITED);
+    if (this.method === 'start-time' && startTime(this.pid) !== this.#start) return this.#break(PEER_EXITED);
+    return undefined;
+  }
+
+  /** Whether the pin holds a pidfd (for tests of fd hygiene). */
+  get hasPidfd(): boolean {
+    return this.#pidfd !== undefined;
+  }
+
+  /** Releases the pidfd; later checks fail, since nothing proves the pid any more. */
+  close(): void {
+    if (this.#pidfd !== undefined) {
+      closeFd(this.#pidfd);
+      this.#pidfd = undefined;
+    }
+    this.#broken ??= 'the connection is closed: the peer process is no longer pinned';
+  }
+
+  #break(reason: string): string {
+    this.#broken = reason;
+    if (this.#pidfd !== undefined) {
+      closeFd(this.#pidfd);
+      this.#pidfd = undefined;
+    }
+    return reason;
+  }
+}

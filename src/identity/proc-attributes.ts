@@ -1,0 +1,42 @@
+/**
+ * The Peer's attributes that come from /proc beyond the program: namespaces, cgroup,
+ * container and the executable's digest. Each is read through `peer.procRead()`, which
+ * proves after the read that the pinned process is still the peer.
+ */
+import type { Outcome, Peer } from './peer.js';
+import { parseCgroup, type CgroupInfo } from './container.js';
+import { executableDigest } from './digest.js';
+import { readNamespaces } from './namespaces.js';
+import { readProc } from './proc.js';
+
+const ok = <T>(value: T): Outcome<T> => ({ ok: true, value });
+const no = (reason: string): Outcome<never> => ({ ok: false, reason });
+
+/** Resolves one of this room's attributes; undefined for a name it does not know. */
+export function resolveProcAttribute(peer: Peer, name: string): Outcome<unknown> | undefined {
+  switch (name) {
+    case 'namespaces':
+      return peer.procRead((proc) => {
+        const r = readNamespaces(proc);
+        return typeof r === 'string' ? no(r) : ok(r);
+      });
+    case 'cgroupInfo':
+      return peer.procRead((proc) => {
+        const text = readProc(`${proc}/cgroup`);
+        return text === undefined ? no(`cannot read ${proc}/cgroup: the peer exited`) : ok(parseCgroup(text));
+      });
+    case 'cgroup': {
+      const info = peer.attempt('cgroupInfo') as Outcome<CgroupInfo>;
+      if (!info.ok) return info;
+      return info.value.path === undefined ? no('the peer has no cgroup line we understand') : ok(info.value.path);
+    }
+    case 'container': {
+      const info = peer.attempt('cgroupInfo') as Outcome<CgroupInfo>;
+      return info.ok ? ok(info.value.container) : info;
+    }
+    case 'programDigest':
+      return peer.procRead(executableDigest);
+    default:
+      return undefined;
+  }
+}

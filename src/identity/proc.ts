@@ -1,0 +1,47 @@
+/** Small /proc readers shared by pinning, namespaces and containers. */
+import { closeSync, openSync, readSync } from 'node:fs';
+
+const readBuf = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * Reads a small /proc file into a shared buffer (one open, read, close: no Buffer per
+ * call); undefined when it cannot be read. Text longer than 64 KiB is cut.
+ */
+export function readProc(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    let n = 0;
+    // /proc files may come in several reads; stop at EOF or a full buffer.
+    for (;;) {
+      const got = readSync(fd, readBuf, n, readBuf.length - n, null);
+      if (got <= 0 || n + got >= readBuf.length) {
+        n += Math.max(got, 0);
+        break;
+      }
+      n += got;
+    }
+    return readBuf.toString('utf8', 0, n);
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Start time of a process (field 22 of /proc/PID/stat, in clock ticks since boot):
+ * with the pid, it names one process for the life of the system. Undefined when gone.
+ */
+export function startTime(pid: number): string | undefined {
+  const stat = readProc(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  // The command name (field 2) is in parentheses and may hold spaces or ')'.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // rest[0] is field 3 (state), so field 22 is rest[19].
+  return rest[19];
+}
