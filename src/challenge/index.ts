@@ -48,7 +48,7 @@ export async function runChallenge(socket: Socket, config: ChallengeConfig, opti
   let steps: ExchangeSteps;
   if (config.secret !== undefined) {
     // Read per exchange, so that a replaced key (or one whose permissions were loosened) takes effect.
-    const key = config.secret instanceof Uint8Array ? config.secret : await readKeyFile(config.secret.keyFile);
+    const key = config.secret instanceof Uint8Array ? config.secret : readKeyFile(config.secret.keyFile);
     steps = sharedSecretSteps(key, options.role);
   } else {
     steps = {};
