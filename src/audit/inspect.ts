@@ -3,12 +3,11 @@
  * through the same lazy Peer the policies use (no policy involved), and adds what the
  * socket file and the directories above it say.
  */
-import net from 'node:net';
-import { resolve } from 'node:path';
-import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Peer } from '../identity/peer.js';
-import { connectAbstract, groupName, userName } from '../native/index.js';
+import { groupName, userName } from '../native/index.js';
+import { DEFAULT_TIMEOUT } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
+import { dial } from './dial.js';
 import { abstractFindings, checkFile, type Finding } from './findings.js';
 
 /** What `inspect()` found about the listener of a socket (the `--json` shape of `secpolicy inspect`). */
@@ -51,12 +50,9 @@ export interface InspectOptions {
  * listens there. Rejects with ERR_SECPOLICY_CONNECT when nobody can be reached there.
  */
 export async function inspect(path: string, options?: InspectOptions): Promise<PeerReport> {
-  if (!v.isName(path) || path === '@') throw invalidArg('path', 'a socket path, or @name for an abstract socket', path);
   const o = v.options<InspectOptions>('options', options);
-  const timeout = v.timeout('options.timeout', o.timeout, 5000);
-  const abstract = path.startsWith('@');
-  const shown = abstract ? path : resolve(path);
-  const socket = abstract ? await openAbstract(path.slice(1), timeout) : await open(shown, shown, timeout);
+  const timeout = v.timeout('options.timeout', o.timeout, DEFAULT_TIMEOUT);
+  const { socket, path: shown, abstract } = await dial(path, timeout);
   try {
     // Every attribute is read while the connection is open: the kernel's record of the
     // listener lives on the socket, and /proc still belongs to it.
@@ -107,44 +103,4 @@ function named(gid: number, name: string | undefined): { gid: number; name?: str
 
 function opt<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
-}
-
-/**
- * An abstract name as other programs bind it (exact length), then as Node binds it
- * (padded to the whole sun_path) when nobody listens on the exact one.
- */
-async function openAbstract(name: string, timeout: number): Promise<net.Socket> {
-  let fd: number;
-  try {
-    fd = connectAbstract(name);
-  } catch (e) {
-    if ((e as { errnoName?: string }).errnoName !== 'ECONNREFUSED') throw e;
-    return open(`\0${name}`, `@${name}`, timeout);
-  }
-  const socket = new net.Socket({ fd, readable: true, writable: true });
-  socket.on('error', () => {});
-  return socket;
-}
-
-/** Connects within `timeout`; a missing or dead socket is ERR_SECPOLICY_CONNECT naming the errno. */
-function open(address: string, shown: string, timeout: number): Promise<net.Socket> {
-  return new Promise((resolvePromise, reject) => {
-    const socket = net.connect({ path: address });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new SecpolicyError(ErrorCode.TIMEOUT, `connecting to ${shown} took longer than ${timeout} ms`, { path: shown }));
-    }, timeout);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeAllListeners('error');
-      // A server that writes or closes first must not crash us while we read its identity.
-      socket.on('error', () => {});
-      resolvePromise(socket);
-    });
-    socket.once('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(new SecpolicyError(ErrorCode.CONNECT, `cannot connect to ${shown}: ${e.code ?? e.message}`, { cause: e, path: shown }));
-    });
-  });
 }

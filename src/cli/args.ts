@@ -1,10 +1,5 @@
-/** Argument parsers shared by the commands: socket addresses and durations. */
+/** Argument parsers shared by the commands. */
 import { InvalidArgumentError } from 'commander';
-
-/** `@name` (how users, ss and audit write abstract sockets) → the `\0name` Node connects to. */
-export function socketAddress(path: string): string {
-  return path.startsWith('@') && path.length > 1 ? `\0${path.slice(1)}` : path;
-}
 
 /** A commander parser for a positive number of milliseconds (a usage error otherwise). */
 export function milliseconds(value: string): number {

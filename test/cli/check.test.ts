@@ -88,10 +88,10 @@ test('check: a bad policy file, a missing socket and a missing --policy exit 2 w
   assert.match(r4.stderr, /^secpolicy: ERR_SECPOLICY_POLICY_FILE: .*empty/);
 });
 
-test('check accepts @name for an abstract socket and a relative policy path', async (t) => {
+test('check accepts @name for an abstract socket (bound with its exact length) and a relative policy path', async (t) => {
   const s = setup(t);
   const name = `@secpolicy-check-${process.pid}-${Date.now()}`;
-  const server = await listener(name, { program: 'node' });
+  const server = await listener(name, { program: 'python' });
   t.after(() => server.close());
   s.policy('me.json', JSON.stringify({ uid: process.getuid!() }));
   const r = await secpolicy(['check', '--policy', 'me.json', name], { cwd: s.sock.replace(/\/run\/s\.sock$/, '') });

@@ -1,13 +1,10 @@
 /** `secpolicy check --policy <file> <path>`: verify a server against a policy file. */
 import type { Command } from 'commander';
-import { channel } from 'node:diagnostics_channel';
-import { isSecpolicyError, ErrorCode } from '../../errors.js';
-import { peerOf } from '../../net/registry.js';
-import { connect } from '../../net/connect.js';
+import { dial } from '../../audit/dial.js';
 import { loadPolicy } from '../../policy/file.js';
-import type { Decision } from '../../policy/policy.js';
+import { DEFAULT_TIMEOUT, type Decision, type Policy } from '../../policy/policy.js';
 import { resultNames } from '../../policy/result.js';
-import { milliseconds, socketAddress } from '../args.js';
+import { milliseconds } from '../args.js';
 import { colorsFor, fields, formatId, json, table, widthOf, wrap, type Colors } from '../output.js';
 
 /** Options of the check command as commander parses them. */
@@ -28,30 +25,26 @@ export function registerCheck(program: Command): void {
     .option('--timeout <ms>', 'bound on connecting and verifying, in milliseconds', milliseconds, 5000)
     .action(async (path: string, flags: CheckFlags) => {
       const policy = await loadPolicy(flags.policy);
-      const decision = await verify(path, policy, flags.timeout);
-      const view = summary(path, decision);
+      const { path: shown, decision } = await verify(path, policy, flags.timeout ?? DEFAULT_TIMEOUT);
+      const view = summary(shown, decision);
       process.stdout.write(flags.json ? json(view) : render(view, colorsFor(process.stdout), widthOf(process.stdout)));
       if (!decision.allowed) process.exitCode = 1;
     });
 }
 
-const decisions = channel('secpolicy:decision');
-
-/** The Decision, allowed or not; anything that prevents a verdict stays an error (exit 2). */
-async function verify(path: string, policy: Awaited<ReturnType<typeof loadPolicy>>, timeout: number | undefined): Promise<Decision> {
-  // connect() closes a denied connection before it rejects; the decision is published
-  // while the socket is still open, so the report's attributes (groups, label) are read then.
-  const resolveAll = (decision: unknown) => (decision as Decision).peer.toJSON();
-  decisions.subscribe(resolveAll);
+/**
+ * Applies the policy to the server as a client does (the `perms` rule checks the socket
+ * file at `path`); anything that prevents a verdict stays an error (exit 2).
+ */
+async function verify(path: string, policy: Policy, timeout: number): Promise<{ path: string; decision: Decision }> {
+  const dialed = await dial(path, timeout);
   try {
-    const socket = await connect({ path: socketAddress(path), policy, ...(timeout !== undefined && { timeout }) });
-    socket.destroy();
-    return { result: 0, allowed: true, peer: peerOf(socket)!, failures: [] };
-  } catch (e) {
-    if (isSecpolicyError(e) && e.code === ErrorCode.DENIED && e.decision) return e.decision as Decision;
-    throw e;
+    const decision = await policy.apply(dialed.socket, { side: 'client', timeout, ...(!dialed.abstract && { socketPath: dialed.path }) });
+    // Read what the report shows while the connection still holds the server.
+    decision.peer.toJSON();
+    return { path: dialed.path, decision };
   } finally {
-    decisions.unsubscribe(resolveAll);
+    dialed.socket.destroy();
   }
 }
 
