@@ -6,6 +6,7 @@ export { SecpolicyError, isSecpolicyError, ErrorCode, type SecpolicyErrorOptions
 export * from './policy/index.js';
 export * from './identity/index.js';
 export type { ChallengeCreate, ChallengeVerify, ChallengeSolve, SharedSecret } from './challenge/index.js';
+export { encodeFrame, FrameDecoder, FrameType, DEFAULT_MAX_PAYLOAD, readKeyFile, writeKeyFile, MIN_KEY_LENGTH, type Frame } from './challenge/index.js';
 export { configureNameCache, clearNameCache, type NameCacheOptions } from './native/index.js';
 export { audit, SEVERITIES, FindingCode, type AuditOptions, type SocketReport, type HolderReport, type Finding, type Severity } from './audit/index.js';
 export { inspect, type PeerReport, type InspectOptions } from './audit/inspect.js';

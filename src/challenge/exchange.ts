@@ -5,7 +5,7 @@
  * callbacks included.
  */
 import type { Socket } from 'node:net';
-import { ErrorCode, SecpolicyError } from '../errors.js';
+import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { encodeFrame, FrameType, MAX_MAX_PAYLOAD } from './frame.js';
 import { SocketFrames } from './socket-reader.js';
 
@@ -73,6 +73,10 @@ async function bytesFrom(frames: SocketFrames, step: string, fn: () => Uint8Arra
 export async function runExchange(socket: Socket, steps: ExchangeSteps, bounds: ExchangeBounds): Promise<ExchangeResult> {
   const { signal, timeout, maxPayload } = bounds;
   if (signal?.aborted) throw aborted(signal);
+  if (socket.readableEncoding !== null || socket.readableObjectMode) {
+    // Frames are bytes: a decoding stream would hand us text.
+    throw invalidArg('socket', 'a socket without setEncoding() (apply the policy first)', socket.readableEncoding);
+  }
   const frames = new SocketFrames(socket, maxPayload);
   const timer = setTimeout(() => frames.fail(new SecpolicyError(ErrorCode.TIMEOUT, `challenge exchange did not finish within ${timeout} ms`)), timeout);
   const onAbort = () => frames.fail(aborted(signal!));

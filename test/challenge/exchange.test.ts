@@ -189,6 +189,15 @@ test('the peer closing its end during the exchange rejects with ERR_SECPOLICY_PR
   await assert.rejects(pending, rejectsWith(ErrorCode.PROTOCOL));
 });
 
+test('a socket with an encoding set is refused with ERR_SECPOLICY_INVALID_ARG, not misread', { skip }, async (t) => {
+  const a = await acceptor(t);
+  const peer = pythonPeer('client', a.path, 'silent');
+  t.after(() => reap(peer));
+  const socket = await a.next();
+  socket.setEncoding('utf8');
+  await assert.rejects(shiftPolicy().apply(socket), rejectsWith(ErrorCode.INVALID_ARG));
+});
+
 test('applySync refuses challenge policies with ERR_SECPOLICY_ASYNC_RULE', { skip }, async (t) => {
   const a = await acceptor(t);
   const peer = pythonPeer('client', a.path, 'silent');
