@@ -1,0 +1,56 @@
+/** Peer processes for the identity tests: real python3 clients, run as other users or in namespaces. */
+import { once } from 'node:events';
+import { chmodSync } from 'node:fs';
+import net from 'node:net';
+import { closeServer, nextConnection, run, tempDir, type RunAs } from '../helpers/index.js';
+
+/** python3 outside any pyenv shim: it must run as other users and inside namespaces. */
+export const PY = '/usr/bin/python3';
+
+/**
+ * Python code that connects `s` to the socket at `path` and prints `up` (then runs `body`;
+ * by default it holds the connection until stdin closes).
+ */
+export function connectScript(path: string, body = 'sys.stdin.read()'): string {
+  return `import os,socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(${JSON.stringify(path)})\nprint('up',os.getpid(),flush=True)\n${body}\n`;
+}
+
+/** A spawned peer; `prefix` wraps python (e.g. `unshare --pid --fork`). */
+export function pythonPeer(path: string, options: { as?: RunAs; body?: string; prefix?: string[] } = {}) {
+  const argv = [...(options.prefix ?? []), PY, '-c', connectScript(path, options.body)];
+  return run(argv[0]!, argv.slice(1), options.as ? { as: options.as } : {});
+}
+
+type Child = ReturnType<typeof run>;
+
+/** The server's next connection, or a rejection with the child's stderr if it exits first. */
+export function acceptFrom(server: net.Server, child: Child): Promise<net.Socket> {
+  return Promise.race([
+    nextConnection(server),
+    child.output().then((o) => Promise.reject(new Error(`peer exited before connecting (code ${o.code}): ${o.stderr}`))),
+  ]);
+}
+
+/** A fresh directory with a world-connectable listening socket (accepted sockets paused); cleaned up with the test. */
+export async function socketServer(t: { after: (fn: () => unknown) => void }, prefix = 'secpolicy-identity-') {
+  const tmp = tempDir(prefix);
+  const path = tmp.path('s.sock');
+  const accepted: net.Socket[] = [];
+  // Paused: a peer that exits before we apply must not make Node close the socket on EOF.
+  const server = net.createServer({ pauseOnConnect: true }, (s) => accepted.push(s)).listen(path);
+  await once(server, 'listening');
+  // 0666: peers run as other users and need write permission on the socket file.
+  chmodSync(path, 0o666);
+  t.after(async () => {
+    for (const s of accepted) s.destroy();
+    await closeServer(server);
+    tmp.cleanup();
+  });
+  return { tmp, path, server };
+}
+
+/** Kills a child (if still running) and waits for it, for t.after. */
+export async function reap(child: Child): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await child.output();
+}

@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { existsSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { test } from 'node:test';
+import { Policy } from '../../src/index.js';
+import { Pin } from '../../src/identity/pin.js';
+import { socketFd } from '../../src/native/index.js';
+import { needRoot, run } from '../helpers/index.js';
+import { PY, acceptFrom, pythonPeer, reap, socketServer } from './peers.js';
+
+/** pidfds this process holds (anon_inode:[pidfd], or pidfd:[...] with pidfs). */
+function pidfdCount(): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).includes('pidfd')) n++;
+    } catch {
+      // The fd of readdir itself, closed by now.
+    }
+  }
+  return n;
+}
+
+const fdCount = () => readdirSync('/proc/self/fd').length;
+
+test('a live peer is pinned by SO_PEERPIDFD and its /proc attributes are read', async (t) => {
+  const { path, server } = await socketServer(t);
+  const child = pythonPeer(path);
+  t.after(() => reap(child));
+  const socket = await acceptFrom(server, child);
+  const d = await new Policy().program(PY).uid(0).apply(socket);
+  assert.equal(d.allowed, true, JSON.stringify(d.failures));
+  assert.equal(d.peer.pinning, 'pidfd');
+  assert.equal(d.peer.pid, child.pid);
+  assert.ok(d.peer.namespaces && d.peer.namespaces.pid > 0);
+});
+
+test('a peer that exits right after connecting is denied with "peer exited", never described by /proc', async (t) => {
+  const { path, server } = await socketServer(t);
+  const child = pythonPeer(path, { body: 'pass' });
+  t.after(() => reap(child));
+  const socket = await acceptFrom(server, child);
+  await child.output();
+  const d = await new Policy().program(PY).uid(0).apply(socket);
+  assert.equal(d.allowed, false);
+  assert.equal(d.failures.length, 1);
+  assert.equal(d.failures[0]!.rule, 'program');
+  assert.match(d.failures[0]!.message, /peer exited/);
+  // SO_PEERCRED still holds the credentials of connect(); /proc data is withheld.
+  assert.equal(d.peer.uid, 0);
+  assert.equal(d.peer.program, undefined);
+  assert.equal(d.peer.namespaces, undefined);
+  assert.equal(d.peer.container, undefined);
+});
+
+/** Spawns `/usr/bin/sleep` with pid `pid` by setting ns_last_pid; undefined when another process took it first. */
+async function spawnWithPid(pid: number) {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+    const sleeper = run('/usr/bin/sleep', ['30']);
+    if (sleeper.pid === pid) return sleeper;
+    sleeper.kill('SIGKILL');
+    await sleeper.output();
+  }
+  return undefined;
+}
+
+const reuseSkip = needRoot() || (existsSync('/proc/sys/kernel/ns_last_pid') ? false : 'needs /proc/sys/kernel/ns_last_pid');
+
+test('pid reuse: a trusted program that inherits the pid of an exited peer does not pass for it', { skip: reuseSkip }, async (t) => {
+  const { path, server } = await socketServer(t);
+  const child = pythonPeer(path, { body: 'pass' });
+  t.after(() => reap(child));
+  const socket = await acceptFrom(server, child);
+  await child.output();
+  const sleeper = await spawnWithPid(child.pid!);
+  if (!sleeper) {
+    t.skip('the pid was taken by another process each time; pid reuse not provoked');
+    return;
+  }
+  t.after(() => reap(sleeper));
+  assert.equal(readlinkSync(`/proc/${child.pid}/exe`), '/usr/bin/sleep');
+  const d = await new Policy().program('/usr/bin/sleep').apply(socket);
+  assert.equal(d.allowed, false);
+  assert.match(d.failures[0]!.message, /peer exited/);
+  assert.equal(d.peer.program, undefined);
+});
+
+test('fallback pinning (pidfd_open + start time) proves the process until it exits, also across pid reuse', { skip: reuseSkip }, async (t) => {
+  const { path, server } = await socketServer(t);
+  const child = pythonPeer(path);
+  t.after(() => reap(child));
+  const socket = await acceptFrom(server, child);
+  const pin = Pin.of(socketFd(socket), child.pid!, { peerPidfd: false });
+  t.after(() => pin.close());
+  assert.equal(pin.method, 'start-time');
+  assert.equal(pin.check(), undefined);
+  child.stdin!.end();
+  await child.output();
+  const sleeper = await spawnWithPid(child.pid!);
+  if (sleeper) t.after(() => reap(sleeper));
+  assert.equal(pin.check(), 'peer exited');
+  assert.equal(pin.hasPidfd, false, 'the pidfd is released once the peer is known gone');
+});
+
+test('pid 0 (not in our pid namespace) is pinned by nothing and says so', () => {
+  const pin = Pin.of(-1, 0);
+  assert.equal(pin.method, 'none');
+  assert.match(pin.check()!, /pid 0/);
+});
+
+test('a uid-only policy opens no pidfd; a program rule holds one until the connection closes', async (t) => {
+  const server = net.createServer().listen(`\0secpolicy-pin-${process.pid}`);
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const client = net.connect(`\0secpolicy-pin-${process.pid}`);
+  const [socket] = (await once(server, 'connection')) as [net.Socket];
+  const before = pidfdCount();
+  assert.equal(new Policy().uid(0).applySync(socket).allowed, true);
+  assert.equal(pidfdCount(), before);
+  assert.equal(new Policy().program(process.execPath).applySync(socket).allowed, true);
+  assert.equal(pidfdCount(), before + 1);
+  socket.destroy();
+  client.destroy();
+  await once(socket, 'close');
+  assert.equal(pidfdCount(), before);
+});
+
+test('500 verified connections leave the number of open fds where it was', async (t) => {
+  const name = `\0secpolicy-fds-${process.pid}`;
+  const policy = new Policy().program(process.execPath).sameNamespace('pid');
+  let allowed = 0;
+  const server = net.createServer((s) => {
+    if (policy.applySync(s).allowed) allowed++;
+    s.destroy();
+  });
+  server.listen(name);
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const connectOnce = () =>
+    new Promise<void>((resolve, reject) => {
+      const c = net.connect(name);
+      c.on('error', reject);
+      c.on('close', () => resolve());
+      c.resume();
+    });
+  await connectOnce();
+  const before = fdCount();
+  for (let i = 0; i < 500; i += 10) await Promise.all(Array.from({ length: 10 }, connectOnce));
+  // Let the server side's 'close' events run.
+  await new Promise((r) => setImmediate(r));
+  assert.equal(allowed, 501);
+  assert.equal(fdCount(), before);
+});
