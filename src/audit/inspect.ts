@@ -27,7 +27,7 @@ export interface PeerReport {
   program?: string;
   /** Security label (SO_PEERSEC), when an LSM provides one. */
   label?: string;
-  /** The container the listener runs in (null: none), when this build can tell. */
+  /** The container the listener runs in (null: none); absent when it could not be read. */
   container?: { runtime: string; id: string } | null;
   /** Owner of the socket file; absent for abstract sockets. */
   owner?: { uid: number; user?: string; gid: number; group?: string };
@@ -81,8 +81,8 @@ function report(peer: Peer, path: string, abstract: boolean): PeerReport {
   if (program !== undefined) out.program = program;
   const label = read<string>('label');
   if (label !== undefined) out.label = label;
-  // The container getter arrives with the containers work; until then the field is left out.
-  if ('container' in peer) out.container = (peer as { container?: PeerReport['container'] }).container ?? null;
+  const container = read<PeerReport['container']>('container');
+  if (container !== undefined) out.container = container;
   if (abstract) {
     out.findings = abstractFindings();
   } else {

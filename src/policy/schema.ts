@@ -8,6 +8,8 @@
 import { describe, isSecpolicyError } from '../errors.js';
 import { allOf, anyOfSync, not } from './combinators.js';
 import type { Rule } from './rule.js';
+import type { NamespaceKind } from '../identity/namespaces.js';
+import { containerRule, hostRule, programDigestRule, sameNamespaceRule, type ContainerMatch } from './container-rules.js';
 import { gidRule, groupRule, labelRule, memberOfRule, permsRule, programRule, uidRule, userRule } from './rules.js';
 
 /** A field path inside the document: keys and list indexes. */
@@ -40,6 +42,12 @@ export const RULE_KEYS: Readonly<Record<string, RuleMaker>> = Object.freeze(
     perms: (value: unknown, path: FieldPath, walk: Walk) => permsRule(fileMode(value, path, walk)),
     creds: (value: unknown) => labelRule(value as string, 'creds'),
     label: (value: unknown) => labelRule(value as string, 'label'),
+    programDigest: (value: unknown, path: FieldPath, walk: Walk) => programDigestRule(asWritten(value, path, walk) as string),
+    container: (value: unknown, path: FieldPath, walk: Walk) =>
+      value === true || isMapping(value) ? containerRule(value as ContainerMatch) : walk.fail(path, `must be true (any container) or { id, idPrefix, runtime }; for "not in a container" write not: { container: true } or host: true. Received ${show(value)}`),
+    host: (value: unknown, path: FieldPath, walk: Walk) =>
+      value === true ? hostRule() : walk.fail(path, `must be true; for "not on this host" write not: { host: true }. Received ${show(value)}`),
+    sameNamespace: (value: unknown) => sameNamespaceRule(value as NamespaceKind),
   } satisfies Record<string, RuleMaker>),
 );
 
@@ -65,6 +73,15 @@ const COMBINATORS = Object.freeze(['allOf', 'anyOf', 'not']);
 
 /** Every key a file may hold, for "did you mean" hints. */
 const ALL_KEYS = [...Object.keys(RULE_KEYS), ...COMBINATORS, ...TOP_KEYS];
+
+/**
+ * Hex written without quotes can read as a number (`0123...` with only digits, or `1e5...`
+ * as a float); a digest means the characters as written.
+ */
+function asWritten(value: unknown, path: FieldPath, walk: Walk): unknown {
+  if (Array.isArray(value)) return value.map((x, i) => asWritten(x, [...path, i], walk));
+  return typeof value === 'number' ? (walk.source(path) ?? value) : value;
+}
 
 /** `perms` as a number (decimal, or YAML written like `0660` which is read as octal, as chmod would) or an octal string. */
 function fileMode(value: unknown, path: FieldPath, walk: Walk): number {
@@ -136,10 +153,15 @@ function keyRule(key: string, value: unknown, at: FieldPath, walk: Walk): Rule {
   } catch (e) {
     const argument = (e as { argument?: unknown }).argument;
     if (!isSecpolicyError(e) || typeof argument !== 'string') throw e;
-    // The validators name the argument (`uid[1]`): point at that element of the list.
-    const index = /\[(\d+)\]$/.exec(argument);
-    walk.fail(index ? [...at, Number(index[1])] : at, e.message.replace(/^The ".*?" argument /, ''));
+    // The validators name the argument (`uid[1]`, `container.id`): point at that node.
+    walk.fail([...at, ...argumentPath(argument, key)], e.message.replace(/^The ".*?" argument /, ''));
   }
+}
+
+/** `container.id[1]` named by a validator, relative to the key `container`: `['id', 1]`. */
+function argumentPath(argument: string, key: string): FieldPath {
+  if (!argument.startsWith(key)) return [];
+  return [...argument.slice(key.length).matchAll(/\.([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] === undefined ? m[1]! : Number(m[2])));
 }
 
 function anyOfList(list: unknown[], at: FieldPath, walk: Walk): Rule {

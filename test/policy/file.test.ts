@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, realpathSync, writeFileSync } from 'node:fs';
-import { ErrorCode, Policy, loadPolicy, parsePolicy, type Rule } from '../../src/index.js';
+import { createHash } from 'node:crypto';
+import { chmodSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { ErrorCode, Policy, loadPolicy, parsePolicy, resultNames, type Rule } from '../../src/index.js';
 import { connection, nodePeer, pythonPeer, NOBODY } from '../helpers/connection.js';
-import { needRoot, tempDir } from '../helpers/index.js';
+import { needCommand, needRoot, tempDir } from '../helpers/index.js';
 
 /** A rule as comparable data: name, flag and expectation, recursively through combinators. */
 const shape = (rules: readonly Rule[]) => rules.map((r) => ({ name: r.name, flag: r.flag, expected: r.expected }));
@@ -48,6 +49,15 @@ test('every rule key makes the same rules as the builder', () => {
     ['creds: "system_u:system_r:sshd_t:s0"', new Policy().creds('system_u:system_r:sshd_t:s0')],
     ['label: unconfined', new Policy().label('unconfined')],
     ['uid: 0\ngroup: adm', new Policy().uid(0).group('adm')],
+    [`programDigest: ${'Ab'.repeat(32)}`, new Policy().programDigest('Ab'.repeat(32))],
+    // Unquoted hex that YAML would read as numbers keeps the digits as written.
+    [`programDigest: [${'0'.repeat(64)}, ${'f'.repeat(64)}, ${'1'.repeat(10)}e${'2'.repeat(53)}]`, new Policy().programDigest(['0'.repeat(64), 'f'.repeat(64), `${'1'.repeat(10)}e${'2'.repeat(53)}`])],
+    ['container: true', new Policy().container()],
+    ['container: { runtime: [docker, podman], idPrefix: 3f2a }', new Policy().container({ runtime: ['docker', 'podman'], idPrefix: '3f2a' })],
+    ['container:\n  id: abc', new Policy().container({ id: 'abc' })],
+    ['host: true', new Policy().host()],
+    ['sameNamespace: net', new Policy().sameNamespace('net')],
+    ['sameNamespace: [pid, mnt, user]', new Policy().sameNamespace(['pid', 'mnt', 'user'])],
   ];
   for (const [text, builder] of cases) {
     assert.deepEqual(shape(parsePolicy(text).rules), shape(builder.rules), text);
@@ -99,6 +109,14 @@ test('bad values name the field path and its line', () => {
   rejects('perms: 0999', 'perms', 1);
   rejects('creds: 12', 'creds', 1);
   rejects('label: ""', 'label', 1);
+  rejects('programDigest: abc', 'programDigest', 1, /SHA-256/);
+  rejects(`programDigest:\n  - ${'a'.repeat(64)}\n  - ${'g'.repeat(64)}`, 'programDigest[1]', 3);
+  rejects('container: false', 'container', 1, /not: \{ container: true \}/);
+  rejects('container: docker', 'container', 1);
+  rejects('container:\n  runtime: docker\n  image: x', 'container.image', 3);
+  rejects('container:\n  id: [abc, ""]', 'container.id[1]', 2);
+  rejects('host: false', 'host', 1, /not: \{ host: true \}/);
+  rejects('sameNamespace: [net, time]', 'sameNamespace[1]', 1, /one of pid, mnt/);
   rejects('anyOf:\n  - uid: 0\n  - memberOf: [adm, -4]\n', 'anyOf[1].memberOf[1]', 3);
   rejects('# comment\n\nanyOf:\n  - uid: 0\n  - gid: 0\n    memberOf: {}\n', 'anyOf[1].memberOf', 6);
   rejects('allOf: {uid: 0}', 'allOf', 1, /list of rule objects/);
@@ -213,4 +231,26 @@ anyOf:
   assert.equal(await verdict({ as: { ...NOBODY, groups: [4] }, peer: nodePeer() }), false, 'a member of adm running another program fails');
   assert.equal(await verdict({ as: { ...NOBODY, groups: [24] }, peer: pythonPeer }), false, 'python3 outside group adm fails');
   assert.equal(await verdict({ as: { uid: 65534, gid: 4 }, peer: pythonPeer }), true, 'adm as primary group counts');
+});
+
+test('host, sameNamespace and programDigest from a file, applied to peers in other namespaces', { skip: needRoot() || needCommand('unshare') }, async (t) => {
+  const node = realpathSync(process.execPath);
+  const digest = createHash('sha256').update(readFileSync(node)).digest('hex');
+  const policy = parsePolicy(`host: true\nsameNamespace: [net, user]\nprogramDigest: ${digest}\n`);
+  const unshared = (flags: string[]) => (path: string): [string, string[]] => {
+    const [exe, args] = nodePeer()(path);
+    return ['unshare', [...flags, '--', exe, ...args]];
+  };
+  const verdict = async (options: Parameters<typeof connection>[0]) => {
+    const c = await connection(options);
+    t.after(() => c.close());
+    return policy.apply(c.socket);
+  };
+  assert.equal((await verdict({ peer: nodePeer() })).allowed, true, 'a node peer in our namespaces passes');
+  const mnt = await verdict({ peer: unshared(['--mount']) });
+  assert.deepEqual(resultNames(mnt.result), ['HOST'], 'another mount namespace is not our host');
+  const net = await verdict({ peer: unshared(['--net']) });
+  assert.deepEqual(resultNames(net.result), ['NAMESPACE'], 'another network namespace');
+  const python = await verdict({ peer: pythonPeer });
+  assert.deepEqual(resultNames(python.result), ['PROGRAM_DIGEST'], 'another program');
 });
