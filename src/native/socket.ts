@@ -138,7 +138,13 @@ const UNNAMED: UnixAddress = Object.freeze({ kind: 'unnamed' });
 
 function decodeAddress(len: number): UnixAddress {
   if (len <= 2) return UNNAMED;
-  if (addrBuf[2] === 0) return { kind: 'abstract', path: `@${addrBuf.toString('latin1', 3, len)}` };
+  if (addrBuf[2] === 0) {
+    // libuv before 1.46 (Node 20) binds abstract names padded with NULs to the full
+    // sun_path; trim them so the name reads as the program wrote it.
+    let end = len;
+    while (end > 3 && addrBuf[end - 1] === 0) end--;
+    return { kind: 'abstract', path: `@${addrBuf.toString('latin1', 3, end)}` };
+  }
   let end = 2;
   while (end < len && addrBuf[end] !== 0) end++;
   return { kind: 'path', path: addrBuf.toString('utf8', 2, end) };

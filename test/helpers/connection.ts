@@ -59,11 +59,14 @@ export async function connection(options: ConnectionOptions = {}): Promise<Conne
   const path = options.abstract ? `\0secpolicy-test-${process.pid}-${++counter}-${Date.now()}` : tmp.path('s.sock');
   // Paused: a peer that exits must not make Node read EOF and destroy our end before the test applies its policy.
   const server = net.createServer({ pauseOnConnect: true });
+  const accepted = new Set<net.Socket>();
+  server.on('connection', (s) => accepted.add(s));
   server.listen(path);
   await once(server, 'listening');
   let socket: net.Socket | undefined;
   const closeAll = async () => {
     socket?.destroy();
+    for (const s of accepted) s.destroy();
     peer?.stdin?.end();
     if (peer && peer.exitCode === null && peer.signalCode === null) peer.kill('SIGKILL');
     await peer?.output();
@@ -73,7 +76,7 @@ export async function connection(options: ConnectionOptions = {}): Promise<Conne
   let peer: ReturnType<typeof run> | undefined;
   try {
     if (!options.abstract) chmodSync(path, options.mode ?? 0o777);
-    const accepted = once(server, 'connection').then(([s]) => s as net.Socket);
+    const first = once(server, 'connection').then(([s]) => s as net.Socket);
     const [cmd, args] = (options.peer ?? nodePeer())(options.abstract ? `@${path.slice(1)}` : path);
     peer = run(cmd, args, options.as ? { as: options.as } : {});
     const exited = peer.output().then((o) => {
@@ -84,7 +87,7 @@ export async function connection(options: ConnectionOptions = {}): Promise<Conne
       timer = setTimeout(() => reject(new Error(`peer ${cmd} did not connect within ${CONNECT_TIMEOUT} ms`)), CONNECT_TIMEOUT);
     });
     try {
-      socket = await Promise.race([accepted, exited, stuck]);
+      socket = await Promise.race([first, exited, stuck]);
     } finally {
       clearTimeout(timer);
     }
