@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { Policy, Result } from '../../src/index.js';
-import { run, tempDir } from '../helpers/index.js';
+import { needRoot, run, tempDir } from '../helpers/index.js';
 import { acceptor, buildCPeer, listening, needCc, reap } from './peers.js';
 
 const skip = needCc();
@@ -138,4 +138,25 @@ test('shared secret with different keys: C refuses and TypeScript sets Result.CH
   const out = await c.output();
   assert.equal(out.code, 1);
   assert.equal(out.stdout, 'refused\n');
+});
+
+test('a C client running as another user: the exchange runs only once the identity rules pass', { skip: skip || needRoot() }, async (t) => {
+  const a = await acceptor(t, 0o777);
+  const daemon = { uid: 1, gid: 1 };
+  const ok = run(cPeer, ['client', a.path, 'recv'], { as: daemon });
+  t.after(() => reap(ok));
+  const s1 = await a.next();
+  const d1 = await new Policy().uid(1).challengeSend(() => EXAMPLE, shifted).apply(s1);
+  assert.equal(d1.allowed, true, JSON.stringify(d1.failures));
+  await talk(s1, ok, 'ok\nfrom-ts\n');
+
+  const denied = run(cPeer, ['client', a.path, 'recv'], { as: daemon });
+  t.after(() => reap(denied));
+  const s2 = await a.next();
+  const d2 = await new Policy().uid(0).challengeSend(() => EXAMPLE, shifted).apply(s2);
+  assert.equal(d2.result, Result.UID, 'no challenge flag: the exchange never ran');
+  s2.destroy();
+  const out = await denied.output();
+  assert.equal(out.code, 2);
+  assert.match(out.stderr, /stream ended/, 'the C client never received a REQUEST');
 });

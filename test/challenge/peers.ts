@@ -96,8 +96,8 @@ export function buildCPeer(dir: string): string {
   return out;
 }
 
-/** A listening server on a fresh path whose accepted sockets arrive through `next()`. */
-export async function acceptor(t: { after: (fn: () => unknown) => void }) {
+/** A listening server on a fresh path (socket file chmod'ed to `mode` if given) whose accepted sockets arrive through `next()`. */
+export async function acceptor(t: { after: (fn: () => unknown) => void }, mode?: number) {
   const tmp = tempDir('secpolicy-challenge-');
   const path = tmp.path('s');
   const waiting: Array<(s: net.Socket) => void> = [];
@@ -108,7 +108,7 @@ export async function acceptor(t: { after: (fn: () => unknown) => void }) {
     const w = waiting.shift();
     if (w) w(s);
     else queued.push(s);
-  });
+  }, mode);
   t.after(async () => {
     // server.close() waits for open connections: end them first.
     for (const s of accepted) s.destroy();
