@@ -38,6 +38,7 @@ test('inspect --json reports the listener run as another user and its socket fil
   assert.deepEqual(report.owner, { uid: 65534, user: 'nobody', gid: 65534, group: 'nogroup' });
   assert.equal(report.mode, 0o666);
   assert.deepEqual(report.findings.map((f) => f.code), ['WORLD_WRITABLE']);
+  assert.equal(report.container, null, 'a listener on the host is in no container');
   assert.equal(report.label, undefined, 'no LSM on the test host gives sockets a label');
   assert.ok(report.unavailable.label, 'the missing label says why');
 });
@@ -57,6 +58,7 @@ test('inspect prints aligned fields and findings within 80 columns, without colo
   assert.match(r.stdout, /^groups +4 \(adm\), 24 \(cdrom\)$/m);
   assert.match(r.stdout, new RegExp(`^program +${python}$`, 'm'));
   assert.match(r.stdout, /^file mode +0660$/m);
+  assert.match(r.stdout, /^container +none$/m);
   assert.match(r.stdout, /^high +INSECURE_DIRECTORY +\/tmp\/.* is writable by\n +every user/m);
   // Values start in one column.
   const starts = r.stdout.split('\n').filter((l) => /^(pid|user|group|program|file mode) /.test(l)).map((l) => /^.*?\S {2,}/.exec(l)![0].length);
