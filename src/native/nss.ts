@@ -3,6 +3,7 @@
  * and systemd users resolve as they do for every other program on the host. Results are
  * cached, bounded and with a TTL, so the accept path does not ask NSS per connection.
  */
+import { invalidArg } from '../errors.js';
 import { Errno, errnoError, libc } from './libc.js';
 
 const INITIAL_BUFFER = 1024;
@@ -79,9 +80,17 @@ const caches = {
 
 /** Change the size or TTL of the NSS name cache (and empty it). */
 export function configureNameCache(options: NameCacheOptions = {}): void {
+  if (typeof options !== 'object' || options === null) throw invalidArg('options', 'an object', options);
+  const { maxEntries, ttl } = options;
+  if (maxEntries !== undefined && !(Number.isInteger(maxEntries) && maxEntries >= 1)) {
+    throw invalidArg('options.maxEntries', 'a positive integer', maxEntries);
+  }
+  if (ttl !== undefined && !(typeof ttl === 'number' && ttl >= 0 && ttl <= 2 ** 31 - 1)) {
+    throw invalidArg('options.ttl', 'a number of milliseconds from 0 to 2147483647', ttl);
+  }
   for (const cache of Object.values(caches)) {
-    if (options.maxEntries !== undefined) cache.maxEntries = Math.max(1, options.maxEntries);
-    if (options.ttl !== undefined) cache.ttl = Math.max(0, options.ttl);
+    if (maxEntries !== undefined) cache.maxEntries = maxEntries;
+    if (ttl !== undefined) cache.ttl = ttl;
     cache.clear();
   }
 }
