@@ -25,6 +25,7 @@ import type { Container } from './container.js';
 import type { Namespaces } from './namespaces.js';
 import { Pin, type Pinning } from './pin.js';
 import { resolveProcAttribute } from './proc-attributes.js';
+import { idUnmapped } from './proc.js';
 
 /** Which end of the connection we are: the side that accepted it, or the side that connected. */
 export type Side = 'server' | 'client';
@@ -42,8 +43,6 @@ export interface PeerOptions {
   /** The socket file the connection came through, when the caller knows it better than the kernel. */
   socketPath?: string;
 }
-
-const UNMAPPED_ID = 65534;
 
 /** The peer of a UNIX socket connection. */
 export class Peer {
@@ -197,6 +196,11 @@ export class Peer {
     return broken === undefined ? r : no(broken);
   }
 
+  /** @internal True when the kernel could not map the peer's uid / gid into our user namespace (it shows 65534). */
+  idUnmapped(kind: 'uid' | 'gid'): boolean {
+    return idUnmapped(kind, kind === 'uid' ? this.uid : this.gid);
+  }
+
   /** @internal The socket's fd (strict mode looks up its peer end). */
   fd(): number {
     return socketFd(this.#socket);
@@ -233,9 +237,10 @@ export class Peer {
       case 'label':
         return this.#fromSocket(() => peerSecurityLabel(socketFd(this.#socket)), 'no security label: no LSM provides SO_PEERSEC here');
       case 'user':
-        if (this.uid === UNMAPPED_ID && userName(UNMAPPED_ID) === undefined) return no('uid is unmapped in our user namespace');
+        if (this.idUnmapped('uid')) return no(`uid is unmapped in our user namespace (shown as ${this.uid})`);
         return named(userName(this.uid), `uid ${this.uid} has no user name`);
       case 'group':
+        if (this.idUnmapped('gid')) return no(`gid is unmapped in our user namespace (shown as ${this.gid})`);
         return named(groupName(this.gid), `gid ${this.gid} has no group name`);
       case 'program':
         return this.procRead((proc) => {

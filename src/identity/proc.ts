@@ -45,3 +45,29 @@ export function startTime(pid: number): string | undefined {
   // rest[0] is field 3 (state), so field 22 is rest[19].
   return rest[19];
 }
+
+const unmappedCache = new Map<'uid' | 'gid', number | null>();
+
+/**
+ * Whether `id` is an id the kernel could not map into our user namespace: it shows such
+ * ids as the overflow id (65534). True only when our own uid_map / gid_map leaves the
+ * overflow id unmapped, so a real `nobody` on a host is never mistaken for one.
+ */
+export function idUnmapped(kind: 'uid' | 'gid', id: number): boolean {
+  let overflow = unmappedCache.get(kind);
+  if (overflow === undefined) {
+    // Read once: a process's own id maps are written once, before it runs.
+    const o = Number(readProc(`/proc/sys/kernel/overflow${kind}`)?.trim() ?? 65534);
+    overflow = inMap(readProc(`/proc/self/${kind}_map`) ?? '', o) ? null : o;
+    unmappedCache.set(kind, overflow);
+  }
+  return id === overflow;
+}
+
+function inMap(map: string, id: number): boolean {
+  for (const line of map.split('\n')) {
+    const [inside, , count] = line.trim().split(/\s+/).map(Number);
+    if (inside !== undefined && count !== undefined && id >= inside && id < inside + count) return true;
+  }
+  return false;
+}

@@ -9,13 +9,18 @@ import * as v from './validate.js';
 const anyOf = (list: readonly unknown[]) => (list.length === 1 ? list[0] : list);
 const show = (list: readonly unknown[]) => (list.length === 1 ? String(list[0]) : `one of ${list.join(', ')}`);
 
+/** An id the kernel shows as 65534 because it has no mapping here is no identity: no id rule passes on it. */
+function unmapped(peer: Peer, kind: 'uid' | 'gid'): Check | undefined {
+  return peer.idUnmapped(kind) ? fail(peer[kind], `peer ${kind} is unmapped in our user namespace (shown as ${peer[kind]})`) : undefined;
+}
+
 export function uidRule(value: number | number[]): Rule {
   const list = v.ids('uid', value);
   return {
     name: 'uid',
     flag: Result.UID,
     expected: anyOf(list),
-    check: (peer) => (list.includes(peer.uid) ? PASS : fail(peer.uid, `peer uid ${peer.uid} is not ${show(list)}`)),
+    check: (peer) => unmapped(peer, 'uid') ?? (list.includes(peer.uid) ? PASS : fail(peer.uid, `peer uid ${peer.uid} is not ${show(list)}`)),
   };
 }
 
@@ -25,7 +30,7 @@ export function gidRule(value: number | number[]): Rule {
     name: 'gid',
     flag: Result.GID,
     expected: anyOf(list),
-    check: (peer) => (list.includes(peer.gid) ? PASS : fail(peer.gid, `peer gid ${peer.gid} is not ${show(list)}`)),
+    check: (peer) => unmapped(peer, 'gid') ?? (list.includes(peer.gid) ? PASS : fail(peer.gid, `peer gid ${peer.gid} is not ${show(list)}`)),
   };
 }
 
