@@ -6,9 +6,9 @@
  * strings for perms, and refusing what a file cannot express.
  */
 import { describe, isSecpolicyError } from '../errors.js';
+import type { NamespaceKind } from '../identity/namespaces.js';
 import { allOf, anyOfSync, not } from './combinators.js';
 import type { Rule } from './rule.js';
-import type { NamespaceKind } from '../identity/namespaces.js';
 import { containerRule, hostRule, programDigestRule, sameNamespaceRule, type ContainerMatch } from './container-rules.js';
 import { gidRule, groupRule, labelRule, memberOfRule, permsRule, programRule, uidRule, userRule } from './rules.js';
 
@@ -55,7 +55,7 @@ export const RULE_KEYS: Readonly<Record<string, RuleMaker>> = Object.freeze(
 const SAME_SLOT: Readonly<Record<string, string>> = { label: 'creds' };
 
 /** The Policy slot a rule key fills. */
-export function slotOf(key: string): string {
+function slotOf(key: string): string {
   return Object.hasOwn(SAME_SLOT, key) ? SAME_SLOT[key]! : key;
 }
 
@@ -67,7 +67,7 @@ const NOT_IN_FILES: Readonly<Record<string, string>> = {
 };
 
 /** Keys allowed only at the top of the document. */
-export const TOP_KEYS = Object.freeze(['version', 'strict', 'sharedSecret']);
+const TOP_KEYS = Object.freeze(['version', 'strict', 'sharedSecret']);
 
 const COMBINATORS = Object.freeze(['allOf', 'anyOf', 'not']);
 
