@@ -4,28 +4,18 @@
  *
  *   node dist/examples/secret-client.js <socket-path> <key-file> [message]
  */
-import net from 'node:net';
-import { once } from 'node:events';
-import { Policy, isSecpolicyError } from '../src/index.js';
+import { Policy, connect, isSecpolicyError } from '../src/index.js';
 
 const [path = '/tmp/secpolicy-secret.sock', keyFile = 'secpolicy.key', message = 'hello'] = process.argv.slice(2);
 
 const policy = new Policy().sharedSecret({ keyFile });
 
-const socket = net.connect(path);
 try {
-  await once(socket, 'connect');
-  const decision = await policy.apply(socket, { timeout: 2000 });
-  if (!decision.allowed) {
-    console.error(`server refused: ${decision.failures.map((f) => f.message).join('; ')}`);
-    process.exit(1);
-  }
+  const socket = await connect({ path, policy, timeout: 2000 });
+  socket.end(`${message}\n`);
+  socket.setEncoding('utf8');
+  for await (const chunk of socket) process.stdout.write(chunk);
 } catch (e) {
   console.error(`error: ${isSecpolicyError(e) ? e.code : 'unexpected'}: ${(e as Error).message}`);
-  process.exit(2);
+  process.exitCode = isSecpolicyError(e) && e.code === 'ERR_SECPOLICY_DENIED' ? 1 : 2;
 }
-socket.end(`${message}\n`);
-socket.setEncoding('utf8');
-let received = '';
-for await (const chunk of socket) received += chunk;
-process.stdout.write(received);

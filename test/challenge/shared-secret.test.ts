@@ -115,7 +115,7 @@ test('the secret-client example (a child node) and a key-file server: same key p
   s2.destroy();
   const badOut = await bad.output();
   assert.equal(badOut.code, 1);
-  assert.match(badOut.stderr, /server refused/);
+  assert.match(badOut.stderr, /ERR_SECPOLICY_DENIED/);
 });
 
 test('an unsafe key file rejects apply() with ERR_SECPOLICY_KEY_FILE before anything is sent', { skip }, async (t) => {
