@@ -65,6 +65,22 @@ test('inspect prints aligned fields and findings within 80 columns, without colo
   assert.equal(new Set(starts).size, 1, r.stdout);
 });
 
+test('inspect flags a directory owned by another user than the socket\'s owner', { skip: needRoot() }, async (t) => {
+  const d = nobodyDir(t);
+  // daemon owns the directory; nobody may write there through the group.
+  chownSync(d.dir, 1, 65534);
+  chmodSync(d.dir, 0o775);
+  const server = await listener(d.path('s.sock'), { as: NOBODY_IN_GROUPS, mode: 0o600 });
+  t.after(() => server.close());
+  const report = await inspect(d.path('s.sock'));
+  assert.deepEqual(
+    report.findings.map((f) => [f.code, f.severity]),
+    [['INSECURE_DIRECTORY', 'medium']],
+  );
+  assert.match(report.findings[0]!.message, new RegExp(`^${d.dir} belongs to uid 1`));
+  assert.equal(report.mode, 0o600);
+});
+
 test('inspect reaches abstract names bound with their exact length (python3) and padded (node)', async (t) => {
   for (const program of ['python', 'node'] as const) {
     const name = `@secpolicy-inspect-${program}-${process.pid}-${Date.now()}`;
