@@ -18,6 +18,7 @@ const shifted = (c: Uint8Array, r: Uint8Array) => r.length === c.length && c.eve
 const shiftPolicy = () => new Policy().challengeSend(() => randomBytes(10), shifted);
 const EVENTS = ['readable', 'data', 'end', 'close', 'error'] as const;
 const listeners = (s: net.Socket) => EVENTS.map((e) => s.listenerCount(e));
+const timeouts = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 
 function rejectsWith(code: string) {
   return (e: unknown) => isSecpolicyError(e) && e.code === code;
@@ -29,9 +30,11 @@ test('a response and the first application message in one write: the application
   t.after(() => reap(peer));
   const socket = await a.next();
   const before = listeners(socket);
+  const timers = timeouts();
   const decision = await shiftPolicy().apply(socket, { timeout: 5000 });
   assert.equal(decision.allowed, true, JSON.stringify(decision.failures));
   assert.deepEqual(listeners(socket), before, 'no listener is left behind');
+  assert.equal(timeouts(), timers, 'the handshake timer is cleared');
   // A fresh socket is paused-not-flowing (null); so is this one once the tick settles.
   await new Promise((r) => setImmediate(r));
   assert.equal(socket.readableFlowing, null);
@@ -104,8 +107,10 @@ test('a silent peer fails with ERR_SECPOLICY_TIMEOUT at the timeout, leaving no 
   const socket = await a.next();
   t.after(() => socket.destroy());
   const before = listeners(socket);
+  const timers = timeouts();
   await assert.rejects(shiftPolicy().apply(socket, { timeout: 150 }), rejectsWith(ErrorCode.TIMEOUT));
   assert.deepEqual(listeners(socket), before);
+  assert.equal(timeouts(), timers);
 });
 
 test('a user callback that never settles is cut off by the same timeout', { skip }, async (t) => {
