@@ -1,0 +1,110 @@
+/**
+ * createProxy(): a policy-enforcing proxy in front of an existing UNIX socket. Clients
+ * are verified by the same path as createServer(); an allowed client gets its own
+ * connection to the target and bytes flow both ways with backpressure and half-close.
+ */
+import net from 'node:net';
+import { invalidArg, type SecpolicyError } from '../errors.js';
+import { log as debug } from '../net/channels.js';
+import { createServer, listen } from '../net/index.js';
+import { Policy, type Decision } from '../policy/policy.js';
+import * as v from '../policy/validate.js';
+import { splice, type Pair } from './splice.js';
+
+/** Options of {@link createProxy}. */
+export interface ProxyOptions {
+  /** The socket file the proxy listens on (created safely, see `listen()`). */
+  listen: string;
+  /** The socket file of the service behind the proxy. */
+  target: string;
+  /** The policy every client must pass before a byte reaches the target. */
+  policy: Policy;
+  /** Mode of the socket file the proxy creates. @default 0o600 */
+  mode?: number;
+  /** Bound on verifying one client, in ms. @default 5000 */
+  handshakeTimeout?: number;
+  /** Bound on reaching the target for one client, in ms. @default 5000 */
+  connectTimeout?: number;
+  /**
+   * Where the proxy reports denials and failures to reach the target, one line each
+   * (never payloads or secrets). @default the `secpolicy` debuglog (NODE_DEBUG=secpolicy)
+   */
+  log?: (line: string) => void;
+  /** Use a socket directory that others could write to (see `listen()`). @default false */
+  allowInsecureDirectory?: boolean;
+}
+
+/** Default bound on reaching the target, in ms. */
+export const DEFAULT_CONNECT_TIMEOUT = 5000;
+
+// The default 16 KiB stream buffers pause the reader after every 64 KiB read; a few
+// chunks of room keep both sockets busy while still bounding memory per connection.
+const HIGH_WATER_MARK = 256 * 1024;
+
+const pairs = new WeakMap<net.Server, Set<Pair>>();
+
+/**
+ * Listens on `options.listen` and forwards each client that passes `options.policy` to
+ * `options.target`. Resolves with the listening server once the socket file exists;
+ * close it with {@link closeProxy}. The server emits `'denied'` like createServer's.
+ */
+export async function createProxy(options: ProxyOptions): Promise<net.Server> {
+  const o = v.options<ProxyOptions>('options', options);
+  if (!v.isName(o.listen)) throw invalidArg('options.listen', 'a socket file path', o.listen);
+  if (!v.isName(o.target)) throw invalidArg('options.target', 'a socket file path', o.target);
+  if (!(o.policy instanceof Policy)) throw invalidArg('options.policy', 'a Policy', o.policy);
+  const mode = v.mode('options.mode', o.mode ?? 0o600);
+  const connectTimeout = v.timeout('options.connectTimeout', o.connectTimeout, DEFAULT_CONNECT_TIMEOUT);
+  const log = o.log === undefined ? (line: string) => debug('proxy: %s', line) : v.func<(line: string) => void>('options.log', o.log);
+  const target = o.target;
+
+  const active = new Set<Pair>();
+  const server = createServer(
+    { policy: o.policy, allowHalfOpen: true, highWaterMark: HIGH_WATER_MARK, ...(o.handshakeTimeout !== undefined && { handshakeTimeout: o.handshakeTimeout }) },
+    (client, peer) => {
+      const upstream = net.connect({ path: target, allowHalfOpen: true, highWaterMark: HIGH_WATER_MARK } as net.NetConnectOpts);
+      const pair = splice(client, upstream, {
+        connectTimeout,
+        onTargetError: (reason) => log(`target ${target} unavailable for pid=${peer.pid} uid=${peer.uid}: ${reason}; client connection closed`),
+      });
+      active.add(pair);
+      pair.closed.then(() => active.delete(pair));
+    },
+  );
+  server.on('denied', (reason: Decision | SecpolicyError) => log(deniedLine(reason)));
+  pairs.set(server, active);
+  await listen(server, o.listen, { mode, ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }) });
+  return server;
+}
+
+/** One line about a refused client: who, and which rules failed (never payloads). */
+export function deniedLine(reason: Decision | SecpolicyError): string {
+  if ('allowed' in reason) {
+    const p = reason.peer;
+    return `denied pid=${p.pid} uid=${p.uid} gid=${p.gid}: ${reason.failures.map((f) => f.message).join('; ')}`;
+  }
+  return `refused a connection: ${reason.code}: ${reason.message}`;
+}
+
+/** Options of {@link closeProxy}. */
+export interface CloseProxyOptions {
+  /** How long open connections may go on before they are cut, in ms. @default 10000 */
+  grace?: number;
+}
+
+/**
+ * Stops a proxy: no new connections, the socket file removed, open connections allowed
+ * to finish for `grace` ms and then cut. Resolves when every connection is closed.
+ */
+export async function closeProxy(server: net.Server, options?: CloseProxyOptions): Promise<void> {
+  const active = pairs.get(server);
+  if (!active) throw invalidArg('server', 'a server made by createProxy()', server);
+  const grace = v.options<CloseProxyOptions>('options', options).grace ?? 10_000;
+  if (typeof grace !== 'number' || !(grace >= 0) || grace > 2 ** 31 - 1) throw invalidArg('options.grace', 'a number of milliseconds from 0', grace);
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  const timer = setTimeout(() => {
+    for (const pair of active) pair.destroy();
+  }, grace);
+  await Promise.all([closed, ...[...active].map((p) => p.closed)]);
+  clearTimeout(timer);
+}
