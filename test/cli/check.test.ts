@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
-import { needRoot, tempDir } from '../helpers/index.js';
+import { once } from 'node:events';
+import { Policy, createServer, writeKeyFile } from '../../src/index.js';
+import { closeServer, needRoot, tempDir } from '../helpers/index.js';
 import { fits, hasAnsi, listener, secpolicy } from './cli.js';
 
 const NOBODY_IN_ADM = { uid: 65534, gid: 65534, groups: [4] };
@@ -102,4 +104,25 @@ test('check accepts @name for an abstract socket (bound with its exact length) a
   const denied = await secpolicy(['check', '--policy', 'perms.yaml', name], { cwd: s.sock.replace(/\/run\/s\.sock$/, '') });
   assert.equal(denied.code, 1, denied.stderr);
   assert.match(denied.stdout, /abstract sockets have no file\s+permissions/);
+});
+
+test('check runs the shared-secret challenge of a policy file, with the key file beside it', async (t) => {
+  const tmp = tempDir('secpolicy-check-secret-');
+  t.after(() => tmp.cleanup());
+  await writeKeyFile(tmp.path('key'));
+  await writeKeyFile(tmp.path('other-key'));
+  const server = createServer({ policy: new Policy().sharedSecret({ keyFile: tmp.path('key') }) }, (socket) => socket.end());
+  server.on('denied', () => {});
+  server.listen(tmp.path('s.sock'));
+  await once(server, 'listening');
+  t.after(() => closeServer(server));
+  writeFileSync(tmp.path('good.yaml'), '# the key sits beside this file\nsharedSecret:\n  keyFile: key\n');
+  writeFileSync(tmp.path('bad.yaml'), 'sharedSecret: { keyFile: other-key }\n');
+  // Run from elsewhere: the relative keyFile resolves against the policy file's directory.
+  const good = await secpolicy(['check', '--policy', tmp.path('good.yaml'), tmp.path('s.sock')], { cwd: '/' });
+  assert.equal(good.code, 0, good.stdout + good.stderr);
+  assert.match(good.stdout, /^allowed: /);
+  const bad = await secpolicy(['check', '--json', '--policy', tmp.path('bad.yaml'), tmp.path('s.sock')], { cwd: '/' });
+  assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+  assert.deepEqual(JSON.parse(bad.stdout).flags, ['CHALLENGE']);
 });
