@@ -24,6 +24,7 @@ export {
   type UnixSocketState,
   type UnixSocketType,
   type ListUnixSocketsOptions,
+  type UnixSocketQuery,
 } from './sock-diag.js';
 export { connectAbstract } from './unix-connect.js';
 export { statPath, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';

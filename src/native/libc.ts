@@ -34,6 +34,9 @@ export interface Libc {
   socket: NativeFn;
   send: NativeFn;
   recv: NativeFn;
+  /** ioctl(2) with an integer argument (SIOCGSKNS) and setns(2): sock_diag in a peer's network namespace. */
+  ioctl: NativeFn;
+  setns: NativeFn;
   /** statx(2); null where libc lacks it (older musl). */
   statx: NativeFn | null;
   errno: () => number;
@@ -107,6 +110,8 @@ function load(): Libc {
     socket: lib.func('int socket(int domain, int type, int protocol)'),
     send: lib.func('long send(int fd, void *buf, size_t len, int flags)'),
     recv: lib.func('long recv(int fd, void *buf, size_t len, int flags)'),
+    ioctl: lib.func('int ioctl(int fd, unsigned long request, long arg)'),
+    setns: lib.func('int setns(int fd, int nstype)'),
     statx: optional(() => lib.func('statx', 'int', ['int', 'void *', 'int', 'uint32_t', 'void *'])),
     errno: () => koffi.errno() as number,
   };

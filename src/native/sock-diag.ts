@@ -6,7 +6,7 @@
  * Where netlink is unavailable (a kernel without unix_diag, a seccomp filter), the list
  * falls back to /proc/net/unix, which lacks peers, uids and file identity.
  */
-import { readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync } from 'node:fs';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Errno, errnoError, libc } from './libc.js';
 
@@ -104,6 +104,35 @@ function openDiag(): number {
   const fd = c.socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG) as number;
   if (fd < 0) throw errnoError('socket(NETLINK_SOCK_DIAG)', c.errno());
   return fd;
+}
+
+const SIOCGSKNS = 0x894c;
+const CLONE_NEWNET = 0x40000000;
+
+/**
+ * A sock_diag socket in the network namespace of socket `fd`. An accepted socket lives in
+ * the connecting process's network namespace (a container's), where our own netlink
+ * socket cannot see it. The namespace is entered only by this thread, only for socket(),
+ * and left at once: needs CAP_SYS_ADMIN (root).
+ */
+function openDiagIn(fd: number): number {
+  const c = libc();
+  const target = c.ioctl(fd, SIOCGSKNS, 0) as number;
+  if (target < 0) throw errnoError('ioctl(SIOCGSKNS)', c.errno(), ErrorCode.NATIVE, "cannot reach the socket's network namespace");
+  let home: number | undefined;
+  try {
+    home = openSync('/proc/thread-self/ns/net', 'r');
+    if (c.setns(target, CLONE_NEWNET) !== 0) throw errnoError('setns(CLONE_NEWNET)', c.errno(), ErrorCode.NATIVE, "entering the socket's network namespace needs root");
+    try {
+      return openDiag();
+    } finally {
+      // Without this the thread would stay in the peer's namespace: never skip it.
+      if (c.setns(home, CLONE_NEWNET) !== 0) throw errnoError('setns(CLONE_NEWNET)', c.errno(), ErrorCode.NATIVE, 'cannot return to our network namespace');
+    }
+  } finally {
+    c.close(target);
+    if (home !== undefined) closeSync(home);
+  }
 }
 
 function sendRequest(fd: number, flags: number, states: number, inode: number): number {
@@ -256,13 +285,29 @@ export function listUnixSockets(options: ListUnixSocketsOptions = {}): UnixSocke
   }
 }
 
+/** Options of {@link unixSocket}. */
+export interface UnixSocketQuery {
+  /**
+   * One of our fds for a socket in the namespace to search (e.g. an accepted connection
+   * from a container): when the inode is not in our network namespace, it is looked for
+   * in that socket's (root only).
+   */
+  via?: number;
+}
+
 /**
  * One socket by inode, or undefined when no such UNIX socket exists (in our network
- * namespace). Throws ERR_SECPOLICY_NATIVE when netlink is unavailable.
+ * namespace, or that of `options.via`). Throws ERR_SECPOLICY_NATIVE when netlink is unavailable.
  */
-export function unixSocket(inode: number): UnixSocketInfo | undefined {
+export function unixSocket(inode: number, options: UnixSocketQuery = {}): UnixSocketInfo | undefined {
   if (!Number.isInteger(inode) || inode <= 0 || inode > 0xffffffff) throw invalidArg('inode', 'a positive 32-bit inode number', inode);
-  const fd = openDiag();
+  const via = options.via;
+  if (via !== undefined && (!Number.isInteger(via) || via < 0)) throw invalidArg('options.via', 'a file descriptor', via);
+  return queryOne(openDiag(), inode) ?? (via === undefined ? undefined : queryOne(openDiagIn(via), inode));
+}
+
+/** Asks netlink socket `fd` for one inode, then closes it. */
+function queryOne(fd: number, inode: number): UnixSocketInfo | undefined {
   try {
     let found: UnixSocketInfo | undefined;
     const s = sendRequest(fd, NLM_F_REQUEST, ALL_STATES, inode);
@@ -280,8 +325,8 @@ export function unixSocket(inode: number): UnixSocketInfo | undefined {
 }
 
 /** The inode of the socket connected to socket `inode`; undefined when it has none (or is gone). */
-export function unixPeerInode(inode: number): number | undefined {
-  return unixSocket(inode)?.peer;
+export function unixPeerInode(inode: number, options: UnixSocketQuery = {}): number | undefined {
+  return unixSocket(inode, options)?.peer;
 }
 
 /** The inode of the socket behind one of our fds (from /proc/self/fd); undefined when the fd is not a socket. */

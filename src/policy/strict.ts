@@ -24,9 +24,11 @@ export function peerEndHolders(peer: Peer): { inode: number; holders: Holder[] }
   let ours: number | undefined;
   let peerEnd: number | undefined;
   try {
-    ours = socketInode(peer.fd());
+    const fd = peer.fd();
+    ours = socketInode(fd);
     if (ours === undefined) return 'strict mode: our end of the connection is not a socket';
-    peerEnd = unixPeerInode(ours);
+    // A peer in another network namespace (a container) owns both ends' namespace.
+    peerEnd = unixPeerInode(ours, { via: fd });
   } catch (e) {
     return `strict mode: cannot find the peer end of the socket: ${(e as Error).message}`;
   }

@@ -5,7 +5,7 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { Policy, Result } from '../../src/index.js';
-import { needRoot } from '../helpers/index.js';
+import { needCommand, needRoot } from '../helpers/index.js';
 import { PY, acceptFrom, pythonPeer, reap, socketServer } from './peers.js';
 
 /**
@@ -86,4 +86,13 @@ test('strict mode in-process: our own process holds the peer end; a closed peer 
   const d = policy.applySync(socket);
   assert.equal(d.result, Result.PROGRAM);
   assert.match(d.failures[0]!.message, /strict mode: the peer end of the socket is closed|no process visible/);
+});
+
+test('strict mode finds the holders of a peer in another network namespace', { skip: needRoot() || needCommand('unshare') }, async (t) => {
+  const { path, server } = await socketServer(t);
+  const child = pythonPeer(path, { prefix: ['unshare', '--net'] });
+  t.after(() => reap(child));
+  const socket = await acceptFrom(server, child);
+  const d = await new Policy({ strict: true }).program(PY).apply(socket);
+  assert.equal(d.allowed, true, JSON.stringify(d.failures));
 });

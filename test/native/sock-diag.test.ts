@@ -48,6 +48,26 @@ test('netlink lists a listening socket with its file identity, and an accepted s
   assert.ok(list.sockets.some((s) => s.inode === mine.peer && s.uid === 1));
 });
 
+test('an accepted socket from another network namespace is found through `via` (the connecting side owns the namespace)', { skip: needRoot() }, async (t) => {
+  const tmp = tempDir('secpolicy-sockdiag-');
+  const path = tmp.path('n.sock');
+  const server = await listenOn(path, () => {}, 0o666);
+  const client = run('unshare', ['--net', PY, '-c', `import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(${JSON.stringify(path)})\nsys.stdin.read()`]);
+  t.after(async () => {
+    client.kill();
+    await closeServer(server);
+    tmp.cleanup();
+  });
+  const accepted = await Promise.race([nextConnection(server), client.output().then((o) => Promise.reject(new Error(`client exited: ${o.stderr}`)))]);
+  const fd = socketFd(accepted);
+  const ours = socketInode(fd)!;
+  assert.equal(unixSocket(ours), undefined, 'not in our network namespace');
+  const found = unixSocket(ours, { via: fd })!;
+  assert.equal(found.state, 'established');
+  assert.equal(unixSocket(found.peer!, { via: fd })!.peer, ours);
+  assert.equal(unixPeerInode(ours, { via: fd }), found.peer);
+});
+
 test('abstract names are shown as @name; states filter the dump', async (t) => {
   const name = `secpolicy-sockdiag-${process.pid}-${Date.now()}`;
   const server = net.createServer().listen(`\0${name}`);
@@ -112,5 +132,6 @@ test('bad arguments are ERR_SECPOLICY_INVALID_ARG naming the field', () => {
   assert.throws(() => listUnixSockets({ fallback: 'yes' as unknown as boolean }), invalid('options.fallback'));
   assert.throws(() => unixSocket(-1), invalid('inode'));
   assert.throws(() => unixSocket(1.5), invalid('inode'));
+  assert.throws(() => unixSocket(5, { via: -1 }), invalid('options.via'));
   assert.equal(socketInode(1_000_000), undefined);
 });
