@@ -62,6 +62,20 @@ test('application bytes reach a pipe() set up after the exchange', { skip }, asy
   assert.equal(Buffer.concat(chunks).toString(), 'APP-MESSAGE\n');
 });
 
+test('a response that arrives one byte at a time is assembled, and the message after it is intact', { skip }, async (t) => {
+  const a = await acceptor(t);
+  const peer = pythonPeer('client', a.path, 'trickle');
+  t.after(() => reap(peer));
+  const socket = await a.next();
+  t.after(() => socket.destroy());
+  const d = await shiftPolicy().apply(socket);
+  assert.equal(d.allowed, true, JSON.stringify(d.failures));
+  let got = '';
+  socket.on('data', (c) => (got += c));
+  while (got.length < 12) await once(socket, 'data');
+  assert.equal(got, 'APP-MESSAGE\n');
+});
+
 test('a wrong answer sets Result.CHALLENGE', { skip }, async (t) => {
   const a = await acceptor(t);
   const peer = pythonPeer('client', a.path, 'badshift');

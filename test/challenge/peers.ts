@@ -18,6 +18,7 @@ export const C_SOURCE = fileURLToPath(new URL('../../../test/challenge/c/peer.c'
 /**
  * python3 peer: `peer.py client|server <path> <mode> [arg]`. Modes:
  *  shift       answer a REQUEST with each byte << 1, the RESPONSE and "APP-MESSAGE\n" in one write
+ *  trickle     like shift, but one byte per send(), a millisecond apart
  *  badshift    answer with each byte >> 1 (wrong)
  *  secret HEX  shared-secret side with key bytes.fromhex(HEX): its RESPONSE and "APP-MESSAGE\n" in one
  *              write, then it prints "verified" or "refused" for our RESPONSE
@@ -27,7 +28,7 @@ export const C_SOURCE = fileURLToPath(new URL('../../../test/challenge/c/peer.c'
  * Then it prints every byte it receives until end of stream.
  */
 const PEER_PY = String.raw`
-import hashlib, hmac, os, socket, struct, sys
+import hashlib, hmac, os, socket, struct, sys, time
 side, path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 arg = sys.argv[4] if len(sys.argv) > 4 else ''
 if side == 'server':
@@ -51,6 +52,10 @@ def read_frame(want):
 APP = b'APP-MESSAGE\n'
 if mode == 'shift':
     c = read_frame(0); s.sendall(frame(1, bytes((b << 1) & 255 for b in c)) + APP)
+elif mode == 'trickle':
+    c = read_frame(0)
+    for b in frame(1, bytes((b << 1) & 255 for b in c)) + APP:
+        s.sendall(bytes([b])); time.sleep(0.001)
 elif mode == 'badshift':
     c = read_frame(0); s.sendall(frame(1, bytes(b >> 1 for b in c)))
 elif mode == 'secret':

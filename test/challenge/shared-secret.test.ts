@@ -32,6 +32,27 @@ test('a python peer with the same key: both sides verify, and its message after 
   assert.match((await peer.output()).stdout, /^verified\n/);
 });
 
+test('twenty concurrent handshakes on one server each verify, and each application keeps its own bytes', { skip }, async (t) => {
+  const a = await acceptor(t);
+  const key = randomBytes(32);
+  const peers = Array.from({ length: 20 }, () => pythonPeer('client', a.path, 'secret', key.toString('hex')));
+  t.after(() => Promise.all(peers.map(reap)));
+  const policy = new Policy().sharedSecret(key);
+  const results = await Promise.all(
+    peers.map(async () => {
+      const socket = await a.next();
+      const d = await policy.apply(socket);
+      let got = '';
+      socket.on('data', (c) => (got += c));
+      while (got.length < 12) await once(socket, 'data');
+      socket.end();
+      return d.allowed && got === 'APP-MESSAGE\n';
+    }),
+  );
+  assert.deepEqual(results, peers.map(() => true));
+  for (const p of peers) assert.match((await p.output()).stdout, /^verified\n/);
+});
+
 test('a wrong key yields Result.CHALLENGE on our side and a refusal on the peer side; the key is not in the decision', { skip }, async (t) => {
   const a = await acceptor(t);
   const key = randomBytes(32);
