@@ -44,6 +44,9 @@ export interface PeerOptions {
   socketPath?: string;
 }
 
+/** The pin of each connection, shared by every Peer made for it. */
+const pins = new WeakMap<Socket, Pin>();
+
 /** The peer of a UNIX socket connection. */
 export class Peer {
   readonly #socket: Socket;
@@ -206,9 +209,13 @@ export class Peer {
     return socketFd(this.#socket);
   }
 
-  // Pinned only when a rule needs /proc: a uid-only policy pays nothing for it.
+  // Pinned only when a rule needs /proc: a uid-only policy pays nothing for it. One pin
+  // per connection: the peer process of a connection never changes, so a second apply()
+  // on the same socket reuses it instead of holding one more pidfd until close.
   #pinned(): Pin {
     if (this.#pin) return this.#pin;
+    const shared = pins.get(this.#socket);
+    if (shared) return (this.#pin = shared);
     let fd = -1;
     try {
       fd = socketFd(this.#socket);
@@ -217,6 +224,7 @@ export class Peer {
     }
     const pin = Pin.of(fd, this.pid);
     this.#pin = pin;
+    pins.set(this.#socket, pin);
     if (pin.hasPidfd) {
       if ((this.#socket as { closed?: boolean }).closed) pin.close();
       else this.#socket.once('close', () => pin.close());

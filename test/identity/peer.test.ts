@@ -1,8 +1,8 @@
 /** Peer: lazy attributes of a real connection, read once, and toJSON(). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, realpathSync } from 'node:fs';
-import { Peer } from '../../src/index.js';
+import { chmodSync, readdirSync, realpathSync } from 'node:fs';
+import { Peer, Policy } from '../../src/index.js';
 import { needCommand, needRoot } from '../helpers/index.js';
 import { connection, DAEMON } from '../helpers/connection.js';
 
@@ -54,4 +54,17 @@ test('a Peer made on the client end reads the server through getpeername', async
   assert.equal(asClient.side, 'client');
   assert.equal(asClient.socketPath, undefined, 'the other end of an accepted socket is unnamed');
   assert.equal(new Peer(c.socket, { socketPath: '/given/path' }).socketPath, '/given/path');
+});
+
+test('applying a policy again to one connection reuses its pin: no pidfd or listener piles up', async (t) => {
+  const c = await connection();
+  t.after(() => c.close());
+  const policy = new Policy().program(process.execPath);
+  const openFds = () => readdirSync('/proc/self/fd').length;
+  assert.equal(policy.applySync(c.socket).allowed, true);
+  const fds = openFds();
+  const listeners = c.socket.listenerCount('close');
+  for (let i = 0; i < 50; i++) assert.equal(policy.applySync(c.socket).allowed, true);
+  assert.equal(openFds(), fds);
+  assert.equal(c.socket.listenerCount('close'), listeners);
 });
