@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import { ErrorCode, Policy, Result, isSecpolicyError } from '../../src/index.js';
 import { encodeFrame, FrameType } from '../../src/challenge/index.js';
 import { needCommand } from '../helpers/index.js';
-import { PYTHON, acceptor, pythonPeer, reap } from './peers.js';
+import { PYTHON, acceptor, pythonClient } from './peers.js';
 
 const skip = needCommand(PYTHON);
 const shifted = (c: Uint8Array, r: Uint8Array) => r.length === c.length && c.every((b, i) => r[i] === ((b << 1) & 0xff));
@@ -25,10 +25,7 @@ function rejectsWith(code: string) {
 }
 
 test('a response and the first application message in one write: the application gets exactly that message', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'shift');
-  t.after(() => reap(peer));
-  const socket = await a.next();
+  const { peer, socket } = await pythonClient(t, 'shift');
   const before = listeners(socket);
   const timers = timeouts();
   const decision = await shiftPolicy().apply(socket, { timeout: 5000 });
@@ -48,10 +45,7 @@ test('a response and the first application message in one write: the application
 });
 
 test('application bytes reach a pipe() set up after the exchange', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'shift');
-  t.after(() => reap(peer));
-  const socket = await a.next();
+  const { socket } = await pythonClient(t, 'shift');
   assert.equal((await shiftPolicy().apply(socket)).allowed, true);
   const chunks: Buffer[] = [];
   const { Writable } = await import('node:stream');
@@ -63,11 +57,7 @@ test('application bytes reach a pipe() set up after the exchange', { skip }, asy
 });
 
 test('a response that arrives one byte at a time is assembled, and the message after it is intact', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'trickle');
-  t.after(() => reap(peer));
-  const socket = await a.next();
-  t.after(() => socket.destroy());
+  const { socket } = await pythonClient(t, 'trickle');
   const d = await shiftPolicy().apply(socket);
   assert.equal(d.allowed, true, JSON.stringify(d.failures));
   let got = '';
@@ -77,11 +67,7 @@ test('a response that arrives one byte at a time is assembled, and the message a
 });
 
 test('a wrong answer sets Result.CHALLENGE', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'badshift');
-  t.after(() => reap(peer));
-  const socket = await a.next();
-  t.after(() => socket.destroy());
+  const { socket } = await pythonClient(t, 'badshift');
   const d = await shiftPolicy().apply(socket);
   assert.equal(d.allowed, false);
   assert.equal(d.result, Result.CHALLENGE);
@@ -89,11 +75,7 @@ test('a wrong answer sets Result.CHALLENGE', { skip }, async (t) => {
 });
 
 test('a verify() that throws counts as false', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'shift');
-  t.after(() => reap(peer));
-  const socket = await a.next();
-  t.after(() => socket.destroy());
+  const { socket } = await pythonClient(t, 'shift');
   const policy = new Policy().challengeSend(() => randomBytes(10), () => {
     throw new Error('boom');
   });
@@ -103,11 +85,7 @@ test('a verify() that throws counts as false', { skip }, async (t) => {
 });
 
 test('a create() that returns no bytes fails the verification without sending anything', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'silent');
-  t.after(() => reap(peer));
-  const socket = await a.next();
-  t.after(() => socket.destroy());
+  const { socket } = await pythonClient(t, 'silent');
   const policy = new Policy().challengeSend(() => new Uint8Array(0), () => true);
   const d = await policy.apply(socket);
   assert.equal(d.result, Result.CHALLENGE);
@@ -115,11 +93,7 @@ test('a create() that returns no bytes fails the verification without sending an
 });
 
 test('a silent peer fails with ERR_SECPOLICY_TIMEOUT at the timeout, leaving no listener or timer', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'silent');
-  t.after(() => reap(peer));
-  const socket = await a.next();
-  t.after(() => socket.destroy());
+  const { socket } = await pythonClient(t, 'silent');
   const before = listeners(socket);
   const timers = timeouts();
   await assert.rejects(shiftPolicy().apply(socket, { timeout: 150 }), rejectsWith(ErrorCode.TIMEOUT));
@@ -128,21 +102,13 @@ test('a silent peer fails with ERR_SECPOLICY_TIMEOUT at the timeout, leaving no 
 });
 
 test('a user callback that never settles is cut off by the same timeout', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'shift');
-  t.after(() => reap(peer));
-  const socket = await a.next();
-  t.after(() => socket.destroy());
+  const { socket } = await pythonClient(t, 'shift');
   const policy = new Policy().challengeSend(() => randomBytes(10), () => new Promise<boolean>(() => {}));
   await assert.rejects(policy.apply(socket, { timeout: 150 }), rejectsWith(ErrorCode.TIMEOUT));
 });
 
 test('an abort signal stops the exchange with ERR_SECPOLICY_ABORTED', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'silent');
-  t.after(() => reap(peer));
-  const socket = await a.next();
-  t.after(() => socket.destroy());
+  const { peer, socket } = await pythonClient(t, 'silent');
   const ac = new AbortController();
   const pending = shiftPolicy().apply(socket, { timeout: 5000, signal: ac.signal });
   setImmediate(() => ac.abort(new Error('shutting down')));
@@ -167,11 +133,7 @@ for (const [name, bytes] of [
   ['a payload_size of 0', header(1, 1n, 0n)],
 ] as const) {
   test(`${name} rejects with ERR_SECPOLICY_PROTOCOL`, { skip }, async (t) => {
-    const a = await acceptor(t);
-    const peer = pythonPeer('client', a.path, 'raw', bytes);
-    t.after(() => reap(peer));
-    const socket = await a.next();
-    t.after(() => socket.destroy());
+    const { peer, socket } = await pythonClient(t, 'raw', bytes);
     // A peer that ends its stream after its bytes makes "ends inside a frame" observable.
     if (name.includes('ends inside')) setTimeout(() => peer.kill('SIGKILL'), 50);
     await assert.rejects(shiftPolicy().apply(socket, { timeout: 5000 }), rejectsWith(ErrorCode.PROTOCOL));
@@ -179,50 +141,33 @@ for (const [name, bytes] of [
 }
 
 test('maxPayload is configurable per apply and checked from the header', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'shift');
-  t.after(() => reap(peer));
-  const socket = await a.next();
-  t.after(() => socket.destroy());
+  const { socket } = await pythonClient(t, 'shift');
   await assert.rejects(shiftPolicy().apply(socket, { maxPayload: 9 }), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.PROTOCOL && /exceeds the limit of 9/.test(e.message));
   await assert.rejects(shiftPolicy().apply(socket, { maxPayload: 0 }), rejectsWith(ErrorCode.INVALID_ARG));
 });
 
 test('a socket closed during the exchange rejects with ERR_SECPOLICY_PROTOCOL', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'silent');
-  t.after(() => reap(peer));
-  const socket = await a.next();
+  const { socket } = await pythonClient(t, 'silent');
   const pending = shiftPolicy().apply(socket);
   socket.destroy();
   await assert.rejects(pending, rejectsWith(ErrorCode.PROTOCOL));
 });
 
 test('the peer closing its end during the exchange rejects with ERR_SECPOLICY_PROTOCOL', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'silent');
-  t.after(() => reap(peer));
-  const socket = await a.next();
+  const { peer, socket } = await pythonClient(t, 'silent');
   const pending = shiftPolicy().apply(socket, { timeout: 5000 });
   setTimeout(() => peer.kill('SIGKILL'), 50);
   await assert.rejects(pending, rejectsWith(ErrorCode.PROTOCOL));
 });
 
 test('a socket with an encoding set is refused with ERR_SECPOLICY_INVALID_ARG, not misread', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'silent');
-  t.after(() => reap(peer));
-  const socket = await a.next();
+  const { socket } = await pythonClient(t, 'silent');
   socket.setEncoding('utf8');
   await assert.rejects(shiftPolicy().apply(socket), rejectsWith(ErrorCode.INVALID_ARG));
 });
 
 test('applySync refuses challenge policies with ERR_SECPOLICY_ASYNC_RULE', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'silent');
-  t.after(() => reap(peer));
-  const socket = await a.next();
-  t.after(() => socket.destroy());
+  const { socket } = await pythonClient(t, 'silent');
   for (const policy of [shiftPolicy(), new Policy().challengeReceive((c) => c), new Policy().sharedSecret(randomBytes(32)), new Policy().sharedSecret({ keyFile: '/nonexistent' })]) {
     assert.throws(() => policy.applySync(socket), rejectsWith(ErrorCode.ASYNC_RULE));
   }

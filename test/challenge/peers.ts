@@ -127,6 +127,14 @@ export async function acceptor(t: { after: (fn: () => unknown) => void }, mode?:
   };
 }
 
+/** A python3 client (see PEER_PY for modes) connected to a fresh server: its accepted socket. */
+export async function pythonClient(t: { after: (fn: () => unknown) => void }, mode: string, arg?: string) {
+  const server = await acceptor(t);
+  const peer = pythonPeer('client', server.path, mode, arg);
+  t.after(() => reap(peer));
+  return { server, peer, socket: await server.next() };
+}
+
 /** Waits until a server peer prints its first line (it is listening). */
 export function listening(child: ReturnType<typeof run>): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -11,17 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { ErrorCode, Policy, Result, isSecpolicyError } from '../../src/index.js';
 import { needCommand, run } from '../helpers/index.js';
-import { PYTHON, acceptor, pythonPeer, reap } from './peers.js';
+import { PYTHON, acceptor, pythonClient, pythonPeer, reap } from './peers.js';
 
 const skip = needCommand(PYTHON);
 const SECRET_CLIENT = fileURLToPath(new URL('../../examples/secret-client.js', import.meta.url));
 
 test('a python peer with the same key: both sides verify, and its message after the RESPONSE reaches the application', { skip }, async (t) => {
-  const a = await acceptor(t);
   const key = randomBytes(32);
-  const peer = pythonPeer('client', a.path, 'secret', key.toString('hex'));
-  t.after(() => reap(peer));
-  const socket = await a.next();
+  const { peer, socket } = await pythonClient(t, 'secret', key.toString('hex'));
   const d = await new Policy().sharedSecret(key).apply(socket);
   assert.equal(d.allowed, true, JSON.stringify(d.failures));
   let got = '';
@@ -54,11 +51,8 @@ test('twenty concurrent handshakes on one server each verify, and each applicati
 });
 
 test('a wrong key yields Result.CHALLENGE on our side and a refusal on the peer side; the key is not in the decision', { skip }, async (t) => {
-  const a = await acceptor(t);
   const key = randomBytes(32);
-  const peer = pythonPeer('client', a.path, 'secret', randomBytes(32).toString('hex'));
-  t.after(() => reap(peer));
-  const socket = await a.next();
+  const { peer, socket } = await pythonClient(t, 'secret', randomBytes(32).toString('hex'));
   const d = await new Policy().sharedSecret(key).apply(socket);
   assert.equal(d.allowed, false);
   assert.equal(d.result, Result.CHALLENGE);
@@ -69,10 +63,7 @@ test('a wrong key yields Result.CHALLENGE on our side and a refusal on the peer 
 });
 
 test('a peer that reflects our nonce is refused without an answer', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const peer = pythonPeer('client', a.path, 'reflect');
-  t.after(() => reap(peer));
-  const socket = await a.next();
+  const { peer, socket } = await pythonClient(t, 'reflect');
   const d = await new Policy().sharedSecret(randomBytes(32)).apply(socket, { timeout: 5000 });
   assert.equal(d.result, Result.CHALLENGE);
   assert.match(d.failures[0]!.message, /reflection/);
@@ -82,13 +73,10 @@ test('a peer that reflects our nonce is refused without an answer', { skip }, as
 });
 
 test('a nonce of the wrong size is refused', { skip }, async (t) => {
-  const a = await acceptor(t);
   const short = Buffer.alloc(24);
   short.writeBigUInt64LE(1n, 8);
   short.writeBigUInt64LE(16n, 16);
-  const peer = pythonPeer('client', a.path, 'raw', Buffer.concat([short, randomBytes(16)]).toString('hex'));
-  t.after(() => reap(peer));
-  const socket = await a.next();
+  const { socket } = await pythonClient(t, 'raw', Buffer.concat([short, randomBytes(16)]).toString('hex'));
   const d = await new Policy().sharedSecret(randomBytes(32)).apply(socket);
   assert.equal(d.result, Result.CHALLENGE);
   assert.match(d.failures[0]!.message, /32 bytes/);
@@ -140,12 +128,9 @@ test('the secret-client example (a child node) and a key-file server: same key p
 });
 
 test('an unsafe key file rejects apply() with ERR_SECPOLICY_KEY_FILE before anything is sent', { skip }, async (t) => {
-  const a = await acceptor(t);
-  const keyFile = a.tmp.path('loose');
+  const { server, peer, socket } = await pythonClient(t, 'silent');
+  const keyFile = server.tmp.path('loose');
   writeFileSync(keyFile, randomBytes(32).toString('hex'), { mode: 0o644 });
-  const peer = pythonPeer('client', a.path, 'silent');
-  t.after(() => reap(peer));
-  const socket = await a.next();
   await assert.rejects(new Policy().sharedSecret({ keyFile }).apply(socket), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.KEY_FILE);
   socket.end();
   assert.equal((await peer.output()).stdout, '');
