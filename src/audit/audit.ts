@@ -4,13 +4,11 @@
  * scan of /proc/PID/fd for the whole host, then cheap per-socket checks.
  */
 import { readlinkSync } from 'node:fs';
-import { invalidArg } from '../errors.js';
 import { groupName, userName } from '../native/index.js';
 import * as v from '../policy/validate.js';
 import { FindingCode, abstractFindings, checkFile, severityRank, type DirCache, type Finding, type Severity } from './findings.js';
 import { processInfo, scanHolders, type ProcessInfo, type ScanProgress } from './holders.js';
-import { listListening } from './list.js';
-import type { ListeningSocket, SocketKind } from './proc-net-unix.js';
+import { listListening, type ListSource, type ListeningSocket, type SocketKind } from './list.js';
 
 /** A process holding a listening socket. */
 export interface HolderReport {
@@ -46,17 +44,15 @@ export interface SocketReport {
 export interface AuditOptions {
   /** Called while /proc is scanned: processes done out of the total. */
   onProgress?: ScanProgress;
-  /** Where the listing comes from. `auto` tries sock_diag first. @default 'auto' */
-  source?: 'auto' | 'sock_diag' | 'proc';
+  /** Where the listing comes from: sock_diag `netlink`, `/proc/net/unix`, or netlink with /proc as the fallback. @default 'auto' */
+  source?: ListSource;
 }
 
 /** Every listening UNIX stream and seqpacket socket on the host, with holders and findings. */
 export async function audit(options?: AuditOptions): Promise<SocketReport[]> {
   const o = v.options<AuditOptions>('options', options);
   const onProgress = o.onProgress === undefined ? undefined : v.func<ScanProgress>('options.onProgress', o.onProgress);
-  const source = o.source ?? 'auto';
-  if (source !== 'auto' && source !== 'sock_diag' && source !== 'proc') throw invalidArg('options.source', '"auto", "sock_diag" or "proc"', source);
-  const sockets = listListening(source);
+  const sockets = listListening(o.source ?? 'auto');
   const holders = scanHolders(new Set(sockets.map((s) => s.inode)), onProgress);
   const ctx: Context = { dirs: new Map(), procs: new Map(), ourMnt: mountNamespace('self') };
   const reports = sockets.map((s) => report(s, holders.get(s.inode) ?? [], ctx));

@@ -1,4 +1,4 @@
 /** The audit room's front door. */
 export { audit, type AuditOptions, type SocketReport, type HolderReport } from './audit.js';
 export { SEVERITIES, FindingCode, severityRank, checkFile, type Finding, type Severity, type FileCheck } from './findings.js';
-export type { ListeningSocket, SocketKind } from './proc-net-unix.js';
+export type { ListeningSocket, SocketKind, ListSource } from './list.js';

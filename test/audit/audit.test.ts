@@ -11,7 +11,7 @@ const DAEMON = { uid: 1, gid: 1 };
 
 function byPath(reports: SocketReport[], path: string): SocketReport {
   const r = reports.find((x) => x.path === path);
-  assert.ok(r, `audit lists ${path}`);
+  assert.ok(r, `audit lists ${path} (${reports.length} sockets: ${reports.slice(0, 5).map((x) => x.path).join(", ")})`);
   return r;
 }
 
@@ -137,6 +137,32 @@ test('audit findings on sockets with bad modes and directories', { skip: needRoo
 });
 
 const rank = (s: string) => ['info', 'low', 'medium', 'high', 'critical'].indexOf(s);
+
+test('with sock_diag, a socket file replaced by another listener is told apart (PATH_REPLACED)', async (t) => {
+  try {
+    await audit({ source: 'netlink' });
+  } catch (e) {
+    return t.skip(`sock_diag netlink unavailable here: ${(e as Error).message}`);
+  }
+  const tmp = tempDir('secpolicy-audit-vfs-');
+  t.after(() => tmp.cleanup());
+  const path = tmp.path('s.sock');
+  const first = await holdSockets([{ address: path, mode: 0o600 }]);
+  t.after(first.stop);
+  unlinkSync(path); // the first listener lives on, unreachable by its path
+  const second = await holdSockets([{ address: path, mode: 0o600 }]);
+  t.after(second.stop);
+  const reports = (await audit({ source: 'netlink' })).filter((r) => r.path === path);
+  assert.equal(reports.length, 2);
+  const old = reports.find((r) => r.pids[0] === first.pid)!;
+  const current = reports.find((r) => r.pids[0] === second.pid)!;
+  assert.deepEqual(codes(old), ['PATH_REPLACED']);
+  assert.match(old.findings[0]!.message, /another socket than the one bound/);
+  assert.deepEqual(current.findings, []);
+  // /proc/net/unix has no file identity: it lists both, and cannot tell which is which.
+  const viaProc = (await audit({ source: 'proc' })).filter((r) => r.path === path);
+  assert.deepEqual(viaProc.map((r) => r.inode).sort(), reports.map((r) => r.inode).sort());
+});
 
 test('audit validates its options', async () => {
   await assert.rejects(audit({ source: 'nope' as 'proc' }), { code: 'ERR_SECPOLICY_INVALID_ARG', message: /options\.source/ });

@@ -41,16 +41,22 @@ export async function holdSockets(sockets: HeldSocket[], as?: RunAs): Promise<{ 
     await once(child, 'close');
     clearTimeout(timer);
   };
-  let out = '';
-  try {
-    for await (const chunk of child.stdout!) {
+  // Read through 'data' (not an async iterator, which would close the pipe on return) up
+  // to the whole line, so that a pid split across chunks is never taken half-read.
+  const pid = await new Promise<number | undefined>((resolve) => {
+    let out = '';
+    const onData = (chunk: Buffer): void => {
       out += chunk;
-      const m = /READY (\d+)/.exec(out);
-      if (m) return { pid: Number(m[1]), stop };
-    }
-  } catch {
-    // fall through to the failure below
-  }
+      const m = /READY (\d+)\n/.exec(out);
+      if (m) {
+        child.stdout!.off('data', onData);
+        resolve(Number(m[1]));
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.once('close', () => resolve(undefined));
+  });
+  if (pid !== undefined) return { pid, stop };
   await stop();
   const { stderr } = await child.output();
   throw new Error(`socket holder failed to start: ${stderr.trim()}`);
