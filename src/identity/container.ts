@@ -51,8 +51,12 @@ function unescapeUnit(name: string): string {
   return name.replace(/\\x([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 }
 
+// One pass that rules out most host paths before the patterns run one by one.
+const ANY = /docker|containerd|nerdctl|crio|libpod|kubepods|lxc|machine\.slice|^\/(?:default|k8s\.io|moby|buildkit)\//;
+
 /** The container a cgroup path names, or null for a host cgroup. */
 export function containerOfPath(path: string): Container | null {
+  if (!ANY.test(path)) return null;
   for (const [pattern, runtime] of PATTERNS) {
     const m = pattern.exec(path);
     if (m) return { runtime, id: runtime === 'systemd-nspawn' ? unescapeUnit(m[1]!) : m[1]! };
@@ -81,7 +85,8 @@ export function parseCgroup(text: string): CgroupInfo {
     else if (controllers === 'name=systemd') systemd = path;
     else v1.push(path);
   }
-  const candidates = [v2, systemd, ...v1].filter((p): p is string => p !== undefined);
+  // v1 hierarchies usually agree: each distinct path is matched once.
+  const candidates = [...new Set([v2, systemd, ...v1])].filter((p): p is string => p !== undefined);
   let container: Container | null = null;
   for (const p of candidates) {
     container = containerOfPath(p);

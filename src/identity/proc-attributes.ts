@@ -6,7 +6,7 @@
 import type { Outcome, Peer } from './peer.js';
 import { parseCgroup, type CgroupInfo } from './container.js';
 import { executableDigest } from './digest.js';
-import { readNamespaces } from './namespaces.js';
+import { NAMESPACE_KINDS, readNamespace, readNamespaces, type NamespaceKind } from './namespaces.js';
 import { readProc } from './proc.js';
 
 const ok = <T>(value: T): Outcome<T> => ({ ok: true, value });
@@ -36,7 +36,14 @@ export function resolveProcAttribute(peer: Peer, name: string): Outcome<unknown>
     }
     case 'programDigest':
       return peer.procRead(executableDigest);
-    default:
-      return undefined;
+    default: {
+      // `ns:<kind>`: one namespace, for rules that need only some (host() needs two of seven).
+      const kind = name.startsWith('ns:') ? (name.slice(3) as NamespaceKind) : undefined;
+      if (kind === undefined || !NAMESPACE_KINDS.includes(kind)) return undefined;
+      return peer.procRead((proc) => {
+        const r = readNamespace(proc, kind);
+        return typeof r === 'string' ? no(r) : ok(r);
+      });
+    }
   }
 }

@@ -5,7 +5,7 @@
  */
 import { invalidArg } from '../errors.js';
 import type { Container } from '../identity/container.js';
-import { NAMESPACE_KINDS, ownNamespaces, type NamespaceKind, type Namespaces } from '../identity/namespaces.js';
+import { NAMESPACE_KINDS, ownNamespaces, type NamespaceKind } from '../identity/namespaces.js';
 import type { Peer } from '../identity/peer.js';
 import { Result } from './result.js';
 import { PASS, fail, type Check, type Rule } from './rule.js';
@@ -78,11 +78,14 @@ export function containerRule(value: ContainerMatch = true): Rule {
 
 /** Passes when the peer shares every one of `kinds` with us. */
 function namespacesOf(peer: Peer, kinds: readonly NamespaceKind[]): Check {
-  const r = peer.attempt('namespaces');
-  if (!r.ok) return fail(undefined, `peer namespaces unknown: ${r.reason}`);
   const ours = ownNamespaces();
   if (typeof ours === 'string') return fail(undefined, `our own namespaces unknown: ${ours}`);
-  const theirs = r.value as Namespaces;
+  const theirs: Partial<Record<NamespaceKind, number>> = {};
+  for (const k of kinds) {
+    const r = peer.attempt(`ns:${k}`);
+    if (!r.ok) return fail(undefined, `peer ${k} namespace unknown: ${r.reason}`);
+    theirs[k] = r.value as number;
+  }
   const differ = kinds.filter((k) => theirs[k] !== ours[k]);
   if (differ.length === 0) return PASS;
   const actual = Object.fromEntries(differ.map((k) => [k, theirs[k]]));
