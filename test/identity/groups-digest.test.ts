@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, readFileSync, realpathSync } from 'node:fs';
+import { appendFileSync, chmodSync, copyFileSync, readFileSync, realpathSync } from 'node:fs';
 import { test } from 'node:test';
 import { Policy, Result } from '../../src/index.js';
 import { needCommand, needRoot, run } from '../helpers/index.js';
@@ -49,6 +49,26 @@ test('programDigest matches the content of the executable, whatever its path', {
   const wrong = await new Policy().programDigest(sha256(PY)).apply(socket);
   assert.equal(wrong.result, Result.PROGRAM_DIGEST);
   assert.equal(wrong.failures[0]!.actual, digest);
+});
+
+test('programDigest is not fooled by its cache when the file is rewritten in place', { skip: needRoot() || needCommand('socat') }, async (t) => {
+  const { tmp, path, server } = await socketServer(t);
+  const copy = tmp.path('socat-copy');
+  copyFileSync(realpathSync('/usr/bin/socat'), copy);
+  chmodSync(copy, 0o755);
+  const before = sha256(copy);
+  const first = run(copy, ['-u', `UNIX-CONNECT:${path}`, 'STDIN']);
+  t.after(() => reap(first));
+  assert.equal((await new Policy().programDigest(before).apply(await acceptFrom(server, first))).allowed, true);
+  await reap(first);
+  // Same inode, new bytes (a running executable cannot be written: only now, after exit).
+  appendFileSync(copy, 'trailing bytes');
+  const after = sha256(copy);
+  const second = run(copy, ['-u', `UNIX-CONNECT:${path}`, 'STDIN']);
+  t.after(() => reap(second));
+  const socket = await acceptFrom(server, second);
+  assert.equal((await new Policy().programDigest(before).apply(socket)).result, Result.PROGRAM_DIGEST);
+  assert.equal((await new Policy().programDigest(after).apply(socket)).allowed, true);
 });
 
 test('programDigest validates its argument up front', () => {
