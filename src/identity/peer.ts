@@ -192,10 +192,13 @@ export class Peer {
    * recycled during the read fails with "peer exited" (DESIGN.md threat 1).
    */
   procRead<T>(read: (proc: string) => Outcome<T>): Outcome<T> {
-    const proc = this.procPath();
-    if (!proc.ok) return proc;
-    const r = read(proc.value);
-    const broken = this.#pin!.check();
+    const pin = this.#pinned();
+    // Liveness is proven once, after the read: a process gone before the read is still
+    // gone after it, so a check before would only cost one more system call.
+    const known = pin.knownBroken;
+    if (known !== undefined) return no(known);
+    const r = read(`/proc/${pin.pid}`);
+    const broken = pin.check();
     return broken === undefined ? r : no(broken);
   }
 

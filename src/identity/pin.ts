@@ -76,6 +76,11 @@ export class Pin {
     return undefined;
   }
 
+  /** Why the pin is already known to be broken, without asking the kernel again; else undefined. */
+  get knownBroken(): string | undefined {
+    return this.#broken;
+  }
+
   /** Whether the pin holds a pidfd (for tests of fd hygiene). */
   get hasPidfd(): boolean {
     return this.#pidfd !== undefined;

@@ -21,7 +21,8 @@ const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const STATX_BASIC = 0x7ff;
 const statxBuf = Buffer.alloc(256);
-const pathBuf = Buffer.alloc(4097);
+const PATH_MAX = 4096;
+const pathBuf = Buffer.alloc(PATH_MAX + 1);
 
 function statxImpl() {
   return libc().statx;
@@ -29,11 +30,13 @@ function statxImpl() {
 
 /** stat() a path (following symlinks unless `noFollow`); undefined when missing or unreadable. */
 export function statPath(path: string, noFollow = false): FileStat | undefined {
+  // A NUL would end the C string early and stat a different, shorter path.
+  if (path.includes('\0')) return undefined;
   const fn = statxImpl();
   if (fn) {
-    const len = Buffer.byteLength(path);
-    if (len >= pathBuf.length) return undefined;
-    pathBuf.write(path, 0, 'utf8');
+    // One encoding pass; a path that fills the buffer may have been cut, and is too long anyway (PATH_MAX).
+    const len = pathBuf.write(path, 0, PATH_MAX, 'utf8');
+    if (len >= PATH_MAX) return undefined;
     pathBuf[len] = 0;
     if (fn(AT_FDCWD, pathBuf, noFollow ? AT_SYMLINK_NOFOLLOW : 0, STATX_BASIC, statxBuf) !== 0) return undefined;
     return {
@@ -47,11 +50,17 @@ export function statPath(path: string, noFollow = false): FileStat | undefined {
   try {
     const s = (noFollow ? lstatSync : statSync)(path, { bigint: true, throwIfNoEntry: false });
     if (!s) return undefined;
-    const dev = Number(s.dev);
-    return { dev: Math.floor(dev / 256) * 1048576 + (dev & 0xff), ino: s.ino, mode: Number(s.mode), uid: Number(s.uid), gid: Number(s.gid) };
+    return { dev: kernelDev(s.dev), ino: s.ino, mode: Number(s.mode), uid: Number(s.uid), gid: Number(s.gid) };
   } catch {
     return undefined;
   }
+}
+
+/** glibc's dev_t (major and minor split across the word) as major * 2^20 + minor, like statx. */
+function kernelDev(dev: bigint): number {
+  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
+  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
+  return major * 1048576 + minor;
 }
 
 /** File type bits of st_mode. */

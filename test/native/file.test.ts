@@ -1,0 +1,50 @@
+/** statPath through statx: identity, type, mode and owner as stat(1) reports them; refused paths. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, lstatSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, statPath } from '../../src/native/index.js';
+import { needCommand, run, tempDir } from '../helpers/index.js';
+import { connection } from '../helpers/connection.js';
+
+test('statPath agrees with stat(1) on device, inode, mode and owner', { skip: needCommand('stat') }, async (t) => {
+  const tmp = tempDir();
+  t.after(() => tmp.cleanup());
+  const file = tmp.path('f');
+  writeFileSync(file, 'x');
+  chmodSync(file, 0o640);
+  for (const path of [file, process.execPath, '/']) {
+    const out = (await run('stat', ['-c', '%Hd %Ld %i %f %u %g', path]).output()).stdout.trim().split(' ');
+    const [major, minor, ino, mode, uid, gid] = out;
+    const s = statPath(path)!;
+    assert.deepEqual(s, {
+      dev: Number(major) * 2 ** 20 + Number(minor),
+      ino: BigInt(ino!),
+      mode: parseInt(mode!, 16),
+      uid: Number(uid),
+      gid: Number(gid),
+    }, path);
+  }
+  assert.equal(statPath(file)!.mode, S_IFREG | 0o640);
+  assert.equal(statPath(file)!.ino, statSync(file, { bigint: true }).ino);
+});
+
+test('statPath follows symlinks unless told not to, and sees sockets', async (t) => {
+  const tmp = tempDir();
+  t.after(() => tmp.cleanup());
+  const link = tmp.path('link');
+  symlinkSync(process.execPath, link);
+  assert.equal(statPath(link)!.ino, statPath(process.execPath)!.ino);
+  assert.equal(statPath(link, true)!.mode & S_IFMT, S_IFLNK);
+  assert.equal(statPath(link, true)!.ino, lstatSync(link, { bigint: true }).ino);
+  const c = await connection();
+  t.after(() => c.close());
+  assert.equal(statPath(c.path, true)!.mode, S_IFSOCK | 0o777);
+});
+
+test('statPath gives undefined for missing, too long and NUL-carrying paths', () => {
+  assert.equal(statPath('/nonexistent/secpolicy'), undefined);
+  assert.equal(statPath(`/${'a'.repeat(5000)}`), undefined);
+  // The C string would end at the NUL and stat /usr/bin/node: refused.
+  assert.equal(statPath(`${process.execPath}\0.copy`), undefined);
+  assert.equal(statPath(''), undefined);
+});
