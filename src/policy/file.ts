@@ -142,7 +142,7 @@ class TextSource implements Walk {
 
   constructor(text: string, name: string | undefined) {
     this.#name = name;
-    this.#doc = parseDocument(text, { lineCounter: this.#lines, prettyErrors: true, uniqueKeys: true });
+    this.#doc = parseDocument(text, { lineCounter: this.#lines, prettyErrors: true, uniqueKeys: true, logLevel: 'error' });
     const error = this.#doc.errors[0];
     if (error) {
       const line = error.linePos?.[0].line;

@@ -95,9 +95,11 @@ function fileMode(value: unknown, path: FieldPath, walk: Walk): number {
   return walk.fail(path, `must be a mode as a number or an octal string such as "0660". Received ${show(value)}`);
 }
 
-/** True for a mapping (not a list, not null). */
+/** True for a plain mapping (not a list, null, or a typed value such as `!!binary`). */
 export function isMapping(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
 }
 
 /**

@@ -171,6 +171,9 @@ test('syntax errors, empty documents and duplicate keys report a line', () => {
   rejects('{}', 'document', 1, /at least one rule/);
   rejects('version: 1', 'document', 1, /at least one rule/);
   rejects('42', 'document', 1, /rule object/);
+  rejects('!!binary aGk=', 'document', 1, /rule object/);
+  rejects('not: !!set {a}', 'not', 1, /rule object/);
+  rejects('? [a]\n: 1', '[ a ]', 1, /unknown key/);
   assert.throws(() => parsePolicy(null as unknown as string), { code: ErrorCode.INVALID_ARG });
 });
 
