@@ -22,7 +22,7 @@ export function registerCheck(program: Command): void {
     .argument('<socket-path>', 'the socket file, or @name for an abstract socket')
     .requiredOption('--policy <file>', 'the policy file (YAML or JSON) the server must pass')
     .option('--json', 'print the decision as JSON')
-    .option('--timeout <ms>', 'bound on connecting and verifying, in milliseconds', milliseconds, 5000)
+    .option('--timeout <ms>', 'bound on connecting and verifying, in milliseconds', milliseconds, DEFAULT_TIMEOUT)
     .action(async (path: string, flags: CheckFlags) => {
       const policy = await loadPolicy(flags.policy);
       const { path: shown, decision } = await verify(path, policy, flags.timeout ?? DEFAULT_TIMEOUT);

@@ -1,6 +1,7 @@
 /** `secpolicy inspect <path>`: who listens on a socket, and what its file says. */
 import type { Command } from 'commander';
 import { inspect, type PeerReport } from '../../audit/inspect.js';
+import { DEFAULT_TIMEOUT } from '../../policy/policy.js';
 import { milliseconds } from '../args.js';
 import { colorsFor, fields, formatId, formatMode, json, severityStyle, table, widthOf, type Colors, type Field } from '../output.js';
 
@@ -17,7 +18,7 @@ export function registerInspect(program: Command): void {
     .description('Connect to a socket and report who listens there: process, user, groups, program, label, container, and the socket file\'s owner, mode and directory findings.')
     .argument('<socket-path>', 'the socket file, or @name for an abstract socket')
     .option('--json', 'print the report as JSON')
-    .option('--timeout <ms>', 'give up connecting after this many milliseconds', milliseconds, 5000)
+    .option('--timeout <ms>', 'give up connecting after this many milliseconds', milliseconds, DEFAULT_TIMEOUT)
     .action(async (path: string, flags: InspectFlags) => {
       const report = await inspect(path, { ...(flags.timeout !== undefined && { timeout: flags.timeout }) });
       process.stdout.write(flags.json ? json(report) : render(report, colorsFor(process.stdout), widthOf(process.stdout)));
