@@ -45,11 +45,11 @@ export function connect(options: ConnectOptions): Promise<net.Socket> {
     let connected = false;
     let settled = false;
 
+    // The error listener stays on a failed socket: an error still queued must not go unhandled.
     const cleanup = (): void => {
       settled = true;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      socket.off('error', onError);
     };
     const fail = (error: SecpolicyError): void => {
       if (settled) return;
@@ -83,6 +83,7 @@ export function connect(options: ConnectOptions): Promise<net.Socket> {
             if (!decision.allowed) return fail(deniedError(path, decision));
             if (socket.destroyed) return fail(new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, `${display(path)} closed the connection during verification`, { path }));
             cleanup();
+            socket.off('error', onError);
             rememberPeer(socket, decision.peer);
             resolve(socket);
           },

@@ -117,10 +117,10 @@ function verifyAsync(
     socket.off('error', swallow);
     socket.off('close', onClose);
     if (!('allowed' in outcome) || !outcome.allowed) return deny(socket, outcome);
-    if (socket.destroyed) return deny(socket, new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, 'the peer closed the connection during verification'));
+    if (socket.destroyed) return deny(socket, closedDuringVerification());
     allow(socket, outcome.peer);
   };
-  const onClose = (): void => settle(new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, 'the peer closed the connection during verification'));
+  const onClose = (): void => settle(closedDuringVerification());
   const timer = setTimeout(() => {
     controller.abort();
     settle(new SecpolicyError(ErrorCode.TIMEOUT, `the peer was not verified within the handshake timeout (${config.handshakeTimeout} ms)`));
@@ -131,6 +131,9 @@ function verifyAsync(
     .apply(socket, { side: 'server', timeout: config.handshakeTimeout, signal: controller.signal })
     .then(settle, (error: unknown) => settle(asError(error)));
 }
+
+const closedDuringVerification = (): SecpolicyError =>
+  new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, 'the peer closed the connection during verification');
 
 /** @internal Any failure of a verification as a SecpolicyError (fail closed, never crash). */
 export function asError(error: unknown): SecpolicyError {

@@ -26,7 +26,7 @@ async function squatter(t: TestContext, as: typeof DAEMON): Promise<string> {
   return path;
 }
 
-test('connect: resolves with a verified socket; peerOf gives the server', async (t) => {
+test('connect: resolves with a verified socket; peerOf gives the server', { timeout: 60_000 }, async (t) => {
   const server = net.createServer((socket) => socket.on('error', () => {}).end('from the server'));
   const path = await serve(t, server);
   const socket = await connect({ path, policy: new Policy().uid(process.getuid!()).perms(0o777).program(process.execPath) });
@@ -41,7 +41,7 @@ test('connect: resolves with a verified socket; peerOf gives the server', async 
   assert.equal(data, 'from the server');
 });
 
-test('connect: an abstract socket is verified too, and never passes a perms rule', async (t) => {
+test('connect: an abstract socket is verified too, and never passes a perms rule', { timeout: 60_000 }, async (t) => {
   const server = net.createServer((socket) => socket.on('error', () => {}).end('abstract'));
   const name = `\0secpolicy-test-connect-${process.pid}-${Date.now()}`;
   server.listen(name);
@@ -58,7 +58,7 @@ test('connect: an abstract socket is verified too, and never passes a perms rule
   assert.equal((error!.decision as Decision).result, Result.PERMS);
 });
 
-test('connect: a server squatting the path as another user is denied before a byte is sent', { skip: needRoot() }, async (t) => {
+test('connect: a server squatting the path as another user is denied before a byte is sent', { timeout: 60_000, skip: needRoot() }, async (t) => {
   const path = await squatter(t, DAEMON);
   const published: DeniedMessage[] = [];
   const onDenied = (m: unknown) => published.push(m as DeniedMessage);
@@ -88,7 +88,7 @@ test('connect: a server squatting the path as another user is denied before a by
   assert.equal(peerOf(socket)!.uid, 1);
 });
 
-test('connect: a missing socket and a stale socket reject with ERR_SECPOLICY_CONNECT and the errno as cause', { skip: needCommand('/usr/bin/python3') }, async (t) => {
+test('connect: a missing socket and a stale socket reject with ERR_SECPOLICY_CONNECT and the errno as cause', { timeout: 60_000, skip: needCommand('/usr/bin/python3') }, async (t) => {
   const tmp = tempDir('secpolicy-connect-');
   t.after(() => tmp.cleanup());
   const missing = tmp.path('missing.sock');
@@ -109,7 +109,7 @@ test('connect: a missing socket and a stale socket reject with ERR_SECPOLICY_CON
   });
 });
 
-test('connect: the timeout covers verification; an abort signal stops the attempt', async (t) => {
+test('connect: the timeout covers verification; an abort signal stops the attempt', { timeout: 60_000 }, async (t) => {
   const server = net.createServer((socket) => socket.resume());
   const path = await serve(t, server);
   const hanging = new Policy().callback(() => new Promise<boolean>(() => {}));

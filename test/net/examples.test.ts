@@ -8,7 +8,7 @@ import { NOBODY, DAEMON } from './fixtures.js';
 
 const example = (name: string) => fileURLToPath(new URL(`../../examples/${name}.js`, import.meta.url));
 
-test('examples: http-server answers the client example and turns another user away', { skip: needRoot() || needCommand('curl') }, async (t) => {
+test('examples: http-server answers the client example and turns another user away', { timeout: 60_000, skip: needRoot() || needCommand('curl') }, async (t) => {
   const tmp = tempDir('secpolicy-example-');
   const path = tmp.path('run/api.sock');
   const server = run(process.execPath, [example('http-server'), path]);
@@ -32,7 +32,7 @@ test('examples: http-server answers the client example and turns another user aw
   assert.notEqual(other.code, 0);
 });
 
-test('examples: the client refuses a server squatting the path as another user', { skip: needRoot() }, async (t) => {
+test('examples: the client refuses a server squatting the path as another user', { timeout: 60_000, skip: needRoot() }, async (t) => {
   const tmp = tempDir('secpolicy-example-');
   mkdirSync(tmp.path('run'), { mode: 0o755 });
   chownSync(tmp.path('run'), DAEMON.uid, DAEMON.gid);

@@ -24,7 +24,7 @@ async function guardedHttp(t: import('node:test').TestContext, policy: Policy) {
 const curl = (path: string) => ['curl', ['-sS', '--max-time', '10', '--unix-socket', path, 'http://localhost/who']] as [string, string[]];
 const HTTP_GET = 'GET /who HTTP/1.0\r\nHost: localhost\r\n\r\n';
 
-test('guard: curl --unix-socket gets its response as an allowed uid and no byte at all as another user', { skip: needRoot() || needCommand('curl') }, async (t) => {
+test('guard: curl --unix-socket gets its response as an allowed uid and no byte at all as another user', { timeout: 60_000, skip: needRoot() || needCommand('curl') }, async (t) => {
   const { path, requests, denied } = await guardedHttp(t, new Policy().uid(0));
   const allowed = await run(...curl(path)).output();
   assert.equal(allowed.code, 0, allowed.stderr);
@@ -39,7 +39,7 @@ test('guard: curl --unix-socket gets its response as an allowed uid and no byte 
   assert.equal((denied[0]![0] as Decision).result, Result.UID);
 });
 
-test('guard: socat sends a raw HTTP request; allowed gets 200, another user gets zero bytes', { skip: needRoot() || needCommand('socat') }, async (t) => {
+test('guard: socat sends a raw HTTP request; allowed gets 200, another user gets zero bytes', { timeout: 60_000, skip: needRoot() || needCommand('socat') }, async (t) => {
   const { path, requests } = await guardedHttp(t, new Policy().user('daemon'));
   const socat = (as?: typeof DAEMON) => {
     const child = run('socat', ['-t', '5', '-', `UNIX-CONNECT:${path}`], as ? { as } : {});
@@ -56,7 +56,7 @@ test('guard: socat sends a raw HTTP request; allowed gets 200, another user gets
   assert.deepEqual(requests, ['/who']);
 });
 
-test('guard: a python3 client (the system interpreter, as another user) is served or cut off by the policy', { skip: needRoot() || needCommand('/usr/bin/python3') }, async (t) => {
+test('guard: a python3 client (the system interpreter, as another user) is served or cut off by the policy', { timeout: 60_000, skip: needRoot() || needCommand('/usr/bin/python3') }, async (t) => {
   const { path } = await guardedHttp(t, new Policy().uid(65534).group('nogroup'));
   const script = [
     'import socket, sys',
@@ -87,7 +87,7 @@ test('guard: a python3 client (the system interpreter, as another user) is serve
   assert.equal(other.stdout, '0 bytes\n');
 });
 
-test('guard: bytes sent while an async callback decides are parsed once the peer is allowed', { skip: needCommand('curl') }, async (t) => {
+test('guard: bytes sent while an async callback decides are parsed once the peer is allowed', { timeout: 60_000, skip: needCommand('curl') }, async (t) => {
   const slow = new Policy().callback((peer) => new Promise<boolean>((resolve) => setTimeout(() => resolve(peer.uid === process.getuid!()), 100)));
   const { path, requests } = await guardedHttp(t, slow);
   const out = await run(...curl(path)).output();
@@ -96,7 +96,7 @@ test('guard: bytes sent while an async callback decides are parsed once the peer
   assert.deepEqual(requests, ['/who']);
 });
 
-test('guard: a plain net.Server listener runs only for allowed peers', { skip: needRoot() || needCommand('socat') }, async (t) => {
+test('guard: a plain net.Server listener runs only for allowed peers', { timeout: 60_000, skip: needRoot() || needCommand('socat') }, async (t) => {
   const greeted: number[] = [];
   const server = guard(
     net.createServer((socket) => {

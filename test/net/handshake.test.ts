@@ -25,7 +25,7 @@ const readAll = async (socket: net.Socket) => {
   return text;
 };
 
-test('handshake: a shared-secret server and a connect() client verify each other', async (t) => {
+test('handshake: a shared-secret server and a connect() client verify each other', { timeout: 60_000 }, async (t) => {
   const { path, served, denied } = await secretServer(t, [process.getuid!()]);
   const socket = await connect({ path, policy: new Policy().uid(process.getuid!()).sharedSecret(KEY) });
   assert.equal(peerOf(socket)!.pid, process.pid);
@@ -39,7 +39,7 @@ test('handshake: a shared-secret server and a connect() client verify each other
   assert.equal((denied[0]![0] as Decision).result, Result.CHALLENGE);
 });
 
-test('handshake: a peer that speaks HTTP to a challenge server is refused with a protocol error', { skip: needCommand('socat') }, async (t) => {
+test('handshake: a peer that speaks HTTP to a challenge server is refused with a protocol error', { timeout: 60_000, skip: needCommand('socat') }, async (t) => {
   const { path, served, denied } = await secretServer(t, [process.getuid!()]);
   const socat = run('socat', ['-t', '5', '-', `UNIX-CONNECT:${path}`]);
   socat.stdin!.end('GET / HTTP/1.0\r\nHost: localhost\r\n\r\n');
@@ -52,7 +52,7 @@ test('handshake: a peer that speaks HTTP to a challenge server is refused with a
   assert.equal(reason.code, ErrorCode.PROTOCOL);
 });
 
-test('handshake: a peer failing the identity rules is denied without a challenge being sent', { skip: needRoot() || needCommand('socat') }, async (t) => {
+test('handshake: a peer failing the identity rules is denied without a challenge being sent', { timeout: 60_000, skip: needRoot() || needCommand('socat') }, async (t) => {
   const { path, denied } = await secretServer(t, [0]);
   const out = await run('socat', ['-u', `UNIX-CONNECT:${path}`, '-'], { as: DAEMON }).output();
   assert.equal(out.stdout, '', 'not even a challenge frame reaches a peer of the wrong uid');

@@ -24,7 +24,7 @@ function setup(t: TestContext) {
 
 const modeOf = (path: string) => lstatSync(path).mode & 0o7777;
 
-test('listen: the socket file is born with the exact mode, whatever the umask, and the umask is restored', async (t) => {
+test('listen: the socket file is born with the exact mode, whatever the umask, and the umask is restored', { timeout: 60_000 }, async (t) => {
   const { path, server } = setup(t);
   const file = path('s.sock');
   const s = server();
@@ -49,7 +49,7 @@ test('listen: the socket file is born with the exact mode, whatever the umask, a
   assert.equal(s.address(), file);
 });
 
-test('listen: the default mode is 0600; the file goes away when the server closes', async (t) => {
+test('listen: the default mode is 0600; the file goes away when the server closes', { timeout: 60_000 }, async (t) => {
   const { path, server } = setup(t);
   const s = server();
   await listen(s, path('s.sock'));
@@ -58,7 +58,7 @@ test('listen: the default mode is 0600; the file goes away when the server close
   assert.equal(existsSync(path('s.sock')), false);
 });
 
-test('listen: owner and group by name and by id; the mode decides who may connect', { skip: needRoot() }, async (t) => {
+test('listen: owner and group by name and by id; the mode decides who may connect', { timeout: 60_000, skip: needRoot() }, async (t) => {
   const { path, server } = setup(t);
   await listen(server(), path('named.sock'), { owner: 'daemon', group: 'adm', mode: 0o660 });
   const named = lstatSync(path('named.sock'));
@@ -74,7 +74,7 @@ test('listen: owner and group by name and by id; the mode decides who may connec
   assert.equal(refused.stderr, 'EACCES');
 });
 
-test('listen: a symlink at the path is neither followed nor removed', async (t) => {
+test('listen: a symlink at the path is neither followed nor removed', { timeout: 60_000 }, async (t) => {
   const { path, server } = setup(t);
   symlinkSync(path('target.sock'), path('s.sock'));
   await rejectsWith(listen(server(), path('s.sock')), ErrorCode.UNSAFE_PATH, /symbolic link/);
@@ -82,7 +82,7 @@ test('listen: a symlink at the path is neither followed nor removed', async (t) 
   assert.equal(existsSync(path('target.sock')), false, 'nothing was created through the link');
 });
 
-test('listen: a regular file or a directory at the path is refused and left alone', async (t) => {
+test('listen: a regular file or a directory at the path is refused and left alone', { timeout: 60_000 }, async (t) => {
   const { path, server } = setup(t);
   writeFileSync(path('file.sock'), 'precious');
   await rejectsWith(listen(server(), path('file.sock')), ErrorCode.UNSAFE_PATH, /not a socket/);
@@ -92,7 +92,7 @@ test('listen: a regular file or a directory at the path is refused and left alon
   assert.ok(lstatSync(path('dir.sock')).isDirectory());
 });
 
-test('listen: a stale socket (nobody listening) is replaced', { skip: needCommand('/usr/bin/python3') }, async (t) => {
+test('listen: a stale socket (nobody listening) is replaced', { timeout: 60_000, skip: needCommand('/usr/bin/python3') }, async (t) => {
   const { path, server } = setup(t);
   const file = path('s.sock');
   const py = await run('/usr/bin/python3', ['-c', 'import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])', file]).output();
@@ -103,7 +103,7 @@ test('listen: a stale socket (nobody listening) is replaced', { skip: needComman
   assert.equal((await nodeClient(file).output()).stdout, 'hi');
 });
 
-test('listen: a live socket is ERR_SECPOLICY_ADDRESS_IN_USE and keeps serving', async (t) => {
+test('listen: a live socket is ERR_SECPOLICY_ADDRESS_IN_USE and keeps serving', { timeout: 60_000 }, async (t) => {
   const { path, server } = setup(t);
   const file = path('s.sock');
   await listen(server(), file);
@@ -113,7 +113,7 @@ test('listen: a live socket is ERR_SECPOLICY_ADDRESS_IN_USE and keeps serving', 
   assert.equal((await nodeClient(file).output()).stdout, 'hi');
 });
 
-test('listen: a directory writable by everyone without the sticky bit is refused unless allowed', async (t) => {
+test('listen: a directory writable by everyone without the sticky bit is refused unless allowed', { timeout: 60_000 }, async (t) => {
   const { path, server } = setup(t);
   mkdirSync(path('open'));
   chmodSync(path('open'), 0o777);
@@ -130,7 +130,7 @@ test('listen: a directory writable by everyone without the sticky bit is refused
   await rejectsWith(listen(server(), path('open/deeper/s.sock')), ErrorCode.UNSAFE_PATH, /open is writable/);
 });
 
-test('listen: a directory owned by another non-root user is refused', { skip: needRoot() }, async (t) => {
+test('listen: a directory owned by another non-root user is refused', { timeout: 60_000, skip: needRoot() }, async (t) => {
   const { path, server } = setup(t);
   mkdirSync(path('theirs'), { mode: 0o755 });
   chownSync(path('theirs'), DAEMON.uid, DAEMON.gid);
@@ -140,7 +140,7 @@ test('listen: a directory owned by another non-root user is refused', { skip: ne
   await listen(server(), path('theirs/s.sock'), { allowInsecureDirectory: true });
 });
 
-test('listen: a symlinked directory is judged by its target and by who could swap the link', { skip: needRoot() }, async (t) => {
+test('listen: a symlinked directory is judged by its target and by who could swap the link', { timeout: 60_000, skip: needRoot() }, async (t) => {
   const { path, server } = setup(t);
   mkdirSync(path('open'));
   chmodSync(path('open'), 0o777);
@@ -154,7 +154,7 @@ test('listen: a symlinked directory is judged by its target and by who could swa
   await rejectsWith(listen(server(), path('theirs/other.sock')), ErrorCode.UNSAFE_PATH, /symbolic link .*theirs belongs to uid 1/);
 });
 
-test('listen: bad arguments are refused up front, naming the field', async (t) => {
+test('listen: bad arguments are refused up front, naming the field', { timeout: 60_000 }, async (t) => {
   const { path, server } = setup(t);
   const bad = (p: Promise<unknown>, field: RegExp) => rejectsWith(p, ErrorCode.INVALID_ARG, field);
   const file = path('s.sock');

@@ -108,7 +108,7 @@ test(`load: ${SILENT} silent peers against a challenge server are all cut at the
   assert.ok(after.rss - before.rss < 256 * 1024 * 1024, `rss grew by ${((after.rss - before.rss) / 1048576).toFixed(1)} MiB`);
 });
 
-test('load: sockets in the handshake do not pile up listeners or timers once cut', async (t) => {
+test('load: sockets in the handshake do not pile up listeners or timers once cut', { timeout: 60_000 }, async (t) => {
   const server = createServer({ policy: new Policy().callback(() => new Promise<boolean>(() => {})), handshakeTimeout: 100 });
   const path = await serve(t, server);
   const cut: net.Socket[] = [];
