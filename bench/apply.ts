@@ -21,8 +21,8 @@ import { isMain, report } from './lib/stats.js';
 import { C_BENCH } from './lib/apply-c.js';
 
 const ROUNDS = 10;
-const PROCESSES = 200;
-const PER_PROCESS = 250;
+const PROCESSES = 400;
+const PER_PROCESS = 100;
 const MODE = 0o755;
 const PYTHON = '/usr/bin/python3';
 
@@ -75,20 +75,34 @@ async function batch(server: net.Server, path: string, procs: number, per: numbe
   };
 }
 
-/** µs per connection of `fn` over fresh connections, one figure per round. */
-async function perConnection(server: net.Server, path: string, procs: number, per: number, fn: (s: net.Socket) => unknown): Promise<number[]> {
-  const out: number[] = [];
+/** A measured case: a name and what it does to one fresh connection (returning µs when it times itself). */
+interface Case {
+  name: string;
+  fn: (s: net.Socket) => unknown;
+  samples: number[];
+}
+
+/**
+ * Each round makes fresh connections and deals them out to the cases in turn, so every
+ * case samples the same moments of a noisy shared machine; each connection is timed on
+ * its own and the median is taken over all connections of all rounds.
+ */
+async function measure(server: net.Server, path: string, procs: number, per: number, cases: Case[]): Promise<void> {
   for (let r = 0; r <= ROUNDS; r++) {
     const b = await batch(server, path, procs, per);
     try {
-      const start = performance.now();
-      for (const s of b.sockets) await fn(s);
-      if (r > 0) out.push(((performance.now() - start) * 1000) / b.sockets.length); // round 0 warms up
+      for (let i = 0; i < b.sockets.length; i++) {
+        const c = cases[(i + r) % cases.length]!;
+        const start = performance.now();
+        let own = c.fn(b.sockets[i]!);
+        if (own instanceof Promise) own = await own; // no microtask hop for the sync cases
+        const us = typeof own === 'number' ? own : (performance.now() - start) * 1000;
+        if (r > 0) c.samples.push(us); // round 0 warms up
+      }
     } finally {
       await b.done();
     }
   }
-  return out;
 }
 
 /** Runs the benchmark and prints its lines. */
@@ -106,36 +120,46 @@ export async function run(): Promise<void> {
     chmodSync(path, MODE);
     const uid = process.getuid!();
     const gid = process.getgid!();
-    const policy = new Policy().uid(uid).gid(gid).user(userName(uid)!).group(groupName(gid)!).program(PYTHON).perms(MODE);
+    const full = new Policy().uid(uid).gid(gid).user(userName(uid)!).group(groupName(gid)!).program(PYTHON).perms(MODE);
+    const noProgram = new Policy().uid(uid).gid(gid).user(userName(uid)!).group(groupName(gid)!).perms(MODE);
     const uidOnly = new Policy().uid(uid);
-    const sync = (s: net.Socket) => {
-      if (!policy.applySync(s).allowed) throw new Error('the bench policy denies its own peers');
+    const allowed = (d: { allowed: boolean; failures: unknown[] }) => {
+      if (!d.allowed) throw new Error(`the bench policy denies its own peers: ${JSON.stringify(d.failures)}`);
     };
-    const async = async (s: net.Socket) => {
-      if (!(await policy.apply(s)).allowed) throw new Error('the bench policy denies its own peers');
-    };
-    console.log(`rules: uid, gid, user, group, program, perms; ${ROUNDS} rounds of fresh connections, each round from new processes`);
-    const raw = await perConnection(server, path, PROCESSES, 1, (s) => peerCred(socketFd(s)));
-    const anchor = { name: 'getsockopt(SO_PEERCRED)', samples: raw };
-    report('raw getsockopt(SO_PEERCRED) via koffi', raw);
-    report(`applySync, ${PROCESSES} connections from ${PROCESSES} processes`, await perConnection(server, path, PROCESSES, 1, sync), anchor);
-    report(`apply, ${PROCESSES} connections from ${PROCESSES} processes`, await perConnection(server, path, PROCESSES, 1, async), anchor);
-    report(`applySync, ${4 * PER_PROCESS} connections from 4 processes`, await perConnection(server, path, 4, PER_PROCESS, sync), anchor);
-    report('apply, uid only (one process per connection)', await perConnection(server, path, PROCESSES, 1, (s) => uidOnly.apply(s)), anchor);
-    report(
-      'applySync again on an already verified connection',
-      await perConnection(server, path, PROCESSES, 1, (s) => {
-        sync(s);
-        sync(s);
-      }).then((xs) => xs.map((x) => x / 2)),
-      anchor,
-    );
+    const cases: Case[] = [
+      { name: 'raw getsockopt(SO_PEERCRED) via koffi', fn: (s) => peerCred(socketFd(s)), samples: [] },
+      { name: 'apply', fn: async (s) => allowed(await full.apply(s)), samples: [] },
+      { name: 'applySync', fn: (s) => allowed(full.applySync(s)), samples: [] },
+      {
+        name: 'applySync again on an already verified connection',
+        fn: (s) => {
+          allowed(full.applySync(s));
+          const start = performance.now();
+          allowed(full.applySync(s));
+          return (performance.now() - start) * 1000;
+        },
+        samples: [],
+      },
+      { name: 'apply without the program rule (no pin, no /proc)', fn: async (s) => allowed(await noProgram.apply(s)), samples: [] },
+      { name: 'apply, uid only', fn: async (s) => allowed(await uidOnly.apply(s)), samples: [] },
+    ];
+    const few: Case = { name: `applySync, ${4 * PER_PROCESS} connections from 4 processes`, fn: (s) => allowed(full.applySync(s)), samples: [] };
+    await measure(server, path, PROCESSES, 1, cases);
+    await measure(server, path, 4, PER_PROCESS, [few]);
+
+    const [raw, ...rest] = cases;
+    const anchor = { name: 'SO_PEERCRED', samples: raw!.samples };
+    const per = { samples: 'connections' };
+    console.log(`rules: uid, gid, user, group, program, perms; ${ROUNDS} rounds, one client process per connection (python3 forks)`);
+    report(raw!.name, raw!.samples, undefined, per);
+    for (const c of [...rest, few]) report(c.name, c.samples, anchor, per);
 
     const c = cBaseline(dir);
     if (typeof c === 'string') console.log(`C baseline skipped: ${c}`);
     else {
-      report('C, same syscalls (SO_PEERCRED, SO_PEERPIDFD, statx exe, pidfd alive, statx socket, close)', c.full, anchor);
-      report('C, getsockopt(SO_PEERCRED) alone', c.peercred, anchor);
+      report('C, the same system calls, first time on each process (SO_PEERCRED, SO_PEERPIDFD, statx exe, pidfd alive, statx socket, close)', c.first, anchor, per);
+      report('C, the same system calls again on the same processes', c.full, anchor, per);
+      report('C, getsockopt(SO_PEERCRED) alone', c.peercred, anchor, per);
     }
   } finally {
     server.close();
@@ -144,19 +168,19 @@ export async function run(): Promise<void> {
 }
 
 /** Compiles and runs the C baseline; its figures, or why it could not run. */
-function cBaseline(dir: string): { full: number[]; peercred: number[] } | string {
+function cBaseline(dir: string): { first: number[]; full: number[]; peercred: number[] } | string {
   const source = join(dir, 'apply.c');
   const exe = join(dir, 'apply-c');
   writeFileSync(source, C_BENCH);
   const cc = spawnSync('cc', ['-O2', '-o', exe, source], { encoding: 'utf8' });
   if (cc.error || cc.status !== 0) return `cannot compile with cc (${cc.error?.message ?? cc.stderr.trim()})`;
-  const out = spawnSync(exe, [join(dir, 'c.sock'), String(PROCESSES), String(ROUNDS)], { encoding: 'utf8', timeout: 120_000 });
+  const out = spawnSync(exe, [join(dir, 'c.sock'), String(PROCESSES), String(ROUNDS + 1)], { encoding: 'utf8', timeout: 120_000 });
   if (out.status !== 0) return `C bench failed: ${out.stderr.trim()}`;
   const lines = Object.fromEntries(out.stdout.trim().split('\n').map((l) => {
     const [name, ...values] = l.split(' ');
     return [name, values.map(Number)];
   }));
-  return { full: lines.full ?? [], peercred: lines.peercred ?? [] };
+  return { first: lines.first ?? [], full: lines.full ?? [], peercred: lines.peercred ?? [] };
 }
 
 if (isMain(import.meta.url)) await run();

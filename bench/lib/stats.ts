@@ -72,6 +72,8 @@ export interface Anchor {
 export interface ReportOptions {
   /** Unit printed after the figures. @default 'µs' */
   unit?: string;
+  /** What one sample is, for the count printed. @default 'rounds' */
+  samples?: string;
 }
 
 /**
@@ -82,7 +84,7 @@ export interface ReportOptions {
 export function formatLine(name: string, samples: readonly number[], anchor?: Anchor, options: ReportOptions = {}): string {
   const unit = options.unit ?? 'µs';
   const m = median(samples);
-  let line = `${name}: median ${formatNumber(m)} ${unit} (p10 ${formatNumber(percentile(samples, 0.1))}, p90 ${formatNumber(percentile(samples, 0.9))}, ${samples.length} rounds)`;
+  let line = `${name}: median ${formatNumber(m)} ${unit} (p10 ${formatNumber(percentile(samples, 0.1))}, p90 ${formatNumber(percentile(samples, 0.9))}, ${samples.length} ${options.samples ?? 'rounds'})`;
   if (anchor) {
     const a = median(anchor.samples);
     line += ` vs ${anchor.name} ${formatNumber(a)} ${unit} = ${formatNumber(m / a)}x`;
