@@ -1,0 +1,55 @@
+/** `secpolicy proxy`: a policy-enforcing proxy in front of an existing socket. */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { loadPolicy } from '../../policy/file.js';
+import { closeProxy, createProxy } from '../../proxy/proxy.js';
+import { milliseconds } from '../args.js';
+import { formatMode } from '../output.js';
+
+/** Options of the proxy command as commander parses them. */
+interface ProxyFlags {
+  listen: string;
+  to: string;
+  policy: string;
+  mode: number;
+  grace: number;
+  handshakeTimeout?: number;
+}
+
+/** A commander parser for a socket file mode written in octal (`0660`, `660`). */
+function octalMode(value: string): number {
+  if (!/^0?[0-7]{3}$/.test(value)) throw new InvalidArgumentError('expected an octal mode such as 0660');
+  return Number.parseInt(value, 8);
+}
+
+/** Registers `secpolicy proxy`. */
+export function registerProxy(program: Command): void {
+  program
+    .command('proxy')
+    .description('Listen on a new socket and forward only the clients that pass a policy to an existing socket. Stops on SIGTERM or SIGINT.')
+    .requiredOption('--listen <path>', 'the socket file to create and listen on')
+    .requiredOption('--to <path>', 'the socket file of the service behind the proxy')
+    .requiredOption('--policy <file>', 'the policy file (YAML or JSON) every client must pass')
+    .addOption(new Option('--mode <octal>', 'mode of the socket file the proxy creates').argParser(octalMode).default(0o600, '0600'))
+    .option('--grace <ms>', 'on SIGTERM, how long open connections may finish before they are cut', milliseconds, 5000)
+    .option('--handshake-timeout <ms>', 'bound on verifying one client', milliseconds)
+    .action(async (flags: ProxyFlags) => {
+      const policy = await loadPolicy(flags.policy);
+      const log = (line: string): void => void process.stderr.write(`secpolicy proxy: ${line}\n`);
+      const server = await createProxy({
+        listen: flags.listen,
+        target: flags.to,
+        policy,
+        mode: flags.mode,
+        log,
+        ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
+      });
+      log(`listening on ${flags.listen} (mode ${formatMode(flags.mode)}), forwarding allowed clients to ${flags.to}`);
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGTERM', resolve);
+        process.once('SIGINT', resolve);
+      });
+      log(`${signal}: no new connections; open ones have ${flags.grace} ms to finish`);
+      await closeProxy(server, { grace: flags.grace });
+      log('stopped');
+    });
+}
