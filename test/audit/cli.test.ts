@@ -1,0 +1,52 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import type { SocketReport } from '../../src/index.js';
+import { needRoot, run, tempDir } from '../helpers/index.js';
+import { holdSockets } from './holder.js';
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const audit = (...args: string[]) => run(process.execPath, [CLI, 'audit', ...args], { env: { ...process.env, NO_COLOR: '1' } }).output();
+
+test('secpolicy audit: JSON per API.md, an 80-column table, and --fail-on', { skip: needRoot() }, async (t) => {
+  const tmp = tempDir('secpolicy-audit-cli-');
+  t.after(() => tmp.cleanup());
+  // Held by root and open to every user: a high finding (ROOT_WORLD_ACCESSIBLE).
+  const path = tmp.path('a-socket-with-a-rather-long-name-to-wrap-in-the-table.sock');
+  const held = await holdSockets([{ address: path, mode: 0o666 }]);
+  t.after(held.stop);
+
+  const asJson = await audit('--json');
+  assert.equal(asJson.code, 0, asJson.stderr);
+  const reports = JSON.parse(asJson.stdout) as SocketReport[];
+  assert.ok(Array.isArray(reports));
+  const mine = reports.find((r) => r.path === path);
+  assert.ok(mine, 'the held socket is listed');
+  assert.equal(mine.abstract, false);
+  assert.deepEqual(mine.pids, [held.pid]);
+  assert.deepEqual(mine.findings.map((f) => f.code).sort(), ['ROOT_WORLD_ACCESSIBLE', 'WORLD_WRITABLE']);
+  for (const f of mine.findings) assert.deepEqual(Object.keys(f).sort(), ['code', 'message', 'severity']);
+
+  const human = await audit();
+  assert.equal(human.code, 0, human.stderr);
+  assert.equal(human.stderr, '', 'no progress line when stderr is not a terminal');
+  const lines = human.stdout.trimEnd().split('\n');
+  assert.match(lines[0]!, /^SEVERITY\s+PATH\s+MODE\s+HOLDER\s+FINDINGS$/);
+  for (const line of lines) assert.ok(line.length <= 80, `at most 80 columns: ${JSON.stringify(line)}`);
+  assert.ok(!human.stdout.includes('\x1b['), 'NO_COLOR: no escape codes');
+  assert.match(human.stdout, /ROOT_WORLD_ACCESSIBLE/);
+  assert.match(lines[lines.length - 1]!, /^\d+ listening sockets?; /);
+
+  assert.equal((await audit('--fail-on', 'high')).code, 1);
+  assert.equal((await audit('--fail-on', 'critical')).code, 0, 'no finding is critical');
+  const bad = await audit('--fail-on', 'severe');
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^secpolicy: ERR_SECPOLICY_INVALID_ARG: .*severe.*\n$/);
+});
+
+test('secpolicy audit --help names its options', async () => {
+  const help = await audit('--help');
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--json/);
+  assert.match(help.stdout, /--fail-on <severity>/);
+});
