@@ -46,6 +46,7 @@ test('check exits 0 when the server passes and 1 when it fails, with the failure
 
   const json = await secpolicy(['check', '--json', '--policy', fail, s.sock]);
   assert.equal(json.code, 1, json.stderr);
+  assert.equal(json.stderr, '', 'a denial is not a crash');
   const report = JSON.parse(json.stdout);
   assert.equal(report.allowed, false);
   assert.equal(report.result, 2 | 4);
