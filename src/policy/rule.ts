@@ -35,12 +35,15 @@ export interface Failure {
   message: string;
 }
 
+/** The one passing check result (frozen, shared). */
 export const PASS: Check = Object.freeze({ pass: true });
 
+/** A failing check result: what was found and why it fails (`flag` overrides the rule's). */
 export function fail(actual: unknown, message: string, flag?: number): Check {
   return flag === undefined ? { pass: false, actual, message } : { pass: false, actual, message, flag };
 }
 
+/** True for a promise or any object with a `then` method. */
 export function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

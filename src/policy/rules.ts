@@ -14,6 +14,7 @@ function unmapped(peer: Peer, kind: 'uid' | 'gid'): Check | undefined {
   return peer.idUnmapped(kind) ? fail(peer[kind], `peer ${kind} is unmapped in our user namespace (shown as ${peer[kind]})`) : undefined;
 }
 
+/** `uid(id)`: the peer's uid (from SO_PEERCRED) is one of these. */
 export function uidRule(value: number | number[]): Rule {
   const list = v.ids('uid', value);
   return {
@@ -24,6 +25,7 @@ export function uidRule(value: number | number[]): Rule {
   };
 }
 
+/** `gid(id)`: the peer's primary gid is one of these. */
 export function gidRule(value: number | number[]): Rule {
   const list = v.ids('gid', value);
   return {
@@ -49,9 +51,12 @@ function nameRule(rule: 'user' | 'group', flag: number, value: string | string[]
   };
 }
 
+/** `user(name)`: the NSS name of the peer's uid is one of these. */
 export const userRule = (value: string | string[]) => nameRule('user', Result.USER, value);
+/** `group(name)`: the NSS name of the peer's primary gid is one of these. */
 export const groupRule = (value: string | string[]) => nameRule('group', Result.GROUP, value);
 
+/** `perms(mode)`: the socket file the connection came through has exactly these mode bits. */
 export function permsRule(value: number): Rule {
   const mode = v.mode('perms', value);
   const octal = (m: number) => `0${m.toString(8).padStart(3, '0')}`;
@@ -68,6 +73,7 @@ export function permsRule(value: number): Rule {
   };
 }
 
+/** `creds(label)` / `label(label)`: the peer's SO_PEERSEC label is exactly this string. */
 export function labelRule(value: string, name: 'creds' | 'label' = 'creds'): Rule {
   if (!v.isName(value)) throw invalidArg(name, 'a non-empty security label string', value);
   const expected = value;
@@ -83,6 +89,7 @@ export function labelRule(value: string, name: 'creds' | 'label' = 'creds'): Rul
   };
 }
 
+/** `memberOf(group)`: the peer's primary or supplementary groups (SO_PEERGROUPS) include one of these. */
 export function memberOfRule(value: string | number | Array<string | number>): Rule {
   const list = v.oneOrMany('memberOf', value, (x): x is string | number => v.isId(x) || v.isName(x), 'a group name or gid');
   return {
@@ -125,6 +132,7 @@ export function programMatches(exe: FileStat, paths: readonly string[]): boolean
   return false;
 }
 
+/** `program(path)`: the peer's executable is the same file (device and inode) as one of these paths. */
 export function programRule(value: string | string[]): Rule {
   const paths = v.absolutePaths('program', value);
   return {
@@ -152,8 +160,10 @@ export function setStrictHolders(fn: typeof strictHolders): void {
   strictHolders = fn;
 }
 
+/** User code deciding on a peer; only `true` (or a promise of it) passes. */
 export type PeerCallback = (peer: Peer) => boolean | Promise<boolean>;
 
+/** `callback(fn)`: user code decides; a throw or a rejection fails the rule. */
 export function callbackRule(value: PeerCallback): Rule {
   const fn = v.func<PeerCallback>('callback', value);
   const verdict = (r: unknown): Check => (r === true ? PASS : fail(r, `callback returned ${String(r)}`));
