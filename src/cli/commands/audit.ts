@@ -53,17 +53,26 @@ function holderText(r: SocketReport): string {
   return r.holders.length > 1 ? `${who} +${r.holders.length - 1}` : who;
 }
 
-/** The human report: a table that fits the terminal (80 columns when piped), then a summary. */
+/** The human report: a table of sockets, a table of findings (most severe first), a summary; each fits the width. */
 function render(reports: SocketReport[]): string {
   const colors = colorsFor(process.stdout);
-  const columns: Column<SocketReport>[] = [
+  const width = widthOf(process.stdout);
+  const sockets: Column<SocketReport>[] = [
     { header: 'SEVERITY', value: (r) => r.severity ?? '-', style: (t, r, c) => (r.severity ? severityStyle(r.severity, c)(t) : t) },
     { header: 'PATH', value: (r) => r.path, flex: true },
     { header: 'MODE', value: (r) => (r.mode === undefined ? '-' : formatMode(r.mode)) },
     { header: 'HOLDER', value: holderText, flex: true },
-    { header: 'FINDINGS', value: (r) => r.findings.map((f) => f.code).join(' ') || '-', flex: true },
   ];
-  const counts = SEVERITIES.map((s) => [s, reports.filter((r) => r.severity === s).length] as const).filter(([, n]) => n > 0);
-  const summary = `${reports.length} listening socket${reports.length === 1 ? '' : 's'}` + (counts.length ? `; worst finding per socket: ${counts.reverse().map(([s, n]) => `${n} ${s}`).join(', ')}` : '; no findings');
-  return `${table(columns, reports, { width: widthOf(process.stdout), colors })}\n${summary}\n`;
+  const found = reports.flatMap((r) => r.findings.map((f) => ({ ...f, path: r.path })));
+  found.sort((a, b) => severityRank(b.severity) - severityRank(a.severity));
+  const findings: Column<(typeof found)[number]>[] = [
+    { header: 'SEVERITY', value: (f) => f.severity, style: (t, f, c) => severityStyle(f.severity, c)(t) },
+    { header: 'CODE', value: (f) => f.code },
+    { header: 'SOCKET AND FINDING', value: (f) => `${f.path}: ${f.message}`, flex: true },
+  ];
+  const counts = SEVERITIES.map((s) => [s, found.filter((f) => f.severity === s).length] as const).filter(([, n]) => n > 0);
+  const summary = `${reports.length} listening socket${reports.length === 1 ? '' : 's'}; ` + (counts.length ? `findings: ${counts.reverse().map(([s, n]) => `${n} ${s}`).join(', ')}` : 'no findings');
+  let out = table(sockets, reports, { width, colors });
+  if (found.length) out += `\n${table(findings, found, { width, colors })}`;
+  return `${out}\n${summary}\n`;
 }
