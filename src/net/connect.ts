@@ -1,6 +1,6 @@
 /** connect(): a client connection whose server is verified before it is handed over. */
 import net from 'node:net';
-import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
+import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
 import { DEFAULT_TIMEOUT, Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
 import { publishDenied } from './channels.js';
@@ -27,7 +27,7 @@ export interface ConnectOptions {
  * `ERR_SECPOLICY_TIMEOUT` when connecting and verifying take longer than `timeout`.
  * `peerOf(socket)` then gives the verified server.
  */
-export function connect(options: ConnectOptions): Promise<net.Socket> {
+export async function connect(options: ConnectOptions): Promise<net.Socket> {
   const o = v.options<ConnectOptions>('options', options);
   const path = o.path;
   const abstract = typeof path === 'string' && path.startsWith('\0') && path.length > 1;
@@ -36,60 +36,90 @@ export function connect(options: ConnectOptions): Promise<net.Socket> {
   const policy = o.policy;
   const timeout = v.timeout('options.timeout', o.timeout, DEFAULT_TIMEOUT);
   const signal = v.signal('options.signal', o.signal);
-  if (signal?.aborted) return Promise.reject(aborted());
+  if (signal?.aborted) throw aborted();
 
+  // One signal ends everything in progress: the caller's abort or our deadline.
+  const deadline = Date.now() + timeout;
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new SecpolicyError(ErrorCode.TIMEOUT, `connecting to and verifying ${display(path)} took longer than ${timeout} ms`, { path })), timeout);
+  const onAbort = (): void => controller.abort(aborted());
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let socket: net.Socket | undefined;
+  try {
+    socket = await open(path, controller.signal);
+    const decision = await untilAborted(
+      policy.apply(socket, { side: 'client', timeout: Math.max(1, deadline - Date.now()), signal: controller.signal, socketPath: display(path) }),
+      controller.signal,
+    );
+    if (!decision.allowed) throw deniedError(path, decision);
+    if (socket.destroyed) throw new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, `${display(path)} closed the connection during verification`, { path });
+    rememberPeer(socket, decision.peer);
+    socket.off('error', ignore);
+    return socket;
+  } catch (e) {
+    const reason: unknown = controller.signal.reason;
+    const error = controller.signal.aborted && isSecpolicyError(reason) ? reason : asError(e);
+    // The error guard stays on a failed socket: an error still queued must not go unhandled.
+    socket?.destroy();
+    if (socket && error.code === ErrorCode.DENIED) publishDenied({ source: 'connect', reason: error.decision as Decision, socket });
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+const ignore = (): void => {};
+const MAX_RETRY_DELAY = 100;
+
+/**
+ * A connected socket. A full accept queue (EAGAIN: the server is busy, not gone) is tried
+ * again with a growing pause until the signal ends the attempt; other errors reject.
+ */
+function open(path: string, signal: AbortSignal): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const deadline = Date.now() + timeout;
-    const controller = new AbortController();
-    const socket = net.connect({ path });
-    let connected = false;
-    let settled = false;
+    let delay = 5;
+    const attempt = (): void => {
+      if (signal.aborted) return reject(signal.reason);
+      const socket = net.connect({ path });
+      const onAbort = (): void => {
+        socket.destroy();
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      socket.once('connect', () => {
+        signal.removeEventListener('abort', onAbort);
+        socket.off('error', onError).on('error', ignore);
+        resolve(socket);
+      });
+      const onError = (error: NodeJS.ErrnoException): void => {
+        signal.removeEventListener('abort', onAbort);
+        if (error.code !== 'EAGAIN') return reject(connectError(path, error));
+        setTimeout(attempt, delay);
+        delay = Math.min(delay * 2, MAX_RETRY_DELAY);
+      };
+      socket.once('error', onError);
+    };
+    attempt();
+  });
+}
 
-    // The error listener stays on a failed socket: an error still queued must not go unhandled.
-    const cleanup = (): void => {
-      settled = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    };
-    const fail = (error: SecpolicyError): void => {
-      if (settled) return;
-      cleanup();
-      controller.abort();
-      socket.destroy();
-      if (error.code === ErrorCode.DENIED) publishDenied({ source: 'connect', reason: error.decision as Decision, socket });
-      reject(error);
-    };
-    const onError = (error: NodeJS.ErrnoException): void => {
-      // Once connected, a failing socket makes apply() reject; that error says more.
-      if (!connected) fail(connectError(path, error));
-    };
-    const onAbort = (): void => fail(aborted());
-    const timer = setTimeout(() => fail(new SecpolicyError(ErrorCode.TIMEOUT, `connecting to and verifying ${display(path)} took longer than ${timeout} ms`, { path })), timeout);
-
-    socket.on('error', onError);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    socket.once('connect', () => {
-      connected = true;
-      policy
-        .apply(socket, {
-          side: 'client',
-          timeout: Math.max(1, deadline - Date.now()),
-          signal: controller.signal,
-          socketPath: display(path),
-        })
-        .then(
-          (decision) => {
-            if (settled) return;
-            if (!decision.allowed) return fail(deniedError(path, decision));
-            if (socket.destroyed) return fail(new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, `${display(path)} closed the connection during verification`, { path }));
-            cleanup();
-            socket.off('error', onError);
-            rememberPeer(socket, decision.peer);
-            resolve(socket);
-          },
-          (error: unknown) => fail(asError(error)),
-        );
-    });
+/** `promise`, or the signal's reason as soon as it aborts (a callback may never settle). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
   });
 }
 

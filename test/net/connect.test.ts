@@ -16,7 +16,7 @@ async function squatter(t: TestContext, as: typeof DAEMON): Promise<string> {
   mkdirSync(dir, { mode: 0o755 });
   chownSync(dir, as.uid, as.gid);
   const path = `${dir}/app.sock`;
-  const script = `require('net').createServer((s) => s.end('secret-please')).listen(process.argv[1], () => { require('fs').chmodSync(process.argv[1], 0o777); console.log('ready'); })`;
+  const script = `require('net').createServer((s) => s.on('error', () => {}).end('secret-please')).listen(process.argv[1], () => { require('fs').chmodSync(process.argv[1], 0o777); console.log('ready'); })`;
   const child = run(process.execPath, ['-e', script, path], { as });
   t.after(() => {
     child.kill();
@@ -109,6 +109,37 @@ test('connect: a missing socket and a stale socket reject with ERR_SECPOLICY_CON
   });
 });
 
+test('connect: a full accept queue (EAGAIN) is tried again until the server accepts', { timeout: 60_000, skip: needCommand('/usr/bin/python3') }, async (t) => {
+  const tmp = tempDir('secpolicy-connect-');
+  t.after(() => tmp.cleanup());
+  const path = tmp.path('busy.sock');
+  // A server with a backlog of one that starts accepting only when told to.
+  const script = [
+    'import socket, sys',
+    's = socket.socket(socket.AF_UNIX)',
+    's.bind(sys.argv[1])',
+    's.listen(0)',
+    'print("ready", flush=True)',
+    'sys.stdin.readline()',
+    'held = [s.accept() for _ in range(2)]',
+    'sys.stdin.readline()',
+  ].join('\n');
+  const server = run('/usr/bin/python3', ['-c', script, path]);
+  t.after(() => server.kill());
+  await once(server.stdout!, 'data');
+  const filler = net.connect(path).on('error', () => {});
+  t.after(() => filler.destroy());
+  await once(filler, 'connect');
+  let settled = false;
+  const attempt = connect({ path, policy: new Policy().uid(process.getuid!()), timeout: 30_000 }).finally(() => (settled = true));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(settled, false, 'still trying while the queue is full');
+  server.stdin!.write('accept\n');
+  const socket = await attempt;
+  t.after(() => socket.destroy());
+  assert.equal(peerOf(socket)!.pid, server.pid);
+});
+
 test('connect: the timeout covers verification; an abort signal stops the attempt', { timeout: 60_000 }, async (t) => {
   const server = net.createServer((socket) => socket.resume());
   const path = await serve(t, server);
@@ -121,14 +152,13 @@ test('connect: the timeout covers verification; an abort signal stops the attemp
   await rejectsWith(connect({ path, policy: hanging, signal: AbortSignal.abort() }), ErrorCode.ABORTED);
 });
 
-test('connect: options are validated up front, naming the field', () => {
-  const invalid = (fn: () => unknown, field: RegExp) =>
-    assert.throws(fn, (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && field.test(e.message));
+test('connect: options are validated up front, naming the field', async () => {
+  const invalid = (promise: Promise<unknown>, field: RegExp) => rejectsWith(promise, ErrorCode.INVALID_ARG, field);
   const policy = new Policy().uid(0);
-  invalid(() => connect(undefined as never), /options/);
-  invalid(() => connect({ path: '', policy }), /options\.path/);
-  invalid(() => connect({ path: '/x\0y', policy }), /options\.path/);
-  invalid(() => connect({ path: '/x', policy: {} as never }), /options\.policy/);
-  invalid(() => connect({ path: '/x', policy, timeout: 0 }), /options\.timeout/);
-  invalid(() => connect({ path: '/x', policy, signal: 'stop' as never }), /options\.signal/);
+  await invalid(connect(undefined as never), /options/);
+  await invalid(connect({ path: '', policy }), /options\.path/);
+  await invalid(connect({ path: '/x\0y', policy }), /options\.path/);
+  await invalid(connect({ path: '/x', policy: {} as never }), /options\.policy/);
+  await invalid(connect({ path: '/x', policy, timeout: 0 }), /options\.timeout/);
+  await invalid(connect({ path: '/x', policy, signal: 'stop' as never }), /options\.signal/);
 });

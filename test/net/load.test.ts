@@ -9,7 +9,7 @@ import { run } from '../helpers/index.js';
 import { serve } from './fixtures.js';
 
 const SILENT = 1000;
-const HANDSHAKE_TIMEOUT = 3000;
+const HANDSHAKE_TIMEOUT = 5000;
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
