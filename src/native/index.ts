@@ -17,8 +17,6 @@ export {
   dumpUnixSockets,
   unixSocket,
   unixPeerInode,
-  socketInode,
-  procNetUnix,
   type UnixSocketInfo,
   type UnixSocketList,
   type UnixSocketState,
@@ -26,6 +24,7 @@ export {
   type ListUnixSocketsOptions,
   type UnixSocketQuery,
 } from './sock-diag.js';
+export { socketInode, procNetUnix } from './unix-sockets.js';
 export { connectAbstract } from './unix-connect.js';
 export { statPath, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';
 export { userName, groupName, uidOf, gidOf, configureNameCache, clearNameCache, type NameCacheOptions } from './nss.js';

@@ -4,42 +4,14 @@
  * inode, the peer's inode and the owner's uid. One netlink dump lists every socket; a
  * single-inode query answers "who is the other end of this socket" for strict mode.
  * Where netlink is unavailable (a kernel without unix_diag, a seccomp filter), the list
- * falls back to /proc/net/unix, which lacks peers, uids and file identity.
+ * falls back to /proc/net/unix (unix-sockets.ts), which lacks peers, uids and file identity.
  */
-import { closeSync, openSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Errno, errnoError, libc } from './libc.js';
+import { SOCKET_TYPES, procNetUnix, type UnixSocketInfo, type UnixSocketState } from './unix-sockets.js';
 
-/** Connection state of a UNIX socket (the kernel reuses TCP state numbers). */
-export type UnixSocketState = 'listen' | 'established' | 'unconnected' | 'connecting' | 'other';
-
-/** Socket type of a UNIX socket. */
-export type UnixSocketType = 'stream' | 'dgram' | 'seqpacket' | 'other';
-
-/** One UNIX socket as the kernel describes it. */
-export interface UnixSocketInfo {
-  /** The socket's inode number (as in /proc/PID/fd links `socket:[inode]`). */
-  inode: number;
-  type: UnixSocketType;
-  state: UnixSocketState;
-  /** Bound name: a path, or `@name` for an abstract socket (trailing NUL padding removed); undefined when unbound. */
-  name?: string;
-  /**
-   * Device and inode of the socket file the socket is bound to (netlink only; undefined
-   * for abstract and unbound sockets). `dev` uses the layout of FileStat.dev
-   * (major * 2^20 + minor), so it compares directly with statPath().
-   */
-  vfs?: { dev: number; ino: number };
-  /** Inode of the connected peer socket (netlink only; connected sockets). */
-  peer?: number;
-  /** Owner uid of the socket, in our user namespace (netlink only). */
-  uid?: number;
-  /**
-   * Queue lengths (netlink only). For a listening socket: connections waiting to be
-   * accepted and the backlog limit; otherwise: bytes queued to read and to write.
-   */
-  queue?: { read: number; write: number };
-}
+export type { UnixSocketInfo, UnixSocketState, UnixSocketType } from './unix-sockets.js';
 
 /** A listing and where it came from. */
 export interface UnixSocketList {
@@ -84,11 +56,6 @@ const UNIX_DIAG_UID = 7;
 // Kernel state numbers (include/net/tcp_states.h) as UNIX sockets use them.
 const STATE_CODES: Record<Exclude<UnixSocketState, 'other'>, number> = { established: 1, connecting: 2, unconnected: 7, listen: 10 };
 const STATE_NAMES = new Map<number, UnixSocketState>(Object.entries(STATE_CODES).map(([k, v]) => [v, k as UnixSocketState]));
-const TYPE_NAMES = new Map<number, UnixSocketType>([
-  [1, 'stream'],
-  [2, 'dgram'],
-  [5, 'seqpacket'],
-]);
 const ALL_STATES = 0xffffffff;
 
 // nlmsghdr (16) + unix_diag_req (24).
@@ -195,7 +162,7 @@ function receive(fd: number, expectSeq: number, dump: boolean, onMessage: (buf: 
 function parseMessage(buf: Buffer, start: number, end: number): UnixSocketInfo {
   const info: UnixSocketInfo = {
     inode: buf.readUInt32LE(start + 4),
-    type: TYPE_NAMES.get(buf[start + 1]!) ?? 'other',
+    type: SOCKET_TYPES.get(buf[start + 1]!) ?? 'other',
     state: STATE_NAMES.get(buf[start + 2]!) ?? 'other',
   };
   // struct unix_diag_msg is 16 bytes; netlink attributes (rtattr) follow, 4-aligned.
@@ -328,37 +295,3 @@ function queryOne(fd: number, inode: number): UnixSocketInfo | undefined {
 export function unixPeerInode(inode: number, options: UnixSocketQuery = {}): number | undefined {
   return unixSocket(inode, options)?.peer;
 }
-
-/** The inode of the socket behind one of our fds (from /proc/self/fd); undefined when the fd is not a socket. */
-export function socketInode(fd: number): number | undefined {
-  let link: string;
-  try {
-    link = readlinkSync(`/proc/self/fd/${fd}`);
-  } catch {
-    return undefined;
-  }
-  return link.startsWith('socket:[') ? Number(link.slice(8, -1)) : undefined;
-}
-
-/**
- * /proc/net/unix of our network namespace: inode, type, state and name only.
- * Line format: `Num RefCount Protocol Flags Type St Inode [Path]`.
- */
-export function procNetUnix(text: string = readFileSync('/proc/net/unix', 'latin1')): UnixSocketInfo[] {
-  const out: UnixSocketInfo[] = [];
-  for (const line of text.split('\n')) {
-    // A path may hold spaces: it is everything after the inode and one space.
-    const m = PROC_LINE.exec(line);
-    if (!m) continue;
-    const flags = parseInt(m[1]!, 16);
-    const st = parseInt(m[3]!, 16);
-    // __SO_ACCEPTCON marks a listening socket; St 3 is SS_CONNECTED, 2 SS_CONNECTING.
-    const state: UnixSocketState = flags & 0x10000 ? 'listen' : st === 3 ? 'established' : st === 2 ? 'connecting' : 'unconnected';
-    const info: UnixSocketInfo = { inode: Number(m[4]), type: TYPE_NAMES.get(parseInt(m[2]!, 16)) ?? 'other', state };
-    if (m[5]) info.name = m[5];
-    out.push(info);
-  }
-  return out;
-}
-
-const PROC_LINE = /^\s*[0-9a-fA-F]+:\s+[0-9a-fA-F]+\s+[0-9a-fA-F]+\s+([0-9a-fA-F]+)\s+([0-9a-fA-F]+)\s+([0-9a-fA-F]+)\s+(\d+)(?: (.+))?$/;

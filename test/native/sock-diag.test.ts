@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
 import { test } from 'node:test';
-import { listUnixSockets, procNetUnix, socketInode, unixPeerInode, unixSocket } from '../../src/native/sock-diag.js';
+import { listUnixSockets, unixPeerInode, unixSocket } from '../../src/native/sock-diag.js';
+import { procNetUnix, socketInode } from '../../src/native/unix-sockets.js';
 import { socketFd, statPath } from '../../src/native/index.js';
 import { closeServer, listenOn, needRoot, nextConnection, run, tempDir } from '../helpers/index.js';
 
