@@ -54,25 +54,34 @@ export async function audit(options?: AuditOptions): Promise<SocketReport[]> {
   const onProgress = o.onProgress === undefined ? undefined : v.func<ScanProgress>('options.onProgress', o.onProgress);
   const sockets = listListening(o.source ?? 'auto');
   const holders = scanHolders(new Set(sockets.map((s) => s.inode)), onProgress);
-  const ctx: Context = { dirs: new Map(), procs: new Map(), ourMnt: mountNamespace('self') };
+  const ctx: Context = { dirs: new Map(), procs: new Map(), owners: new Map(), ourMnt: mountNamespace('self') };
   const reports = sockets.map((s) => report(s, holders.get(s.inode) ?? [], ctx));
   reports.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.inode - b.inode));
   return reports;
 }
 
+// Per-audit caches: thousands of sockets share a handful of holders, owners and directories.
 interface Context {
   dirs: DirCache;
-  procs: Map<number, ProcessInfo & { root: string }>;
+  procs: Map<number, Holder>;
+  owners: Map<number, NonNullable<SocketReport['owner']>>;
   ourMnt: string | undefined;
+}
+
+/** A holder as reported, with the prefix under which it sees its own files. */
+interface Holder {
+  report: HolderReport;
+  /** `/proc/PID/root` for a process in another mount namespace, else ''. */
+  root: string;
 }
 
 function report(socket: ListeningSocket, pids: number[], ctx: Context): SocketReport {
   const holders = pids.map((pid) => holder(pid, ctx));
   const findings: Finding[] = [];
-  const out: SocketReport = { path: socket.path, abstract: socket.abstract, kind: socket.kind, inode: socket.inode, pids, holders: holders.map(publicHolder), findings };
+  const out: SocketReport = { path: socket.path, abstract: socket.abstract, kind: socket.kind, inode: socket.inode, pids, holders: holders.map((h) => h.report), findings };
   let open = false;
   if (socket.abstract) {
-    findings.push(...abstractFindings());
+    findings.push(ABSTRACT);
     open = true;
   } else if (!socket.path.startsWith('/')) {
     findings.push({ code: FindingCode.RELATIVE_PATH, severity: 'info', message: `bound by the relative path ${socket.path}: its directory is unknown, file checks skipped` });
@@ -82,34 +91,35 @@ function report(socket: ListeningSocket, pids: number[], ctx: Context): SocketRe
     const file = checkFile(socket.path, { root, cache: root ? new Map() : ctx.dirs, ...(socket.vfs && { expect: socket.vfs }) });
     findings.push(...file.findings);
     if (file.stat) {
-      out.owner = { uid: file.stat.uid, user: userName(file.stat.uid), gid: file.stat.gid, group: groupName(file.stat.gid) };
+      out.owner = owner(file.stat.uid, file.stat.gid, ctx);
       out.mode = file.stat.mode & 0o7777;
       open = file.reachable && (file.stat.mode & 0o002) !== 0;
     }
   }
-  const rootHolder = holders.find((h) => h.uid === 0);
+  const rootHolder = holders.find((h) => h.report.uid === 0)?.report;
   if (open && rootHolder) {
     findings.push({ code: FindingCode.ROOT_WORLD_ACCESSIBLE, severity: 'high', message: `held by root (pid ${rootHolder.pid}${rootHolder.comm ? `, ${rootHolder.comm}` : ''}) and any user can connect: it must authenticate its peers` });
   }
-  if (pids.length === 0) {
-    findings.push({ code: FindingCode.NO_HOLDER, severity: 'info', message: 'no visible process holds it (another pid namespace, or /proc is restricted)' });
-  }
-  findings.sort((a, b) => severityRank(b.severity) - severityRank(a.severity));
+  if (pids.length === 0) findings.push(NO_HOLDER);
+  if (findings.length > 1) findings.sort((a, b) => severityRank(b.severity) - severityRank(a.severity));
   if (findings.length) out.severity = findings[0]!.severity;
   return out;
 }
 
-function holder(pid: number, ctx: Context): ProcessInfo & { root: string } {
+const ABSTRACT: Finding = Object.freeze(abstractFindings()[0]!);
+const NO_HOLDER: Finding = Object.freeze({ code: FindingCode.NO_HOLDER, severity: 'info', message: 'no visible process holds it (another pid namespace, or /proc is restricted)' });
+
+function holder(pid: number, ctx: Context): Holder {
   let h = ctx.procs.get(pid);
   if (!h) {
     const mnt = mountNamespace(String(pid));
-    h = { ...processInfo(pid), root: mnt !== undefined && ctx.ourMnt !== undefined && mnt !== ctx.ourMnt ? `/proc/${pid}/root` : '' };
+    h = { report: holderReport(processInfo(pid)), root: mnt !== undefined && ctx.ourMnt !== undefined && mnt !== ctx.ourMnt ? `/proc/${pid}/root` : '' };
     ctx.procs.set(pid, h);
   }
   return h;
 }
 
-function publicHolder(h: ProcessInfo): HolderReport {
+function holderReport(h: ProcessInfo): HolderReport {
   const out: HolderReport = { pid: h.pid };
   if (h.uid !== undefined) {
     out.uid = h.uid;
@@ -119,6 +129,16 @@ function publicHolder(h: ProcessInfo): HolderReport {
   if (h.comm !== undefined) out.comm = h.comm;
   if (h.program !== undefined) out.program = h.program;
   return out;
+}
+
+function owner(uid: number, gid: number, ctx: Context): NonNullable<SocketReport['owner']> {
+  const key = uid * 2 ** 32 + gid;
+  let o = ctx.owners.get(key);
+  if (!o) {
+    o = { uid, user: userName(uid), gid, group: groupName(gid) };
+    ctx.owners.set(key, o);
+  }
+  return o;
 }
 
 function mountNamespace(pid: string): string | undefined {
