@@ -5,7 +5,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { needCommand, needRoot, run } from './index.js';
 
@@ -20,7 +21,21 @@ export function needRunc(): string | false {
     const libc = spawnSync('cc', ['-static', '-x', 'c', '-o', '/dev/null', '-'], { input: 'int main(void){return 0;}' });
     if (libc.status !== 0) probed = 'needs a static libc for cc -static (apt-get install -y libc6-dev)';
   }
+  if (probed === false) probed = probeRunc();
   return probed;
+}
+
+/** Runs `busybox true` in a throwaway container: runc may be installed yet unable to run here (no cgroup access, nested without privileges). */
+function probeRunc(): string | false {
+  const bundle = mkdtempSync(join(tmpdir(), 'secpolicy-runc-probe-'));
+  try {
+    const id = prepareBundle({ bundle, args: ['/bin/busybox', 'true'] });
+    const r = spawnSync('runc', ['run', '--bundle', bundle, id], { encoding: 'utf8', timeout: 30_000 });
+    spawnSync('runc', ['delete', '--force', id], { stdio: 'ignore' });
+    return r.status === 0 ? false : `runc cannot run a container here: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`;
+  } finally {
+    rmSync(bundle, { recursive: true, force: true });
+  }
 }
 
 /** Compiles C source into a static binary at `out`. */
@@ -55,8 +70,8 @@ export interface RunningContainer {
   stop: () => Promise<void>;
 }
 
-/** Runs a container in the foreground of a `runc run` child process (no terminal). */
-export function runContainer(options: ContainerOptions): RunningContainer {
+/** Writes rootfs and config.json into the bundle; returns the container id (64 hex digits). */
+function prepareBundle(options: ContainerOptions): string {
   const id = randomBytes(32).toString('hex');
   const rootfs = join(options.bundle, 'rootfs');
   mkdirSync(join(rootfs, 'bin'), { recursive: true });
@@ -79,6 +94,12 @@ export function runContainer(options: ContainerOptions): RunningContainer {
     config.mounts.push({ destination: m.destination, type: 'bind', source: m.source, options: ['rbind', m.readonly ? 'ro' : 'rw'] });
   }
   writeFileSync(configPath, JSON.stringify(config));
+  return id;
+}
+
+/** Runs a container in the foreground of a `runc run` child process (no terminal). */
+export function runContainer(options: ContainerOptions): RunningContainer {
+  const id = prepareBundle(options);
   const child = run('runc', ['run', '--bundle', options.bundle, id]);
   const stop = async () => {
     spawnSync('runc', ['kill', id, 'KILL'], { stdio: 'ignore' });
