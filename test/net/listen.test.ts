@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { once } from 'node:events';
 import net from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { test, type TestContext } from 'node:test';
 import { ErrorCode, listen } from '../../src/index.js';
 import { closeServer, needCommand, needRoot, nodeClient, run, tempDir } from '../helpers/index.js';
@@ -152,6 +154,22 @@ test('listen: a symlinked directory is judged by its target and by who could swa
   symlinkSync(path('safe'), path('theirs'));
   lchownSync(path('theirs'), DAEMON.uid, DAEMON.gid);
   await rejectsWith(listen(server(), path('theirs/other.sock')), ErrorCode.UNSAFE_PATH, /symbolic link .*theirs belongs to uid 1/);
+});
+
+test('listen: a worker thread, which cannot set the umask, is refused rather than served a window', { timeout: 60_000 }, async (t) => {
+  const { path } = setup(t);
+  const index = new URL('../../src/index.js', import.meta.url).href;
+  const code = `const { parentPort, workerData } = require('node:worker_threads');
+    import(workerData.index).then(async ({ listen }) => {
+      const server = require('node:net').createServer();
+      try { await listen(server, workerData.file); parentPort.postMessage('listening'); server.close(); }
+      catch (e) { parentPort.postMessage(e.code); }
+    });`;
+  const worker = new Worker(code, { eval: true, workerData: { index, file: path('w.sock') } });
+  const [answer] = await once(worker, 'message');
+  await worker.terminate();
+  assert.equal(answer, ErrorCode.UNSAFE_PATH);
+  assert.equal(existsSync(path('w.sock')), false);
 });
 
 test('listen: bad arguments are refused up front, naming the field', { timeout: 60_000 }, async (t) => {
