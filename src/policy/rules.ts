@@ -2,6 +2,7 @@
 import { invalidArg } from '../errors.js';
 import { gidOf, statPath, type FileStat } from '../native/index.js';
 import type { Peer } from '../identity/peer.js';
+import { idUnmapped } from '../identity/proc.js';
 import { Result } from './result.js';
 import { PASS, fail, isThenable, type Check, type Rule, type RuleContext } from './rule.js';
 import * as v from './validate.js';
@@ -101,7 +102,8 @@ export function memberOfRule(value: string | number | Array<string | number>): R
       const mine = groups.ok ? [peer.gid, ...(groups.value as number[])] : [peer.gid];
       for (const g of list) {
         const gid = typeof g === 'number' ? g : gidOf(g);
-        if (gid !== undefined && mine.includes(gid)) return PASS;
+        // An unmapped group shows as the overflow gid: it makes nobody a member of anything.
+        if (gid !== undefined && mine.includes(gid) && !idUnmapped('gid', gid)) return PASS;
       }
       const why = groups.ok ? '' : ` (supplementary groups unknown: ${groups.reason})`;
       return fail(mine, `peer is not a member of ${show(list)}${why}`);

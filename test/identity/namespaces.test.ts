@@ -78,7 +78,7 @@ import net from 'node:net';
 const { Policy } = await import(process.argv[1]);
 const path = process.argv[2];
 const srv = net.createServer(async (s) => {
-  const policy = new Policy().program('/usr/bin/python3').uid(65534).user('nobody').gid(65534).host().container();
+  const policy = new Policy().program('/usr/bin/python3').uid(65534).user('nobody').gid(65534).memberOf(65534).host().container();
   const d = await policy.apply(s);
   process.stdout.write(JSON.stringify({ peer: d.peer.toJSON(), failures: d.failures.map((f) => [f.rule, f.message]) }) + '\\n');
   s.destroy();
@@ -110,7 +110,7 @@ test('pid 0 and unmapped ids are described as such and fail every rule that need
   assert.equal(peer.namespaces, undefined);
   assert.equal(peer.container, undefined);
   const byRule = Object.fromEntries(failures);
-  assert.deepEqual(Object.keys(byRule).sort(), ['container', 'gid', 'host', 'program', 'uid', 'user']);
+  assert.deepEqual(Object.keys(byRule).sort(), ['container', 'gid', 'host', 'memberOf', 'program', 'uid', 'user']);
   assert.match(byRule.program, /pid 0/);
   assert.match(byRule.uid, /unmapped/);
   assert.match(byRule.gid, /unmapped/);
