@@ -215,7 +215,7 @@ function stateMask(states: readonly UnixSocketState[] | undefined): number {
   let mask = 0;
   states.forEach((s, i) => {
     if (s === 'other') mask |= ~Object.values(STATE_CODES).reduce((m, c) => m | (1 << c), 0);
-    else if (typeof s === 'string' && s in STATE_CODES) mask |= 1 << STATE_CODES[s as keyof typeof STATE_CODES];
+    else if (typeof s === 'string' && Object.hasOwn(STATE_CODES, s)) mask |= 1 << STATE_CODES[s as keyof typeof STATE_CODES];
     else throw invalidArg(`options.states[${i}]`, `one of ${[...Object.keys(STATE_CODES), 'other'].join(', ')}`, s);
   });
   return mask >>> 0;

@@ -130,6 +130,7 @@ test('bad arguments are ERR_SECPOLICY_INVALID_ARG naming the field', () => {
   const invalid = (field: string) => (e: unknown) => (e as { code: string }).code === 'ERR_SECPOLICY_INVALID_ARG' && (e as Error).message.includes(field);
   assert.throws(() => listUnixSockets({ states: ['bogus' as 'listen'] }), invalid('options.states[0]'));
   assert.throws(() => listUnixSockets({ states: [] }), invalid('options.states'));
+  assert.throws(() => listUnixSockets({ states: ['listen', 'constructor' as 'listen'] }), invalid('options.states[1]'));
   assert.throws(() => listUnixSockets({ fallback: 'yes' as unknown as boolean }), invalid('options.fallback'));
   assert.throws(() => unixSocket(-1), invalid('inode'));
   assert.throws(() => unixSocket(1.5), invalid('inode'));
