@@ -72,14 +72,14 @@ export async function listen(server: Server, path: string, options?: ListenOptio
   await clearStaleSocket(file);
 
   const listening = once(server, 'listening');
-  const previous = process.umask(0o777 & ~mode);
   try {
-    // exclusive: bind here, not in a cluster primary that has another umask.
-    server.listen({ path: file, exclusive: true, ...(o.backlog !== undefined && { backlog: o.backlog }) });
-  } finally {
-    process.umask(previous);
-  }
-  try {
+    const previous = process.umask(0o777 & ~mode);
+    try {
+      // exclusive: bind here, not in a cluster primary that has another umask.
+      server.listen({ path: file, exclusive: true, ...(o.backlog !== undefined && { backlog: o.backlog }) });
+    } finally {
+      process.umask(previous);
+    }
     await listening;
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
