@@ -18,19 +18,15 @@ test('a client verifies a server run by socat as daemon', { skip: needRoot() || 
   chownSync(tmp.dir, DAEMON.uid, DAEMON.gid);
   const path = tmp.path('server.sock');
   const server = run('socat', ['-u', `UNIX-LISTEN:${path},mode=640`, 'OPEN:/dev/null'], { as: DAEMON });
-  // socat may reset the connection when killed; that is not what this test is about.
-  const socket = new net.Socket().on('error', () => {});
+  let socket: net.Socket | undefined;
   // One hook, in order: our end first, so socat's connection ends and its pipes close.
   t.after(async () => {
-    socket.destroy();
+    socket?.destroy();
     server.kill('SIGKILL');
     await server.output();
   });
-  for (let i = 0; i < 200 && !existsSync(path) && server.exitCode === null; i++) await sleep(25);
-  assert.ok(existsSync(path), 'socat did not listen');
-
-  socket.connect(path);
-  await once(socket, 'connect');
+  socket = await connectWhenListening(path, () => server.exitCode === null);
+  assert.ok(existsSync(path));
 
   const pass = await new Policy().uid(1).gid(1).user('daemon').group('daemon').perms(0o640).program('/usr/bin/socat').apply(socket);
   assert.equal(pass.allowed, true, JSON.stringify(pass.failures));
@@ -43,6 +39,26 @@ test('a client verifies a server run by socat as daemon', { skip: needRoot() || 
   assert.deepEqual(fail.failures.map((f) => f.actual), [1, 0o640, '/usr/bin/socat']);
   assert.equal(new Policy().uid(1).perms(0o640).applySync(socket).allowed, true);
 });
+
+/**
+ * Connects once the server listens: socat creates the file at bind(), a moment before
+ * listen(), so a refused or missing path is retried while the server runs.
+ */
+async function connectWhenListening(path: string, running: () => boolean): Promise<net.Socket> {
+  for (let i = 0; i < 400 && running(); i++) {
+    const socket = net.connect(path);
+    // once() rejects with the socket's 'error': a refused connection arrives as the rejection.
+    const outcome = await once(socket, 'connect').then(() => null, (e: NodeJS.ErrnoException) => e);
+    if (outcome === null) {
+      // socat may reset the connection when killed; that is not what this test is about.
+      return socket.on('error', () => {});
+    }
+    socket.destroy();
+    if (outcome.code !== 'ECONNREFUSED' && outcome.code !== 'ENOENT') throw outcome;
+    await sleep(25);
+  }
+  throw new Error('socat did not listen');
+}
 
 test('a client verifies the socket path it connected to, even when the caller names it', async (t) => {
   const tmp = tempDir('secpolicy-client-');
