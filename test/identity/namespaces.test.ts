@@ -5,27 +5,16 @@ import { test } from 'node:test';
 import { Policy, Result } from '../../src/index.js';
 import { ownNamespaces } from '../../src/identity/namespaces.js';
 import { needCommand, needRoot, run, tempDir } from '../helpers/index.js';
-import { PY, acceptFrom, pythonPeer, reap, socketServer } from './peers.js';
+import { PY, acceptFrom, pythonPeer, reap, socketServer, waitForOutput } from './peers.js';
 
 const skip = needRoot() || needCommand('unshare');
-
-/** The peer's view of its own pid and uid, from the `up <pid>` line and a trailing print. */
-async function firstLine(child: ReturnType<typeof pythonPeer>): Promise<string> {
-  return new Promise((resolve) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('\n')) resolve(out.split('\n')[0]!);
-    });
-  });
-}
 
 test('a peer in its own pid namespace: pid translated into ours, host() fails, other namespaces shared', { skip }, async (t) => {
   const { path, server } = await socketServer(t);
   const child = pythonPeer(path, { prefix: ['unshare', '--pid', '--fork'] });
   t.after(() => reap(child));
   const socket = await acceptFrom(server, child);
-  const [, innerPid] = (await firstLine(child)).split(' ');
+  const [, innerPid] = (await waitForOutput(child, '\n')).split('\n')[0]!.split(' ');
   const ours = ownNamespaces();
   assert.ok(typeof ours !== 'string');
 
@@ -93,10 +82,7 @@ test('pid 0 and unmapped ids are described as such and fail every rule that need
   const index = fileURLToPath(new URL('../../src/index.js', import.meta.url));
   const server = run('unshare', ['--user', '--map-root-user', '--pid', '--fork', '--mount-proc', process.execPath, '--input-type=module', '-e', SERVER, index, path]);
   t.after(() => reap(server));
-  await new Promise<void>((resolve, reject) => {
-    server.stdout!.on('data', (d) => String(d).includes('listening') && resolve());
-    server.output().then((o) => reject(new Error(`server exited: ${o.stderr}`)));
-  });
+  await waitForOutput(server, 'listening');
   const client = pythonPeer(path, { as: { uid: 1, gid: 1 } });
   t.after(() => reap(client));
   const out = await server.output();

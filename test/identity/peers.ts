@@ -54,3 +54,15 @@ export async function reap(child: Child): Promise<void> {
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   await child.output();
 }
+
+/** Resolves with the child's stdout so far once it contains `text`; rejects if the child exits first. */
+export function waitForOutput(child: Child, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes(text)) resolve(out);
+    });
+    child.output().then((o) => reject(new Error(`exited before printing "${text}": ${o.stderr}`)));
+  });
+}
