@@ -1,5 +1,5 @@
 /** The net room's front door: verified servers and clients, the HTTP guard, safe socket files. */
-export { createServer, type ServerOptions, type ConnectionListener } from './server.js';
+export { createServer, type ServerOptions, type ConnectionListener, type DeniedListener, type VerifiedServer } from './server.js';
 export { guard, type GuardOptions } from './guard.js';
 export { connect, type ConnectOptions } from './connect.js';
 export { listen, type ListenOptions } from './listen.js';

@@ -1,8 +1,8 @@
 /** createServer(): a net.Server whose connections are verified before anyone sees them. */
 import net from 'node:net';
-import { invalidArg } from '../errors.js';
+import { invalidArg, type SecpolicyError } from '../errors.js';
 import type { Peer } from '../identity/peer.js';
-import { Policy } from '../policy/policy.js';
+import { Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
 import { peerOf } from './registry.js';
 import { installVerifier, verifierConfig, type VerifyOptions } from './verify.js';
@@ -16,6 +16,21 @@ export interface ServerOptions extends VerifyOptions, net.ServerOpts {
 /** The listener of {@link createServer}: an allowed connection and its verified peer. */
 export type ConnectionListener = (socket: net.Socket, peer: Peer) => void;
 
+/** A `'denied'` listener: the Decision that denied the peer, or the error that stopped its verification. */
+export type DeniedListener = (reason: Decision | SecpolicyError, socket: net.Socket) => void;
+
+/** The server {@link createServer} returns: a net.Server with a typed `'denied'` event. */
+export interface VerifiedServer extends net.Server {
+  on(event: 'denied', listener: DeniedListener): this;
+  on(event: 'connection', listener: (socket: net.Socket) => void): this;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: 'denied', listener: DeniedListener): this;
+  once(event: 'connection', listener: (socket: net.Socket) => void): this;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
 /**
  * A net.Server that verifies each peer against `options.policy`. The listener and the
  * server's `'connection'` event see only allowed peers; a denied socket is destroyed first
@@ -23,7 +38,7 @@ export type ConnectionListener = (socket: net.Socket, peer: Peer) => void;
  * challenge or a callback are awaited, bounded by `handshakeTimeout`; the others are
  * decided synchronously on accept.
  */
-export function createServer(options: ServerOptions, listener?: ConnectionListener): net.Server {
+export function createServer(options: ServerOptions, listener?: ConnectionListener): VerifiedServer {
   const o = v.options<ServerOptions>('options', options);
   if (!(o.policy instanceof Policy)) throw invalidArg('options.policy', 'a Policy', o.policy);
   if (listener !== undefined) v.func('listener', listener);
@@ -32,5 +47,5 @@ export function createServer(options: ServerOptions, listener?: ConnectionListen
   const server = net.createServer(netOptions);
   installVerifier(server, config);
   if (listener) server.on('connection', (socket: net.Socket) => listener(socket, peerOf(socket)!));
-  return server;
+  return server as VerifiedServer;
 }
