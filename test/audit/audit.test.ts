@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { audit, type SocketReport } from '../../src/index.js';
-import { closeServer, listenOn, needCommand, needRoot, tempDir } from '../helpers/index.js';
+import { closeServer, listenOn, needCommand, needRoot, run, tempDir } from '../helpers/index.js';
 import { holdSockets } from './holder.js';
 import { ssListening } from './ss.js';
 
@@ -165,6 +165,30 @@ test('with sock_diag, a socket file replaced by another listener is told apart (
   // /proc/net/unix has no file identity: it lists both, and cannot tell which is which.
   const viaProc = (await audit({ source: 'proc' })).filter((r) => r.path === path);
   assert.deepEqual(viaProc.map((r) => r.inode).sort(), reports.map((r) => r.inode).sort());
+});
+
+test('audit as an unprivileged user: other users\' holders are hidden (NO_HOLDER), its own are seen', { skip: needRoot() || needCommand('setpriv') }, async (t) => {
+  const NOBODY = { uid: 65534, gid: 65534 };
+  const tmp = tempDir('secpolicy-audit-nobody-');
+  t.after(() => tmp.cleanup());
+  const rootHeld = await holdSockets([{ address: tmp.path('root.sock'), mode: 0o600 }]);
+  t.after(rootHeld.stop);
+  const nobodyDir = tmp.path('nobody');
+  mkdirSync(nobodyDir);
+  chownSync(nobodyDir, NOBODY.uid, NOBODY.gid);
+  const ownHeld = await holdSockets([{ address: `${nobodyDir}/own.sock`, mode: 0o600 }], NOBODY);
+  t.after(ownHeld.stop);
+  const module = new URL('../../src/audit/audit.js', import.meta.url).href;
+  const script = `import(${JSON.stringify(module)}).then(async (m) => console.log(JSON.stringify(await m.audit())))`;
+  const { code, stdout, stderr } = await run(process.execPath, ['-e', script], { as: NOBODY }).output();
+  assert.equal(code, 0, stderr);
+  const reports = JSON.parse(stdout) as SocketReport[];
+  const hidden = byPath(reports, tmp.path('root.sock'));
+  assert.deepEqual(hidden.pids, []);
+  assert.deepEqual(codes(hidden), ['NO_HOLDER']);
+  const own = byPath(reports, `${nobodyDir}/own.sock`);
+  assert.deepEqual(own.pids, [ownHeld.pid]);
+  assert.equal(own.holders[0]?.user, 'nobody');
 });
 
 test('audit validates its options', async () => {
