@@ -3,7 +3,7 @@
  * `socat -b 65536 UNIX-LISTEN:<path>,fork UNIX-CONNECT:<target>` and beside a direct
  * connection to the target, in the same run, rounds alternating between the three:
  *  - throughput: one stream of SECPOLICY_BENCH_PROXY_MIB MiB (default 2048) client -> target;
- *  - connection rate: connect, 4-byte request, 4-byte reply, close; IN_FLIGHT at a time.
+ *  - connection rate: connect, 4-byte request, 4-byte reply, close; IN_FLIGHT (32) at a time.
  * Targets: throughput >= 1.0x socat, connection rate >= 3x socat (socat forks per connection).
  *
  *   node dist/bench/proxy.js              SECPOLICY_BENCH_PROXY_MIB=256 node dist/bench/proxy.js
@@ -22,7 +22,7 @@ const MIB = Number(process.env.SECPOLICY_BENCH_PROXY_MIB ?? 2048);
 const THROUGHPUT_ROUNDS = Number(process.env.SECPOLICY_BENCH_PROXY_ROUNDS ?? 5);
 const RATE_ROUNDS = 9;
 const CONNECTIONS = 500;
-const IN_FLIGHT = 8;
+const IN_FLIGHT = 32;
 const CHUNK = Buffer.alloc(1 << 20, 0x5a);
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 

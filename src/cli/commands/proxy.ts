@@ -44,9 +44,15 @@ export function registerProxy(program: Command): void {
         ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
       });
       log(`listening on ${flags.listen} (mode ${formatMode(flags.mode)}), forwarding allowed clients to ${flags.to}`);
+      // Only the first signal is ours: a second one ends the process the default way.
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once('SIGTERM', resolve);
-        process.once('SIGINT', resolve);
+        const stop = (name: NodeJS.Signals): void => {
+          process.off('SIGTERM', stop);
+          process.off('SIGINT', stop);
+          resolve(name);
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
       });
       log(`${signal}: no new connections; open ones have ${flags.grace} ms to finish`);
       await closeProxy(server, { grace: flags.grace });
