@@ -6,6 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, isSecpolicyError } from '../../src/index.js';
@@ -83,7 +84,14 @@ out.bigGid = gidOf('secpolicybig') ?? null;
 console.log(JSON.stringify(out));
 `;
 
-test('the name cache: TTL, bound, clear, and NSS records larger than the first buffer', { skip: needRoot() || needCommand('unshare', 'mount') }, async (t) => {
+/** A reason to skip when this process may not make a mount namespace (an unprivileged container). */
+function needMountNamespace(): string | false {
+  const skip = needRoot() || needCommand('unshare', 'mount');
+  if (skip) return skip;
+  return spawnSync('unshare', ['--mount', 'true']).status === 0 ? false : 'needs permission to create a mount namespace (unshare --mount)';
+}
+
+test('the name cache: TTL, bound, clear, and NSS records larger than the first buffer', { skip: needMountNamespace() }, async (t) => {
   const tmp = tempDir('secpolicy-nss-');
   t.after(() => tmp.cleanup());
   const file = tmp.path('cache-probe.mjs');
