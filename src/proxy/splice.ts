@@ -63,6 +63,7 @@ export function splice(client: Socket, upstream: Socket, options: SpliceOptions)
   // A side closed without a clean end of stream (reset, destroyed) cuts the other side;
   // after a clean end the other side finishes flushing and closes by itself.
   client.on('close', () => {
+    clearTimeout(timer); // a client gone before the target answered is not the target's failure
     if (!client.readableEnded) upstream.destroy();
   });
   upstream.on('close', () => {
