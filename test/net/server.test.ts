@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import type net from 'node:net';
 import { test } from 'node:test';
 import { createServer, ErrorCode, Policy, Result, isSecpolicyError, peerOf, type Decision, type DeniedMessage, type Peer } from '../../src/index.js';
-import { needRoot, nodeClient } from '../helpers/index.js';
+import { needRoot, nodeClient, run, tempDir } from '../helpers/index.js';
 import { DAEMON, holdingPeer, record, serve } from './fixtures.js';
 
 type Denied = [Decision | Error, net.Socket];
@@ -120,6 +120,27 @@ test('createServer: denials are published on secpolicy:denied, decisions on secp
   assert.equal(mine[0]!.socket.destroyed, true);
   const here = decisions.filter((d) => d.peer.socketPath === path);
   assert.deepEqual(here.map((d) => d.allowed), [true, false]);
+});
+
+test('createServer: NODE_DEBUG=secpolicy logs refused connections', { timeout: 60_000 }, async (t) => {
+  const tmp = tempDir('secpolicy-debuglog-');
+  t.after(() => tmp.cleanup());
+  const index = new URL('../../src/index.js', import.meta.url).href;
+  const script = `
+    const { createServer, Policy } = await import(${JSON.stringify(index)});
+    const net = await import('node:net');
+    const server = createServer({ policy: new Policy().uid(process.getuid()), maxConnectionsPerUid: 1 }, () => {});
+    server.listen(process.argv[1], () => {
+      const first = net.connect(process.argv[1]);
+      first.on('connect', () => {
+        const second = net.connect(process.argv[1]);
+        second.on('close', () => { first.destroy(); server.close(); });
+        second.on('error', () => {});
+      });
+    });`;
+  const out = await run(process.execPath, ['--input-type=module', '-e', script, tmp.path('s.sock')], { env: { ...process.env, NODE_DEBUG: 'secpolicy' } }).output();
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stderr, new RegExp(`SECPOLICY \\d+: server: denied uid=${process.getuid!()} pid=\\d+ result=0x4000`));
 });
 
 test('createServer: options are validated up front, naming the field', () => {
