@@ -3,6 +3,7 @@
  * it deserves a user's attention. Each finding is data (`code`, `severity`, `message`);
  * codes are stable and documented in docs/audit.md.
  */
+import { lstatSync } from 'node:fs';
 import { statPath, S_IFMT, S_IFSOCK, type FileStat } from '../native/index.js';
 
 /** How much a finding matters, from least to most. */
@@ -33,6 +34,7 @@ export const FindingCode = Object.freeze({
   INSECURE_DIRECTORY: 'INSECURE_DIRECTORY',
   ROOT_WORLD_ACCESSIBLE: 'ROOT_WORLD_ACCESSIBLE',
   PATH_MISSING: 'PATH_MISSING',
+  PATH_UNREADABLE: 'PATH_UNREADABLE',
   PATH_REPLACED: 'PATH_REPLACED',
   RELATIVE_PATH: 'RELATIVE_PATH',
   NO_HOLDER: 'NO_HOLDER',
@@ -71,7 +73,7 @@ export function checkFile(path: string, options: { root?: string; cache?: DirCac
   const findings: Finding[] = [];
   const stat = statPath(root + path, true);
   if (!stat) {
-    findings.push({ code: FindingCode.PATH_MISSING, severity: 'low', message: `${path} no longer exists: the listener cannot be reached by its path` });
+    findings.push(missingOrHidden(root + path, path));
   } else if ((stat.mode & S_IFMT) !== S_IFSOCK) {
     findings.push({ code: FindingCode.PATH_REPLACED, severity: 'high', message: `${path} is not a socket any more: clients reach something else` });
   } else if (options.expect && (options.expect.ino !== Number(stat.ino) || options.expect.dev !== stat.dev)) {
@@ -104,6 +106,19 @@ export function checkFile(path: string, options: { root?: string; cache?: DirCac
     }
   }
   return { ...(stat && { stat }), findings, reachable: reachable && stat !== undefined };
+}
+
+// statPath() says only "no": ask again, on this rare path, whether the file is gone or
+// merely out of our sight (a directory we may not search, when not run as root).
+function missingOrHidden(file: string, shown: string): Finding {
+  try {
+    if (lstatSync(file, { throwIfNoEntry: false }) === undefined) {
+      return { code: FindingCode.PATH_MISSING, severity: 'low', message: `${shown} no longer exists: the listener cannot be reached by its path` };
+    }
+  } catch (e) {
+    return { code: FindingCode.PATH_UNREADABLE, severity: 'info', message: `${shown} cannot be checked (${(e as NodeJS.ErrnoException).code ?? 'error'}): run as root to see it` };
+  }
+  return { code: FindingCode.PATH_UNREADABLE, severity: 'info', message: `${shown} cannot be checked: run as root to see it` };
 }
 
 // A directory lets others replace what is in it when others (or a foreign owner) may

@@ -167,11 +167,14 @@ test('with sock_diag, a socket file replaced by another listener is told apart (
   assert.deepEqual(viaProc.map((r) => r.inode).sort(), reports.map((r) => r.inode).sort());
 });
 
-test('audit as an unprivileged user: other users\' holders are hidden (NO_HOLDER), its own are seen', { skip: needRoot() || needCommand('setpriv') }, async (t) => {
+test('audit as an unprivileged user: other users\' holders are hidden (NO_HOLDER), its own are seen, closed directories are PATH_UNREADABLE', { skip: needRoot() || needCommand('setpriv') }, async (t) => {
   const NOBODY = { uid: 65534, gid: 65534 };
   const tmp = tempDir('secpolicy-audit-nobody-');
   t.after(() => tmp.cleanup());
-  const rootHeld = await holdSockets([{ address: tmp.path('root.sock'), mode: 0o600 }]);
+  const closed = tmp.path('closed');
+  mkdirSync(closed);
+  chmodSync(closed, 0o700);
+  const rootHeld = await holdSockets([{ address: tmp.path('root.sock'), mode: 0o600 }, { address: `${closed}/hidden.sock`, mode: 0o600 }]);
   t.after(rootHeld.stop);
   const nobodyDir = tmp.path('nobody');
   mkdirSync(nobodyDir);
@@ -186,6 +189,8 @@ test('audit as an unprivileged user: other users\' holders are hidden (NO_HOLDER
   const hidden = byPath(reports, tmp.path('root.sock'));
   assert.deepEqual(hidden.pids, []);
   assert.deepEqual(codes(hidden), ['NO_HOLDER']);
+  // A file nobody may not even look at is not reported as gone.
+  assert.deepEqual(codes(byPath(reports, `${closed}/hidden.sock`)), ['NO_HOLDER', 'PATH_UNREADABLE']);
   const own = byPath(reports, `${nobodyDir}/own.sock`);
   assert.deepEqual(own.pids, [ownHeld.pid]);
   assert.equal(own.holders[0]?.user, 'nobody');
