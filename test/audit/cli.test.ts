@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { SocketReport } from '../../src/index.js';
 import { needRoot, run, tempDir } from '../helpers/index.js';
 import { holdSockets } from './holder.js';
+import { progress } from '../../src/cli/commands/audit.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const audit = (...args: string[]) => run(process.execPath, [CLI, 'audit', ...args], { env: { ...process.env, NO_COLOR: '1' } }).output();
@@ -50,4 +51,17 @@ test('secpolicy audit --help names its options', async () => {
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--json/);
   assert.match(help.stdout, /--fail-on <severity>/);
+});
+
+test('the progress line: only on a terminal, only once the scan takes a while, cleared at the end', async () => {
+  assert.equal(progress({ isTTY: false, write: () => true }), undefined);
+  const written: string[] = [];
+  const report = progress({ isTTY: true, write: (t: string) => written.push(t) })!;
+  report(64, 500);
+  assert.deepEqual(written, [], 'a quick scan shows nothing');
+  await new Promise((resolve) => setTimeout(resolve, 350));
+  report(128, 500);
+  assert.deepEqual(written, ['\r\x1b[Kscanning /proc: 128/500 processes']);
+  report(500, 500);
+  assert.equal(written[1], '\r\x1b[K', 'the line is cleared when done');
 });

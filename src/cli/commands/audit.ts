@@ -30,8 +30,11 @@ export function registerAudit(program: Command): void {
     });
 }
 
-/** A progress reporter that writes one rewritten line to a terminal, only for long scans. */
-function progress(stream: NodeJS.WriteStream): ((done: number, total: number) => void) | undefined {
+/**
+ * A progress reporter that keeps one rewritten line on a terminal, shown only once the
+ * scan has taken PROGRESS_AFTER_MS and cleared at the end; none when `stream` is not a TTY.
+ */
+export function progress(stream: { isTTY?: boolean; write(text: string): unknown }): ((done: number, total: number) => void) | undefined {
   if (!stream.isTTY) return undefined;
   const start = Date.now();
   let shown = false;
