@@ -1,2 +1,2 @@
 /** The proxy room's front door. */
-export { createProxy, closeProxy, deniedLine, DEFAULT_CONNECT_TIMEOUT, type ProxyOptions, type CloseProxyOptions } from './proxy.js';
+export { createProxy, closeProxy, deniedLine, type ProxyOptions, type CloseProxyOptions } from './proxy.js';

@@ -23,8 +23,6 @@ export interface ProxyOptions {
   mode?: number;
   /** Bound on verifying one client, in ms. @default 5000 */
   handshakeTimeout?: number;
-  /** Bound on reaching the target for one client, in ms. @default 5000 */
-  connectTimeout?: number;
   /**
    * Where the proxy reports denials and failures to reach the target, one line each
    * (never payloads or secrets). @default the `secpolicy` debuglog (NODE_DEBUG=secpolicy)
@@ -33,9 +31,6 @@ export interface ProxyOptions {
   /** Use a socket directory that others could write to (see `listen()`). @default false */
   allowInsecureDirectory?: boolean;
 }
-
-/** Default bound on reaching the target, in ms. */
-export const DEFAULT_CONNECT_TIMEOUT = 5000;
 
 // The default 16 KiB stream buffers pause the reader after every 64 KiB read; a few
 // chunks of room keep both sockets busy while still bounding memory per connection.
@@ -54,7 +49,6 @@ export async function createProxy(options: ProxyOptions): Promise<net.Server> {
   if (!v.isName(o.target)) throw invalidArg('options.target', 'a socket file path', o.target);
   if (!(o.policy instanceof Policy)) throw invalidArg('options.policy', 'a Policy', o.policy);
   const mode = v.mode('options.mode', o.mode ?? 0o600);
-  const connectTimeout = v.timeout('options.connectTimeout', o.connectTimeout, DEFAULT_CONNECT_TIMEOUT);
   const log = o.log === undefined ? (line: string) => debug('proxy: %s', line) : v.func<(line: string) => void>('options.log', o.log);
   const target = o.target;
 
@@ -64,7 +58,6 @@ export async function createProxy(options: ProxyOptions): Promise<net.Server> {
     (client, peer) => {
       const upstream = net.connect({ path: target, allowHalfOpen: true, highWaterMark: HIGH_WATER_MARK } as net.NetConnectOpts);
       const pair = splice(client, upstream, {
-        connectTimeout,
         onTargetError: (reason) => log(`target ${target} unavailable for pid=${peer.pid} uid=${peer.uid}: ${reason}; client connection closed`),
       });
       active.add(pair);
