@@ -3,7 +3,8 @@
  * same run: connections per second accepted (and verified) from a separate client
  * process. Policies: (a) uid + group + program, (b) the C library's full set uid, gid,
  * user, group, program, perms. Rounds alternate between the servers so that the noise of
- * a shared machine falls on all of them alike. Target: ratio >= 0.9.
+ * a shared machine falls on all of them alike. Target: ratio >= 0.9. The server's CPU time
+ * per connection is printed too (ratio > 1 means dearer): other processes disturb it less.
  *
  *   node dist/bench/accept.js
  */
@@ -45,7 +46,10 @@ interface Target {
   server: net.Server;
   path: string;
   accepted: number;
+  /** Connections per second, one per round. */
   samples: number[];
+  /** This process's CPU time per connection (µs), one per round: steadier than wall time on a busy machine. */
+  cpu: number[];
 }
 
 /** Runs the benchmark and prints one line per server, each against the plain net.Server. */
@@ -65,7 +69,7 @@ export async function run(): Promise<void> {
       name: 'createServer uid,gid,user,group,program,perms',
       server: createServer({ policy: new Policy().uid(uid).gid(gid).user(user).group(group).program(process.execPath).perms(0o600) }, handler),
     },
-  ].map((t, i) => ({ ...t, path: join(dir, `${i}.sock`), accepted: 0, samples: [] }));
+  ].map((t, i) => ({ ...t, path: join(dir, `${i}.sock`), accepted: 0, samples: [], cpu: [] }));
   const client = spawn(process.execPath, ['-e', CLIENT], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: client.stdout! })[Symbol.asyncIterator]();
   try {
@@ -78,21 +82,32 @@ export async function run(): Promise<void> {
       await once(t.server, 'listening');
       chmodSync(t.path, 0o600);
     }
-    const round = async (t: Target): Promise<number> => {
+    const round = async (t: Target): Promise<[rate: number, cpu: number]> => {
       const before = t.accepted;
+      const cpu = process.cpuUsage();
       const start = performance.now();
       client.stdin!.write(`${t.path} ${CONNECTIONS}\n`);
       const line = await lines.next();
       if (line.done || line.value !== 'done') throw new Error('the bench client stopped');
       // The client is done once its last connect() returned; the server may still be accepting.
       while (t.accepted - before < CONNECTIONS) await new Promise((r) => setImmediate(r));
-      return (CONNECTIONS * 1000) / (performance.now() - start);
+      const elapsed = performance.now() - start;
+      const used = process.cpuUsage(cpu);
+      return [(CONNECTIONS * 1000) / elapsed, (used.user + used.system) / CONNECTIONS];
     };
     for (const t of targets) await round(t); // warm-up
-    for (let i = 0; i < ROUNDS; i++) for (const t of targets) t.samples.push(await round(t));
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const t of targets) {
+        const [rate, cpu] = await round(t);
+        t.samples.push(rate);
+        t.cpu.push(cpu);
+      }
+    }
     const [plain, ...verified] = targets;
     report(plain!.name, plain!.samples, undefined, { unit: 'conn/s' });
     for (const t of verified) report(t.name, t.samples, { name: 'plain', samples: plain!.samples }, { unit: 'conn/s' });
+    report(`${plain!.name}, server CPU`, plain!.cpu, undefined, { unit: 'µs/conn' });
+    for (const t of verified) report(`${t.name}, server CPU`, t.cpu, { name: 'plain', samples: plain!.cpu }, { unit: 'µs/conn' });
   } finally {
     client.kill();
     for (const t of targets) t.server.close();
