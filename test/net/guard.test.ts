@@ -97,6 +97,32 @@ test('guard: bytes sent while an async callback decides are parsed once the peer
   assert.deepEqual(requests, ['/who']);
 });
 
+test('guard: a keep-alive connection is verified once and keeps its peer for every request', { timeout: 60_000 }, async (t) => {
+  let verifications = 0;
+  const counting = new Policy().uid(process.getuid!()).callback(() => (verifications++, true));
+  const peers: unknown[] = [];
+  const server = guard(
+    http.createServer((req, res) => {
+      peers.push(peerOf(req.socket));
+      res.end(String(peers.length));
+    }),
+    counting,
+  );
+  const path = await serve(t, server);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const get = () =>
+    new Promise<string>((resolve, reject) => {
+      http.get({ socketPath: path, path: '/', agent }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d)).on('end', () => resolve(body));
+      }).on('error', reject);
+    });
+  assert.deepEqual([await get(), await get(), await get()], ['1', '2', '3']);
+  assert.equal(verifications, 1);
+  assert.ok(peers[0] !== undefined && peers.every((p) => p === peers[0]));
+});
+
 test('guard: a plain net.Server listener runs only for allowed peers', { timeout: 60_000, skip: needRoot() || needCommand('socat') }, async (t) => {
   const greeted: number[] = [];
   const server = guard(
