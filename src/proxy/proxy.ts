@@ -36,7 +36,13 @@ export interface ProxyOptions {
 // chunks of room keep both sockets busy while still bounding memory per connection.
 const HIGH_WATER_MARK = 256 * 1024;
 
-const pairs = new WeakMap<net.Server, Set<Pair>>();
+/** The open connections of a proxy, and who waits for them to close. */
+interface Active {
+  pairs: Set<Pair>;
+  drained?: () => void;
+}
+
+const proxies = new WeakMap<net.Server, Active>();
 
 /**
  * Listens on `options.listen` and forwards each client that passes `options.policy` to
@@ -52,20 +58,23 @@ export async function createProxy(options: ProxyOptions): Promise<net.Server> {
   const log = o.log === undefined ? (line: string) => debug('proxy: %s', line) : v.func<(line: string) => void>('options.log', o.log);
   const target = o.target;
 
-  const active = new Set<Pair>();
+  const active: Active = { pairs: new Set() };
   const server = createServer(
     { policy: o.policy, allowHalfOpen: true, highWaterMark: HIGH_WATER_MARK, ...(o.handshakeTimeout !== undefined && { handshakeTimeout: o.handshakeTimeout }) },
     (client, peer) => {
       const upstream = net.connect({ path: target, allowHalfOpen: true, highWaterMark: HIGH_WATER_MARK } as net.NetConnectOpts);
       const pair = splice(client, upstream, {
         onTargetError: (reason) => log(`target ${target} unavailable for pid=${peer.pid} uid=${peer.uid}: ${reason}; client connection closed`),
+        onClosed: () => {
+          active.pairs.delete(pair);
+          if (active.pairs.size === 0) active.drained?.();
+        },
       });
-      active.add(pair);
-      pair.closed.then(() => active.delete(pair));
+      active.pairs.add(pair);
     },
   );
   server.on('denied', (reason: Decision | SecpolicyError) => log(deniedLine(reason)));
-  pairs.set(server, active);
+  proxies.set(server, active);
   await listen(server, o.listen, { mode, ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }) });
   return server;
 }
@@ -90,14 +99,18 @@ export interface CloseProxyOptions {
  * to finish for `grace` ms and then cut. Resolves when every connection is closed.
  */
 export async function closeProxy(server: net.Server, options?: CloseProxyOptions): Promise<void> {
-  const active = pairs.get(server);
+  const active = proxies.get(server);
   if (!active) throw invalidArg('server', 'a server made by createProxy()', server);
   const grace = v.options<CloseProxyOptions>('options', options).grace ?? 10_000;
   if (typeof grace !== 'number' || !(grace >= 0) || grace > 2 ** 31 - 1) throw invalidArg('options.grace', 'a number of milliseconds from 0', grace);
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  const drained = new Promise<void>((resolve) => {
+    if (active.pairs.size === 0) resolve();
+    else active.drained = resolve;
+  });
   const timer = setTimeout(() => {
-    for (const pair of active) pair.destroy();
+    for (const pair of active.pairs) pair.destroy();
   }, grace);
-  await Promise.all([closed, ...[...active].map((p) => p.closed)]);
+  await Promise.all([closed, drained]);
   clearTimeout(timer);
 }

@@ -8,8 +8,6 @@ import type { Socket } from 'node:net';
 
 /** A joined client and upstream connection. */
 export interface Pair {
-  /** Resolves once both sockets are closed. */
-  closed: Promise<void>;
   /** Cuts both connections at once. */
   destroy(): void;
 }
@@ -18,6 +16,8 @@ export interface Pair {
 export interface SpliceOptions {
   /** Called once when the upstream could not be reached; the client is then closed. */
   onTargetError: (reason: string) => void;
+  /** Called once both sockets are closed. */
+  onClosed: () => void;
 }
 
 // After telling a client that the target is gone, how long its unread bytes are drained
@@ -42,7 +42,11 @@ function forward(from: Socket, to: Socket): void {
  */
 export function splice(client: Socket, upstream: Socket, options: SpliceOptions): Pair {
   let connected = false;
-  const closed = Promise.all([closeOf(client), closeOf(upstream)]).then(() => undefined);
+  // Counted, not awaited: promises per connection would cost the accept rate.
+  let open = 2;
+  const closedOne = (): void => {
+    if (--open === 0) options.onClosed();
+  };
   const destroy = (): void => {
     client.destroy();
     upstream.destroy();
@@ -66,13 +70,11 @@ export function splice(client: Socket, upstream: Socket, options: SpliceOptions)
   // after a clean end the other side finishes flushing and closes by itself.
   client.on('close', () => {
     if (!client.readableEnded) upstream.destroy();
+    closedOne();
   });
   upstream.on('close', () => {
     if (!upstream.readableEnded && connected) client.destroy();
+    closedOne();
   });
-  return { closed, destroy };
-}
-
-function closeOf(socket: Socket): Promise<void> {
-  return socket.closed ? Promise.resolve() : new Promise((resolve) => socket.once('close', () => resolve()));
+  return { destroy };
 }
