@@ -54,8 +54,10 @@ export function registerProxy(program: Command): void {
         process.on('SIGTERM', stop);
         process.on('SIGINT', stop);
       });
+      // Close first, then say so: whoever reads the line may rely on it being true.
+      const closing = closeProxy(server, { grace: flags.grace });
       log(`${signal}: no new connections; open ones have ${flags.grace} ms to finish`);
-      await closeProxy(server, { grace: flags.grace });
+      await closing;
       log('stopped');
     });
 }
