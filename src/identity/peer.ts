@@ -44,9 +44,6 @@ export interface PeerOptions {
   socketPath?: string;
 }
 
-/** The pin of each connection, shared by every Peer made for it. */
-const pins = new WeakMap<Socket, Pin>();
-
 /** The peer of a UNIX socket connection. */
 export class Peer {
   readonly #socket: Socket;
@@ -55,6 +52,10 @@ export class Peer {
   #cred: PeerCred | undefined;
   #cache = new Map<string, Outcome<unknown>>();
   #pin: Pin | undefined;
+  #pinMethod: Pinning | undefined;
+  /** Why the process could not be pinned (pid 0, exited): remembered, never retried. */
+  #pinBroken: string | undefined;
+  #holding = 0;
 
   /** @internal Use `policy.apply()` or `peerOf()`; a Peer made by hand reads the socket it is given. */
   constructor(socket: Socket, options: PeerOptions = {}) {
@@ -141,7 +142,8 @@ export class Peer {
 
   /** How the process behind the connection is pinned against pid reuse (pinned on first use). */
   get pinning(): Pinning {
-    return this.#pinned().method;
+    if (this.#pinMethod === undefined) this.procRead(() => ok(undefined));
+    return this.#pinMethod!;
   }
 
   /** All attributes as plain data. */
@@ -180,26 +182,37 @@ export class Peer {
     return r.ok ? (r.value as T) : undefined;
   }
 
-  /** @internal The /proc path of the peer process, or why there is none (pid 0, exited). */
-  procPath(): Outcome<string> {
-    const pin = this.#pinned();
-    const broken = pin.check();
-    return broken === undefined ? ok(`/proc/${pin.pid}`) : no(broken);
-  }
-
   /**
    * @internal Reads /proc of the peer, then proves the process is still the peer: a pid
    * recycled during the read fails with "peer exited" (DESIGN.md threat 1).
    */
   procRead<T>(read: (proc: string) => Outcome<T>): Outcome<T> {
     const pin = this.#pinned();
-    // Liveness is proven once, after the read: a process gone before the read is still
-    // gone after it, so a check before would only cost one more system call.
-    const known = pin.knownBroken;
-    if (known !== undefined) return no(known);
-    const r = read(`/proc/${pin.pid}`);
-    const broken = pin.check();
-    return broken === undefined ? r : no(broken);
+    try {
+      // Liveness is proven once, after the read: a process gone before the read is still
+      // gone after it, so a check before would only cost one more system call.
+      const known = pin.knownBroken;
+      if (known !== undefined) return no(known);
+      const r = read(`/proc/${pin.pid}`);
+      const broken = pin.check();
+      return broken === undefined ? r : no(broken);
+    } finally {
+      if (this.#holding === 0) this.#unpin();
+    }
+  }
+
+  /**
+   * @internal Keeps one pin (one pidfd) across the /proc reads of an apply(), until
+   * {@link Peer.release}. Outside of that a pin lives for one read: a verified connection
+   * holds no pidfd, so a busy server does not need two fds per client.
+   */
+  hold(): void {
+    this.#holding++;
+  }
+
+  /** @internal Ends a {@link Peer.hold}; the pidfd is closed when the last hold ends. */
+  release(): void {
+    if (this.#holding > 0 && --this.#holding === 0) this.#unpin();
   }
 
   /** @internal True when the kernel could not map the peer's uid / gid into our user namespace (it shows 65534). */
@@ -212,13 +225,12 @@ export class Peer {
     return socketFd(this.#socket);
   }
 
-  // Pinned only when a rule needs /proc: a uid-only policy pays nothing for it. One pin
-  // per connection: the peer process of a connection never changes, so a second apply()
-  // on the same socket reuses it instead of holding one more pidfd until close.
+  // Pinned only when a rule needs /proc: a uid-only policy pays nothing for it. A new
+  // pin (SO_PEERPIDFD) names the same process as the first: the kernel keeps the peer's
+  // struct pid from connect() on the socket.
   #pinned(): Pin {
     if (this.#pin) return this.#pin;
-    const shared = pins.get(this.#socket);
-    if (shared) return (this.#pin = shared);
+    if (this.#pinBroken !== undefined) return Pin.broken(this.#pinMethod ?? 'none', this.pid, this.#pinBroken);
     let fd = -1;
     try {
       fd = socketFd(this.#socket);
@@ -226,13 +238,17 @@ export class Peer {
       // A closed socket: Pin.of reports it as a pin that cannot be made.
     }
     const pin = Pin.of(fd, this.pid);
+    this.#pinMethod = pin.method;
     this.#pin = pin;
-    pins.set(this.#socket, pin);
-    if (pin.hasPidfd) {
-      if ((this.#socket as { closed?: boolean }).closed) pin.close();
-      else this.#socket.once('close', () => pin.close());
-    }
     return pin;
+  }
+
+  #unpin(): void {
+    const pin = this.#pin;
+    if (pin === undefined) return;
+    this.#pin = undefined;
+    this.#pinBroken ??= pin.knownBroken;
+    pin.close();
   }
 
   /** @internal File identity of the peer's executable (dev, inode), through /proc/PID/exe. */

@@ -54,6 +54,11 @@ export class Pin {
     }
   }
 
+  /** A pin already known to be broken, for a peer whose process could not be pinned before. */
+  static broken(method: Pinning, pid: number, reason: string): Pin {
+    return new Pin(method, pid, undefined, undefined, reason);
+  }
+
   static #byStartTime(pid: number): Pin {
     const before = startTime(pid);
     if (before === undefined) return new Pin('start-time', pid, undefined, undefined, PEER_EXITED);

@@ -5,7 +5,7 @@
 import { channel } from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
-import { checkKeyLength, runChallenge, type ChallengeConfig, type ChallengeCreate, type ChallengeSolve, type ChallengeVerify, type SharedSecret } from '../challenge/index.js';
+import { checkKeyLength, maxPayloadOption, runChallenge, type ChallengeConfig, type ChallengeCreate, type ChallengeSolve, type ChallengeVerify, type SharedSecret } from '../challenge/index.js';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Peer, type PeerOptions } from '../identity/peer.js';
 import { allOf, anyOfSync, not, record, runRules } from './combinators.js';
@@ -240,13 +240,21 @@ export class Policy {
     const o = v.options<ApplyOptions>('options', options);
     const timeout = v.timeout('options.timeout', o.timeout, DEFAULT_TIMEOUT);
     const signal = v.signal('options.signal', o.signal);
+    const maxPayload = maxPayloadOption('options.maxPayload', o.maxPayload);
     const peer = new Peer(socket, peerOptions(o));
-    let failures = runRules(this.rules, peer, this.#context());
-    if (isThenable(failures)) failures = await failures;
+    // One pin serves every /proc read of the rules; it is released before the exchange.
+    peer.hold();
+    let failures: Failure[];
+    try {
+      const pending = runRules(this.rules, peer, this.#context());
+      failures = isThenable(pending) ? await pending : pending;
+    } finally {
+      peer.release();
+    }
     // The exchange runs only for a peer that passed the identity rules: no secret work is
     // spent on a peer that is denied anyway.
     if (failures.length === 0 && this.hasChallenge) {
-      const verified = await runChallenge(socket, this.#challenge, { role: peer.side, timeout, maxPayload: o.maxPayload, ...(signal && { signal }) });
+      const verified = await runChallenge(socket, this.#challenge, { role: peer.side, timeout, maxPayload, ...(signal && { signal }) });
       if (verified.ok === false) {
         failures.push(record({ name: 'challenge', flag: Result.CHALLENGE, expected: 'a valid response', check: () => ({ pass: true }) }, { pass: false, actual: verified.actual, message: verified.message }));
       }
@@ -264,11 +272,19 @@ export class Policy {
     }
     const o = v.options<ApplyOptions>('options', options);
     const peer = new Peer(socket, peerOptions(o));
-    const failures = runRules(this.rules, peer, this.#context());
+    peer.hold();
+    let failures: Failure[] | Promise<Failure[]>;
+    try {
+      failures = runRules(this.rules, peer, this.#context());
+    } catch (error) {
+      peer.release();
+      throw error;
+    }
     if (isThenable(failures)) {
-      failures.then(undefined, () => {});
+      failures.then(() => peer.release(), () => peer.release());
       throw new SecpolicyError(ErrorCode.ASYNC_RULE, 'a callback of this policy returned a promise: use apply()');
     }
+    peer.release();
     return decide(peer, failures);
   }
 
