@@ -68,7 +68,9 @@ export function procNetUnix(text: string = readFileSync('/proc/net/unix', 'latin
     // __SO_ACCEPTCON marks a listening socket; St 3 is SS_CONNECTED, 2 SS_CONNECTING.
     const state: UnixSocketState = flags & 0x10000 ? 'listen' : st === 3 ? 'established' : st === 2 ? 'connecting' : 'unconnected';
     const info: UnixSocketInfo = { inode: Number(m[4]), type: SOCKET_TYPES.get(parseInt(m[2]!, 16)) ?? 'other', state };
-    if (m[5]) info.name = m[5];
+    // The file is read as latin1 so that abstract names keep their bytes (as netlink shows
+    // them); a path is re-decoded as the UTF-8 the kernel holds.
+    if (m[5]) info.name = m[5].startsWith('@') ? m[5] : Buffer.from(m[5], 'latin1').toString('utf8');
     out.push(info);
   }
   return out;

@@ -17,6 +17,8 @@ export interface ConnectOptions {
   timeout?: number;
   /** Aborts the attempt (rejects with `ERR_SECPOLICY_ABORTED`). */
   signal?: AbortSignal;
+  /** Largest challenge payload accepted from the server, in bytes. @default 65536 */
+  maxPayload?: number;
 }
 
 /**
@@ -48,7 +50,7 @@ export async function connect(options: ConnectOptions): Promise<net.Socket> {
   try {
     socket = await open(path, controller.signal);
     const decision = await untilAborted(
-      policy.apply(socket, { side: 'client', timeout: Math.max(1, deadline - Date.now()), signal: controller.signal, socketPath: display(path) }),
+      policy.apply(socket, { side: 'client', timeout: Math.max(1, deadline - Date.now()), signal: controller.signal, socketPath: display(path), ...(o.maxPayload !== undefined && { maxPayload: o.maxPayload }) }),
       controller.signal,
     );
     if (!decision.allowed) throw deniedError(path, decision);

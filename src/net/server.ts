@@ -43,7 +43,7 @@ export function createServer(options: ServerOptions, listener?: ConnectionListen
   if (!(o.policy instanceof Policy)) throw invalidArg('options.policy', 'a Policy', o.policy);
   if (listener !== undefined) v.func('listener', listener);
   const config = verifierConfig(o.policy, o, 'server', 'options');
-  const { policy: _policy, handshakeTimeout: _timeout, maxConnectionsPerUid: _max, ...netOptions } = o;
+  const { policy: _policy, handshakeTimeout: _timeout, maxConnectionsPerUid: _max, maxPayload: _maxPayload, ...netOptions } = o;
   const server = net.createServer(netOptions);
   installVerifier(server, config);
   if (listener) server.on('connection', (socket: net.Socket) => listener(socket, peerOf(socket)!));

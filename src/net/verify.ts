@@ -6,6 +6,7 @@
  */
 import type { Server, Socket } from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
+import { maxPayloadOption } from '../challenge/index.js';
 import { Peer } from '../identity/peer.js';
 import type { Decision, Policy } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
@@ -24,6 +25,8 @@ export interface VerifyOptions {
    * @default 5000
    */
   handshakeTimeout?: number;
+  /** Largest challenge payload accepted from a peer, in bytes. @default 65536 */
+  maxPayload?: number;
   /**
    * Connections one uid may hold at once (those still being verified included). A peer
    * over the limit is denied with `Result.LIMIT`. No limit by default.
@@ -35,6 +38,7 @@ export interface VerifyOptions {
 export interface VerifierConfig {
   policy: Policy;
   handshakeTimeout: number;
+  maxPayload: number;
   limiter: UidLimiter | undefined;
   source: DeniedMessage['source'];
 }
@@ -48,7 +52,8 @@ export function verifierConfig(policy: Policy, options: Partial<VerifyOptions>, 
   if (max !== undefined && (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 1)) {
     throw invalidArg(`${where}.maxConnectionsPerUid`, 'a positive integer', max);
   }
-  return { policy, handshakeTimeout, limiter: max === undefined ? undefined : new UidLimiter(max), source };
+  const maxPayload = maxPayloadOption(`${where}.maxPayload`, options.maxPayload);
+  return { policy, handshakeTimeout, maxPayload, limiter: max === undefined ? undefined : new UidLimiter(max), source };
 }
 
 /** @internal True when the policy can be decided without waiting (no challenge, no callback). */
@@ -128,7 +133,7 @@ function verifyAsync(
   socket.on('error', swallow);
   socket.once('close', onClose);
   config.policy
-    .apply(socket, { side: 'server', timeout: config.handshakeTimeout, signal: controller.signal })
+    .apply(socket, { side: 'server', timeout: config.handshakeTimeout, maxPayload: config.maxPayload, signal: controller.signal })
     .then(settle, (error: unknown) => settle(asError(error)));
 }
 

@@ -110,5 +110,7 @@ export function not(rule: Rule): Rule {
 
 /** A rule as data: `{ uid: 1000 }`, `{ anyOf: [...] }`. */
 export function describeRule(rule: Rule): unknown {
+  // A not rule's expected value already reads { not: ... }.
+  if (rule.name === 'not') return rule.expected;
   return { [rule.name]: rule.expected };
 }

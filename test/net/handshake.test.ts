@@ -59,3 +59,28 @@ test('handshake: a peer failing the identity rules is denied without a challenge
   assert.equal(denied.length, 1);
   assert.equal((denied[0]![0] as Decision).result, Result.UID);
 });
+
+test('handshake: createServer and connect pass maxPayload to the exchange', { timeout: 60_000 }, async (t) => {
+  // The server's challenge asks for a 64-byte answer; a cap of 16 bytes refuses it from the header.
+  const policy = new Policy().challengeSend(
+    () => new Uint8Array(10).fill(7),
+    (_challenge, response) => response.length === 64,
+  );
+  const server = createServer({ policy, maxPayload: 16 }, (socket) => socket.end('served'));
+  const denied = record<[Decision | Error, net.Socket]>(server, 'denied');
+  const path = await serve(t, server);
+  const answer = new Policy().challengeReceive(() => new Uint8Array(64));
+  const socket = await connect({ path, policy: answer }).catch((e: unknown) => e);
+  if (!isSecpolicyError(socket)) (socket as net.Socket).destroy();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(denied.length, 1);
+  const reason = denied[0]![0];
+  assert.ok(isSecpolicyError(reason), 'an error, not a decision');
+  assert.equal(reason.code, ErrorCode.PROTOCOL);
+  assert.match(reason.message, /exceeds the limit of 16/);
+
+  // And a client's cap applies to the server's challenge: 10 bytes do not fit in 4.
+  await rejectsWith(connect({ path, policy: answer, maxPayload: 4 }), ErrorCode.PROTOCOL, /exceeds the limit of 4/);
+  // A bad cap is refused up front, naming the option.
+  assert.throws(() => createServer({ policy, maxPayload: -1 }), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && /maxPayload/.test(e.message));
+});
