@@ -1,72 +1,22 @@
 /**
- * Which processes hold which sockets: one pass over /proc/PID/fd for the whole audit,
- * building an inode -> pids map. This is the expensive part of an audit (one readlink per
- * open file descriptor on the host), so the loop allocates as little as it can: it keeps
- * only links to the inodes asked for and parses `socket:[N]` without a regular expression.
+ * Which processes hold which sockets (one pass over /proc/PID/fd for the whole audit, the
+ * expensive part of it), and what the audit says of each holder.
  */
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { socketHolders, type ScanProgress } from '../identity/holders.js';
 
-/** Progress of a scan: processes done out of the total. */
-export type ScanProgress = (done: number, total: number) => void;
-
-const SOCKET_PREFIX = 'socket:[';
-
-/** The sockfs inode a /proc/PID/fd link names, or -1 when it is not a socket. */
-export function socketInode(link: string): number {
-  if (!link.startsWith(SOCKET_PREFIX)) return -1;
-  let n = 0;
-  for (let i = SOCKET_PREFIX.length; i < link.length; i++) {
-    const c = link.charCodeAt(i) - 48;
-    if (c < 0 || c > 9) break;
-    n = n * 10 + c;
-  }
-  return n;
-}
-
-/** The pids of the processes in `proc` (our pid namespace's view). */
-export function listPids(proc = '/proc'): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync(proc)) {
-    const c = name.charCodeAt(0);
-    if (c >= 49 && c <= 57) pids.push(Number(name));
-  }
-  return pids;
-}
+export type { ScanProgress };
 
 /**
- * Maps each wanted socket inode to the pids holding it (each pid once, ascending).
- * Processes that exit during the scan, or whose fds we may not read, are skipped.
+ * Maps each wanted socket inode to the pids holding it (each pid once, ascending), from
+ * the same single /proc scan that strict mode uses.
  */
 export function scanHolders(wanted: ReadonlySet<number>, onProgress?: ScanProgress, proc = '/proc'): Map<number, number[]> {
-  const holders = new Map<number, number[]>();
-  const pids = listPids(proc);
-  const total = pids.length;
-  for (let p = 0; p < total; p++) {
-    const pid = pids[p]!;
-    const dir = `${proc}/${pid}/fd/`;
-    let fds: string[];
-    try {
-      fds = readdirSync(dir);
-    } catch {
-      continue; // exited, or not ours to read
-    }
-    for (let f = 0; f < fds.length; f++) {
-      let link: string;
-      try {
-        link = readlinkSync(dir + fds[f]);
-      } catch {
-        continue; // the fd was closed between readdir and readlink
-      }
-      const inode = socketInode(link);
-      if (inode < 0 || !wanted.has(inode)) continue;
-      const list = holders.get(inode);
-      if (list === undefined) holders.set(inode, [pid]);
-      else if (list[list.length - 1] !== pid) list.push(pid);
-    }
-    if (onProgress && (p & 63) === 63) onProgress(p + 1, total);
+  const pids = new Map<number, number[]>();
+  for (const [inode, holders] of socketHolders(wanted, onProgress, proc)) {
+    pids.set(inode, [...new Set(holders.map((h) => h.pid))]);
   }
-  onProgress?.(total, total);
-  return holders;
+  return pids;
 }
 
 /** What an audit says about a process holding a socket. */

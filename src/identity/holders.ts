@@ -14,42 +14,64 @@ export interface Holder {
   fd: number;
 }
 
-function listDir(path: string): string[] {
-  try {
-    return readdirSync(path);
-  } catch {
-    // The process exited, or we may not look at its fds.
-    return [];
+/** Progress of a scan: processes done out of the total. */
+export type ScanProgress = (done: number, total: number) => void;
+
+const SOCKET_PREFIX = 'socket:[';
+
+/** The sockfs inode a /proc/PID/fd link names, or -1 when it is not a socket. */
+function linkInode(link: string): number {
+  if (!link.startsWith(SOCKET_PREFIX)) return -1;
+  let n = 0;
+  for (let i = SOCKET_PREFIX.length; i < link.length; i++) {
+    const c = link.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) break;
+    n = n * 10 + c;
   }
+  return n;
 }
 
 /**
- * Every process that holds one of `inodes` (from /proc/PID/fd links `socket:[inode]`),
- * by inode. Processes whose fds we may not read are not seen: run as root for a
- * complete answer.
+ * Every process that holds one of `wanted` (from /proc/PID/fd links `socket:[inode]`),
+ * by inode, in one pass over /proc. This is one readlink per open fd on the host, so the
+ * loop keeps only the links asked for and parses them without a regular expression.
+ * Processes that exit during the scan, or whose fds we may not read, are not seen: run as
+ * root for a complete answer.
  */
-export function socketHolders(inodes: ReadonlySet<number>): Map<number, Holder[]> {
+export function socketHolders(wanted: ReadonlySet<number>, onProgress?: ScanProgress, proc = '/proc'): Map<number, Holder[]> {
   const out = new Map<number, Holder[]>();
-  for (const entry of listDir('/proc')) {
-    const c = entry.charCodeAt(0);
-    if (c < 48 || c > 57) continue;
-    const pid = Number(entry);
-    const dir = `/proc/${entry}/fd`;
-    for (const fd of listDir(dir)) {
+  const pids: number[] = [];
+  for (const name of readdirSync(proc)) {
+    const c = name.charCodeAt(0);
+    if (c >= 49 && c <= 57) pids.push(Number(name));
+  }
+  const total = pids.length;
+  for (let p = 0; p < total; p++) {
+    const pid = pids[p]!;
+    const dir = `${proc}/${pid}/fd/`;
+    let fds: string[];
+    try {
+      fds = readdirSync(dir);
+    } catch {
+      continue; // exited, or not ours to read
+    }
+    for (let f = 0; f < fds.length; f++) {
       let link: string;
       try {
-        link = readlinkSync(`${dir}/${fd}`);
+        link = readlinkSync(dir + fds[f]);
       } catch {
-        continue;
+        continue; // the fd was closed between readdir and readlink
       }
-      if (!link.startsWith('socket:[')) continue;
-      const inode = Number(link.slice(8, -1));
-      if (!inodes.has(inode)) continue;
-      let list = out.get(inode);
-      if (!list) out.set(inode, (list = []));
-      list.push({ pid, fd: Number(fd) });
+      const inode = linkInode(link);
+      if (inode < 0 || !wanted.has(inode)) continue;
+      const holder = { pid, fd: Number(fds[f]) };
+      const list = out.get(inode);
+      if (list === undefined) out.set(inode, [holder]);
+      else list.push(holder);
     }
+    if (onProgress && (p & 63) === 63) onProgress(p + 1, total);
   }
+  onProgress?.(total, total);
   return out;
 }
 
