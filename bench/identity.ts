@@ -97,7 +97,7 @@ export async function run(): Promise<void> {
     const anchor = { name: 'applySync uid+program', samples: anchorSamples };
     const scan = procStats();
     console.log(`${n} connections from ${CLIENTS} client processes; /proc holds ${scan.processes} processes with ${scan.fds} fds`);
-    report('applySync uid+program (anchor; pin reused per connection, pidfd checked)', anchorSamples);
+    report('applySync uid+program (anchor; a fresh pin per apply, pidfd checked)', anchorSamples);
     // A fresh pin per connection: what the first /proc rule on a new connection pays.
     report('pin: SO_PEERPIDFD + pidfd check + close', await rounds(ROUNDS, () => timePerOp(n, () => {
       const k = i++ % n;
