@@ -54,8 +54,3 @@ export function executableDigest(proc: string): Digest {
     closeSync(fd);
   }
 }
-
-/** Forgets cached digests (tests, or after replacing binaries in place). */
-export function clearDigestCache(): void {
-  cache.clear();
-}

@@ -5,7 +5,6 @@ export {
   peerCred,
   peerGroups,
   peerSecurityLabel,
-  peerPidfd,
   localAddress,
   remoteAddress,
   closeFd,

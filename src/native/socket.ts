@@ -1,6 +1,6 @@
 /**
- * Socket-level identity from the kernel: SO_PEERCRED, SO_PEERGROUPS, SO_PEERSEC,
- * SO_PEERPIDFD, and the addresses of both ends. Every function takes a raw fd; the fd of
+ * Socket-level identity from the kernel: SO_PEERCRED, SO_PEERGROUPS, SO_PEERSEC and the
+ * addresses of both ends (SO_PEERPIDFD lives in pidfd.ts). Every function takes a raw fd; the fd of
  * a net.Socket comes from {@link socketFd}, the only reader of `_handle.fd`.
  */
 import type { Socket } from 'node:net';
@@ -11,7 +11,6 @@ const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
 const SO_PEERSEC = 31;
 const SO_PEERGROUPS = 59;
-const SO_PEERPIDFD = 77;
 
 /** Credentials of the peer as of connect() (or listen() for the client's view of a server). */
 export interface PeerCred {
@@ -47,7 +46,6 @@ export function socketFd(socket: Socket): number {
 // Preallocated out-buffers: calls are synchronous on one thread, so one set serves all.
 const credBuf = Buffer.alloc(12);
 const lenBuf = Buffer.alloc(4);
-const intBuf = Buffer.alloc(4);
 
 function failNotUnix(syscall: string, errno: number): never {
   if (errno === Errno.ENOTSOCK || errno === Errno.ENOPROTOOPT || errno === Errno.EOPNOTSUPP) {
@@ -111,19 +109,6 @@ export function peerSecurityLabel(fd: number): string | undefined {
     failNotUnix('getsockopt(SO_PEERSEC)', errno);
   }
   throw errnoError('getsockopt(SO_PEERSEC)', Errno.ERANGE, ErrorCode.PEER_UNAVAILABLE, 'label keeps growing');
-}
-
-/**
- * SO_PEERPIDFD (Linux 6.5+): a pidfd for the peer process, owned by the caller (close it).
- * Undefined when the kernel lacks the option or the peer has no visible process.
- */
-export function peerPidfd(fd: number): number | undefined {
-  const c = libc();
-  lenBuf.writeUInt32LE(4, 0);
-  if (c.getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, intBuf, lenBuf) === 0) return intBuf.readInt32LE(0);
-  const errno = c.errno();
-  if (errno === Errno.ENOPROTOOPT || errno === Errno.ESRCH || errno === Errno.EINVAL) return undefined;
-  failNotUnix('getsockopt(SO_PEERPIDFD)', errno);
 }
 
 /** A UNIX socket address: a path, an abstract name (shown as `@name`), or unnamed. */

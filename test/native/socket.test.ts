@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { ErrorCode, isSecpolicyError } from '../../src/index.js';
-import { closeFd, localAddress, peerCred, peerGroups, peerPidfd, peerSecurityLabel, remoteAddress, socketFd } from '../../src/native/index.js';
+import { closeFd, localAddress, peerCred, peerGroups, peerSecurityLabel, remoteAddress, socketFd } from '../../src/native/index.js';
+import { socketPeerPidfd } from '../../src/native/pidfd.js';
 import { closeServer, needCommand, needRoot } from '../helpers/index.js';
 import { connection, NOBODY } from '../helpers/connection.js';
 
@@ -30,11 +31,13 @@ test('peerSecurityLabel: ENOPROTOOPT without an LSM is "no label", not an error'
   assert.ok(label === undefined || (typeof label === 'string' && label.length > 0));
 });
 
-test('peerPidfd gives a pidfd on Linux 6.5+, which we own and close', async (t) => {
+test('socketPeerPidfd gives a pidfd on Linux 6.5+, which we own and close', async (t) => {
   const c = await connection();
   t.after(() => c.close());
-  const pidfd = peerPidfd(socketFd(c.socket));
-  if (pidfd === undefined) return t.skip('SO_PEERPIDFD needs Linux 6.5+');
+  const pidfd = socketPeerPidfd(socketFd(c.socket));
+  if (pidfd === 'unsupported') return t.skip('SO_PEERPIDFD needs Linux 6.5+');
+  assert.equal(typeof pidfd, 'number', `the peer is alive: ${pidfd}`);
+  if (typeof pidfd !== 'number') return;
   assert.ok(pidfd > 2);
   const { readFileSync } = await import('node:fs');
   assert.match(readFileSync(`/proc/self/fdinfo/${pidfd}`, 'utf8'), new RegExp(`Pid:\\s+${c.peer.pid}\\b`));
