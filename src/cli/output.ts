@@ -199,8 +199,8 @@ function oneLine(text: string): string {
 const UNEXPECTED = 'ERR_SECPOLICY_NATIVE';
 
 /**
- * The one-line error the CLI prints: `secpolicy: ERR_SECPOLICY_X: message` (with the
- * cause's message appended when it adds something), always on a single line.
+ * The one-line error the CLI prints, `secpolicy: <code>: message` (with the cause's
+ * message appended when it adds something), always on a single line.
  */
 export function errorLine(error: unknown): string {
   const code = isSecpolicyError(error) ? error.code : UNEXPECTED;
