@@ -8,7 +8,7 @@ import type { Server, Socket } from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
 import { maxPayloadOption } from '../challenge/index.js';
 import { Peer } from '../identity/peer.js';
-import type { Decision, Policy } from '../policy/policy.js';
+import { knownPeer, type ApplyOptions, type Decision, type InternalApplyOptions, type Policy } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
 import { publishDenied, type DeniedMessage } from './channels.js';
 import { UidLimiter } from './limits.js';
@@ -82,19 +82,23 @@ export function installVerifier(server: Server, config: VerifierConfig): void {
 
   const verify = (socket: Socket): void => {
     try {
+      // The limiter's Peer is the one the policy then checks: credentials are read once.
+      const options: ApplyOptions & InternalApplyOptions = { side: 'server' };
       if (limiter) {
-        const over = limiter.admit(socket, new Peer(socket, { side: 'server' }));
+        const peer = new Peer(socket, { side: 'server' });
+        const over = limiter.admit(socket, peer);
         if (over) return deny(socket, over);
+        options[knownPeer] = peer;
       }
       if (isSyncPolicy(policy)) {
         // Fast path: decided before this emit returns, so no byte is read meanwhile.
-        const decision = policy.applySync(socket, { side: 'server' });
+        const decision = policy.applySync(socket, options);
         return decision.allowed ? allow(socket, decision.peer) : deny(socket, decision);
       }
+      verifyAsync(socket, options, config, allow, deny);
     } catch (error) {
       return deny(socket, asError(error));
     }
-    verifyAsync(socket, config, allow, deny);
   };
 
   server.emit = function guardedEmit(this: Server, event: string | symbol, ...args: unknown[]): boolean {
@@ -107,6 +111,7 @@ export function installVerifier(server: Server, config: VerifierConfig): void {
 /** Callbacks and challenges: awaited, bounded by the handshake timeout. */
 function verifyAsync(
   socket: Socket,
+  options: ApplyOptions & InternalApplyOptions,
   config: VerifierConfig,
   allow: (socket: Socket, peer: Peer) => void,
   deny: (socket: Socket, reason: Decision | SecpolicyError) => void,
@@ -133,7 +138,7 @@ function verifyAsync(
   socket.on('error', swallow);
   socket.once('close', onClose);
   config.policy
-    .apply(socket, { side: 'server', timeout: config.handshakeTimeout, maxPayload: config.maxPayload, signal: controller.signal })
+    .apply(socket, { ...options, timeout: config.handshakeTimeout, maxPayload: config.maxPayload, signal: controller.signal })
     .then(settle, (error: unknown) => settle(asError(error)));
 }
 

@@ -66,6 +66,14 @@ export interface ApplyOptions {
   maxPayload?: number;
 }
 
+/** @internal Carries a Peer already made for the socket (by a server's connection limiter). */
+export const knownPeer = Symbol('secpolicy.knownPeer');
+
+/** @internal Options only the package's own callers pass. */
+export interface InternalApplyOptions {
+  [knownPeer]?: Peer;
+}
+
 /** Default bound on a challenge exchange, in ms. */
 export const DEFAULT_TIMEOUT = 5000;
 
@@ -241,7 +249,7 @@ export class Policy {
     const timeout = v.timeout('options.timeout', o.timeout, DEFAULT_TIMEOUT);
     const signal = v.signal('options.signal', o.signal);
     const maxPayload = maxPayloadOption('options.maxPayload', o.maxPayload);
-    const peer = new Peer(socket, peerOptions(o));
+    const peer = (o as InternalApplyOptions)[knownPeer] ?? new Peer(socket, peerOptions(o));
     // One pin serves every /proc read of the rules; it is released before the exchange.
     peer.hold();
     let failures: Failure[];
@@ -271,7 +279,7 @@ export class Policy {
       throw new SecpolicyError(ErrorCode.ASYNC_RULE, 'this policy has a challenge, which needs I/O: use apply()');
     }
     const o = v.options<ApplyOptions>('options', options);
-    const peer = new Peer(socket, peerOptions(o));
+    const peer = (o as InternalApplyOptions)[knownPeer] ?? new Peer(socket, peerOptions(o));
     peer.hold();
     let failures: Failure[] | Promise<Failure[]>;
     try {
