@@ -5,8 +5,8 @@
  * 0777 & ~umask, so the umask is set to exactly `~mode` for the one synchronous bind()
  * inside `server.listen()` and restored at once. There is no moment at which the file
  * exists with a wider mode, and no chmod that could hit a swapped path. The umask is
- * process-wide: a file that a libuv worker thread creates during that bind gets a mode
- * narrower than it asked for, never a wider one. (Binding in a private directory and
+ * process-wide: a file that a libuv worker thread creates during that bind is masked by
+ * `~mode` instead of the usual umask (docs/serving.md). (Binding in a private directory and
  * renaming the file into place would avoid that, but the kernel, `ss` and every peer's
  * getpeername() would then report the temporary name as the server's address.)
  */
