@@ -4,7 +4,7 @@
  * codes are stable and documented in docs/audit.md.
  */
 import { lstatSync } from 'node:fs';
-import { statPath, S_IFMT, S_IFSOCK, type FileStat } from '../native/index.js';
+import { formatMode, statPath, S_IFMT, S_IFSOCK, type FileStat } from '../native/index.js';
 
 /** How much a finding matters, from least to most. */
 export type Severity = 'info' | 'low' | 'medium' | 'high' | 'critical';
@@ -98,11 +98,11 @@ export function checkFile(path: string, options: { root?: string; cache?: DirCac
     if (stat.mode & 0o002) {
       findings.push(
         reachable
-          ? { code: FindingCode.WORLD_WRITABLE, severity: 'medium', message: `mode ${octal(stat.mode)}: any user can connect` }
-          : { code: FindingCode.WORLD_WRITABLE, severity: 'low', message: `mode ${octal(stat.mode)} lets any user connect, but a directory above it is closed to others` },
+          ? { code: FindingCode.WORLD_WRITABLE, severity: 'medium', message: `mode ${formatMode(stat.mode)}: any user can connect` }
+          : { code: FindingCode.WORLD_WRITABLE, severity: 'low', message: `mode ${formatMode(stat.mode)} lets any user connect, but a directory above it is closed to others` },
       );
     } else if (stat.mode & 0o020) {
-      findings.push({ code: FindingCode.GROUP_WRITABLE, severity: 'info', message: `mode ${octal(stat.mode)}: members of gid ${stat.gid} can connect` });
+      findings.push({ code: FindingCode.GROUP_WRITABLE, severity: 'info', message: `mode ${formatMode(stat.mode)}: members of gid ${stat.gid} can connect` });
     }
   }
   return { ...(stat && { stat }), findings, reachable: reachable && stat !== undefined };
@@ -125,14 +125,11 @@ function missingOrHidden(file: string, shown: string): Finding {
 // write to it; the sticky bit limits renames and unlinks to each file's owner.
 function directoryProblem(d: FileStat, owner: number): { severity: Severity; why: string } | undefined {
   const sticky = (d.mode & 0o1000) !== 0;
-  if (d.mode & 0o002 && !sticky) return { severity: 'high', why: `is writable by every user (mode ${octal(d.mode)}, no sticky bit)` };
+  if (d.mode & 0o002 && !sticky) return { severity: 'high', why: `is writable by every user (mode ${formatMode(d.mode)}, no sticky bit)` };
   if (d.uid !== 0 && d.uid !== owner) return { severity: 'medium', why: `belongs to uid ${d.uid}, neither root nor the socket's owner` };
   return undefined;
 }
 
-function octal(mode: number): string {
-  return `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
-}
 
 /** The findings on an abstract socket: anyone in the network namespace can connect. */
 export function abstractFindings(): Finding[] {

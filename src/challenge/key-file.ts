@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { ErrorCode, SecpolicyError } from '../errors.js';
+import { formatMode } from '../native/index.js';
 
 /** Shortest key accepted, in bytes (PROTOCOL.md). */
 export const MIN_KEY_LENGTH = 16;
@@ -49,7 +50,7 @@ export function readKeyFile(path: string): Buffer {
     if (!st.isFile()) throw keyFileError(path, 'is not a regular file');
     const euid = process.geteuid!();
     if (st.uid !== euid && st.uid !== 0) throw keyFileError(path, `is owned by uid ${st.uid}, not by uid ${euid} or root`);
-    if ((st.mode & 0o077) !== 0) throw keyFileError(path, `has mode 0${(st.mode & 0o777).toString(8)}: group and other permission bits must be clear (chmod 600)`);
+    if ((st.mode & 0o077) !== 0) throw keyFileError(path, `has mode ${formatMode(st.mode & 0o777)}: group and other permission bits must be clear (chmod 600)`);
     if (st.size > MAX_KEY_FILE_SIZE) throw keyFileError(path, `is ${st.size} bytes, more than a key file holds`);
     const content = readFileSync(fd);
     const key = content.length > 0 && content[content.length - 1] === 0x0a ? content.subarray(0, content.length - 1) : content;

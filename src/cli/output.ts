@@ -173,10 +173,7 @@ export function json(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
-/** A file mode as four octal digits: `0660`. */
-export function formatMode(mode: number): string {
-  return `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
-}
+export { formatMode } from '../native/index.js';
 
 /** An id with its name when it has one: `1000 (alice)`. */
 export function formatId(id: number | undefined, name: string | undefined): string | undefined {

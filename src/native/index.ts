@@ -25,5 +25,5 @@ export {
 } from './sock-diag.js';
 export { socketInode, procNetUnix } from './unix-sockets.js';
 export { connectAbstract } from './unix-connect.js';
-export { statPath, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';
+export { formatMode, statPath, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';
 export { userName, groupName, uidOf, gidOf, configureNameCache, clearNameCache, type NameCacheOptions } from './nss.js';

@@ -16,7 +16,7 @@ import type { Server } from 'node:net';
 import { resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
-import { gidOf, uidOf } from '../native/index.js';
+import { formatMode, gidOf, uidOf } from '../native/index.js';
 import * as v from '../policy/validate.js';
 import { log } from './channels.js';
 import { checkCreated, checkDirectories, clearStaleSocket } from './socket-file.js';
@@ -95,7 +95,7 @@ export async function listen(server: Server, path: string, options?: ListenOptio
     const code = (cause as NodeJS.ErrnoException).code;
     throw new SecpolicyError(ErrorCode.NATIVE, `${file}: cannot give the socket file owner ${uid} and group ${gid} (${code})`, { path: file, syscall: 'lchown', cause });
   }
-  log('listen %s mode 0%s owner %d group %d', file, mode.toString(8), uid, gid);
+  log('listen %s mode %s owner %d group %d', file, formatMode(mode), uid, gid);
 }
 
 function resolveId(name: string, value: unknown, lookup: (n: string) => number | undefined, what: string): number {

@@ -7,6 +7,7 @@ import { lstatSync, realpathSync, unlinkSync, type Stats } from 'node:fs';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import { ErrorCode, SecpolicyError } from '../errors.js';
+import { formatMode } from '../native/index.js';
 
 const S_ISVTX = 0o1000;
 /** How long a probe of an existing socket may take before we call it live. */
@@ -49,7 +50,7 @@ function checkDirectory(path: string, dir: string, s: Stats, me: number): void {
   }
   // A link's own mode means nothing; the directory holding it is checked in its turn.
   if (!s.isSymbolicLink() && s.mode & 0o002 && !(s.mode & S_ISVTX)) {
-    throw unsafe(path, `directory ${dir} is writable by every user without the sticky bit (mode 0${(s.mode & 0o7777).toString(8)}); pass allowInsecureDirectory to use it anyway`);
+    throw unsafe(path, `directory ${dir} is writable by every user without the sticky bit (mode ${formatMode(s.mode)}); pass allowInsecureDirectory to use it anyway`);
   }
 }
 
@@ -113,5 +114,5 @@ export async function clearStaleSocket(path: string): Promise<void> {
 export function checkCreated(path: string, mode: number): void {
   const s = lstatOrUndefined(path);
   if (s === undefined || !s.isSocket()) throw unsafe(path, 'the socket file is missing or was replaced right after bind');
-  if ((s.mode & 0o7777) !== mode) throw unsafe(path, `the socket file has mode 0${(s.mode & 0o7777).toString(8)} instead of 0${mode.toString(8)}`);
+  if ((s.mode & 0o7777) !== mode) throw unsafe(path, `the socket file has mode ${formatMode(s.mode)} instead of ${formatMode(mode)}`);
 }

@@ -9,6 +9,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
+import { formatMode } from '../native/index.js';
 import { Policy } from './policy.js';
 import { isMapping, rulesOf, ruleOf, show, type FieldPath, type Walk } from './schema.js';
 import * as v from './validate.js';
@@ -57,7 +58,7 @@ export async function loadPolicy(file: string): Promise<Policy> {
     // Checked on the open file, so that what is checked is what is read.
     const stat = await handle.stat();
     if (!stat.isFile()) throw new Error('not a regular file');
-    if (stat.mode & 0o002) throw unsafe(file, `is writable by every user (mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')}): anyone could change who is allowed`);
+    if (stat.mode & 0o002) throw unsafe(file, `is writable by every user (mode ${formatMode(stat.mode)}): anyone could change who is allowed`);
     if (stat.size > MAX_FILE_BYTES) throw new Error(`the file is larger than ${MAX_FILE_BYTES} bytes`);
     text = new TextDecoder('utf-8', { fatal: true }).decode(await handle.readFile());
   } catch (e) {

@@ -1,6 +1,6 @@
 /** The identity rules of the C library, plus memberOf. Each returns a Rule value. */
 import { invalidArg } from '../errors.js';
-import { gidOf, statPath, type FileStat } from '../native/index.js';
+import { formatMode, gidOf, statPath, type FileStat } from '../native/index.js';
 import type { Peer } from '../identity/peer.js';
 import { idUnmapped } from '../identity/proc.js';
 import { Result } from './result.js';
@@ -60,7 +60,6 @@ export const groupRule = (value: string | string[]) => nameRule('group', Result.
 /** `perms(mode)`: the socket file the connection came through has exactly these mode bits. */
 export function permsRule(value: number): Rule {
   const mode = v.mode('perms', value);
-  const octal = (m: number) => `0${m.toString(8).padStart(3, '0')}`;
   return {
     name: 'perms',
     flag: Result.PERMS,
@@ -69,7 +68,7 @@ export function permsRule(value: number): Rule {
       const r = peer.attempt('perms');
       if (!r.ok) return fail(undefined, `socket file permissions unknown: ${r.reason}`);
       const actual = r.value as number;
-      return actual === mode ? PASS : fail(actual, `socket file mode ${octal(actual)} is not ${octal(mode)}`);
+      return actual === mode ? PASS : fail(actual, `socket file mode ${formatMode(actual)} is not ${formatMode(mode)}`);
     },
   };
 }
