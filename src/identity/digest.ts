@@ -5,6 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, statSync, type BigIntStats } from 'node:fs';
+import { no, ok, type Outcome } from './outcome.js';
+import { PEER_EXITED } from './pin.js';
 
 // Digests by file identity and version: repeated connections of one program hash it once.
 // A rewrite in place changes mtime (and usually size); a new file changes the inode.
@@ -12,13 +14,13 @@ const MAX_CACHED = 256;
 const cache = new Map<string, string>();
 let chunk: Buffer | undefined;
 
-type Digest = { ok: true; value: string } | { ok: false; reason: string };
+type Digest = Outcome<string>;
 
 const keyOf = (s: BigIntStats) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
 
 function failure(e: unknown, what: string): Digest {
   const code = (e as NodeJS.ErrnoException).code;
-  return { ok: false, reason: code === 'ENOENT' || code === 'ESRCH' ? 'peer exited' : `cannot ${what} the peer's executable: ${code ?? (e as Error).message}` };
+  return no(code === 'ENOENT' || code === 'ESRCH' ? PEER_EXITED : `cannot ${what} the peer's executable: ${code ?? (e as Error).message}`);
 }
 
 /** The digest of the executable of the process at `proc` (`/proc/PID`), or why it cannot be had. */
@@ -31,7 +33,7 @@ export function executableDigest(proc: string): Digest {
     return failure(e, 'stat');
   }
   const hit = cache.get(key);
-  if (hit !== undefined) return { ok: true, value: hit };
+  if (hit !== undefined) return ok(hit);
   let fd: number;
   try {
     fd = openSync(`${proc}/exe`, 'r');
@@ -47,7 +49,7 @@ export function executableDigest(proc: string): Digest {
     const digest = hash.digest('hex');
     if (cache.size >= MAX_CACHED) cache.clear();
     cache.set(opened, digest);
-    return { ok: true, value: digest };
+    return ok(digest);
   } catch (e) {
     return failure(e, 'read');
   } finally {

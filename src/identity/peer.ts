@@ -23,6 +23,7 @@ import {
 } from '../native/index.js';
 import type { Container } from './container.js';
 import type { Namespaces } from './namespaces.js';
+import { no, ok, type Outcome } from './outcome.js';
 import { Pin, type Pinning } from './pin.js';
 import { resolveProcAttribute } from './proc-attributes.js';
 import { idUnmapped } from './proc.js';
@@ -30,11 +31,7 @@ import { idUnmapped } from './proc.js';
 /** Which end of the connection we are: the side that accepted it, or the side that connected. */
 export type Side = 'server' | 'client';
 
-/** An attribute value, or the reason it could not be had. */
-export type Outcome<T> = { ok: true; value: T } | { ok: false; reason: string };
-
-const ok = <T>(value: T): Outcome<T> => ({ ok: true, value });
-const no = (reason: string): Outcome<never> => ({ ok: false, reason });
+export type { Outcome };
 
 /** Options for building a Peer (internal callers: apply(), connect()). */
 export interface PeerOptions {
@@ -49,7 +46,7 @@ export class Peer {
   readonly #socket: Socket;
   readonly #side: Side;
   readonly #knownPath: string | undefined;
-  #cred: PeerCred | undefined;
+  readonly #cred: PeerCred;
   #cache = new Map<string, Outcome<unknown>>();
   #pin: Pin | undefined;
   #pinMethod: Pinning | undefined;
@@ -76,17 +73,17 @@ export class Peer {
 
   /** Peer process id as of connect(); 0 when the process is not visible in our pid namespace. */
   get pid(): number {
-    return this.#cred!.pid;
+    return this.#cred.pid;
   }
 
   /** Peer user id (65534 when the id has no mapping in our user namespace). */
   get uid(): number {
-    return this.#cred!.uid;
+    return this.#cred.uid;
   }
 
   /** Peer primary group id (65534 when unmapped). */
   get gid(): number {
-    return this.#cred!.gid;
+    return this.#cred.gid;
   }
 
   /** Supplementary groups from the kernel (SO_PEERGROUPS); empty when unavailable. */

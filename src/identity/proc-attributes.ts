@@ -3,14 +3,12 @@
  * container and the executable's digest. Each is read through `peer.procRead()`, which
  * proves after the read that the pinned process is still the peer.
  */
-import type { Outcome, Peer } from './peer.js';
+import { no, ok, type Outcome } from './outcome.js';
+import type { Peer } from './peer.js';
 import { parseCgroup, type CgroupInfo } from './container.js';
 import { executableDigest } from './digest.js';
 import { NAMESPACE_KINDS, readNamespace, readNamespaces, type NamespaceKind } from './namespaces.js';
 import { readProc } from './proc.js';
-
-const ok = <T>(value: T): Outcome<T> => ({ ok: true, value });
-const no = (reason: string): Outcome<never> => ({ ok: false, reason });
 
 /** Resolves one of this room's attributes; undefined for a name it does not know. */
 export function resolveProcAttribute(peer: Peer, name: string): Outcome<unknown> | undefined {

@@ -9,14 +9,13 @@ import { NAMESPACE_KINDS, ownNamespaces, type NamespaceKind } from '../identity/
 import type { Peer } from '../identity/peer.js';
 import { Result } from './result.js';
 import { PASS, fail, type Check, type Rule } from './rule.js';
-import { setStrictHolders } from './rules.js';
+import { anyOf, setStrictHolders } from './rules.js';
 import { strictHoldersCheck } from './strict.js';
 import * as v from './validate.js';
 
 // Every Policy imports this module for its builder methods: strict mode is always wired.
 setStrictHolders(strictHoldersCheck);
 
-const anyOf = <T>(list: readonly T[]) => (list.length === 1 ? list[0] : list);
 const HEX64 = /^[0-9a-fA-F]{64}$/;
 
 /** The peer's executable has one of these SHA-256 digests (hex). */

@@ -7,7 +7,8 @@ import { Result } from './result.js';
 import { PASS, fail, isThenable, type Check, type Rule, type RuleContext } from './rule.js';
 import * as v from './validate.js';
 
-const anyOf = (list: readonly unknown[]) => (list.length === 1 ? list[0] : list);
+/** A rule's `expected` for a list: the one value, or the list ("any of"). */
+export const anyOf = (list: readonly unknown[]) => (list.length === 1 ? list[0] : list);
 const show = (list: readonly unknown[]) => (list.length === 1 ? String(list[0]) : `one of ${list.join(', ')}`);
 
 /** An id the kernel shows as 65534 because it has no mapping here is no identity: no id rule passes on it. */
