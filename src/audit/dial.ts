@@ -7,6 +7,7 @@ import net from 'node:net';
 import { resolve } from 'node:path';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { connectAbstract } from '../native/index.js';
+import { openSocket } from '../net/connect.js';
 import * as v from '../policy/validate.js';
 
 /** A connected client socket and how its address reads. */
@@ -46,23 +47,13 @@ async function dialAbstract(name: string, timeout: number): Promise<net.Socket> 
   return socket;
 }
 
-function open(address: string, shown: string, timeout: number): Promise<net.Socket> {
-  return new Promise((resolvePromise, reject) => {
-    const socket = net.connect({ path: address });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new SecpolicyError(ErrorCode.TIMEOUT, `connecting to ${shown} took longer than ${timeout} ms`, { path: shown }));
-    }, timeout);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeAllListeners('error');
-      socket.on('error', () => {});
-      resolvePromise(socket);
-    });
-    socket.once('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(new SecpolicyError(ErrorCode.CONNECT, `cannot connect to ${shown}: ${e.code ?? e.message}`, { cause: e, path: shown }));
-    });
-  });
+/** openSocket() bounded by `timeout` ms (ERR_SECPOLICY_TIMEOUT). */
+async function open(address: string, shown: string, timeout: number): Promise<net.Socket> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new SecpolicyError(ErrorCode.TIMEOUT, `connecting to ${shown} took longer than ${timeout} ms`, { path: shown })), timeout);
+  try {
+    return await openSocket(address, controller.signal);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -48,7 +48,7 @@ export async function connect(options: ConnectOptions): Promise<net.Socket> {
   signal?.addEventListener('abort', onAbort, { once: true });
   let socket: net.Socket | undefined;
   try {
-    socket = await open(path, controller.signal);
+    socket = await openSocket(path, controller.signal);
     const decision = await untilAborted(
       policy.apply(socket, { side: 'client', timeout: Math.max(1, deadline - Date.now()), signal: controller.signal, socketPath: display(path), ...(o.maxPayload !== undefined && { maxPayload: o.maxPayload }) }),
       controller.signal,
@@ -75,10 +75,12 @@ const ignore = (): void => {};
 const MAX_RETRY_DELAY = 100;
 
 /**
- * A connected socket. A full accept queue (EAGAIN: the server is busy, not gone) is tried
- * again with a growing pause until the signal ends the attempt; other errors reject.
+ * @internal A connected socket (`\0name` for Node's abstract names). A full accept queue
+ * (EAGAIN: the server is busy, not gone) is tried again with a growing pause until the
+ * signal ends the attempt, rejecting with its reason; other errors reject with
+ * ERR_SECPOLICY_CONNECT. The socket keeps an error guard.
  */
-function open(path: string, signal: AbortSignal): Promise<net.Socket> {
+export function openSocket(path: string, signal: AbortSignal): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     let delay = 5;
     const attempt = (): void => {
