@@ -64,10 +64,16 @@ export async function run(): Promise<void> {
   };
   const targets: Target[] = [
     { name: 'net.Server (plain)', server: net.createServer(handler) },
-    { name: 'createServer uid+group+program', server: createServer({ policy: new Policy().uid(uid).group(group).program(process.execPath) }, handler) },
+    {
+      name: 'createServer uid+group+program',
+      server: createServer({ policy: new Policy().uid(uid).group(group).program(process.execPath) }, handler),
+    },
     {
       name: 'createServer uid,gid,user,group,program,perms',
-      server: createServer({ policy: new Policy().uid(uid).gid(gid).user(user).group(group).program(process.execPath).perms(0o600) }, handler),
+      server: createServer(
+        { policy: new Policy().uid(uid).gid(gid).user(user).group(group).program(process.execPath).perms(0o600) },
+        handler,
+      ),
     },
   ].map((t, i) => ({ ...t, path: join(dir, `${i}.sock`), accepted: 0, samples: [], cpu: [] }));
   const client = spawn(process.execPath, ['-e', CLIENT], { stdio: ['pipe', 'pipe', 'inherit'] });

@@ -62,7 +62,12 @@ for k in kids: os.waitpid(k, 0)
 `;
 
 /** Fresh connections: `procs` processes with `per` connections each, accepted and paused. */
-async function batch(server: net.Server, path: string, procs: number, per: number): Promise<{ sockets: net.Socket[]; done: () => Promise<void> }> {
+async function batch(
+  server: net.Server,
+  path: string,
+  procs: number,
+  per: number,
+): Promise<{ sockets: net.Socket[]; done: () => Promise<void> }> {
   const sockets: net.Socket[] = [];
   const onConnection = (s: net.Socket) => void sockets.push(s);
   server.on('connection', onConnection);
@@ -149,7 +154,11 @@ export async function run(): Promise<void> {
       { name: 'apply without the program rule (no pin, no /proc)', fn: async (s) => allowed(await noProgram.apply(s)), samples: [] },
       { name: 'apply, uid only', fn: async (s) => allowed(await uidOnly.apply(s)), samples: [] },
     ];
-    const few: Case = { name: `applySync, ${4 * PER_PROCESS} connections from 4 processes`, fn: (s) => allowed(full.applySync(s)), samples: [] };
+    const few: Case = {
+      name: `applySync, ${4 * PER_PROCESS} connections from 4 processes`,
+      fn: (s) => allowed(full.applySync(s)),
+      samples: [],
+    };
     await measure(server, path, PROCESSES, 1, cases);
     await measure(server, path, 4, PER_PROCESS, [few]);
 
@@ -163,7 +172,12 @@ export async function run(): Promise<void> {
     const c = cBaseline(dir);
     if (typeof c === 'string') console.log(`C baseline skipped: ${c}`);
     else {
-      report('C, the same system calls, first time on each process (SO_PEERCRED, SO_PEERPIDFD, statx exe, pidfd alive, statx socket, close)', c.first, anchor, per);
+      report(
+        'C, the same system calls, first time on each process (SO_PEERCRED, SO_PEERPIDFD, statx exe, pidfd alive, statx socket, close)',
+        c.first,
+        anchor,
+        per,
+      );
       report('C, the same system calls again on the same processes', c.full, anchor, per);
       report('C, getsockopt(SO_PEERCRED) alone', c.peercred, anchor, per);
     }
@@ -182,10 +196,15 @@ function cBaseline(dir: string): { first: number[]; full: number[]; peercred: nu
   if (cc.error || cc.status !== 0) return `cannot compile with cc (${cc.error?.message ?? cc.stderr.trim()})`;
   const out = spawnSync(exe, [join(dir, 'c.sock'), String(PROCESSES), String(ROUNDS + 1)], { encoding: 'utf8', timeout: 120_000 });
   if (out.status !== 0) return `C bench failed: ${out.stderr.trim()}`;
-  const lines = Object.fromEntries(out.stdout.trim().split('\n').map((l) => {
-    const [name, ...values] = l.split(' ');
-    return [name, values.map(Number)];
-  }));
+  const lines = Object.fromEntries(
+    out.stdout
+      .trim()
+      .split('\n')
+      .map((l) => {
+        const [name, ...values] = l.split(' ');
+        return [name, values.map(Number)];
+      }),
+  );
   return { first: lines.first ?? [], full: lines.full ?? [], peercred: lines.peercred ?? [] };
 }
 

@@ -60,7 +60,9 @@ export async function run(): Promise<void> {
   try {
     const per = Math.ceil(SOCKETS / HOLDERS);
     for (let h = 0; h < HOLDERS; h++) {
-      const child = spawn('python3', ['-c', HOLDER, String(h * per), String(Math.min(per, SOCKETS - h * per)), dir], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const child = spawn('python3', ['-c', HOLDER, String(h * per), String(Math.min(per, SOCKETS - h * per)), dir], {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
       holders.push(child);
     }
     await Promise.all(holders.map((c) => once(c.stdout!, 'data')));
@@ -77,7 +79,10 @@ export async function run(): Promise<void> {
       listed = (await audit()).length;
       const tApi = performance.now() - start;
       const tCli = ms(() => {
-        const r = spawnSync(process.execPath, [CLI, 'audit', '--json'], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 * 1024 * 1024 });
+        const r = spawnSync(process.execPath, [CLI, 'audit', '--json'], {
+          stdio: ['ignore', 'pipe', 'ignore'],
+          maxBuffer: 256 * 1024 * 1024,
+        });
         if (r.status !== 0) throw new Error('secpolicy audit failed');
       });
       if (i === 0) continue; // warm-up

@@ -42,7 +42,11 @@ interface Job {
 /** The client process: runs each job it is sent and answers with 'done'. */
 async function client(): Promise<void> {
   process.on('message', async (job: Job) => {
-    const policy = job.key ? new Policy().sharedSecret(Buffer.from(job.key, 'hex')) : job.keyFile ? new Policy().sharedSecret({ keyFile: job.keyFile }) : undefined;
+    const policy = job.key
+      ? new Policy().sharedSecret(Buffer.from(job.key, 'hex'))
+      : job.keyFile
+        ? new Policy().sharedSecret({ keyFile: job.keyFile })
+        : undefined;
     for (let i = 0; i < job.n; i++) {
       const s = net.connect(job.path);
       await once(s, 'connect');

@@ -52,7 +52,11 @@ export async function run(): Promise<void> {
     res.end('ok');
   };
   const plain = { name: 'http unguarded', server: http.createServer(handler), path: join(dir, 'plain.sock') };
-  const guarded = { name: 'http guard(uid+group+program)', server: guard(http.createServer(handler), policy), path: join(dir, 'guarded.sock') };
+  const guarded = {
+    name: 'http guard(uid+group+program)',
+    server: guard(http.createServer(handler), policy),
+    path: join(dir, 'guarded.sock'),
+  };
   guarded.server.on('denied', (reason) => {
     throw new Error(`the load process was denied: ${JSON.stringify(reason)}`);
   });

@@ -99,24 +99,52 @@ export async function run(): Promise<void> {
     console.log(`${n} connections from ${CLIENTS} client processes; /proc holds ${scan.processes} processes with ${scan.fds} fds`);
     report('applySync uid+program (anchor; a fresh pin per apply, pidfd checked)', anchorSamples);
     // A fresh pin per connection: what the first /proc rule on a new connection pays.
-    report('pin: SO_PEERPIDFD + pidfd check + close', await rounds(ROUNDS, () => timePerOp(n, () => {
-      const k = i++ % n;
-      const p = Pin.of(fds[k]!, pids[k]!);
-      p.check();
-      p.close();
-    })), anchor);
-    report('pin fallback: start time + pidfd_open + check + close', await rounds(ROUNDS, () => timePerOp(n, () => {
-      const k = i++ % n;
-      const p = Pin.of(fds[k]!, pids[k]!, { peerPidfd: false });
-      p.check();
-      p.close();
-    })), anchor);
+    report(
+      'pin: SO_PEERPIDFD + pidfd check + close',
+      await rounds(ROUNDS, () =>
+        timePerOp(n, () => {
+          const k = i++ % n;
+          const p = Pin.of(fds[k]!, pids[k]!);
+          p.check();
+          p.close();
+        }),
+      ),
+      anchor,
+    );
+    report(
+      'pin fallback: start time + pidfd_open + check + close',
+      await rounds(ROUNDS, () =>
+        timePerOp(n, () => {
+          const k = i++ % n;
+          const p = Pin.of(fds[k]!, pids[k]!, { peerPidfd: false });
+          p.check();
+          p.close();
+        }),
+      ),
+      anchor,
+    );
     const cgroupText = readFileSync(`/proc/${pids[0]}/cgroup`, 'utf8');
     report('parseCgroup alone', await rounds(ROUNDS, () => timePerOp(n, () => parseCgroup(cgroupText))), anchor);
-    report('applySync uid+program+container()', await rounds(ROUNDS, () => timePerOp(n, () => policies.container.applySync(next()))), anchor);
-    report('applySync uid+program+host() (2 ns links)', await rounds(ROUNDS, () => timePerOp(n, () => policies.host.applySync(next()))), anchor);
-    report('applySync uid+program+programDigest (cached)', await rounds(ROUNDS, () => timePerOp(n, () => policies.digest.applySync(next()))), anchor);
-    report(`applySync strict uid+program (/proc scan of ${scan.fds} fds)`, await rounds(ROUNDS, () => timePerOp(STRICT_OPS, () => policies.strict.applySync(next()))), anchor);
+    report(
+      'applySync uid+program+container()',
+      await rounds(ROUNDS, () => timePerOp(n, () => policies.container.applySync(next()))),
+      anchor,
+    );
+    report(
+      'applySync uid+program+host() (2 ns links)',
+      await rounds(ROUNDS, () => timePerOp(n, () => policies.host.applySync(next()))),
+      anchor,
+    );
+    report(
+      'applySync uid+program+programDigest (cached)',
+      await rounds(ROUNDS, () => timePerOp(n, () => policies.digest.applySync(next()))),
+      anchor,
+    );
+    report(
+      `applySync strict uid+program (/proc scan of ${scan.fds} fds)`,
+      await rounds(ROUNDS, () => timePerOp(STRICT_OPS, () => policies.strict.applySync(next()))),
+      anchor,
+    );
   } finally {
     for (const s of sockets) s.destroy();
     for (const c of clients) c.kill('SIGKILL');

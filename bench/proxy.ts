@@ -121,7 +121,9 @@ export async function run(): Promise<void> {
     writeFileSync(join(dir, 'policy.yaml'), `uid: ${process.getuid!()}\n`);
     const proxyPath = join(dir, 'proxy.sock');
     const socatPath = join(dir, 'socat.sock');
-    const proxy = spawn(process.execPath, [CLI, 'proxy', '--listen', proxyPath, '--to', targetPath, '--policy', join(dir, 'policy.yaml')], { stdio: 'ignore' });
+    const proxy = spawn(process.execPath, [CLI, 'proxy', '--listen', proxyPath, '--to', targetPath, '--policy', join(dir, 'policy.yaml')], {
+      stdio: 'ignore',
+    });
     const socat = spawn('socat', ['-b', '65536', `UNIX-LISTEN:${socatPath},fork`, `UNIX-CONNECT:${targetPath}`], { stdio: 'ignore' });
     children.push(proxy, socat);
     await Promise.all([waitForFile(proxyPath, proxy), waitForFile(socatPath, socat)]);

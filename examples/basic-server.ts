@@ -145,7 +145,15 @@ async function demo(): Promise<number> {
   const root = process.getuid!() === 0;
   const setpriv = spawnSync('sh', ['-c', 'command -v setpriv'], { stdio: 'ignore' }).status === 0;
   if (root && setpriv && uid !== 65534) {
-    await connectAs('a client running as nobody (setpriv)', ['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath]);
+    await connectAs('a client running as nobody (setpriv)', [
+      'setpriv',
+      '--reuid',
+      '65534',
+      '--regid',
+      '65534',
+      '--clear-groups',
+      process.execPath,
+    ]);
   } else {
     console.log('\n-- (no denied-client demo: it needs root and setpriv to run a client as nobody)');
   }

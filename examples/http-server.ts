@@ -31,7 +31,10 @@ const server = http.createServer((req, res) => {
 guard(server, policy);
 server.on('denied', (reason: Decision | Error) => {
   if (isSecpolicyError(reason)) console.log(`refused: ${reason.code} ${reason.message}`);
-  else console.log(`denied uid=${(reason as Decision).peer.uid} pid=${(reason as Decision).peer.pid}: ${(reason as Decision).failures.map((f) => f.message).join('; ')}`);
+  else
+    console.log(
+      `denied uid=${(reason as Decision).peer.uid} pid=${(reason as Decision).peer.pid}: ${(reason as Decision).failures.map((f) => f.message).join('; ')}`,
+    );
 });
 
 mkdirSync(dirname(path), { recursive: true, mode: 0o755 });

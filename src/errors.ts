@@ -91,11 +91,9 @@ export function isSecpolicyError(value: unknown): value is SecpolicyError {
 
 /** Shorthand for an `ERR_SECPOLICY_INVALID_ARG` naming the argument. */
 export function invalidArg(name: string, expected: string, actual: unknown): SecpolicyError {
-  return new SecpolicyError(
-    ErrorCode.INVALID_ARG,
-    `The "${name}" argument must be ${expected}. Received ${describe(actual)}`,
-    { argument: name },
-  );
+  return new SecpolicyError(ErrorCode.INVALID_ARG, `The "${name}" argument must be ${expected}. Received ${describe(actual)}`, {
+    argument: name,
+  });
 }
 
 /** A short, safe rendering of a value for messages (never prints secrets' content). */

@@ -6,9 +6,27 @@ export { SecpolicyError, isSecpolicyError, ErrorCode, type SecpolicyErrorOptions
 export * from './policy/index.js';
 export * from './identity/index.js';
 export type { ChallengeCreate, ChallengeVerify, ChallengeSolve, SharedSecret } from './challenge/index.js';
-export { encodeFrame, FrameDecoder, FrameType, DEFAULT_MAX_PAYLOAD, readKeyFile, writeKeyFile, MIN_KEY_LENGTH, type Frame } from './challenge/index.js';
+export {
+  encodeFrame,
+  FrameDecoder,
+  FrameType,
+  DEFAULT_MAX_PAYLOAD,
+  readKeyFile,
+  writeKeyFile,
+  MIN_KEY_LENGTH,
+  type Frame,
+} from './challenge/index.js';
 export { configureNameCache, clearNameCache, type NameCacheOptions } from './native/index.js';
-export { audit, SEVERITIES, FindingCode, type AuditOptions, type SocketReport, type HolderReport, type Finding, type Severity } from './audit/index.js';
+export {
+  audit,
+  SEVERITIES,
+  FindingCode,
+  type AuditOptions,
+  type SocketReport,
+  type HolderReport,
+  type Finding,
+  type Severity,
+} from './audit/index.js';
 export { inspect, type PeerReport, type InspectOptions } from './audit/inspect.js';
 export * from './net/index.js';
 export { createProxy, closeProxy, type ProxyOptions, type CloseProxyOptions } from './proxy/index.js';

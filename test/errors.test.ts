@@ -28,7 +28,8 @@ test('every ErrorCode is documented in docs/errors.md, and every documented code
   const documented = new Set([...doc.matchAll(/^\|\s*`(ERR_SECPOLICY_[A-Z0-9_]+)`\s*\|/gm)].map((m) => m[1]!));
   const defined = new Set(Object.values(ErrorCode));
   for (const code of defined) assert.ok(documented.has(code), `${code} is missing from docs/errors.md`);
-  for (const code of documented) assert.ok(defined.has(code as ErrorCode), `docs/errors.md lists ${code}, which src/errors.ts does not define`);
+  for (const code of documented)
+    assert.ok(defined.has(code as ErrorCode), `docs/errors.md lists ${code}, which src/errors.ts does not define`);
   for (const code of doc.match(CODE) ?? []) assert.ok(defined.has(code as ErrorCode), `docs/errors.md mentions unknown ${code}`);
 });
 
@@ -73,7 +74,15 @@ test('isSecpolicyError works across copies of the package (registered symbol bra
   assert.equal(isSecpolicyError(foreign), true);
   assert.equal(foreign instanceof SecpolicyError, false);
 
-  for (const value of [new Error('x'), { code: 'ERR_SECPOLICY_DENIED' }, null, undefined, 'ERR_SECPOLICY_DENIED', 1, { [Symbol('secpolicy.error')]: true }]) {
+  for (const value of [
+    new Error('x'),
+    { code: 'ERR_SECPOLICY_DENIED' },
+    null,
+    undefined,
+    'ERR_SECPOLICY_DENIED',
+    1,
+    { [Symbol('secpolicy.error')]: true },
+  ]) {
     assert.equal(isSecpolicyError(value), false, String(value));
   }
 });
@@ -84,7 +93,10 @@ test('invalidArg names the argument and renders values safely', () => {
   assert.equal((e as unknown as { argument: string }).argument, 'options.ttl');
   assert.match(e.message, /^The "options.ttl" argument must be a number\. Received a string of length 100$/);
   assert.equal(describe(new Uint8Array(32)), 'a Uint8Array of length 32', 'never the bytes of a secret');
-  assert.equal(describe(() => 1), 'function (anonymous)');
+  assert.equal(
+    describe(() => 1),
+    'function (anonymous)',
+  );
   assert.equal(describe(5n), 'bigint 5');
   assert.equal(describe([1, 2]), 'an array of length 2');
   assert.equal(describe(Object.create(null)), 'an instance of Object');

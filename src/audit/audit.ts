@@ -78,13 +78,25 @@ interface Holder {
 function report(socket: ListeningSocket, pids: number[], ctx: Context): SocketReport {
   const holders = pids.map((pid) => holder(pid, ctx));
   const findings: Finding[] = [];
-  const out: SocketReport = { path: socket.path, abstract: socket.abstract, kind: socket.kind, inode: socket.inode, pids, holders: holders.map((h) => h.report), findings };
+  const out: SocketReport = {
+    path: socket.path,
+    abstract: socket.abstract,
+    kind: socket.kind,
+    inode: socket.inode,
+    pids,
+    holders: holders.map((h) => h.report),
+    findings,
+  };
   let open = false;
   if (socket.abstract) {
     findings.push(ABSTRACT);
     open = true;
   } else if (!socket.path.startsWith('/')) {
-    findings.push({ code: FindingCode.RELATIVE_PATH, severity: 'info', message: `bound by the relative path ${socket.path}: its directory is unknown, file checks skipped` });
+    findings.push({
+      code: FindingCode.RELATIVE_PATH,
+      severity: 'info',
+      message: `bound by the relative path ${socket.path}: its directory is unknown, file checks skipped`,
+    });
   } else {
     // A holder in another mount namespace (a container) bound the path in its own view.
     const root = holders[0]?.root ?? '';
@@ -98,7 +110,11 @@ function report(socket: ListeningSocket, pids: number[], ctx: Context): SocketRe
   }
   const rootHolder = holders.find((h) => h.report.uid === 0)?.report;
   if (open && rootHolder) {
-    findings.push({ code: FindingCode.ROOT_WORLD_ACCESSIBLE, severity: 'high', message: `held by root (pid ${rootHolder.pid}${rootHolder.comm ? `, ${rootHolder.comm}` : ''}) and any user can connect: it must authenticate its peers` });
+    findings.push({
+      code: FindingCode.ROOT_WORLD_ACCESSIBLE,
+      severity: 'high',
+      message: `held by root (pid ${rootHolder.pid}${rootHolder.comm ? `, ${rootHolder.comm}` : ''}) and any user can connect: it must authenticate its peers`,
+    });
   }
   if (pids.length === 0) findings.push(NO_HOLDER);
   if (findings.length > 1) findings.sort((a, b) => severityRank(b.severity) - severityRank(a.severity));
@@ -107,13 +123,20 @@ function report(socket: ListeningSocket, pids: number[], ctx: Context): SocketRe
 }
 
 const ABSTRACT: Finding = Object.freeze(abstractFindings()[0]!);
-const NO_HOLDER: Finding = Object.freeze({ code: FindingCode.NO_HOLDER, severity: 'info', message: 'no visible process holds it (another pid namespace, or /proc is restricted)' });
+const NO_HOLDER: Finding = Object.freeze({
+  code: FindingCode.NO_HOLDER,
+  severity: 'info',
+  message: 'no visible process holds it (another pid namespace, or /proc is restricted)',
+});
 
 function holder(pid: number, ctx: Context): Holder {
   let h = ctx.procs.get(pid);
   if (!h) {
     const mnt = mountNamespace(String(pid));
-    h = { report: holderReport(processInfo(pid)), root: mnt !== undefined && ctx.ourMnt !== undefined && mnt !== ctx.ourMnt ? `/proc/${pid}/root` : '' };
+    h = {
+      report: holderReport(processInfo(pid)),
+      root: mnt !== undefined && ctx.ourMnt !== undefined && mnt !== ctx.ourMnt ? `/proc/${pid}/root` : '',
+    };
     ctx.procs.set(pid, h);
   }
   return h;

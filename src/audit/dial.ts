@@ -50,7 +50,10 @@ async function dialAbstract(name: string, timeout: number): Promise<net.Socket> 
 /** openSocket() bounded by `timeout` ms (ERR_SECPOLICY_TIMEOUT). */
 async function open(address: string, shown: string, timeout: number): Promise<net.Socket> {
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new SecpolicyError(ErrorCode.TIMEOUT, `connecting to ${shown} took longer than ${timeout} ms`, { path: shown })), timeout);
+  const timer = setTimeout(
+    () => controller.abort(new SecpolicyError(ErrorCode.TIMEOUT, `connecting to ${shown} took longer than ${timeout} ms`, { path: shown })),
+    timeout,
+  );
   try {
     return await openSocket(address, controller.signal);
   } finally {

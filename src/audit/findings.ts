@@ -67,7 +67,10 @@ export interface FileCheck {
  * trusted. `root` prefixes every path (e.g. `/proc/PID/root` to look through a
  * container's mount namespace); messages still name the path as given.
  */
-export function checkFile(path: string, options: { root?: string; cache?: DirCache; expect?: { dev: number; ino: number } } = {}): FileCheck {
+export function checkFile(
+  path: string,
+  options: { root?: string; cache?: DirCache; expect?: { dev: number; ino: number } } = {},
+): FileCheck {
   const root = options.root ?? '';
   const cache = options.cache ?? new Map();
   const findings: Finding[] = [];
@@ -75,9 +78,17 @@ export function checkFile(path: string, options: { root?: string; cache?: DirCac
   if (!stat) {
     findings.push(missingOrHidden(root + path, path));
   } else if ((stat.mode & S_IFMT) !== S_IFSOCK) {
-    findings.push({ code: FindingCode.PATH_REPLACED, severity: 'high', message: `${path} is not a socket any more: clients reach something else` });
+    findings.push({
+      code: FindingCode.PATH_REPLACED,
+      severity: 'high',
+      message: `${path} is not a socket any more: clients reach something else`,
+    });
   } else if (options.expect && (options.expect.ino !== Number(stat.ino) || options.expect.dev !== stat.dev)) {
-    findings.push({ code: FindingCode.PATH_REPLACED, severity: 'high', message: `${path} is another socket than the one bound: clients reach a different listener` });
+    findings.push({
+      code: FindingCode.PATH_REPLACED,
+      severity: 'high',
+      message: `${path} is another socket than the one bound: clients reach a different listener`,
+    });
   }
   const owner = stat?.uid ?? 0;
   let reachable = true;
@@ -90,7 +101,12 @@ export function checkFile(path: string, options: { root?: string; cache?: DirCac
     if (d) {
       if (!(d.mode & 0o001)) reachable = false;
       const problem = directoryProblem(d, owner);
-      if (problem) findings.push({ code: FindingCode.INSECURE_DIRECTORY, severity: problem.severity, message: `${dir} ${problem.why}: the socket can be replaced` });
+      if (problem)
+        findings.push({
+          code: FindingCode.INSECURE_DIRECTORY,
+          severity: problem.severity,
+          message: `${dir} ${problem.why}: the socket can be replaced`,
+        });
     }
     if (dir === '/') break;
   }
@@ -99,10 +115,18 @@ export function checkFile(path: string, options: { root?: string; cache?: DirCac
       findings.push(
         reachable
           ? { code: FindingCode.WORLD_WRITABLE, severity: 'medium', message: `mode ${formatMode(stat.mode)}: any user can connect` }
-          : { code: FindingCode.WORLD_WRITABLE, severity: 'low', message: `mode ${formatMode(stat.mode)} lets any user connect, but a directory above it is closed to others` },
+          : {
+              code: FindingCode.WORLD_WRITABLE,
+              severity: 'low',
+              message: `mode ${formatMode(stat.mode)} lets any user connect, but a directory above it is closed to others`,
+            },
       );
     } else if (stat.mode & 0o020) {
-      findings.push({ code: FindingCode.GROUP_WRITABLE, severity: 'info', message: `mode ${formatMode(stat.mode)}: members of gid ${stat.gid} can connect` });
+      findings.push({
+        code: FindingCode.GROUP_WRITABLE,
+        severity: 'info',
+        message: `mode ${formatMode(stat.mode)}: members of gid ${stat.gid} can connect`,
+      });
     }
   }
   return { ...(stat && { stat }), findings, reachable: reachable && stat !== undefined };
@@ -113,10 +137,18 @@ export function checkFile(path: string, options: { root?: string; cache?: DirCac
 function missingOrHidden(file: string, shown: string): Finding {
   try {
     if (lstatSync(file, { throwIfNoEntry: false }) === undefined) {
-      return { code: FindingCode.PATH_MISSING, severity: 'low', message: `${shown} no longer exists: the listener cannot be reached by its path` };
+      return {
+        code: FindingCode.PATH_MISSING,
+        severity: 'low',
+        message: `${shown} no longer exists: the listener cannot be reached by its path`,
+      };
     }
   } catch (e) {
-    return { code: FindingCode.PATH_UNREADABLE, severity: 'info', message: `${shown} cannot be checked (${(e as NodeJS.ErrnoException).code ?? 'error'}): run as root to see it` };
+    return {
+      code: FindingCode.PATH_UNREADABLE,
+      severity: 'info',
+      message: `${shown} cannot be checked (${(e as NodeJS.ErrnoException).code ?? 'error'}): run as root to see it`,
+    };
   }
   return { code: FindingCode.PATH_UNREADABLE, severity: 'info', message: `${shown} cannot be checked: run as root to see it` };
 }
@@ -130,8 +162,13 @@ function directoryProblem(d: FileStat, owner: number): { severity: Severity; why
   return undefined;
 }
 
-
 /** The findings on an abstract socket: anyone in the network namespace can connect. */
 export function abstractFindings(): Finding[] {
-  return [{ code: FindingCode.ABSTRACT_NAMESPACE, severity: 'medium', message: 'abstract socket: no file permissions, any process in the network namespace can connect' }];
+  return [
+    {
+      code: FindingCode.ABSTRACT_NAMESPACE,
+      severity: 'medium',
+      message: 'abstract socket: no file permissions, any process in the network namespace can connect',
+    },
+  ];
 }

@@ -28,7 +28,8 @@ export interface ListeningSocket {
 export function listListening(source: ListSource = 'auto'): ListeningSocket[] {
   let sockets: UnixSocketInfo[];
   if (source === 'proc') sockets = procNetUnix();
-  else if (source === 'netlink' || source === 'auto') sockets = listUnixSockets({ states: ['listen'], fallback: source === 'auto' }).sockets;
+  else if (source === 'netlink' || source === 'auto')
+    sockets = listUnixSockets({ states: ['listen'], fallback: source === 'auto' }).sockets;
   else throw invalidArg('options.source', '"auto", "netlink" or "proc"', source);
   const out: ListeningSocket[] = [];
   for (const s of sockets) {

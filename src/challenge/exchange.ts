@@ -60,7 +60,10 @@ async function bytesFrom(frames: SocketFrames, step: string, fn: () => Uint8Arra
   // The cap on what we send is the widest any receiver can be configured with; the
   // peer's own cap (64 KiB unless raised) is its business.
   if (!(value instanceof Uint8Array) || value.length === 0 || value.length > MAX_MAX_PAYLOAD) {
-    throw new Refusal(`${step} must return 1 to ${MAX_MAX_PAYLOAD} bytes`, value instanceof Uint8Array ? `${value.length} bytes` : typeof value);
+    throw new Refusal(
+      `${step} must return 1 to ${MAX_MAX_PAYLOAD} bytes`,
+      value instanceof Uint8Array ? `${value.length} bytes` : typeof value,
+    );
   }
   return value;
 }
@@ -78,7 +81,10 @@ export async function runExchange(socket: Socket, steps: ExchangeSteps, bounds: 
     throw invalidArg('socket', 'a socket without setEncoding() (apply the policy first)', socket.readableEncoding);
   }
   const frames = new SocketFrames(socket, maxPayload);
-  const timer = setTimeout(() => frames.fail(new SecpolicyError(ErrorCode.TIMEOUT, `challenge exchange did not finish within ${timeout} ms`)), timeout);
+  const timer = setTimeout(
+    () => frames.fail(new SecpolicyError(ErrorCode.TIMEOUT, `challenge exchange did not finish within ${timeout} ms`)),
+    timeout,
+  );
   const onAbort = () => frames.fail(aborted(signal!));
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
@@ -99,9 +105,14 @@ export async function runExchange(socket: Socket, steps: ExchangeSteps, bounds: 
         verified = await frames.guard(steps.verify(challenge, response));
       } catch (e) {
         if (e === frames.failure) throw e;
-        return { ok: false, actual: 'verify() threw', message: `the challenge response was not verified: verify() threw: ${(e as Error)?.message ?? String(e)}` };
+        return {
+          ok: false,
+          actual: 'verify() threw',
+          message: `the challenge response was not verified: verify() threw: ${(e as Error)?.message ?? String(e)}`,
+        };
       }
-      if (verified !== true) return { ok: false, actual: 'a response that did not verify', message: 'the challenge response did not verify' };
+      if (verified !== true)
+        return { ok: false, actual: 'a response that did not verify', message: 'the challenge response did not verify' };
     }
     return { ok: true };
   } catch (e) {

@@ -5,7 +5,17 @@ import { maxPayloadOption } from './frame.js';
 import { readKeyFile } from './key-file.js';
 import { sharedSecretSteps, type Role } from './shared-secret.js';
 
-export { encodeFrame, FrameDecoder, FrameType, HEADER_SIZE, PROTOCOL_VERSION, DEFAULT_MAX_PAYLOAD, MAX_MAX_PAYLOAD, maxPayloadOption, type Frame } from './frame.js';
+export {
+  encodeFrame,
+  FrameDecoder,
+  FrameType,
+  HEADER_SIZE,
+  PROTOCOL_VERSION,
+  DEFAULT_MAX_PAYLOAD,
+  MAX_MAX_PAYLOAD,
+  maxPayloadOption,
+  type Frame,
+} from './frame.js';
 export { runExchange, type ExchangeResult, type ExchangeSteps, type ExchangeBounds } from './exchange.js';
 export { readKeyFile, writeKeyFile, checkKeyLength, MIN_KEY_LENGTH, GENERATED_KEY_BYTES } from './key-file.js';
 export { secretResponse, sharedSecretSteps, NONCE_SIZE, type Role } from './shared-secret.js';

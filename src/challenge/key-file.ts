@@ -19,13 +19,19 @@ export const GENERATED_KEY_BYTES = 32;
 const MAX_KEY_FILE_SIZE = 64 * 1024;
 
 function keyFileError(path: string, message: string, cause?: unknown): SecpolicyError {
-  return new SecpolicyError(ErrorCode.KEY_FILE, `key file ${JSON.stringify(path)}: ${message}`, { path, ...(cause !== undefined && { cause }) });
+  return new SecpolicyError(ErrorCode.KEY_FILE, `key file ${JSON.stringify(path)}: ${message}`, {
+    path,
+    ...(cause !== undefined && { cause }),
+  });
 }
 
 /** Refuses a key shorter than {@link MIN_KEY_LENGTH} with ERR_SECPOLICY_WEAK_SECRET. */
 export function checkKeyLength(key: Uint8Array, where: string): void {
   if (key.length < MIN_KEY_LENGTH) {
-    throw new SecpolicyError(ErrorCode.WEAK_SECRET, `${where}: a shared secret must be at least ${MIN_KEY_LENGTH} bytes long (it has ${key.length})`);
+    throw new SecpolicyError(
+      ErrorCode.WEAK_SECRET,
+      `${where}: a shared secret must be at least ${MIN_KEY_LENGTH} bytes long (it has ${key.length})`,
+    );
   }
 }
 
@@ -50,7 +56,8 @@ export function readKeyFile(path: string): Buffer {
     if (!st.isFile()) throw keyFileError(path, 'is not a regular file');
     const euid = process.geteuid!();
     if (st.uid !== euid && st.uid !== 0) throw keyFileError(path, `is owned by uid ${st.uid}, not by uid ${euid} or root`);
-    if ((st.mode & 0o077) !== 0) throw keyFileError(path, `has mode ${formatMode(st.mode & 0o777)}: group and other permission bits must be clear (chmod 600)`);
+    if ((st.mode & 0o077) !== 0)
+      throw keyFileError(path, `has mode ${formatMode(st.mode & 0o777)}: group and other permission bits must be clear (chmod 600)`);
     if (st.size > MAX_KEY_FILE_SIZE) throw keyFileError(path, `is ${st.size} bytes, more than a key file holds`);
     const content = readFileSync(fd);
     const key = content.length > 0 && content[content.length - 1] === 0x0a ? content.subarray(0, content.length - 1) : content;
@@ -75,7 +82,11 @@ export async function writeKeyFile(path: string): Promise<void> {
     handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') throw new SecpolicyError(ErrorCode.FILE_EXISTS, `${JSON.stringify(path)} already exists; a key file is never overwritten`, { path, cause: e });
+    if (code === 'EEXIST')
+      throw new SecpolicyError(ErrorCode.FILE_EXISTS, `${JSON.stringify(path)} already exists; a key file is never overwritten`, {
+        path,
+        cause: e,
+      });
     throw keyFileError(path, `cannot be created (${code ?? 'error'})`, e);
   }
   try {

@@ -29,7 +29,7 @@ export function sharedSecretSteps(key: Uint8Array, role: Role): ExchangeSteps {
     create: () => ours,
     solve: (challenge) => {
       if (challenge.length !== NONCE_SIZE) throw new Refusal(`the peer's nonce must be ${NONCE_SIZE} bytes`, `${challenge.length} bytes`);
-      if (timingSafeEqual(challenge, ours)) throw new Refusal("the peer sent our own nonce back (reflection)", 'a reflected nonce');
+      if (timingSafeEqual(challenge, ours)) throw new Refusal('the peer sent our own nonce back (reflection)', 'a reflected nonce');
       theirs = challenge;
       return secretResponse(key, role, challenge, ours);
     },

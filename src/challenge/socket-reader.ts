@@ -27,7 +27,8 @@ export class SocketFrames {
     this.#notify();
   };
   readonly #onClose = () => this.fail(new SecpolicyError(ErrorCode.PROTOCOL, 'challenge exchange: the connection closed'));
-  readonly #onError = (cause: NodeJS.ErrnoException) => this.fail(new SecpolicyError(ErrorCode.PROTOCOL, `challenge exchange: socket error (${cause.code ?? cause.message})`, { cause }));
+  readonly #onError = (cause: NodeJS.ErrnoException) =>
+    this.fail(new SecpolicyError(ErrorCode.PROTOCOL, `challenge exchange: socket error (${cause.code ?? cause.message})`, { cause }));
 
   constructor(socket: Socket, maxPayload: number) {
     this.#socket = socket;
@@ -81,7 +82,11 @@ export class SocketFrames {
       this.#pull();
       const frame = this.#pending.shift();
       if (frame) {
-        if (frame.type !== type) throw new SecpolicyError(ErrorCode.PROTOCOL, `challenge frame: expected a ${TYPE_NAME[type]}, received a ${TYPE_NAME[frame.type]}`);
+        if (frame.type !== type)
+          throw new SecpolicyError(
+            ErrorCode.PROTOCOL,
+            `challenge frame: expected a ${TYPE_NAME[type]}, received a ${TYPE_NAME[frame.type]}`,
+          );
         return frame.payload;
       }
       if (this.#ended) {

@@ -112,7 +112,10 @@ export function table<T>(columns: readonly Column<T>[], rows: readonly T[], opti
   let excess = widths.reduce((a, b) => a + b, 0) + GAP * (columns.length - 1) - width;
   // Narrow the widest flexible column first, down to MIN_FLEX; on a very narrow screen,
   // then any column, down to MIN_ANY.
-  for (const [eligible, floor] of [[(i: number) => flex[i]!, MIN_FLEX], [() => true, MIN_ANY]] as const) {
+  for (const [eligible, floor] of [
+    [(i: number) => flex[i]!, MIN_FLEX],
+    [() => true, MIN_ANY],
+  ] as const) {
     while (excess > 0) {
       let widest = -1;
       widths.forEach((w, i) => {
@@ -140,7 +143,12 @@ export function table<T>(columns: readonly Column<T>[], rows: readonly T[], opti
     }
     return lines.join('\n');
   };
-  const out = [render(columns.map((c) => c.header), (t) => colors.bold(t))];
+  const out = [
+    render(
+      columns.map((c) => c.header),
+      (t) => colors.bold(t),
+    ),
+  ];
   rows.forEach((row, r) => out.push(render(cells[r]!, (t, i) => columns[i]!.style?.(t, row, colors) ?? t)));
   return `${out.join('\n')}\n`;
 }

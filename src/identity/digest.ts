@@ -45,7 +45,7 @@ export function executableDigest(proc: string): Digest {
     const opened = keyOf(fstatSync(fd, { bigint: true }));
     const hash = createHash('sha256');
     const buf = (chunk ??= Buffer.allocUnsafe(1 << 20));
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
     const digest = hash.digest('hex');
     if (cache.size >= MAX_CACHED) cache.clear();
     cache.set(opened, digest);

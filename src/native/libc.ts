@@ -48,10 +48,7 @@ let loadError: SecpolicyError | undefined;
 /** Throws ERR_SECPOLICY_UNSUPPORTED_PLATFORM unless this is Linux. */
 export function assertPlatform(): void {
   if (process.platform !== 'linux') {
-    throw new SecpolicyError(
-      ErrorCode.UNSUPPORTED_PLATFORM,
-      `secpolicy supports Linux only; this platform is ${process.platform}`,
-    );
+    throw new SecpolicyError(ErrorCode.UNSUPPORTED_PLATFORM, `secpolicy supports Linux only; this platform is ${process.platform}`);
   }
 }
 
@@ -64,7 +61,9 @@ export function libc(): Libc {
     cached = load();
     return cached;
   } catch (cause) {
-    loadError = new SecpolicyError(ErrorCode.UNSUPPORTED_PLATFORM, `cannot load libc through koffi: ${(cause as Error).message}`, { cause });
+    loadError = new SecpolicyError(ErrorCode.UNSUPPORTED_PLATFORM, `cannot load libc through koffi: ${(cause as Error).message}`, {
+      cause,
+    });
     throw loadError;
   }
 }
@@ -100,10 +99,34 @@ function load(): Libc {
     getsockname: lib.func('int getsockname(int fd, void *addr, void *length)'),
     getpeername: lib.func('int getpeername(int fd, void *addr, void *length)'),
     connect: lib.func('int connect(int fd, void *addr, uint32_t length)'),
-    getpwuid_r: lib.func('getpwuid_r', 'int', ['uint32_t', koffi.out(koffi.pointer(passwd)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
-    getpwnam_r: lib.func('getpwnam_r', 'int', ['const char *', koffi.out(koffi.pointer(passwd)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
-    getgrgid_r: lib.func('getgrgid_r', 'int', ['uint32_t', koffi.out(koffi.pointer(group)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
-    getgrnam_r: lib.func('getgrnam_r', 'int', ['const char *', koffi.out(koffi.pointer(group)), 'void *', 'size_t', koffi.out(koffi.pointer('void *'))]),
+    getpwuid_r: lib.func('getpwuid_r', 'int', [
+      'uint32_t',
+      koffi.out(koffi.pointer(passwd)),
+      'void *',
+      'size_t',
+      koffi.out(koffi.pointer('void *')),
+    ]),
+    getpwnam_r: lib.func('getpwnam_r', 'int', [
+      'const char *',
+      koffi.out(koffi.pointer(passwd)),
+      'void *',
+      'size_t',
+      koffi.out(koffi.pointer('void *')),
+    ]),
+    getgrgid_r: lib.func('getgrgid_r', 'int', [
+      'uint32_t',
+      koffi.out(koffi.pointer(group)),
+      'void *',
+      'size_t',
+      koffi.out(koffi.pointer('void *')),
+    ]),
+    getgrnam_r: lib.func('getgrnam_r', 'int', [
+      'const char *',
+      koffi.out(koffi.pointer(group)),
+      'void *',
+      'size_t',
+      koffi.out(koffi.pointer('void *')),
+    ]),
     syscall3: lib.func('long syscall(long number, long a, long b, long c)'),
     syscall4: lib.func('long syscall(long number, long a, long b, long c, long d)'),
     close: lib.func('int close(int fd)'),

@@ -89,12 +89,14 @@ function openDiagIn(fd: number): number {
   let home: number | undefined;
   try {
     home = openSync('/proc/thread-self/ns/net', 'r');
-    if (c.setns(target, CLONE_NEWNET) !== 0) throw errnoError('setns(CLONE_NEWNET)', c.errno(), ErrorCode.NATIVE, "entering the socket's network namespace needs root");
+    if (c.setns(target, CLONE_NEWNET) !== 0)
+      throw errnoError('setns(CLONE_NEWNET)', c.errno(), ErrorCode.NATIVE, "entering the socket's network namespace needs root");
     try {
       return openDiag();
     } finally {
       // Without this the thread would stay in the peer's namespace: never skip it.
-      if (c.setns(home, CLONE_NEWNET) !== 0) throw errnoError('setns(CLONE_NEWNET)', c.errno(), ErrorCode.NATIVE, 'cannot return to our network namespace');
+      if (c.setns(home, CLONE_NEWNET) !== 0)
+        throw errnoError('setns(CLONE_NEWNET)', c.errno(), ErrorCode.NATIVE, 'cannot return to our network namespace');
     }
   } finally {
     c.close(target);
@@ -134,7 +136,12 @@ function receive(fd: number, expectSeq: number, dump: boolean, onMessage: (buf: 
     if (n < 0) {
       const errno = c.errno();
       if (errno === Errno.EINTR) continue;
-      throw errnoError('recv(NETLINK_SOCK_DIAG)', errno, ErrorCode.NATIVE, errno === Errno.EAGAIN ? 'the kernel sent an incomplete answer' : '');
+      throw errnoError(
+        'recv(NETLINK_SOCK_DIAG)',
+        errno,
+        ErrorCode.NATIVE,
+        errno === Errno.EAGAIN ? 'the kernel sent an incomplete answer' : '',
+      );
     }
     if (n === 0) throw new SecpolicyError(ErrorCode.NATIVE, 'recv(NETLINK_SOCK_DIAG) returned no data');
     let off = 0;
@@ -242,13 +249,20 @@ export function dumpUnixSockets(states: number = ALL_STATES): UnixSocketInfo[] {
 export function listUnixSockets(options: ListUnixSocketsOptions = {}): UnixSocketList {
   if (typeof options !== 'object' || options === null) throw invalidArg('options', 'an object', options);
   const mask = stateMask(options.states);
-  if (options.fallback !== undefined && typeof options.fallback !== 'boolean') throw invalidArg('options.fallback', 'a boolean', options.fallback);
+  if (options.fallback !== undefined && typeof options.fallback !== 'boolean')
+    throw invalidArg('options.fallback', 'a boolean', options.fallback);
   try {
     return { source: 'netlink', sockets: dumpUnixSockets(mask) };
   } catch (e) {
     if (options.fallback === false) throw e;
     const sockets = procNetUnix();
-    return { source: 'proc', sockets: mask === ALL_STATES ? sockets : sockets.filter((s) => (mask & (1 << (STATE_CODES[s.state as keyof typeof STATE_CODES] ?? 31))) !== 0) };
+    return {
+      source: 'proc',
+      sockets:
+        mask === ALL_STATES
+          ? sockets
+          : sockets.filter((s) => (mask & (1 << (STATE_CODES[s.state as keyof typeof STATE_CODES] ?? 31))) !== 0),
+    };
   }
 }
 

@@ -41,5 +41,10 @@ export function connectAbstract(name: string): number {
 
 function connectError(name: string, syscall: string, errno: number): SecpolicyError {
   const code = Object.entries(constants.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
-  return new SecpolicyError(ErrorCode.CONNECT, `cannot connect to @${name}: ${code}`, { errno, syscall, path: `@${name}`, errnoName: code });
+  return new SecpolicyError(ErrorCode.CONNECT, `cannot connect to @${name}: ${code}`, {
+    errno,
+    syscall,
+    path: `@${name}`,
+    errnoName: code,
+  });
 }

@@ -43,18 +43,31 @@ export async function connect(options: ConnectOptions): Promise<net.Socket> {
   // One signal ends everything in progress: the caller's abort or our deadline.
   const deadline = Date.now() + timeout;
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new SecpolicyError(ErrorCode.TIMEOUT, `connecting to and verifying ${display(path)} took longer than ${timeout} ms`, { path })), timeout);
+  const timer = setTimeout(
+    () =>
+      controller.abort(
+        new SecpolicyError(ErrorCode.TIMEOUT, `connecting to and verifying ${display(path)} took longer than ${timeout} ms`, { path }),
+      ),
+    timeout,
+  );
   const onAbort = (): void => controller.abort(aborted());
   signal?.addEventListener('abort', onAbort, { once: true });
   let socket: net.Socket | undefined;
   try {
     socket = await openSocket(path, controller.signal);
     const decision = await untilAborted(
-      policy.apply(socket, { side: 'client', timeout: Math.max(1, deadline - Date.now()), signal: controller.signal, socketPath: display(path), ...(o.maxPayload !== undefined && { maxPayload: o.maxPayload }) }),
+      policy.apply(socket, {
+        side: 'client',
+        timeout: Math.max(1, deadline - Date.now()),
+        signal: controller.signal,
+        socketPath: display(path),
+        ...(o.maxPayload !== undefined && { maxPayload: o.maxPayload }),
+      }),
       controller.signal,
     );
     if (!decision.allowed) throw deniedError(path, decision);
-    if (socket.destroyed) throw new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, `${display(path)} closed the connection during verification`, { path });
+    if (socket.destroyed)
+      throw new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, `${display(path)} closed the connection during verification`, { path });
     rememberPeer(socket, decision.peer);
     socket.off('error', ignore);
     return socket;

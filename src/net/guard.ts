@@ -17,12 +17,20 @@ export type GuardOptions = VerifyOptions;
  * expect them. Returns the server.
  */
 export function guard<S extends Server>(server: S, policy: Policy, options?: GuardOptions): S {
-  if (typeof server !== 'object' || server === null || typeof (server as Server).listen !== 'function' || typeof (server as Server).emit !== 'function') {
+  if (
+    typeof server !== 'object' ||
+    server === null ||
+    typeof (server as Server).listen !== 'function' ||
+    typeof (server as Server).emit !== 'function'
+  ) {
     throw invalidArg('server', 'a net.Server', server);
   }
   if (!(policy instanceof Policy)) throw invalidArg('policy', 'a Policy', policy);
   if (policy.hasChallenge) {
-    throw new SecpolicyError(ErrorCode.ASYNC_RULE, 'guard() cannot run a challenge on a server whose protocol does not speak it: use createServer()');
+    throw new SecpolicyError(
+      ErrorCode.ASYNC_RULE,
+      'guard() cannot run a challenge on a server whose protocol does not speak it: use createServer()',
+    );
   }
   installVerifier(server, verifierConfig(policy, v.options<GuardOptions>('options', options), 'guard', 'options'));
   return server;

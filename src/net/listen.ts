@@ -51,11 +51,13 @@ const MAX_PATH_BYTES = 107;
  * umask cannot be changed from a worker). Node removes the file when the server closes.
  */
 export async function listen(server: Server, path: string, options?: ListenOptions): Promise<void> {
-  if (typeof server !== 'object' || server === null || typeof (server as Server).listen !== 'function') throw invalidArg('server', 'a net.Server', server);
+  if (typeof server !== 'object' || server === null || typeof (server as Server).listen !== 'function')
+    throw invalidArg('server', 'a net.Server', server);
   if (server.listening) throw invalidArg('server', 'a server that is not listening yet', server);
   if (!v.isName(path)) throw invalidArg('path', 'a non-empty socket file path (abstract sockets have no file)', path);
   const file = resolve(path);
-  if (Buffer.byteLength(file) > MAX_PATH_BYTES) throw invalidArg('path', `a path of at most ${MAX_PATH_BYTES} bytes (the sun_path limit)`, file);
+  if (Buffer.byteLength(file) > MAX_PATH_BYTES)
+    throw invalidArg('path', `a path of at most ${MAX_PATH_BYTES} bytes (the sun_path limit)`, file);
   const o = v.options<ListenOptions>('options', options);
   const mode = v.mode('options.mode', o.mode ?? 0o600);
   const uid = o.owner === undefined ? -1 : resolveId('options.owner', o.owner, uidOf, 'user');
@@ -66,7 +68,10 @@ export async function listen(server: Server, path: string, options?: ListenOptio
   if (o.allowInsecureDirectory !== undefined && typeof o.allowInsecureDirectory !== 'boolean') {
     throw invalidArg('options.allowInsecureDirectory', 'a boolean', o.allowInsecureDirectory);
   }
-  if (!isMainThread) throw new SecpolicyError(ErrorCode.UNSAFE_PATH, `${file}: listen() sets the umask around bind, which only the main thread can do`, { path: file });
+  if (!isMainThread)
+    throw new SecpolicyError(ErrorCode.UNSAFE_PATH, `${file}: listen() sets the umask around bind, which only the main thread can do`, {
+      path: file,
+    });
 
   if (!o.allowInsecureDirectory) checkDirectories(file);
   await clearStaleSocket(file);
@@ -83,7 +88,8 @@ export async function listen(server: Server, path: string, options?: ListenOptio
     await listening;
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') throw new SecpolicyError(ErrorCode.ADDRESS_IN_USE, `${file}: another process created the path first`, { path: file, cause });
+    if (code === 'EADDRINUSE')
+      throw new SecpolicyError(ErrorCode.ADDRESS_IN_USE, `${file}: another process created the path first`, { path: file, cause });
     throw new SecpolicyError(ErrorCode.UNSAFE_PATH, `${file}: cannot listen (${code ?? (cause as Error).message})`, { path: file, cause });
   }
   try {
@@ -93,7 +99,11 @@ export async function listen(server: Server, path: string, options?: ListenOptio
     server.close();
     if (cause instanceof SecpolicyError) throw cause;
     const code = (cause as NodeJS.ErrnoException).code;
-    throw new SecpolicyError(ErrorCode.NATIVE, `${file}: cannot give the socket file owner ${uid} and group ${gid} (${code})`, { path: file, syscall: 'lchown', cause });
+    throw new SecpolicyError(ErrorCode.NATIVE, `${file}: cannot give the socket file owner ${uid} and group ${gid} (${code})`, {
+      path: file,
+      syscall: 'lchown',
+      cause,
+    });
   }
   log('listen %s mode %s owner %d group %d', file, formatMode(mode), uid, gid);
 }

@@ -46,11 +46,17 @@ export function checkDirectories(path: string): void {
 
 function checkDirectory(path: string, dir: string, s: Stats, me: number): void {
   if (s.uid !== 0 && s.uid !== me) {
-    throw unsafe(path, `${s.isSymbolicLink() ? 'symbolic link' : 'directory'} ${dir} belongs to uid ${s.uid}, who could replace the socket file; pass allowInsecureDirectory to use it anyway`);
+    throw unsafe(
+      path,
+      `${s.isSymbolicLink() ? 'symbolic link' : 'directory'} ${dir} belongs to uid ${s.uid}, who could replace the socket file; pass allowInsecureDirectory to use it anyway`,
+    );
   }
   // A link's own mode means nothing; the directory holding it is checked in its turn.
   if (!s.isSymbolicLink() && s.mode & 0o002 && !(s.mode & S_ISVTX)) {
-    throw unsafe(path, `directory ${dir} is writable by every user without the sticky bit (mode ${formatMode(s.mode)}); pass allowInsecureDirectory to use it anyway`);
+    throw unsafe(
+      path,
+      `directory ${dir} is writable by every user without the sticky bit (mode ${formatMode(s.mode)}); pass allowInsecureDirectory to use it anyway`,
+    );
   }
 }
 
@@ -79,10 +85,15 @@ function probe(path: string): Promise<'live' | 'stale' | string> {
       resolve('live');
       // Hang up politely (read what it says, then end) so that the live server sees an
       // ordinary close rather than a reset; cut it off if it keeps the line open.
-      socket.on('error', () => {}).resume().end();
+      socket
+        .on('error', () => {})
+        .resume()
+        .end();
       setTimeout(() => socket.destroy(), PROBE_TIMEOUT).unref();
     });
-    socket.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' ? 'stale' : e.code === 'EAGAIN' ? 'live' : (e.code ?? 'error')));
+    socket.once('error', (e: NodeJS.ErrnoException) =>
+      done(e.code === 'ECONNREFUSED' ? 'stale' : e.code === 'EAGAIN' ? 'live' : (e.code ?? 'error')),
+    );
   });
 }
 
@@ -102,11 +113,13 @@ export async function clearStaleSocket(path: string): Promise<void> {
   // The probe took a turn of the event loop: remove only the very socket that was probed.
   const now = lstatOrUndefined(path);
   if (now === undefined) return;
-  if (!now.isSocket() || now.ino !== before.ino || now.dev !== before.dev) throw unsafe(path, 'was replaced while it was being checked; it is not removed');
+  if (!now.isSocket() || now.ino !== before.ino || now.dev !== before.dev)
+    throw unsafe(path, 'was replaced while it was being checked; it is not removed');
   try {
     unlinkSync(path);
   } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw unsafe(path, `cannot remove the stale socket (${(cause as NodeJS.ErrnoException).code})`, cause);
+    if ((cause as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw unsafe(path, `cannot remove the stale socket (${(cause as NodeJS.ErrnoException).code})`, cause);
   }
 }
 

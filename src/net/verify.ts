@@ -46,7 +46,12 @@ export interface VerifierConfig {
 const GUARDED = Symbol.for('secpolicy.guarded');
 
 /** @internal Validates the options shared by createServer() and guard(). */
-export function verifierConfig(policy: Policy, options: Partial<VerifyOptions>, source: VerifierConfig['source'], where: string): VerifierConfig {
+export function verifierConfig(
+  policy: Policy,
+  options: Partial<VerifyOptions>,
+  source: VerifierConfig['source'],
+  where: string,
+): VerifierConfig {
   const handshakeTimeout = v.timeout(`${where}.handshakeTimeout`, options.handshakeTimeout, DEFAULT_HANDSHAKE_TIMEOUT);
   const max = options.maxConnectionsPerUid;
   if (max !== undefined && (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 1)) {
@@ -148,5 +153,7 @@ const closedDuringVerification = (): SecpolicyError =>
 /** @internal Any failure of a verification as a SecpolicyError (fail closed, never crash). */
 export function asError(error: unknown): SecpolicyError {
   if (isSecpolicyError(error)) return error;
-  return new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, `verification failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  return new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, `verification failed: ${(error as Error)?.message ?? String(error)}`, {
+    cause: error,
+  });
 }

@@ -51,7 +51,12 @@ export function allOf(rules: readonly Rule[]): Rule {
     expected: rules.map(describeRule),
     async: rules.some((r) => r.async),
     check: (peer, context) =>
-      combine(rules, (failures) => (failures.length === 0 ? PASS : fail(failures, failures.map((f) => f.message).join('; '), flagsOf(failures))), peer, context),
+      combine(
+        rules,
+        (failures) => (failures.length === 0 ? PASS : fail(failures, failures.map((f) => f.message).join('; '), flagsOf(failures))),
+        peer,
+        context,
+      ),
   };
 }
 
@@ -95,7 +100,8 @@ export function anyOfSync(rules: readonly Rule[]): Rule {
 
 /** The member must not hold. */
 export function not(rule: Rule): Rule {
-  const invert = (r: Check): Check => (r.pass ? fail(describeRule(rule), `the peer matches ${JSON.stringify(describeRule(rule))}, which is excluded`) : PASS);
+  const invert = (r: Check): Check =>
+    r.pass ? fail(describeRule(rule), `the peer matches ${JSON.stringify(describeRule(rule))}, which is excluded`) : PASS;
   return {
     name: 'not',
     flag: rule.flag,

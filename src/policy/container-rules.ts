@@ -20,7 +20,9 @@ const HEX64 = /^[0-9a-fA-F]{64}$/;
 
 /** The peer's executable has one of these SHA-256 digests (hex). */
 export function programDigestRule(value: string | string[]): Rule {
-  const list = v.oneOrMany('programDigest', value, (x): x is string => typeof x === 'string' && HEX64.test(x), 'a SHA-256 digest (64 hex digits)').map((d) => d.toLowerCase());
+  const list = v
+    .oneOrMany('programDigest', value, (x): x is string => typeof x === 'string' && HEX64.test(x), 'a SHA-256 digest (64 hex digits)')
+    .map((d) => d.toLowerCase());
   return {
     name: 'programDigest',
     flag: Result.PROGRAM_DIGEST,
@@ -29,7 +31,9 @@ export function programDigestRule(value: string | string[]): Rule {
       const r = peer.attempt('programDigest');
       if (!r.ok) return fail(undefined, `peer program digest unknown: ${r.reason}`);
       const digest = r.value as string;
-      return list.includes(digest) ? PASS : fail(digest, `peer program ${peer.program ?? '(unreadable)'} has SHA-256 ${digest}, not an allowed digest`);
+      return list.includes(digest)
+        ? PASS
+        : fail(digest, `peer program ${peer.program ?? '(unreadable)'} has SHA-256 ${digest}, not an allowed digest`);
     },
   };
 }
@@ -41,7 +45,8 @@ function containerMatch(value: unknown): { id?: readonly string[]; idPrefix?: st
   if (value === true || value === undefined) return {};
   const o = v.options<{ id: unknown; idPrefix: unknown; runtime: unknown }>('container', value);
   for (const key of Object.keys(o)) {
-    if (key !== 'id' && key !== 'idPrefix' && key !== 'runtime') throw invalidArg(`container.${key}`, 'not present (known keys: id, idPrefix, runtime)', o[key as 'id']);
+    if (key !== 'id' && key !== 'idPrefix' && key !== 'runtime')
+      throw invalidArg(`container.${key}`, 'not present (known keys: id, idPrefix, runtime)', o[key as 'id']);
   }
   const out: { id?: readonly string[]; idPrefix?: string; runtime?: readonly string[] } = {};
   if (o.id !== undefined) out.id = v.names('container.id', o.id);
@@ -69,7 +74,8 @@ export function containerRule(value: ContainerMatch = true): Rule {
       const what = `${c.runtime} container ${c.id}`;
       if (m.runtime && !m.runtime.includes(c.runtime)) return fail(c, `peer runs in a ${what}, not a ${m.runtime.join(' or ')} container`);
       if (m.id && !m.id.includes(c.id)) return fail(c, `peer runs in ${what}, not in ${m.id.join(' or ')}`);
-      if (m.idPrefix !== undefined && !c.id.startsWith(m.idPrefix)) return fail(c, `peer runs in ${what}, whose id does not start with ${m.idPrefix}`);
+      if (m.idPrefix !== undefined && !c.id.startsWith(m.idPrefix))
+        return fail(c, `peer runs in ${what}, whose id does not start with ${m.idPrefix}`);
       return PASS;
     },
   };
@@ -88,12 +94,20 @@ function namespacesOf(peer: Peer, kinds: readonly NamespaceKind[]): Check {
   const differ = kinds.filter((k) => theirs[k] !== ours[k]);
   if (differ.length === 0) return PASS;
   const actual = Object.fromEntries(differ.map((k) => [k, theirs[k]]));
-  return fail(actual, `peer is in other ${differ.join(', ')} namespace${differ.length > 1 ? 's' : ''} than ours (${differ.map((k) => `${k}:[${theirs[k]}] vs [${ours[k]}]`).join(', ')})`);
+  return fail(
+    actual,
+    `peer is in other ${differ.join(', ')} namespace${differ.length > 1 ? 's' : ''} than ours (${differ.map((k) => `${k}:[${theirs[k]}] vs [${ours[k]}]`).join(', ')})`,
+  );
 }
 
 /** The peer shares every one of the listed namespaces with us. */
 export function sameNamespaceRule(kinds: NamespaceKind | NamespaceKind[]): Rule {
-  const list = v.oneOrMany('sameNamespace', kinds, (x): x is NamespaceKind => (NAMESPACE_KINDS as readonly unknown[]).includes(x), `one of ${NAMESPACE_KINDS.join(', ')}`);
+  const list = v.oneOrMany(
+    'sameNamespace',
+    kinds,
+    (x): x is NamespaceKind => (NAMESPACE_KINDS as readonly unknown[]).includes(x),
+    `one of ${NAMESPACE_KINDS.join(', ')}`,
+  );
   return {
     name: 'sameNamespace',
     flag: Result.NAMESPACE,

@@ -58,12 +58,16 @@ export async function loadPolicy(file: string): Promise<Policy> {
     // Checked on the open file, so that what is checked is what is read.
     const stat = await handle.stat();
     if (!stat.isFile()) throw new Error('not a regular file');
-    if (stat.mode & 0o002) throw unsafe(file, `is writable by every user (mode ${formatMode(stat.mode)}): anyone could change who is allowed`);
+    if (stat.mode & 0o002)
+      throw unsafe(file, `is writable by every user (mode ${formatMode(stat.mode)}): anyone could change who is allowed`);
     if (stat.size > MAX_FILE_BYTES) throw new Error(`the file is larger than ${MAX_FILE_BYTES} bytes`);
     text = new TextDecoder('utf-8', { fatal: true }).decode(await handle.readFile());
   } catch (e) {
     if (isSecpolicyError(e)) throw e;
-    throw new SecpolicyError(ErrorCode.POLICY_FILE, `${file}: cannot read the policy file: ${(e as Error).message}`, { cause: e, path: file });
+    throw new SecpolicyError(ErrorCode.POLICY_FILE, `${file}: cannot read the policy file: ${(e as Error).message}`, {
+      cause: e,
+      path: file,
+    });
   } finally {
     await handle?.close();
   }
@@ -76,10 +80,12 @@ function unsafe(file: string, why: string): SecpolicyError {
 
 /** Turns the plain document into a Policy. */
 function build(doc: unknown, walk: Walk, source: string | undefined): Policy {
-  if (doc === null || doc === undefined) walk.fail([], 'the policy is empty: write at least one rule (an empty policy would allow every peer)');
+  if (doc === null || doc === undefined)
+    walk.fail([], 'the policy is empty: write at least one rule (an empty policy would allow every peer)');
   if (Array.isArray(doc)) return new Policy().rule(ruleOf(doc, [], walk), 'anyOf');
   if (!isMapping(doc)) walk.fail([], `must be a rule object (a mapping such as { uid: 0 }). Received ${show(doc)}`);
-  if ('version' in doc && !VERSIONS.includes(doc.version)) walk.fail(['version'], `must be 1 (the only policy file version). Received ${show(doc.version)}`);
+  if ('version' in doc && !VERSIONS.includes(doc.version))
+    walk.fail(['version'], `must be 1 (the only policy file version). Received ${show(doc.version)}`);
   if ('strict' in doc && typeof doc.strict !== 'boolean') walk.fail(['strict'], `must be true or false. Received ${show(doc.strict)}`);
   const rules = rulesOf(doc, [], walk, true);
   const policy = new Policy({ strict: doc.strict === true });
@@ -95,11 +101,16 @@ function build(doc: unknown, walk: Walk, source: string | undefined): Policy {
 function keyFileOf(value: unknown, walk: Walk, source: string | undefined): string {
   const at = ['sharedSecret'];
   if (!isMapping(value)) {
-    walk.fail(at, `must be { keyFile: <path> }; inline secrets are refused in policy files (they end up in repositories and readable files). Received ${secretShape(value)}`);
+    walk.fail(
+      at,
+      `must be { keyFile: <path> }; inline secrets are refused in policy files (they end up in repositories and readable files). Received ${secretShape(value)}`,
+    );
   }
   for (const key of Object.keys(value)) {
     if (key !== 'keyFile') {
-      const why = /secret|key|hex|base64/i.test(key) ? 'inline secrets are refused in policy files: put the key in a file and give its path as keyFile' : `unknown key "${key}": only keyFile is allowed`;
+      const why = /secret|key|hex|base64/i.test(key)
+        ? 'inline secrets are refused in policy files: put the key in a file and give its path as keyFile'
+        : `unknown key "${key}": only keyFile is allowed`;
       walk.fail([...at, key], why, true);
     }
   }
@@ -120,8 +131,13 @@ export function formatPath(path: FieldPath): string {
 }
 
 function fileError(source: string | undefined, path: FieldPath, line: number | undefined, message: string): SecpolicyError {
-  const where = [source && `${source}:`, path.length ? formatPath(path) : 'document', line !== undefined && `(line ${line})`].filter(Boolean).join(' ');
-  return new SecpolicyError(ErrorCode.POLICY_FILE, `${where}: ${message}`, { field: formatPath(path), ...(line !== undefined && { line }) });
+  const where = [source && `${source}:`, path.length ? formatPath(path) : 'document', line !== undefined && `(line ${line})`]
+    .filter(Boolean)
+    .join(' ');
+  return new SecpolicyError(ErrorCode.POLICY_FILE, `${where}: ${message}`, {
+    field: formatPath(path),
+    ...(line !== undefined && { line }),
+  });
 }
 
 /** A document given as an object: paths but no lines. */
@@ -149,7 +165,10 @@ class TextSource implements Walk {
       const line = error.linePos?.[0].line;
       const what = error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
       const where = [name && `${name}:`, line !== undefined ? `line ${line}` : 'document'].filter(Boolean).join(' ');
-      throw new SecpolicyError(ErrorCode.POLICY_FILE, `${where}: not valid YAML or JSON: ${what}`, { cause: error, ...(line !== undefined && { line }) });
+      throw new SecpolicyError(ErrorCode.POLICY_FILE, `${where}: not valid YAML or JSON: ${what}`, {
+        cause: error,
+        ...(line !== undefined && { line }),
+      });
     }
   }
 
@@ -158,7 +177,11 @@ class TextSource implements Walk {
     try {
       return this.#doc.toJS({ maxAliasCount: 100 });
     } catch (e) {
-      throw new SecpolicyError(ErrorCode.POLICY_FILE, `${this.#name ? `${this.#name}: ` : ''}cannot read the document: ${(e as Error).message}`, { cause: e });
+      throw new SecpolicyError(
+        ErrorCode.POLICY_FILE,
+        `${this.#name ? `${this.#name}: ` : ''}cannot read the document: ${(e as Error).message}`,
+        { cause: e },
+      );
     }
   }
 

@@ -5,7 +5,16 @@
 import { channel } from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
-import { checkKeyLength, maxPayloadOption, runChallenge, type ChallengeConfig, type ChallengeCreate, type ChallengeSolve, type ChallengeVerify, type SharedSecret } from '../challenge/index.js';
+import {
+  checkKeyLength,
+  maxPayloadOption,
+  runChallenge,
+  type ChallengeConfig,
+  type ChallengeCreate,
+  type ChallengeSolve,
+  type ChallengeVerify,
+  type SharedSecret,
+} from '../challenge/index.js';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Peer, type PeerOptions } from '../identity/peer.js';
 import { allOf, anyOfSync, not, record, runRules } from './combinators.js';
@@ -264,7 +273,12 @@ export class Policy {
     if (failures.length === 0 && this.hasChallenge) {
       const verified = await runChallenge(socket, this.#challenge, { role: peer.side, timeout, maxPayload, ...(signal && { signal }) });
       if (verified.ok === false) {
-        failures.push(record({ name: 'challenge', flag: Result.CHALLENGE, expected: 'a valid response', check: () => ({ pass: true }) }, { pass: false, actual: verified.actual, message: verified.message }));
+        failures.push(
+          record(
+            { name: 'challenge', flag: Result.CHALLENGE, expected: 'a valid response', check: () => ({ pass: true }) },
+            { pass: false, actual: verified.actual, message: verified.message },
+          ),
+        );
       }
     }
     return decide(peer, failures);
@@ -289,7 +303,10 @@ export class Policy {
       throw error;
     }
     if (isThenable(failures)) {
-      failures.then(() => peer.release(), () => peer.release());
+      failures.then(
+        () => peer.release(),
+        () => peer.release(),
+      );
       throw new SecpolicyError(ErrorCode.ASYNC_RULE, 'a callback of this policy returned a promise: use apply()');
     }
     peer.release();
@@ -322,7 +339,8 @@ function decide(peer: Peer, failures: Failure[]): Decision {
   for (const f of failures) result |= f.flag;
   const decision: Decision = { result, allowed: result === 0, peer, failures };
   if (decisionChannel.hasSubscribers) decisionChannel.publish(decision);
-  if (result !== 0) log('denied pid=%d uid=%d result=0x%s: %s', peer.pid, peer.uid, result.toString(16), failures.map((f) => f.message).join('; '));
+  if (result !== 0)
+    log('denied pid=%d uid=%d result=0x%s: %s', peer.pid, peer.uid, result.toString(16), failures.map((f) => f.message).join('; '));
   return decision;
 }
 

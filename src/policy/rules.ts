@@ -23,7 +23,8 @@ export function uidRule(value: number | number[]): Rule {
     name: 'uid',
     flag: Result.UID,
     expected: anyOf(list),
-    check: (peer) => unmapped(peer, 'uid') ?? (list.includes(peer.uid) ? PASS : fail(peer.uid, `peer uid ${peer.uid} is not ${show(list)}`)),
+    check: (peer) =>
+      unmapped(peer, 'uid') ?? (list.includes(peer.uid) ? PASS : fail(peer.uid, `peer uid ${peer.uid} is not ${show(list)}`)),
   };
 }
 
@@ -34,7 +35,8 @@ export function gidRule(value: number | number[]): Rule {
     name: 'gid',
     flag: Result.GID,
     expected: anyOf(list),
-    check: (peer) => unmapped(peer, 'gid') ?? (list.includes(peer.gid) ? PASS : fail(peer.gid, `peer gid ${peer.gid} is not ${show(list)}`)),
+    check: (peer) =>
+      unmapped(peer, 'gid') ?? (list.includes(peer.gid) ? PASS : fail(peer.gid, `peer gid ${peer.gid} is not ${show(list)}`)),
   };
 }
 

@@ -44,9 +44,16 @@ export const RULE_KEYS: Readonly<Record<string, RuleMaker>> = Object.freeze(
     label: (value: unknown) => labelRule(value as string, 'label'),
     programDigest: (value: unknown, path: FieldPath, walk: Walk) => programDigestRule(asWritten(value, path, walk) as string),
     container: (value: unknown, path: FieldPath, walk: Walk) =>
-      value === true || isMapping(value) ? containerRule(value as ContainerMatch) : walk.fail(path, `must be true (any container) or { id, idPrefix, runtime }; for "not in a container" write not: { container: true } or host: true. Received ${show(value)}`),
+      value === true || isMapping(value)
+        ? containerRule(value as ContainerMatch)
+        : walk.fail(
+            path,
+            `must be true (any container) or { id, idPrefix, runtime }; for "not in a container" write not: { container: true } or host: true. Received ${show(value)}`,
+          ),
     host: (value: unknown, path: FieldPath, walk: Walk) =>
-      value === true ? hostRule() : walk.fail(path, `must be true; for "not on this host" write not: { host: true }. Received ${show(value)}`),
+      value === true
+        ? hostRule()
+        : walk.fail(path, `must be true; for "not on this host" write not: { host: true }. Received ${show(value)}`),
     sameNamespace: (value: unknown) => sameNamespaceRule(value as NamespaceKind),
   } satisfies Record<string, RuleMaker>),
 );

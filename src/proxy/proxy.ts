@@ -60,11 +60,17 @@ export async function createProxy(options: ProxyOptions): Promise<net.Server> {
 
   const active: Active = { pairs: new Set() };
   const server = createServer(
-    { policy: o.policy, allowHalfOpen: true, highWaterMark: HIGH_WATER_MARK, ...(o.handshakeTimeout !== undefined && { handshakeTimeout: o.handshakeTimeout }) },
+    {
+      policy: o.policy,
+      allowHalfOpen: true,
+      highWaterMark: HIGH_WATER_MARK,
+      ...(o.handshakeTimeout !== undefined && { handshakeTimeout: o.handshakeTimeout }),
+    },
     (client, peer) => {
       const upstream = net.connect({ path: target, allowHalfOpen: true, highWaterMark: HIGH_WATER_MARK } as net.NetConnectOpts);
       const pair = splice(client, upstream, {
-        onTargetError: (reason) => log(`target ${target} unavailable for pid=${peer.pid} uid=${peer.uid}: ${reason}; client connection closed`),
+        onTargetError: (reason) =>
+          log(`target ${target} unavailable for pid=${peer.pid} uid=${peer.uid}: ${reason}; client connection closed`),
         onClosed: () => {
           active.pairs.delete(pair);
           if (active.pairs.size === 0) active.drained?.();
@@ -75,7 +81,10 @@ export async function createProxy(options: ProxyOptions): Promise<net.Server> {
   );
   server.on('denied', (reason: Decision | SecpolicyError) => log(deniedLine(reason)));
   proxies.set(server, active);
-  await listen(server, o.listen, { mode, ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }) });
+  await listen(server, o.listen, {
+    mode,
+    ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
+  });
   return server;
 }
 
@@ -102,7 +111,8 @@ export async function closeProxy(server: net.Server, options?: CloseProxyOptions
   const active = proxies.get(server);
   if (!active) throw invalidArg('server', 'a server made by createProxy()', server);
   const grace = v.options<CloseProxyOptions>('options', options).grace ?? 10_000;
-  if (typeof grace !== 'number' || !(grace >= 0) || grace > 2 ** 31 - 1) throw invalidArg('options.grace', 'a number of milliseconds from 0', grace);
+  if (typeof grace !== 'number' || !(grace >= 0) || grace > 2 ** 31 - 1)
+    throw invalidArg('options.grace', 'a number of milliseconds from 0', grace);
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   const drained = new Promise<void>((resolve) => {
     if (active.pairs.size === 0) resolve();

@@ -11,7 +11,13 @@ const DAEMON = { uid: 1, gid: 1 };
 
 function byPath(reports: SocketReport[], path: string): SocketReport {
   const r = reports.find((x) => x.path === path);
-  assert.ok(r, `audit lists ${path} (${reports.length} sockets: ${reports.slice(0, 5).map((x) => x.path).join(", ")})`);
+  assert.ok(
+    r,
+    `audit lists ${path} (${reports.length} sockets: ${reports
+      .slice(0, 5)
+      .map((x) => x.path)
+      .join(', ')})`,
+  );
   return r;
 }
 
@@ -19,59 +25,66 @@ function codes(r: SocketReport): string[] {
   return r.findings.map((f) => f.code).sort();
 }
 
-test('audit lists the same listening sockets as ss -xlp, with the same holders', { skip: needRoot() || needCommand('ss', 'setpriv') }, async (t) => {
-  const tmp = tempDir('secpolicy-audit-ss-');
-  t.after(() => tmp.cleanup());
-  const daemonDir = tmp.path('daemon');
-  mkdirSync(daemonDir, { mode: 0o755 });
-  chownSync(daemonDir, DAEMON.uid, DAEMON.gid);
-  const abstract = `@secpolicy-audit-${randomBytes(6).toString('hex')}`;
-  const server = await listenOn(tmp.path('node.sock'), () => {});
-  t.after(() => closeServer(server));
-  const asRoot = await holdSockets([{ address: abstract }, { address: tmp.path('with space.sock') }]);
-  t.after(asRoot.stop);
-  const asDaemon = await holdSockets([{ address: `${daemonDir}/seq.sock`, kind: 'seqpacket' }, { address: `${daemonDir}/str.sock` }], DAEMON);
-  t.after(asDaemon.stop);
+test(
+  'audit lists the same listening sockets as ss -xlp, with the same holders',
+  { skip: needRoot() || needCommand('ss', 'setpriv') },
+  async (t) => {
+    const tmp = tempDir('secpolicy-audit-ss-');
+    t.after(() => tmp.cleanup());
+    const daemonDir = tmp.path('daemon');
+    mkdirSync(daemonDir, { mode: 0o755 });
+    chownSync(daemonDir, DAEMON.uid, DAEMON.gid);
+    const abstract = `@secpolicy-audit-${randomBytes(6).toString('hex')}`;
+    const server = await listenOn(tmp.path('node.sock'), () => {});
+    t.after(() => closeServer(server));
+    const asRoot = await holdSockets([{ address: abstract }, { address: tmp.path('with space.sock') }]);
+    t.after(asRoot.stop);
+    const asDaemon = await holdSockets(
+      [{ address: `${daemonDir}/seq.sock`, kind: 'seqpacket' }, { address: `${daemonDir}/str.sock` }],
+      DAEMON,
+    );
+    t.after(asDaemon.stop);
 
-  const before = ssListening();
-  const reports = await audit();
-  const after = ssListening();
+    const before = ssListening();
+    const reports = await audit();
+    const after = ssListening();
 
-  // Sockets that came or went between the two ss runs belong to other processes of the
-  // host; every socket present in both runs must be in the audit, exactly as ss shows it.
-  const audited = new Map(reports.map((r) => [r.inode, r]));
-  for (const [inode, entry] of before) {
-    const later = after.get(inode);
-    if (!later) continue;
-    const r = audited.get(inode);
-    assert.ok(r, `audit lists ${entry.path} (inode ${inode})`);
-    assert.equal(r.path, entry.path);
-    assert.equal(r.kind, entry.netid === 'u_seq' ? 'seqpacket' : 'stream');
-    // A process ss saw holding it both times held it throughout (a forked child may come and go).
-    for (const pid of entry.pids) if (later.pids.includes(pid)) assert.ok(r.pids.includes(pid), `pid ${pid} holds ${entry.path}`);
-  }
-  // And the other way: a socket the audit saw that still listens afterwards was there when
-  // the second ss ran, so ss must list it (sockets of other tests come and go meanwhile).
-  const still = new Set((await audit()).map((r) => r.inode));
-  for (const r of reports) {
-    if (still.has(r.inode)) assert.ok(after.has(r.inode), `${r.path} (inode ${r.inode}) is listed by ss too`);
-  }
+    // Sockets that came or went between the two ss runs belong to other processes of the
+    // host; every socket present in both runs must be in the audit, exactly as ss shows it.
+    const audited = new Map(reports.map((r) => [r.inode, r]));
+    for (const [inode, entry] of before) {
+      const later = after.get(inode);
+      if (!later) continue;
+      const r = audited.get(inode);
+      assert.ok(r, `audit lists ${entry.path} (inode ${inode})`);
+      assert.equal(r.path, entry.path);
+      assert.equal(r.kind, entry.netid === 'u_seq' ? 'seqpacket' : 'stream');
+      // A process ss saw holding it both times held it throughout (a forked child may come and go).
+      for (const pid of entry.pids) if (later.pids.includes(pid)) assert.ok(r.pids.includes(pid), `pid ${pid} holds ${entry.path}`);
+    }
+    // And the other way: a socket the audit saw that still listens afterwards was there when
+    // the second ss ran, so ss must list it (sockets of other tests come and go meanwhile).
+    const still = new Set((await audit()).map((r) => r.inode));
+    for (const r of reports) {
+      if (still.has(r.inode)) assert.ok(after.has(r.inode), `${r.path} (inode ${r.inode}) is listed by ss too`);
+    }
 
-  const mine = byPath(reports, tmp.path('node.sock'));
-  assert.deepEqual(mine.pids, [process.pid]);
-  assert.equal(mine.holders[0]?.program, process.execPath);
-  const abs = byPath(reports, abstract);
-  assert.equal(abs.abstract, true);
-  assert.deepEqual(abs.pids, [asRoot.pid]);
-  assert.equal(byPath(reports, tmp.path('with space.sock')).kind, 'stream');
-  const seq = byPath(reports, `${daemonDir}/seq.sock`);
-  assert.equal(seq.kind, 'seqpacket');
-  assert.deepEqual(seq.pids, [asDaemon.pid]);
-  assert.equal(seq.holders[0]?.uid, DAEMON.uid);
-  assert.equal(seq.holders[0]?.user, 'daemon');
-  assert.equal(seq.owner?.uid, DAEMON.uid);
-  assert.deepEqual(byPath(reports, `${daemonDir}/str.sock`).pids, [asDaemon.pid]);
-});
+    const mine = byPath(reports, tmp.path('node.sock'));
+    assert.deepEqual(mine.pids, [process.pid]);
+    assert.equal(mine.holders[0]?.program, process.execPath);
+    const abs = byPath(reports, abstract);
+    assert.equal(abs.abstract, true);
+    assert.deepEqual(abs.pids, [asRoot.pid]);
+    assert.equal(byPath(reports, tmp.path('with space.sock')).kind, 'stream');
+    const seq = byPath(reports, `${daemonDir}/seq.sock`);
+    assert.equal(seq.kind, 'seqpacket');
+    assert.deepEqual(seq.pids, [asDaemon.pid]);
+    assert.equal(seq.holders[0]?.uid, DAEMON.uid);
+    assert.equal(seq.holders[0]?.user, 'daemon');
+    assert.equal(seq.owner?.uid, DAEMON.uid);
+    assert.deepEqual(byPath(reports, `${daemonDir}/str.sock`).pids, [asDaemon.pid]);
+  },
+);
 
 test('audit findings on sockets with bad modes and directories', { skip: needRoot() || needCommand('setpriv') }, async (t) => {
   const tmp = tempDir('secpolicy-audit-find-');
@@ -136,7 +149,8 @@ test('audit findings on sockets with bad modes and directories', { skip: needRoo
   assert.equal(find(abstractRoot).mode, undefined);
   assert.deepEqual(codes(find(abstractDaemon)), ['ABSTRACT_NAMESPACE']);
   for (const r of reports) {
-    for (let i = 1; i < r.findings.length; i++) assert.ok(rank(r.findings[i - 1]!.severity) >= rank(r.findings[i]!.severity), 'findings are sorted, most severe first');
+    for (let i = 1; i < r.findings.length; i++)
+      assert.ok(rank(r.findings[i - 1]!.severity) >= rank(r.findings[i]!.severity), 'findings are sorted, most severe first');
   }
 });
 
@@ -168,34 +182,41 @@ test('with sock_diag, a socket file replaced by another listener is told apart (
   assert.deepEqual(viaProc.map((r) => r.inode).sort(), reports.map((r) => r.inode).sort());
 });
 
-test('audit as an unprivileged user: other users\' holders are hidden (NO_HOLDER), its own are seen, closed directories are PATH_UNREADABLE', { skip: needRoot() || needCommand('setpriv') }, async (t) => {
-  const NOBODY = { uid: 65534, gid: 65534 };
-  const tmp = tempDir('secpolicy-audit-nobody-');
-  t.after(() => tmp.cleanup());
-  const closed = tmp.path('closed');
-  mkdirSync(closed);
-  chmodSync(closed, 0o700);
-  const rootHeld = await holdSockets([{ address: tmp.path('root.sock'), mode: 0o600 }, { address: `${closed}/hidden.sock`, mode: 0o600 }]);
-  t.after(rootHeld.stop);
-  const nobodyDir = tmp.path('nobody');
-  mkdirSync(nobodyDir);
-  chownSync(nobodyDir, NOBODY.uid, NOBODY.gid);
-  const ownHeld = await holdSockets([{ address: `${nobodyDir}/own.sock`, mode: 0o600 }], NOBODY);
-  t.after(ownHeld.stop);
-  const module = new URL('../../src/audit/audit.js', import.meta.url).href;
-  const script = `import(${JSON.stringify(module)}).then(async (m) => console.log(JSON.stringify(await m.audit())))`;
-  const { code, stdout, stderr } = await run(process.execPath, ['-e', script], { as: NOBODY }).output();
-  assert.equal(code, 0, stderr);
-  const reports = JSON.parse(stdout) as SocketReport[];
-  const hidden = byPath(reports, tmp.path('root.sock'));
-  assert.deepEqual(hidden.pids, []);
-  assert.deepEqual(codes(hidden), ['NO_HOLDER']);
-  // A file nobody may not even look at is not reported as gone.
-  assert.deepEqual(codes(byPath(reports, `${closed}/hidden.sock`)), ['NO_HOLDER', 'PATH_UNREADABLE']);
-  const own = byPath(reports, `${nobodyDir}/own.sock`);
-  assert.deepEqual(own.pids, [ownHeld.pid]);
-  assert.equal(own.holders[0]?.user, 'nobody');
-});
+test(
+  "audit as an unprivileged user: other users' holders are hidden (NO_HOLDER), its own are seen, closed directories are PATH_UNREADABLE",
+  { skip: needRoot() || needCommand('setpriv') },
+  async (t) => {
+    const NOBODY = { uid: 65534, gid: 65534 };
+    const tmp = tempDir('secpolicy-audit-nobody-');
+    t.after(() => tmp.cleanup());
+    const closed = tmp.path('closed');
+    mkdirSync(closed);
+    chmodSync(closed, 0o700);
+    const rootHeld = await holdSockets([
+      { address: tmp.path('root.sock'), mode: 0o600 },
+      { address: `${closed}/hidden.sock`, mode: 0o600 },
+    ]);
+    t.after(rootHeld.stop);
+    const nobodyDir = tmp.path('nobody');
+    mkdirSync(nobodyDir);
+    chownSync(nobodyDir, NOBODY.uid, NOBODY.gid);
+    const ownHeld = await holdSockets([{ address: `${nobodyDir}/own.sock`, mode: 0o600 }], NOBODY);
+    t.after(ownHeld.stop);
+    const module = new URL('../../src/audit/audit.js', import.meta.url).href;
+    const script = `import(${JSON.stringify(module)}).then(async (m) => console.log(JSON.stringify(await m.audit())))`;
+    const { code, stdout, stderr } = await run(process.execPath, ['-e', script], { as: NOBODY }).output();
+    assert.equal(code, 0, stderr);
+    const reports = JSON.parse(stdout) as SocketReport[];
+    const hidden = byPath(reports, tmp.path('root.sock'));
+    assert.deepEqual(hidden.pids, []);
+    assert.deepEqual(codes(hidden), ['NO_HOLDER']);
+    // A file nobody may not even look at is not reported as gone.
+    assert.deepEqual(codes(byPath(reports, `${closed}/hidden.sock`)), ['NO_HOLDER', 'PATH_UNREADABLE']);
+    const own = byPath(reports, `${nobodyDir}/own.sock`);
+    assert.deepEqual(own.pids, [ownHeld.pid]);
+    assert.equal(own.holders[0]?.user, 'nobody');
+  },
+);
 
 test('audit validates its options', async () => {
   await assert.rejects(audit({ source: 'nope' as 'proc' }), { code: 'ERR_SECPOLICY_INVALID_ARG', message: /options\.source/ });

@@ -33,7 +33,10 @@ test('secpolicy audit: JSON per API.md, an 80-column table, and --fail-on', { sk
   assert.equal(human.stderr, '', 'no progress line when stderr is not a terminal');
   const lines = human.stdout.trimEnd().split('\n');
   assert.match(lines[0]!, /^SEVERITY\s+PATH\s+MODE\s+HOLDER$/);
-  assert.ok(lines.some((l) => /^SEVERITY\s+CODE\s+SOCKET AND FINDING$/.test(l)), 'a table of findings follows');
+  assert.ok(
+    lines.some((l) => /^SEVERITY\s+CODE\s+SOCKET AND FINDING$/.test(l)),
+    'a table of findings follows',
+  );
   for (const line of lines) assert.ok(line.length <= 80, `at most 80 columns: ${JSON.stringify(line)}`);
   assert.ok(!human.stdout.includes('\x1b['), 'NO_COLOR: no escape codes');
   assert.match(human.stdout, /ROOT_WORLD_ACCESSIBLE/);

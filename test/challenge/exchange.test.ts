@@ -76,9 +76,12 @@ test('a wrong answer sets Result.CHALLENGE', { skip }, async (t) => {
 
 test('a verify() that throws counts as false', { skip }, async (t) => {
   const { socket } = await pythonClient(t, 'shift');
-  const policy = new Policy().challengeSend(() => randomBytes(10), () => {
-    throw new Error('boom');
-  });
+  const policy = new Policy().challengeSend(
+    () => randomBytes(10),
+    () => {
+      throw new Error('boom');
+    },
+  );
   const d = await policy.apply(socket);
   assert.equal(d.result, Result.CHALLENGE);
   assert.match(d.failures[0]!.message, /verify\(\) threw/);
@@ -86,7 +89,10 @@ test('a verify() that throws counts as false', { skip }, async (t) => {
 
 test('a create() that returns no bytes fails the verification without sending anything', { skip }, async (t) => {
   const { socket } = await pythonClient(t, 'silent');
-  const policy = new Policy().challengeSend(() => new Uint8Array(0), () => true);
+  const policy = new Policy().challengeSend(
+    () => new Uint8Array(0),
+    () => true,
+  );
   const d = await policy.apply(socket);
   assert.equal(d.result, Result.CHALLENGE);
   assert.match(d.failures[0]!.message, /create\(\) must return/);
@@ -103,7 +109,10 @@ test('a silent peer fails with ERR_SECPOLICY_TIMEOUT at the timeout, leaving no 
 
 test('a user callback that never settles is cut off by the same timeout', { skip }, async (t) => {
   const { socket } = await pythonClient(t, 'shift');
-  const policy = new Policy().challengeSend(() => randomBytes(10), () => new Promise<boolean>(() => {}));
+  const policy = new Policy().challengeSend(
+    () => randomBytes(10),
+    () => new Promise<boolean>(() => {}),
+  );
   await assert.rejects(policy.apply(socket, { timeout: 150 }), rejectsWith(ErrorCode.TIMEOUT));
 });
 
@@ -142,7 +151,10 @@ for (const [name, bytes] of [
 
 test('maxPayload is configurable per apply and checked from the header', { skip }, async (t) => {
   const { socket } = await pythonClient(t, 'shift');
-  await assert.rejects(shiftPolicy().apply(socket, { maxPayload: 9 }), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.PROTOCOL && /exceeds the limit of 9/.test(e.message));
+  await assert.rejects(
+    shiftPolicy().apply(socket, { maxPayload: 9 }),
+    (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.PROTOCOL && /exceeds the limit of 9/.test(e.message),
+  );
   await assert.rejects(shiftPolicy().apply(socket, { maxPayload: 0 }), rejectsWith(ErrorCode.INVALID_ARG));
 });
 
@@ -168,7 +180,12 @@ test('a socket with an encoding set is refused with ERR_SECPOLICY_INVALID_ARG, n
 
 test('applySync refuses challenge policies with ERR_SECPOLICY_ASYNC_RULE', { skip }, async (t) => {
   const { socket } = await pythonClient(t, 'silent');
-  for (const policy of [shiftPolicy(), new Policy().challengeReceive((c) => c), new Policy().sharedSecret(randomBytes(32)), new Policy().sharedSecret({ keyFile: '/nonexistent' })]) {
+  for (const policy of [
+    shiftPolicy(),
+    new Policy().challengeReceive((c) => c),
+    new Policy().sharedSecret(randomBytes(32)),
+    new Policy().sharedSecret({ keyFile: '/nonexistent' }),
+  ]) {
     assert.throws(() => policy.applySync(socket), rejectsWith(ErrorCode.ASYNC_RULE));
   }
 });
@@ -182,12 +199,18 @@ test('mutual exchange between two sockets of this process does not deadlock, and
   const seen: string[] = [];
   const side = (name: string) =>
     new Policy()
-      .challengeSend(() => Buffer.from(`${name}-challenge`), (c, r) => (seen.push(`${name} verifies`), Buffer.from(r).toString() === `${Buffer.from(c).toString()}!`))
+      .challengeSend(
+        () => Buffer.from(`${name}-challenge`),
+        (c, r) => (seen.push(`${name} verifies`), Buffer.from(r).toString() === `${Buffer.from(c).toString()}!`),
+      )
       .challengeReceive((c) => (seen.push(`${name} solves`), Buffer.from(`${Buffer.from(c).toString()}!`)));
   const [ds, dc] = await Promise.all([side('server').apply(server), side('client').apply(client)]);
   assert.equal(ds.allowed, true);
   assert.equal(dc.allowed, true);
-  assert.deepEqual(seen.filter((s) => s.startsWith('server')), ['server solves', 'server verifies']);
+  assert.deepEqual(
+    seen.filter((s) => s.startsWith('server')),
+    ['server solves', 'server verifies'],
+  );
   // Application data still flows both ways afterwards.
   client.write('ping');
   const [d] = await once(server, 'data');

@@ -39,8 +39,14 @@ function decode(bytes: Uint8Array, cuts: number[], maxPayload?: number): { frame
 test('encodeFrame writes the C struct layout, little-endian', () => {
   const f = encodeFrame(FrameType.RESPONSE, Buffer.from([7, 8, 9]));
   assert.equal(f.toString('hex'), '01000000' + '00000000' + '0100000000000000' + '0300000000000000' + '070809');
-  assert.throws(() => encodeFrame(FrameType.REQUEST, new Uint8Array(0)), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG);
-  assert.throws(() => encodeFrame(2 as FrameType, new Uint8Array(1)), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG);
+  assert.throws(
+    () => encodeFrame(FrameType.REQUEST, new Uint8Array(0)),
+    (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG,
+  );
+  assert.throws(
+    () => encodeFrame(2 as FrameType, new Uint8Array(1)),
+    (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG,
+  );
 });
 
 test('a frame fed one byte at a time decodes; padding is ignored; several frames in one chunk decode in order', () => {
@@ -48,10 +54,19 @@ test('a frame fed one byte at a time decodes; padding is ignored; several frames
   const d = new FrameDecoder();
   const out: Frame[] = [];
   for (const b of f) out.push(...d.push(Buffer.from([b])));
-  assert.deepEqual(out.map((x) => [x.type, Buffer.from(x.payload).toString()]), [[0, 'abc']]);
+  assert.deepEqual(
+    out.map((x) => [x.type, Buffer.from(x.payload).toString()]),
+    [[0, 'abc']],
+  );
   assert.equal(d.idle, true);
   const two = Buffer.concat([encodeFrame(FrameType.REQUEST, Buffer.from('x')), encodeFrame(FrameType.RESPONSE, Buffer.from('yz'))]);
-  assert.deepEqual(new FrameDecoder().push(two).map((x) => [x.type, Buffer.from(x.payload).toString()]), [[0, 'x'], [1, 'yz']]);
+  assert.deepEqual(
+    new FrameDecoder().push(two).map((x) => [x.type, Buffer.from(x.payload).toString()]),
+    [
+      [0, 'x'],
+      [1, 'yz'],
+    ],
+  );
 });
 
 test('header checks: version, type, empty payload, cap', () => {
@@ -63,7 +78,10 @@ test('header checks: version, type, empty payload, cap', () => {
     [header(0, 1n, BigInt(DEFAULT_MAX_PAYLOAD) + 1n), /exceeds the limit of 65536/],
   ] as const) {
     const d = new FrameDecoder();
-    assert.throws(() => d.push(h), (e: unknown) => isProtocol(e) && why.test((e as Error).message));
+    assert.throws(
+      () => d.push(h),
+      (e: unknown) => isProtocol(e) && why.test((e as Error).message),
+    );
     // Once failed, it stays failed.
     assert.throws(() => d.push(Buffer.from([0])), isProtocol);
   }
@@ -82,7 +100,10 @@ test('the cap is configurable and validated', () => {
   assert.throws(() => new FrameDecoder({ maxPayload: 4 }).push(header(0, 1n, 5n)), isProtocol);
   assert.equal(new FrameDecoder({ maxPayload: 5 }).push(Buffer.concat([header(0, 1n, 5n), Buffer.alloc(5)])).length, 1);
   for (const bad of [0, -1, 1.5, 2 ** 40, '10', NaN]) {
-    assert.throws(() => new FrameDecoder({ maxPayload: bad as number }), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && /maxPayload/.test((e as Error).message));
+    assert.throws(
+      () => new FrameDecoder({ maxPayload: bad as number }),
+      (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && /maxPayload/.test((e as Error).message),
+    );
   }
 });
 
@@ -98,7 +119,10 @@ test('a stream that ends inside a header or a payload is a protocol error; betwe
   d.end();
 });
 
-const payloads = fc.array(fc.tuple(fc.constantFrom(FrameType.REQUEST, FrameType.RESPONSE), fc.uint8Array({ minLength: 1, maxLength: 300 })), { minLength: 1, maxLength: 5 });
+const payloads = fc.array(
+  fc.tuple(fc.constantFrom(FrameType.REQUEST, FrameType.RESPONSE), fc.uint8Array({ minLength: 1, maxLength: 300 })),
+  { minLength: 1, maxLength: 5 },
+);
 const cutList = fc.array(fc.nat(), { maxLength: 40 });
 
 test('property: valid frames in any fragmentation decode to exactly what was encoded', () => {
@@ -107,7 +131,10 @@ test('property: valid frames in any fragmentation decode to exactly what was enc
       const bytes = Buffer.concat(frames.map(([t, p]) => encodeFrame(t, p)));
       const r = decode(bytes, cuts);
       assert.equal(r.error, undefined);
-      assert.deepEqual(r.frames.map((f) => [f.type, Buffer.from(f.payload).toString('hex')]), frames.map(([t, p]) => [t, Buffer.from(p).toString('hex')]));
+      assert.deepEqual(
+        r.frames.map((f) => [f.type, Buffer.from(f.payload).toString('hex')]),
+        frames.map(([t, p]) => [t, Buffer.from(p).toString('hex')]),
+      );
     }),
     { numRuns: 300 },
   );

@@ -93,7 +93,12 @@ test('a wrong answer from TypeScript is refused by the C side; a wrong answer fr
   t.after(() => reap(c2));
   const s2 = await a.next();
   // The C peer answers "each byte << 1"; a verifier expecting something else refuses it.
-  const d = await new Policy().challengeSend(() => EXAMPLE, (ch, r) => r.length === ch.length && ch.every((b, i) => r[i] === b)).apply(s2);
+  const d = await new Policy()
+    .challengeSend(
+      () => EXAMPLE,
+      (ch, r) => r.length === ch.length && ch.every((b, i) => r[i] === b),
+    )
+    .apply(s2);
   assert.equal(d.result, Result.CHALLENGE);
 });
 
@@ -146,14 +151,20 @@ test('a C client running as another user: the exchange runs only once the identi
   const ok = run(cPeer, ['client', a.path, 'recv'], { as: daemon });
   t.after(() => reap(ok));
   const s1 = await a.next();
-  const d1 = await new Policy().uid(1).challengeSend(() => EXAMPLE, shifted).apply(s1);
+  const d1 = await new Policy()
+    .uid(1)
+    .challengeSend(() => EXAMPLE, shifted)
+    .apply(s1);
   assert.equal(d1.allowed, true, JSON.stringify(d1.failures));
   await talk(s1, ok, 'ok\nfrom-ts\n');
 
   const denied = run(cPeer, ['client', a.path, 'recv'], { as: daemon });
   t.after(() => reap(denied));
   const s2 = await a.next();
-  const d2 = await new Policy().uid(0).challengeSend(() => EXAMPLE, shifted).apply(s2);
+  const d2 = await new Policy()
+    .uid(0)
+    .challengeSend(() => EXAMPLE, shifted)
+    .apply(s2);
   assert.equal(d2.result, Result.UID, 'no challenge flag: the exchange never ran');
   s2.destroy();
   const out = await denied.output();

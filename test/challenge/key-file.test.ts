@@ -10,7 +10,8 @@ import { needCommand, needRoot, run, tempDir } from '../helpers/index.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const KEY = 'k'.repeat(32);
-const withCode = (code: string, pattern?: RegExp) => (e: unknown) => isSecpolicyError(e) && e.code === code && (!pattern || pattern.test(e.message));
+const withCode = (code: string, pattern?: RegExp) => (e: unknown) =>
+  isSecpolicyError(e) && e.code === code && (!pattern || pattern.test(e.message));
 
 function fixture(t: { after: (fn: () => void) => void }) {
   const tmp = tempDir('secpolicy-key-');
@@ -41,17 +42,21 @@ test('group or other permission bits are refused', (t) => {
   assert.equal(readKeyFile(file('ok400', KEY, 0o400)).length, 32);
 });
 
-test('a symlink is refused, even to a good key file; a directory, a FIFO and a missing file are refused', { skip: needCommand('mkfifo') }, (t) => {
-  const { tmp, file } = fixture(t);
-  const good = file('good', KEY);
-  symlinkSync(good, tmp.path('link'));
-  assert.throws(() => readKeyFile(tmp.path('link')), withCode(ErrorCode.KEY_FILE, /symbolic link/));
-  mkdirSync(tmp.path('dir'), { mode: 0o700 });
-  assert.throws(() => readKeyFile(tmp.path('dir')), withCode(ErrorCode.KEY_FILE, /not a regular file/));
-  assert.equal(spawnSync('mkfifo', ['-m', '600', tmp.path('fifo')]).status, 0);
-  assert.throws(() => readKeyFile(tmp.path('fifo')), withCode(ErrorCode.KEY_FILE, /not a regular file/));
-  assert.throws(() => readKeyFile(tmp.path('missing')), withCode(ErrorCode.KEY_FILE, /ENOENT/));
-});
+test(
+  'a symlink is refused, even to a good key file; a directory, a FIFO and a missing file are refused',
+  { skip: needCommand('mkfifo') },
+  (t) => {
+    const { tmp, file } = fixture(t);
+    const good = file('good', KEY);
+    symlinkSync(good, tmp.path('link'));
+    assert.throws(() => readKeyFile(tmp.path('link')), withCode(ErrorCode.KEY_FILE, /symbolic link/));
+    mkdirSync(tmp.path('dir'), { mode: 0o700 });
+    assert.throws(() => readKeyFile(tmp.path('dir')), withCode(ErrorCode.KEY_FILE, /not a regular file/));
+    assert.equal(spawnSync('mkfifo', ['-m', '600', tmp.path('fifo')]).status, 0);
+    assert.throws(() => readKeyFile(tmp.path('fifo')), withCode(ErrorCode.KEY_FILE, /not a regular file/));
+    assert.throws(() => readKeyFile(tmp.path('missing')), withCode(ErrorCode.KEY_FILE, /ENOENT/));
+  },
+);
 
 test('a key file owned by another user is refused', { skip: needRoot() }, (t) => {
   const { file } = fixture(t);
@@ -75,7 +80,10 @@ test('messages name the file, never its content', (t) => {
   const { file } = fixture(t);
   const secret = 'do-not-print-me!';
   const p = file('leaky', secret, 0o644);
-  assert.throws(() => readKeyFile(p), (e: unknown) => isSecpolicyError(e) && e.message.includes(p) && !e.message.includes(secret));
+  assert.throws(
+    () => readKeyFile(p),
+    (e: unknown) => isSecpolicyError(e) && e.message.includes(p) && !e.message.includes(secret),
+  );
 });
 
 function keygen(file: string, env?: NodeJS.ProcessEnv) {

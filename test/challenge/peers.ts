@@ -108,12 +108,16 @@ export async function acceptor(t: { after: (fn: () => unknown) => void }, mode?:
   const waiting: Array<(s: net.Socket) => void> = [];
   const queued: net.Socket[] = [];
   const accepted: net.Socket[] = [];
-  const server = await listenOn(path, (s) => {
-    accepted.push(s);
-    const w = waiting.shift();
-    if (w) w(s);
-    else queued.push(s);
-  }, mode);
+  const server = await listenOn(
+    path,
+    (s) => {
+      accepted.push(s);
+      const w = waiting.shift();
+      if (w) w(s);
+      else queued.push(s);
+    },
+    mode,
+  );
   t.after(async () => {
     // server.close() waits for open connections: end them first.
     for (const s of accepted) s.destroy();

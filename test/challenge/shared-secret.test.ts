@@ -16,18 +16,22 @@ import { PYTHON, acceptor, pythonClient, pythonPeer, reap } from './peers.js';
 const skip = needCommand(PYTHON);
 const SECRET_CLIENT = fileURLToPath(new URL('../../examples/secret-client.js', import.meta.url));
 
-test('a python peer with the same key: both sides verify, and its message after the RESPONSE reaches the application', { skip }, async (t) => {
-  const key = randomBytes(32);
-  const { peer, socket } = await pythonClient(t, 'secret', key.toString('hex'));
-  const d = await new Policy().sharedSecret(key).apply(socket);
-  assert.equal(d.allowed, true, JSON.stringify(d.failures));
-  let got = '';
-  socket.on('data', (c) => (got += c));
-  while (got.length < 12) await once(socket, 'data');
-  assert.equal(got, 'APP-MESSAGE\n');
-  socket.end();
-  assert.match((await peer.output()).stdout, /^verified\n/);
-});
+test(
+  'a python peer with the same key: both sides verify, and its message after the RESPONSE reaches the application',
+  { skip },
+  async (t) => {
+    const key = randomBytes(32);
+    const { peer, socket } = await pythonClient(t, 'secret', key.toString('hex'));
+    const d = await new Policy().sharedSecret(key).apply(socket);
+    assert.equal(d.allowed, true, JSON.stringify(d.failures));
+    let got = '';
+    socket.on('data', (c) => (got += c));
+    while (got.length < 12) await once(socket, 'data');
+    assert.equal(got, 'APP-MESSAGE\n');
+    socket.end();
+    assert.match((await peer.output()).stdout, /^verified\n/);
+  },
+);
 
 test('twenty concurrent handshakes on one server each verify, and each application keeps its own bytes', { skip }, async (t) => {
   const a = await acceptor(t);
@@ -46,21 +50,28 @@ test('twenty concurrent handshakes on one server each verify, and each applicati
       return d.allowed && got === 'APP-MESSAGE\n';
     }),
   );
-  assert.deepEqual(results, peers.map(() => true));
+  assert.deepEqual(
+    results,
+    peers.map(() => true),
+  );
   for (const p of peers) assert.match((await p.output()).stdout, /^verified\n/);
 });
 
-test('a wrong key yields Result.CHALLENGE on our side and a refusal on the peer side; the key is not in the decision', { skip }, async (t) => {
-  const key = randomBytes(32);
-  const { peer, socket } = await pythonClient(t, 'secret', randomBytes(32).toString('hex'));
-  const d = await new Policy().sharedSecret(key).apply(socket);
-  assert.equal(d.allowed, false);
-  assert.equal(d.result, Result.CHALLENGE);
-  const text = JSON.stringify(d.failures);
-  assert.ok(!text.includes(key.toString('hex')) && !text.includes(key.toString('base64')));
-  socket.end();
-  assert.match((await peer.output()).stdout, /^refused\n/);
-});
+test(
+  'a wrong key yields Result.CHALLENGE on our side and a refusal on the peer side; the key is not in the decision',
+  { skip },
+  async (t) => {
+    const key = randomBytes(32);
+    const { peer, socket } = await pythonClient(t, 'secret', randomBytes(32).toString('hex'));
+    const d = await new Policy().sharedSecret(key).apply(socket);
+    assert.equal(d.allowed, false);
+    assert.equal(d.result, Result.CHALLENGE);
+    const text = JSON.stringify(d.failures);
+    assert.ok(!text.includes(key.toString('hex')) && !text.includes(key.toString('base64')));
+    socket.end();
+    assert.match((await peer.output()).stdout, /^refused\n/);
+  },
+);
 
 test('a peer that reflects our nonce is refused without an answer', { skip }, async (t) => {
   const { peer, socket } = await pythonClient(t, 'reflect');
@@ -131,7 +142,10 @@ test('an unsafe key file rejects apply() with ERR_SECPOLICY_KEY_FILE before anyt
   const { server, peer, socket } = await pythonClient(t, 'silent');
   const keyFile = server.tmp.path('loose');
   writeFileSync(keyFile, randomBytes(32).toString('hex'), { mode: 0o644 });
-  await assert.rejects(new Policy().sharedSecret({ keyFile }).apply(socket), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.KEY_FILE);
+  await assert.rejects(
+    new Policy().sharedSecret({ keyFile }).apply(socket),
+    (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.KEY_FILE,
+  );
   socket.end();
   assert.equal((await peer.output()).stdout, '');
 });

@@ -28,7 +28,10 @@ test('check exits 0 when the server passes and 1 when it fails, with the failure
   const s = setup(t);
   const server = await listener(s.sock, { as: NOBODY_IN_ADM, mode: 0o660 });
   t.after(() => server.close());
-  const pass = s.policy('pass.yaml', `# nobody in adm running python\nanyOf:\n  - uid: 0\n  - memberOf: adm\n    program: ${python}\nperms: "0660"\n`);
+  const pass = s.policy(
+    'pass.yaml',
+    `# nobody in adm running python\nanyOf:\n  - uid: 0\n  - memberOf: adm\n    program: ${python}\nperms: "0660"\n`,
+  );
   const allowed = await secpolicy(['check', '--policy', pass, s.sock]);
   assert.equal(allowed.code, 0, allowed.stderr);
   assert.equal(allowed.stdout, `allowed: ${s.sock}\nserver  pid ${server.pid}, uid 65534 (nobody), program ${python}\n`);
@@ -51,13 +54,19 @@ test('check exits 0 when the server passes and 1 when it fails, with the failure
   assert.equal(report.allowed, false);
   assert.equal(report.result, 2 | 4);
   assert.deepEqual(report.flags, ['PROGRAM', 'UID']);
-  assert.deepEqual(report.failures.map((f: { rule: string }) => f.rule), ['uid', 'program']);
+  assert.deepEqual(
+    report.failures.map((f: { rule: string }) => f.rule),
+    ['uid', 'program'],
+  );
   assert.equal(report.server.pid, server.pid);
   assert.equal(report.server.uid, 65534);
   assert.deepEqual(report.server.groups, [4], 'read before the denied connection was closed');
 
   const okJson = JSON.parse((await secpolicy(['check', '--json', '--policy', pass, s.sock])).stdout);
-  assert.deepEqual({ allowed: okJson.allowed, result: okJson.result, failures: okJson.failures }, { allowed: true, result: 0, failures: [] });
+  assert.deepEqual(
+    { allowed: okJson.allowed, result: okJson.result, failures: okJson.failures },
+    { allowed: true, result: 0, failures: [] },
+  );
   assert.deepEqual(okJson.server.groups, [4]);
 });
 
@@ -78,7 +87,10 @@ test('check: a bad policy file, a missing socket and a missing --policy exit 2 w
   const r1 = await secpolicy(['check', '--policy', bad, s.sock]);
   assert.equal(r1.code, 2);
   assert.equal(r1.stdout, '');
-  assert.equal(r1.stderr, `secpolicy: ERR_SECPOLICY_POLICY_FILE: ${bad}: anyOf[1].memberOf[1] (line 4): must be a group name or gid. Received number -1\n`);
+  assert.equal(
+    r1.stderr,
+    `secpolicy: ERR_SECPOLICY_POLICY_FILE: ${bad}: anyOf[1].memberOf[1] (line 4): must be a group name or gid. Received number -1\n`,
+  );
   const r2 = await secpolicy(['check', '--policy', s.policy('ok.yaml', 'uid: 0\n'), s.sock]);
   assert.equal(r2.code, 2);
   assert.match(r2.stderr, /^secpolicy: ERR_SECPOLICY_CONNECT: cannot connect to .*s\.sock: ENOENT\n$/);

@@ -21,11 +21,18 @@ export interface CliResult {
  * Runs `secpolicy ...args` with colour variables cleared (set them through `env`), stdin
  * closed, and stdout/stderr piped (so: not a terminal).
  */
-export async function secpolicy(args: string[], options: { env?: Record<string, string>; as?: RunAs; cwd?: string } = {}): Promise<CliResult> {
+export async function secpolicy(
+  args: string[],
+  options: { env?: Record<string, string>; as?: RunAs; cwd?: string } = {},
+): Promise<CliResult> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.NO_COLOR;
   delete env.FORCE_COLOR;
-  const child = run(process.execPath, [CLI, ...args], { env: { ...env, ...options.env }, ...(options.as && { as: options.as }), ...(options.cwd && { cwd: options.cwd }) });
+  const child = run(process.execPath, [CLI, ...args], {
+    env: { ...env, ...options.env },
+    ...(options.as && { as: options.as }),
+    ...(options.cwd && { cwd: options.cwd }),
+  });
   child.stdin?.end();
   return child.output();
 }
@@ -63,7 +70,10 @@ process.stdin.on('end', () => process.exit(0)).resume();
 /** Starts a listener on `path` (`@name`: abstract) as `as`, the socket file chmodded to `mode`. */
 export async function listener(path: string, options: { as?: RunAs; mode?: number; program?: 'python' | 'node' } = {}): Promise<Listener> {
   const mode = (options.mode ?? 0o666).toString(8);
-  const [cmd, args] = options.program === 'node' ? [process.execPath, ['-e', NODE_LISTENER, path, mode]] : ['/usr/bin/python3', ['-c', PYTHON_LISTENER, path, mode]];
+  const [cmd, args] =
+    options.program === 'node'
+      ? [process.execPath, ['-e', NODE_LISTENER, path, mode]]
+      : ['/usr/bin/python3', ['-c', PYTHON_LISTENER, path, mode]];
   const child = run(cmd, args, options.as ? { as: options.as } : {});
   const close = async () => {
     child.stdin?.end();
@@ -74,7 +84,9 @@ export async function listener(path: string, options: { as?: RunAs; mode?: numbe
   try {
     const ready = new Promise<void>((resolve, reject) => {
       child.stdout!.on('data', (d: Buffer) => String(d).includes('ready') && resolve());
-      once(child, 'close').then(() => child.output()).then((o) => reject(new Error(`listener exited (${o.code}): ${o.stderr}`)), reject);
+      once(child, 'close')
+        .then(() => child.output())
+        .then((o) => reject(new Error(`listener exited (${o.code}): ${o.stderr}`)), reject);
     });
     await ready;
   } catch (e) {

@@ -33,11 +33,17 @@ test('inspect --json reports the listener run as another user and its socket fil
   assert.equal(report.user, 'nobody');
   assert.equal(report.gid, 65534);
   assert.equal(report.group, 'nogroup');
-  assert.deepEqual(report.groups, [{ gid: 4, name: 'adm' }, { gid: 24, name: 'cdrom' }]);
+  assert.deepEqual(report.groups, [
+    { gid: 4, name: 'adm' },
+    { gid: 24, name: 'cdrom' },
+  ]);
   assert.equal(report.program, python);
   assert.deepEqual(report.owner, { uid: 65534, user: 'nobody', gid: 65534, group: 'nogroup' });
   assert.equal(report.mode, 0o666);
-  assert.deepEqual(report.findings.map((f) => f.code), ['WORLD_WRITABLE']);
+  assert.deepEqual(
+    report.findings.map((f) => f.code),
+    ['WORLD_WRITABLE'],
+  );
   assert.equal(report.container, null, 'a listener on the host is in no container');
   assert.equal(report.label, undefined, 'no LSM on the test host gives sockets a label');
   assert.ok(report.unavailable.label, 'the missing label says why');
@@ -61,11 +67,14 @@ test('inspect prints aligned fields and findings within 80 columns, without colo
   assert.match(r.stdout, /^container +none$/m);
   assert.match(r.stdout, /^high +INSECURE_DIRECTORY +\/tmp\/.* is writable by\n +every user/m);
   // Values start in one column.
-  const starts = r.stdout.split('\n').filter((l) => /^(pid|user|group|program|file mode) /.test(l)).map((l) => /^.*?\S {2,}/.exec(l)![0].length);
+  const starts = r.stdout
+    .split('\n')
+    .filter((l) => /^(pid|user|group|program|file mode) /.test(l))
+    .map((l) => /^.*?\S {2,}/.exec(l)![0].length);
   assert.equal(new Set(starts).size, 1, r.stdout);
 });
 
-test('inspect flags a directory owned by another user than the socket\'s owner', { skip: needRoot() }, async (t) => {
+test("inspect flags a directory owned by another user than the socket's owner", { skip: needRoot() }, async (t) => {
   const d = nobodyDir(t);
   // daemon owns the directory; nobody may write there through the group.
   chownSync(d.dir, 1, 65534);
@@ -103,7 +112,10 @@ test('inspect accepts @name for an abstract socket', async (t) => {
   assert.equal(report.uid, process.getuid!());
   assert.equal(report.owner, undefined);
   assert.equal(report.mode, undefined);
-  assert.deepEqual(report.findings.map((f) => f.code), ['ABSTRACT_NAMESPACE']);
+  assert.deepEqual(
+    report.findings.map((f) => f.code),
+    ['ABSTRACT_NAMESPACE'],
+  );
   const r = await secpolicy(['inspect', name]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /ABSTRACT_NAMESPACE/);

@@ -6,36 +6,60 @@ import { colorEnabled, colorsFor, errorLine, fields, formatMode, table, usageLin
 
 test('wrap never makes a line wider than asked and keeps every character', () => {
   fc.assert(
-    fc.property(fc.string({ maxLength: 300 }).map((s) => s.replace(/\n/g, ' ')), fc.integer({ min: 1, max: 100 }), (text, width) => {
-      const lines = wrap(text, width);
-      assert.ok(lines.every((l) => l.length <= width));
-      assert.equal(lines.join('').replace(/ /g, ''), text.replace(/ /g, ''));
-    }),
+    fc.property(
+      fc.string({ maxLength: 300 }).map((s) => s.replace(/\n/g, ' ')),
+      fc.integer({ min: 1, max: 100 }),
+      (text, width) => {
+        const lines = wrap(text, width);
+        assert.ok(lines.every((l) => l.length <= width));
+        assert.equal(lines.join('').replace(/ /g, ''), text.replace(/ /g, ''));
+      },
+    ),
   );
 });
 
 test('table fits 80 columns by wrapping the flexible column, and colour never shifts alignment', () => {
   const rows = [
-    { sev: 'high', code: 'INSECURE_DIRECTORY', msg: '/tmp/some/long/directory is writable by every user (mode 0777, no sticky bit): the socket can be replaced' },
+    {
+      sev: 'high',
+      code: 'INSECURE_DIRECTORY',
+      msg: '/tmp/some/long/directory is writable by every user (mode 0777, no sticky bit): the socket can be replaced',
+    },
     { sev: 'info', code: 'GROUP_WRITABLE', msg: 'short' },
   ];
   const columns = [
-    { header: 'SEVERITY', value: (r: (typeof rows)[0]) => r.sev, style: (t: string, _r: unknown, c: ReturnType<typeof colorsFor>) => c.red(t) },
+    {
+      header: 'SEVERITY',
+      value: (r: (typeof rows)[0]) => r.sev,
+      style: (t: string, _r: unknown, c: ReturnType<typeof colorsFor>) => c.red(t),
+    },
     { header: 'FINDING', value: (r: (typeof rows)[0]) => r.code },
     { header: 'MESSAGE', value: (r: (typeof rows)[0]) => r.msg },
   ];
   const plain = table(columns, rows);
-  assert.ok(plain.split('\n').every((l) => l.length <= 80), plain);
+  assert.ok(
+    plain.split('\n').every((l) => l.length <= 80),
+    plain,
+  );
   assert.equal(plain.split('\n')[0], 'SEVERITY  FINDING             MESSAGE');
   assert.ok(plain.split('\n').length > 4, 'the long message wrapped');
   const coloured = table(columns, rows, { colors: colorsFor({ write: () => true, isTTY: true }) });
   // eslint-disable-next-line no-control-regex
   assert.equal(coloured.replace(/\x1b\[\d+m/g, ''), plain);
-  assert.equal(table(columns, rows, { width: 40 }).split('\n').every((l) => l.length <= 40), true);
+  assert.equal(
+    table(columns, rows, { width: 40 })
+      .split('\n')
+      .every((l) => l.length <= 40),
+    true,
+  );
 });
 
 test('fields align values and leave out undefined ones', () => {
-  const text = fields([['pid', 12], ['program', undefined], ['file mode', formatMode(0o100660)]]);
+  const text = fields([
+    ['pid', 12],
+    ['program', undefined],
+    ['file mode', formatMode(0o100660)],
+  ]);
   assert.equal(text, 'pid        12\nfile mode  0660\n');
 });
 
@@ -55,8 +79,14 @@ test('colour is decided by NO_COLOR, FORCE_COLOR, the terminal and TERM', () => 
 
 test('errors and usage errors print as one line carrying the code', () => {
   const cause = Object.assign(new Error('connect ENOENT /x'), { code: 'ENOENT' });
-  assert.equal(errorLine(new SecpolicyError(ErrorCode.CONNECT, 'cannot connect to /x: ENOENT', { cause })), 'secpolicy: ERR_SECPOLICY_CONNECT: cannot connect to /x: ENOENT\n');
-  assert.equal(errorLine(new SecpolicyError(ErrorCode.POLICY_FILE, 'cannot read', { cause: new Error('EISDIR: illegal operation') })), 'secpolicy: ERR_SECPOLICY_POLICY_FILE: cannot read: EISDIR: illegal operation\n');
+  assert.equal(
+    errorLine(new SecpolicyError(ErrorCode.CONNECT, 'cannot connect to /x: ENOENT', { cause })),
+    'secpolicy: ERR_SECPOLICY_CONNECT: cannot connect to /x: ENOENT\n',
+  );
+  assert.equal(
+    errorLine(new SecpolicyError(ErrorCode.POLICY_FILE, 'cannot read', { cause: new Error('EISDIR: illegal operation') })),
+    'secpolicy: ERR_SECPOLICY_POLICY_FILE: cannot read: EISDIR: illegal operation\n',
+  );
   assert.equal(errorLine(new Error('two\nlines')), 'secpolicy: ERR_SECPOLICY_NATIVE: two lines\n');
   assert.equal(usageLine("error: unknown option '--x'\n"), "secpolicy: ERR_SECPOLICY_INVALID_ARG: unknown option '--x' (see --help)\n");
 });

@@ -13,18 +13,31 @@ import { closeServer, run, tempDir, type RunAs } from './index.js';
 export type PeerCommand = (path: string) => [string, string[]];
 
 /** A node peer: connects, then holds the connection until its stdin ends. */
-export const nodePeer = (exe = process.execPath): PeerCommand => (path) => [
-  exe,
-  ['-e', `const a=process.argv[1];const s=require('net').connect(a[0]==='@'?'\\0'+a.slice(1):a);s.on('error',e=>{console.error(e.code);process.exit(3)});process.stdin.on('end',()=>process.exit(0)).resume()`, path],
-];
+export const nodePeer =
+  (exe = process.execPath): PeerCommand =>
+  (path) => [
+    exe,
+    [
+      '-e',
+      `const a=process.argv[1];const s=require('net').connect(a[0]==='@'?'\\0'+a.slice(1):a);s.on('error',e=>{console.error(e.code);process.exit(3)});process.stdin.on('end',()=>process.exit(0)).resume()`,
+      path,
+    ],
+  ];
 
 /** A socat peer: connects and relays stdin (held open) to the socket. */
-export const socatPeer: PeerCommand = (path) => ['socat', ['-u', 'STDIN', path.startsWith('@') ? `ABSTRACT-CONNECT:${path.slice(1)}` : `UNIX-CONNECT:${path}`]];
+export const socatPeer: PeerCommand = (path) => [
+  'socat',
+  ['-u', 'STDIN', path.startsWith('@') ? `ABSTRACT-CONNECT:${path.slice(1)}` : `UNIX-CONNECT:${path}`],
+];
 
 /** A python3 peer (the real binary, not a pyenv shim): connects, waits for stdin to end. */
 export const pythonPeer: PeerCommand = (path) => [
   '/usr/bin/python3',
-  ['-c', 'import socket,sys\ns=socket.socket(socket.AF_UNIX)\np=sys.argv[1]\ns.connect(("\\0"+p[1:]) if p.startswith("@") else p)\nsys.stdin.read()', path],
+  [
+    '-c',
+    'import socket,sys\ns=socket.socket(socket.AF_UNIX)\np=sys.argv[1]\ns.connect(("\\0"+p[1:]) if p.startswith("@") else p)\nsys.stdin.read()',
+    path,
+  ],
 ];
 
 /** Options of {@link connection}. */

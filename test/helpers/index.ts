@@ -46,9 +46,15 @@ export function asUser(who: RunAs | undefined, command: string, args: string[]):
 }
 
 /** Spawns a process (optionally as another user); stdout/stderr collected. */
-export function run(command: string, args: string[], options: SpawnOptions & { as?: RunAs } = {}): ChildProcess & { output: () => Promise<{ code: number | null; stdout: string; stderr: string }> } {
+export function run(
+  command: string,
+  args: string[],
+  options: SpawnOptions & { as?: RunAs } = {},
+): ChildProcess & { output: () => Promise<{ code: number | null; stdout: string; stderr: string }> } {
   const [cmd, argv] = asUser(options.as, command, args);
-  const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'], ...options }) as ChildProcess & { output: () => Promise<{ code: number | null; stdout: string; stderr: string }> };
+  const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'], ...options }) as ChildProcess & {
+    output: () => Promise<{ code: number | null; stdout: string; stderr: string }>;
+  };
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (d) => (stdout += d));

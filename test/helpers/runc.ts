@@ -41,7 +41,10 @@ function probeRunc(): string | false {
 /** Compiles C source into a static binary at `out`. */
 export function compileStatic(source: string, out: string, defines: string[] = []): void {
   mkdirSync(dirname(out), { recursive: true });
-  const r = spawnSync('cc', ['-static', '-O2', ...defines.map((d) => `-D${d}`), '-x', 'c', '-o', out, '-'], { input: source, encoding: 'utf8' });
+  const r = spawnSync('cc', ['-static', '-O2', ...defines.map((d) => `-D${d}`), '-x', 'c', '-o', out, '-'], {
+    input: source,
+    encoding: 'utf8',
+  });
   if (r.status !== 0) throw new Error(`cc -static failed: ${r.stderr}`);
 }
 

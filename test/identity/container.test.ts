@@ -7,14 +7,9 @@ const ID2 = 'c0ffee0000000000000000000000000000000000000000000000000000000042';
 const POD = '0b8f4c1e_7d2a_4e3b_9a61_5f2c8d9e0a17';
 
 const v1 = (path: string, extra = '') =>
-  [
-    `12:memory:${path}`,
-    `11:cpu,cpuacct:${path}`,
-    `10:pids:${path}`,
-    `9:devices:${path}`,
-    `1:name=systemd:${path}${extra}`,
-    '0::/',
-  ].join('\n') + '\n';
+  [`12:memory:${path}`, `11:cpu,cpuacct:${path}`, `10:pids:${path}`, `9:devices:${path}`, `1:name=systemd:${path}${extra}`, '0::/'].join(
+    '\n',
+  ) + '\n';
 
 test('docker: cgroupfs driver (v1 and v2) and systemd driver', () => {
   assert.deepEqual(parseCgroup(v1(`/docker/${ID}`)).container, { runtime: 'docker', id: ID });
@@ -48,10 +43,10 @@ test("containerd's defaults: ctr (/namespace/id) and nerdctl", () => {
 
 test('podman: rootful and rootless systemd scopes, cgroupfs; conmon is not the container', () => {
   assert.deepEqual(parseCgroup(`0::/machine.slice/libpod-${ID}.scope/container\n`).container, { runtime: 'podman', id: ID });
-  assert.deepEqual(
-    parseCgroup(`0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-${ID}.scope\n`).container,
-    { runtime: 'podman', id: ID },
-  );
+  assert.deepEqual(parseCgroup(`0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-${ID}.scope\n`).container, {
+    runtime: 'podman',
+    id: ID,
+  });
   assert.deepEqual(parseCgroup(v1(`/libpod_parent/libpod-${ID}`)).container, { runtime: 'podman', id: ID });
   assert.equal(parseCgroup(`0::/machine.slice/libpod-conmon-${ID}.scope\n`).container, null);
 });
@@ -65,11 +60,17 @@ test('LXC / LXD: lxc.payload on v2, /lxc/<name> on v1; the monitor is on the hos
 
 test('systemd-nspawn: machine scopes, unit-name escaping undone', () => {
   assert.deepEqual(parseCgroup('0::/machine.slice/machine-fedora.scope/payload\n').container, { runtime: 'systemd-nspawn', id: 'fedora' });
-  assert.deepEqual(parseCgroup(v1('/machine.slice/machine-debian\\x2dbookworm.scope')).container, { runtime: 'systemd-nspawn', id: 'debian-bookworm' });
+  assert.deepEqual(parseCgroup(v1('/machine.slice/machine-debian\\x2dbookworm.scope')).container, {
+    runtime: 'systemd-nspawn',
+    id: 'debian-bookworm',
+  });
 });
 
 test('host processes: no container; the path is the most telling line', () => {
-  assert.deepEqual(parseCgroup('0::/user.slice/user-1000.slice/session-2.scope\n'), { path: '/user.slice/user-1000.slice/session-2.scope', container: null });
+  assert.deepEqual(parseCgroup('0::/user.slice/user-1000.slice/session-2.scope\n'), {
+    path: '/user.slice/user-1000.slice/session-2.scope',
+    container: null,
+  });
   assert.deepEqual(parseCgroup('0::/init.scope\n'), { path: '/init.scope', container: null });
   // A hybrid host: the v2 tree is empty, the v1 hierarchies say where the process is.
   const hybrid = '4:memory:/process_api/14e3bc12a1227ad0ef7fb597ebc042a2\n3:cpuset:/\n0::/\n';
@@ -85,7 +86,17 @@ test('v1 hierarchies disagreeing: the container is found on whichever line names
 });
 
 test('hostile and malformed input never throws and never invents a container', () => {
-  for (const text of ['', '\n\n', 'garbage', '0::', '0::relative/path', `12:memory:/docker/${ID.slice(1)}`, `0::/docker/${ID}x`, `0::/docker/${ID.toUpperCase()}`, '\0::/docker']) {
+  for (const text of [
+    '',
+    '\n\n',
+    'garbage',
+    '0::',
+    '0::relative/path',
+    `12:memory:/docker/${ID.slice(1)}`,
+    `0::/docker/${ID}x`,
+    `0::/docker/${ID.toUpperCase()}`,
+    '\0::/docker',
+  ]) {
     assert.equal(parseCgroup(text).container, null, JSON.stringify(text));
   }
   assert.equal(parseCgroup('').path, undefined);

@@ -15,7 +15,10 @@ test('memberOf sees supplementary groups from SO_PEERGROUPS (setpriv --groups)',
   const socket = await acceptFrom(server, member);
   const d = await new Policy().memberOf('cdrom').apply(socket);
   assert.equal(d.allowed, true, JSON.stringify(d.failures));
-  assert.deepEqual([...d.peer.groups].sort((a, b) => a - b), [4, 24]);
+  assert.deepEqual(
+    [...d.peer.groups].sort((a, b) => a - b),
+    [4, 24],
+  );
   assert.equal((await new Policy().memberOf([4]).apply(socket)).allowed, true);
   // The primary group counts too; a group the peer lacks does not.
   assert.equal((await new Policy().memberOf('daemon').apply(socket)).allowed, true);
@@ -51,28 +54,33 @@ test('programDigest matches the content of the executable, whatever its path', {
   assert.equal(wrong.failures[0]!.actual, digest);
 });
 
-test('programDigest is not fooled by its cache when the file is rewritten in place', { skip: needRoot() || needCommand('socat') }, async (t) => {
-  const { tmp, path, server } = await socketServer(t);
-  const copy = tmp.path('socat-copy');
-  copyFileSync(realpathSync('/usr/bin/socat'), copy);
-  chmodSync(copy, 0o755);
-  const before = sha256(copy);
-  const first = run(copy, ['-u', `UNIX-CONNECT:${path}`, 'STDIN']);
-  t.after(() => reap(first));
-  assert.equal((await new Policy().programDigest(before).apply(await acceptFrom(server, first))).allowed, true);
-  await reap(first);
-  // Same inode, new bytes (a running executable cannot be written: only now, after exit).
-  appendFileSync(copy, 'trailing bytes');
-  const after = sha256(copy);
-  const second = run(copy, ['-u', `UNIX-CONNECT:${path}`, 'STDIN']);
-  t.after(() => reap(second));
-  const socket = await acceptFrom(server, second);
-  assert.equal((await new Policy().programDigest(before).apply(socket)).result, Result.PROGRAM_DIGEST);
-  assert.equal((await new Policy().programDigest(after).apply(socket)).allowed, true);
-});
+test(
+  'programDigest is not fooled by its cache when the file is rewritten in place',
+  { skip: needRoot() || needCommand('socat') },
+  async (t) => {
+    const { tmp, path, server } = await socketServer(t);
+    const copy = tmp.path('socat-copy');
+    copyFileSync(realpathSync('/usr/bin/socat'), copy);
+    chmodSync(copy, 0o755);
+    const before = sha256(copy);
+    const first = run(copy, ['-u', `UNIX-CONNECT:${path}`, 'STDIN']);
+    t.after(() => reap(first));
+    assert.equal((await new Policy().programDigest(before).apply(await acceptFrom(server, first))).allowed, true);
+    await reap(first);
+    // Same inode, new bytes (a running executable cannot be written: only now, after exit).
+    appendFileSync(copy, 'trailing bytes');
+    const after = sha256(copy);
+    const second = run(copy, ['-u', `UNIX-CONNECT:${path}`, 'STDIN']);
+    t.after(() => reap(second));
+    const socket = await acceptFrom(server, second);
+    assert.equal((await new Policy().programDigest(before).apply(socket)).result, Result.PROGRAM_DIGEST);
+    assert.equal((await new Policy().programDigest(after).apply(socket)).allowed, true);
+  },
+);
 
 test('programDigest validates its argument up front', () => {
-  const invalid = (field: string) => (e: unknown) => (e as { code: string }).code === 'ERR_SECPOLICY_INVALID_ARG' && (e as Error).message.includes(`"${field}"`);
+  const invalid = (field: string) => (e: unknown) =>
+    (e as { code: string }).code === 'ERR_SECPOLICY_INVALID_ARG' && (e as Error).message.includes(`"${field}"`);
   assert.throws(() => new Policy().programDigest('abc'), invalid('programDigest'));
   assert.throws(() => new Policy().programDigest(['a'.repeat(64), 'g'.repeat(64)]), invalid('programDigest[1]'));
   assert.throws(() => new Policy().programDigest([]), invalid('programDigest'));

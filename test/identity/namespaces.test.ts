@@ -47,7 +47,11 @@ test('a peer in its own network namespace: sameNamespace("net") fails, host() ho
 
 test('a peer that is root in its own user namespace is seen as the uid it maps to here', { skip }, async (t) => {
   const { path, server } = await socketServer(t);
-  const child = pythonPeer(path, { as: { uid: 1, gid: 1 }, prefix: ['unshare', '--user', '--map-root-user'], body: 'print(os.getuid(),flush=True)\nsys.stdin.read()' });
+  const child = pythonPeer(path, {
+    as: { uid: 1, gid: 1 },
+    prefix: ['unshare', '--user', '--map-root-user'],
+    body: 'print(os.getuid(),flush=True)\nsys.stdin.read()',
+  });
   t.after(() => reap(child));
   const socket = await acceptFrom(server, child);
   const d = await new Policy().uid(1).gid(1).sameNamespace('user').apply(socket);
@@ -80,7 +84,19 @@ test('pid 0 and unmapped ids are described as such and fail every rule that need
   t.after(() => tmp.cleanup());
   const path = tmp.path('inner.sock');
   const index = fileURLToPath(new URL('../../src/index.js', import.meta.url));
-  const server = run('unshare', ['--user', '--map-root-user', '--pid', '--fork', '--mount-proc', process.execPath, '--input-type=module', '-e', SERVER, index, path]);
+  const server = run('unshare', [
+    '--user',
+    '--map-root-user',
+    '--pid',
+    '--fork',
+    '--mount-proc',
+    process.execPath,
+    '--input-type=module',
+    '-e',
+    SERVER,
+    index,
+    path,
+  ]);
   t.after(() => reap(server));
   await waitForOutput(server, 'listening');
   const client = pythonPeer(path, { as: { uid: 1, gid: 1 } });

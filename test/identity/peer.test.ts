@@ -14,21 +14,18 @@ test('toJSON() of a peer run as daemon with group adm', { skip: needRoot() || ne
   const peer = new Peer(c.socket);
   const json = peer.toJSON();
   for (const key of CORE) assert.ok(key in json, `toJSON has ${key}`);
-  assert.deepEqual(
-    Object.fromEntries(CORE.map((k) => [k, json[k]])),
-    {
-      pid: c.peer.pid,
-      uid: 1,
-      gid: 1,
-      groups: [4],
-      user: 'daemon',
-      group: 'daemon',
-      program: realpathSync(process.execPath),
-      perms: 0o666,
-      label: undefined,
-      socketPath: c.path,
-    },
-  );
+  assert.deepEqual(Object.fromEntries(CORE.map((k) => [k, json[k]])), {
+    pid: c.peer.pid,
+    uid: 1,
+    gid: 1,
+    groups: [4],
+    user: 'daemon',
+    group: 'daemon',
+    program: realpathSync(process.execPath),
+    perms: 0o666,
+    label: undefined,
+    socketPath: c.path,
+  });
   assert.equal(peer.side, 'server');
   // JSON round trip: plain data only.
   assert.equal(JSON.parse(JSON.stringify(peer)).user, 'daemon');

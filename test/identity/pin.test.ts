@@ -87,22 +87,26 @@ test('pid reuse: a trusted program that inherits the pid of an exited peer does 
   assert.equal(d.peer.program, undefined);
 });
 
-test('fallback pinning (pidfd_open + start time) proves the process until it exits, also across pid reuse', { skip: reuseSkip }, async (t) => {
-  const { path, server } = await socketServer(t);
-  const child = pythonPeer(path);
-  t.after(() => reap(child));
-  const socket = await acceptFrom(server, child);
-  const pin = Pin.of(socketFd(socket), child.pid!, { peerPidfd: false });
-  t.after(() => pin.close());
-  assert.equal(pin.method, 'start-time');
-  assert.equal(pin.check(), undefined);
-  child.stdin!.end();
-  await child.output();
-  const sleeper = await spawnWithPid(child.pid!);
-  if (sleeper) t.after(() => reap(sleeper));
-  assert.equal(pin.check(), 'peer exited');
-  assert.equal(pin.hasPidfd, false, 'the pidfd is released once the peer is known gone');
-});
+test(
+  'fallback pinning (pidfd_open + start time) proves the process until it exits, also across pid reuse',
+  { skip: reuseSkip },
+  async (t) => {
+    const { path, server } = await socketServer(t);
+    const child = pythonPeer(path);
+    t.after(() => reap(child));
+    const socket = await acceptFrom(server, child);
+    const pin = Pin.of(socketFd(socket), child.pid!, { peerPidfd: false });
+    t.after(() => pin.close());
+    assert.equal(pin.method, 'start-time');
+    assert.equal(pin.check(), undefined);
+    child.stdin!.end();
+    await child.output();
+    const sleeper = await spawnWithPid(child.pid!);
+    if (sleeper) t.after(() => reap(sleeper));
+    assert.equal(pin.check(), 'peer exited');
+    assert.equal(pin.hasPidfd, false, 'the pidfd is released once the peer is known gone');
+  },
+);
 
 test('pid 0 (not in our pid namespace) is pinned by nothing and says so', () => {
   const pin = Pin.of(-1, 0);

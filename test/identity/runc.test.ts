@@ -44,53 +44,61 @@ async function setup(t: TestContext) {
   return { ...server, trusted, spoof, sockDir: server.tmp.dir };
 }
 
-test('runc container: detected as docker with its id; a different binary at the host path fails program and programDigest', { skip: needRunc() }, async (t) => {
-  const { server, tmp, trusted, spoof, sockDir } = await setup(t);
-  // The container's rootfs holds the spoof at exactly the path the rule names on the host.
-  const c = runContainer({
-    bundle: tmp.path('bundle-a'),
-    args: [trusted, '/sock/s.sock'],
-    files: [[spoof, trusted]],
-    mounts: [{ source: sockDir, destination: '/sock' }],
-  });
-  t.after(() => c.stop());
-  const socket = await acceptFrom(server, c.child);
+test(
+  'runc container: detected as docker with its id; a different binary at the host path fails program and programDigest',
+  { skip: needRunc() },
+  async (t) => {
+    const { server, tmp, trusted, spoof, sockDir } = await setup(t);
+    // The container's rootfs holds the spoof at exactly the path the rule names on the host.
+    const c = runContainer({
+      bundle: tmp.path('bundle-a'),
+      args: [trusted, '/sock/s.sock'],
+      files: [[spoof, trusted]],
+      mounts: [{ source: sockDir, destination: '/sock' }],
+    });
+    t.after(() => c.stop());
+    const socket = await acceptFrom(server, c.child);
 
-  const d = await new Policy().program(trusted).programDigest(sha256(trusted)).apply(socket);
-  assert.equal(d.result, Result.PROGRAM | Result.PROGRAM_DIGEST);
-  // Same path string, another file: the peer names its program exactly like the rule does.
-  assert.equal(d.peer.program, trusted);
-  assert.equal((await new Policy().programDigest(sha256(spoof)).apply(socket)).allowed, true);
+    const d = await new Policy().program(trusted).programDigest(sha256(trusted)).apply(socket);
+    assert.equal(d.result, Result.PROGRAM | Result.PROGRAM_DIGEST);
+    // Same path string, another file: the peer names its program exactly like the rule does.
+    assert.equal(d.peer.program, trusted);
+    assert.equal((await new Policy().programDigest(sha256(spoof)).apply(socket)).allowed, true);
 
-  assert.deepEqual(d.peer.container, { runtime: 'docker', id: c.id });
-  assert.equal(d.peer.cgroup, `/docker/${c.id}`);
-  assert.equal(d.peer.pinning, 'pidfd');
-  assert.equal((await new Policy().container().apply(socket)).allowed, true);
-  assert.equal((await new Policy().container({ runtime: 'docker', idPrefix: c.id.slice(0, 12) }).apply(socket)).allowed, true);
-  assert.equal((await new Policy().container({ id: c.id }).apply(socket)).allowed, true);
-  assert.equal((await new Policy().container({ id: 'f'.repeat(64) }).apply(socket)).result, Result.CONTAINER);
-  assert.equal((await new Policy().container({ runtime: ['podman', 'lxc'] }).apply(socket)).result, Result.CONTAINER);
-  const host = await new Policy().host().apply(socket);
-  assert.equal(host.result, Result.HOST);
-  assert.match(host.failures[0]!.message, /pid, mnt namespaces/);
-});
+    assert.deepEqual(d.peer.container, { runtime: 'docker', id: c.id });
+    assert.equal(d.peer.cgroup, `/docker/${c.id}`);
+    assert.equal(d.peer.pinning, 'pidfd');
+    assert.equal((await new Policy().container().apply(socket)).allowed, true);
+    assert.equal((await new Policy().container({ runtime: 'docker', idPrefix: c.id.slice(0, 12) }).apply(socket)).allowed, true);
+    assert.equal((await new Policy().container({ id: c.id }).apply(socket)).allowed, true);
+    assert.equal((await new Policy().container({ id: 'f'.repeat(64) }).apply(socket)).result, Result.CONTAINER);
+    assert.equal((await new Policy().container({ runtime: ['podman', 'lxc'] }).apply(socket)).result, Result.CONTAINER);
+    const host = await new Policy().host().apply(socket);
+    assert.equal(host.result, Result.HOST);
+    assert.match(host.failures[0]!.message, /pid, mnt namespaces/);
+  },
+);
 
-test('runc container running the host binary itself (bind mount): program, digest and strict mode pass; host() does not', { skip: needRunc() }, async (t) => {
-  const { server, tmp, trusted, sockDir } = await setup(t);
-  const c = runContainer({
-    bundle: tmp.path('bundle-b'),
-    args: [trusted, '/sock/s.sock'],
-    mounts: [
-      { source: sockDir, destination: '/sock' },
-      { source: tmp.path('bin'), destination: tmp.path('bin'), readonly: true },
-    ],
-  });
-  t.after(() => c.stop());
-  const socket = await acceptFrom(server, c.child);
-  const d = await new Policy({ strict: true }).program(trusted).programDigest(sha256(trusted)).container({ id: c.id }).apply(socket);
-  assert.equal(d.allowed, true, JSON.stringify(d.failures));
-  assert.equal((await new Policy().host().apply(socket)).result, Result.HOST);
-});
+test(
+  'runc container running the host binary itself (bind mount): program, digest and strict mode pass; host() does not',
+  { skip: needRunc() },
+  async (t) => {
+    const { server, tmp, trusted, sockDir } = await setup(t);
+    const c = runContainer({
+      bundle: tmp.path('bundle-b'),
+      args: [trusted, '/sock/s.sock'],
+      mounts: [
+        { source: sockDir, destination: '/sock' },
+        { source: tmp.path('bin'), destination: tmp.path('bin'), readonly: true },
+      ],
+    });
+    t.after(() => c.stop());
+    const socket = await acceptFrom(server, c.child);
+    const d = await new Policy({ strict: true }).program(trusted).programDigest(sha256(trusted)).container({ id: c.id }).apply(socket);
+    assert.equal(d.allowed, true, JSON.stringify(d.failures));
+    assert.equal((await new Policy().host().apply(socket)).result, Result.HOST);
+  },
+);
 
 test('a host process is in no container: container() fails and says where it is', async (t) => {
   const { server, path } = await socketServer(t, 'secpolicy-runc-');
@@ -104,7 +112,8 @@ test('a host process is in no container: container() fails and says where it is'
 });
 
 test('container() validates its match up front', () => {
-  const invalid = (field: string) => (e: unknown) => (e as { code: string }).code === 'ERR_SECPOLICY_INVALID_ARG' && (e as Error).message.includes(`"${field}"`);
+  const invalid = (field: string) => (e: unknown) =>
+    (e as { code: string }).code === 'ERR_SECPOLICY_INVALID_ARG' && (e as Error).message.includes(`"${field}"`);
   assert.throws(() => new Policy().container({ idd: 'x' } as never), invalid('container.idd'));
   assert.throws(() => new Policy().container({ id: [] }), invalid('container.id'));
   assert.throws(() => new Policy().container({ idPrefix: '' }), invalid('container.idPrefix'));

@@ -109,27 +109,31 @@ print('got', flush=True)
 while s.recv(1024): pass
 `;
 
-test('strict mode: a socket handed to another program over SCM_RIGHTS is denied though the connecting process passes', { skip: needRoot() }, async (t) => {
-  const { tmp, path, server } = await socketServer(t);
-  // Another file than the rule's python: a copy, run with the system's standard library.
-  const other = tmp.path('python-copy');
-  copyFileSync(realpathSync(PY), other);
-  const receiverPath = tmp.path('receiver.sock');
-  const receiver = run(other, ['-c', RECEIVER, receiverPath], { env: { ...process.env, PYTHONHOME: '/usr' } });
-  t.after(() => reap(receiver));
-  await waitForOutput(receiver, 'listening');
-  const got = waitForOutput(receiver, 'got');
-  // The connecting process passes the socket on, closes its own copy, and stays alive.
-  const body = `h=socket.socket(socket.AF_UNIX)\nh.connect(${JSON.stringify(receiverPath)})\nsocket.send_fds(h,[b'x'],[s.fileno()])\ns.close()\nprint('sent',flush=True)\nsys.stdin.read()`;
-  const child = pythonPeer(path, { body });
-  t.after(() => reap(child));
-  const socket = await acceptFrom(server, child);
-  await Promise.all([got, waitForOutput(child, 'sent')]);
+test(
+  'strict mode: a socket handed to another program over SCM_RIGHTS is denied though the connecting process passes',
+  { skip: needRoot() },
+  async (t) => {
+    const { tmp, path, server } = await socketServer(t);
+    // Another file than the rule's python: a copy, run with the system's standard library.
+    const other = tmp.path('python-copy');
+    copyFileSync(realpathSync(PY), other);
+    const receiverPath = tmp.path('receiver.sock');
+    const receiver = run(other, ['-c', RECEIVER, receiverPath], { env: { ...process.env, PYTHONHOME: '/usr' } });
+    t.after(() => reap(receiver));
+    await waitForOutput(receiver, 'listening');
+    const got = waitForOutput(receiver, 'got');
+    // The connecting process passes the socket on, closes its own copy, and stays alive.
+    const body = `h=socket.socket(socket.AF_UNIX)\nh.connect(${JSON.stringify(receiverPath)})\nsocket.send_fds(h,[b'x'],[s.fileno()])\ns.close()\nprint('sent',flush=True)\nsys.stdin.read()`;
+    const child = pythonPeer(path, { body });
+    t.after(() => reap(child));
+    const socket = await acceptFrom(server, child);
+    await Promise.all([got, waitForOutput(child, 'sent')]);
 
-  assert.equal((await new Policy().program(PY).apply(socket)).allowed, true);
-  const strict = await new Policy({ strict: true }).program(PY).apply(socket);
-  assert.equal(strict.result, Result.PROGRAM);
-  const actual = strict.failures[0]!.actual as { holders: number[]; failing: Array<{ pid: number; program: string }> };
-  assert.deepEqual(actual.holders, [receiver.pid]);
-  assert.deepEqual(actual.failing, [{ pid: receiver.pid, program: other }]);
-});
+    assert.equal((await new Policy().program(PY).apply(socket)).allowed, true);
+    const strict = await new Policy({ strict: true }).program(PY).apply(socket);
+    assert.equal(strict.result, Result.PROGRAM);
+    const actual = strict.failures[0]!.actual as { holders: number[]; failing: Array<{ pid: number; program: string }> };
+    assert.deepEqual(actual.holders, [receiver.pid]);
+    assert.deepEqual(actual.failing, [{ pid: receiver.pid, program: other }]);
+  },
+);

@@ -16,13 +16,17 @@ test('statPath agrees with stat(1) on device, inode, mode and owner', { skip: ne
     const out = (await run('stat', ['-c', '%Hd %Ld %i %f %u %g', path]).output()).stdout.trim().split(' ');
     const [major, minor, ino, mode, uid, gid] = out;
     const s = statPath(path)!;
-    assert.deepEqual(s, {
-      dev: Number(major) * 2 ** 20 + Number(minor),
-      ino: BigInt(ino!),
-      mode: parseInt(mode!, 16),
-      uid: Number(uid),
-      gid: Number(gid),
-    }, path);
+    assert.deepEqual(
+      s,
+      {
+        dev: Number(major) * 2 ** 20 + Number(minor),
+        ino: BigInt(ino!),
+        mode: parseInt(mode!, 16),
+        uid: Number(uid),
+        gid: Number(gid),
+      },
+      path,
+    );
   }
   assert.equal(statPath(file)!.mode, S_IFREG | 0o640);
   assert.equal(statPath(file)!.ino, statSync(file, { bigint: true }).ino);

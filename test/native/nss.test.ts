@@ -33,7 +33,10 @@ test('ids and names of users and groups that exist, and of ones that do not', ()
 
 test('configureNameCache refuses bad options, naming them', () => {
   const invalid = (o: unknown, name: string) =>
-    assert.throws(() => configureNameCache(o as never), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && e.message.includes(`"${name}"`));
+    assert.throws(
+      () => configureNameCache(o as never),
+      (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && e.message.includes(`"${name}"`),
+    );
   invalid({ maxEntries: 0 }, 'options.maxEntries');
   invalid({ maxEntries: 1.5 }, 'options.maxEntries');
   invalid({ ttl: -1 }, 'options.ttl');

@@ -15,59 +15,78 @@ function pythonClient(path: string, uid: number) {
   return run(PY, ['-c', script], { as: { uid, gid: uid } });
 }
 
-test('netlink lists a listening socket with its file identity, and an accepted socket with its peer and uid', { skip: needRoot() }, async (t) => {
-  const tmp = tempDir('secpolicy-sockdiag-');
-  const path = tmp.path('s.sock');
-  // 0666: the client runs as another user and needs write permission on the socket file.
-  const server = await listenOn(path, () => {}, 0o666);
-  const client = pythonClient(path, 1);
-  t.after(async () => {
-    client.kill();
-    await closeServer(server);
-    tmp.cleanup();
-  });
-  const accepted = await Promise.race([nextConnection(server), client.output().then((o) => Promise.reject(new Error(`client exited: ${o.stderr}`)))]);
-  const list = listUnixSockets();
-  assert.equal(list.source, 'netlink');
-  const listening = list.sockets.filter((s) => s.name === path && s.state === 'listen');
-  assert.equal(listening.length, 1);
-  const file = statPath(path, true)!;
-  assert.deepEqual(listening[0]!.vfs, { dev: file.dev, ino: Number(file.ino) });
-  assert.equal(listening[0]!.uid, 0);
+test(
+  'netlink lists a listening socket with its file identity, and an accepted socket with its peer and uid',
+  { skip: needRoot() },
+  async (t) => {
+    const tmp = tempDir('secpolicy-sockdiag-');
+    const path = tmp.path('s.sock');
+    // 0666: the client runs as another user and needs write permission on the socket file.
+    const server = await listenOn(path, () => {}, 0o666);
+    const client = pythonClient(path, 1);
+    t.after(async () => {
+      client.kill();
+      await closeServer(server);
+      tmp.cleanup();
+    });
+    const accepted = await Promise.race([
+      nextConnection(server),
+      client.output().then((o) => Promise.reject(new Error(`client exited: ${o.stderr}`))),
+    ]);
+    const list = listUnixSockets();
+    assert.equal(list.source, 'netlink');
+    const listening = list.sockets.filter((s) => s.name === path && s.state === 'listen');
+    assert.equal(listening.length, 1);
+    const file = statPath(path, true)!;
+    assert.deepEqual(listening[0]!.vfs, { dev: file.dev, ino: Number(file.ino) });
+    assert.equal(listening[0]!.uid, 0);
 
-  const ours = socketInode(socketFd(accepted))!;
-  assert.ok(ours > 0);
-  const mine = unixSocket(ours)!;
-  assert.equal(mine.state, 'established');
-  assert.equal(mine.type, 'stream');
-  assert.equal(mine.name, path);
-  const theirs = unixSocket(mine.peer!)!;
-  // The client's socket is owned by the user python ran as, and points back at ours.
-  assert.equal(theirs.uid, 1);
-  assert.equal(theirs.peer, ours);
-  assert.equal(unixPeerInode(ours), mine.peer);
-  assert.ok(list.sockets.some((s) => s.inode === mine.peer && s.uid === 1));
-});
+    const ours = socketInode(socketFd(accepted))!;
+    assert.ok(ours > 0);
+    const mine = unixSocket(ours)!;
+    assert.equal(mine.state, 'established');
+    assert.equal(mine.type, 'stream');
+    assert.equal(mine.name, path);
+    const theirs = unixSocket(mine.peer!)!;
+    // The client's socket is owned by the user python ran as, and points back at ours.
+    assert.equal(theirs.uid, 1);
+    assert.equal(theirs.peer, ours);
+    assert.equal(unixPeerInode(ours), mine.peer);
+    assert.ok(list.sockets.some((s) => s.inode === mine.peer && s.uid === 1));
+  },
+);
 
-test('an accepted socket from another network namespace is found through `via` (the connecting side owns the namespace)', { skip: needRoot() }, async (t) => {
-  const tmp = tempDir('secpolicy-sockdiag-');
-  const path = tmp.path('n.sock');
-  const server = await listenOn(path, () => {}, 0o666);
-  const client = run('unshare', ['--net', PY, '-c', `import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(${JSON.stringify(path)})\nsys.stdin.read()`]);
-  t.after(async () => {
-    client.kill();
-    await closeServer(server);
-    tmp.cleanup();
-  });
-  const accepted = await Promise.race([nextConnection(server), client.output().then((o) => Promise.reject(new Error(`client exited: ${o.stderr}`)))]);
-  const fd = socketFd(accepted);
-  const ours = socketInode(fd)!;
-  assert.equal(unixSocket(ours), undefined, 'not in our network namespace');
-  const found = unixSocket(ours, { via: fd })!;
-  assert.equal(found.state, 'established');
-  assert.equal(unixSocket(found.peer!, { via: fd })!.peer, ours);
-  assert.equal(unixPeerInode(ours, { via: fd }), found.peer);
-});
+test(
+  'an accepted socket from another network namespace is found through `via` (the connecting side owns the namespace)',
+  { skip: needRoot() },
+  async (t) => {
+    const tmp = tempDir('secpolicy-sockdiag-');
+    const path = tmp.path('n.sock');
+    const server = await listenOn(path, () => {}, 0o666);
+    const client = run('unshare', [
+      '--net',
+      PY,
+      '-c',
+      `import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(${JSON.stringify(path)})\nsys.stdin.read()`,
+    ]);
+    t.after(async () => {
+      client.kill();
+      await closeServer(server);
+      tmp.cleanup();
+    });
+    const accepted = await Promise.race([
+      nextConnection(server),
+      client.output().then((o) => Promise.reject(new Error(`client exited: ${o.stderr}`))),
+    ]);
+    const fd = socketFd(accepted);
+    const ours = socketInode(fd)!;
+    assert.equal(unixSocket(ours), undefined, 'not in our network namespace');
+    const found = unixSocket(ours, { via: fd })!;
+    assert.equal(found.state, 'established');
+    assert.equal(unixSocket(found.peer!, { via: fd })!.peer, ours);
+    assert.equal(unixPeerInode(ours, { via: fd }), found.peer);
+  },
+);
 
 test('abstract names are shown as @name; states filter the dump', async (t) => {
   const name = `secpolicy-sockdiag-${process.pid}-${Date.now()}`;
@@ -100,8 +119,13 @@ test('/proc/net/unix agrees with netlink on the listening sockets', async (t) =>
     await closeServer(server);
     tmp.cleanup();
   });
-  const fromProc = procNetUnix().filter((s) => s.state === 'listen').map((s) => s.inode).sort();
-  const fromNetlink = listUnixSockets({ states: ['listen'] }).sockets.map((s) => s.inode).sort();
+  const fromProc = procNetUnix()
+    .filter((s) => s.state === 'listen')
+    .map((s) => s.inode)
+    .sort();
+  const fromNetlink = listUnixSockets({ states: ['listen'] })
+    .sockets.map((s) => s.inode)
+    .sort();
   assert.ok(fromNetlink.length > 0);
   assert.deepEqual(fromProc, fromNetlink);
 });
@@ -127,7 +151,8 @@ test('procNetUnix parses real lines: listening, connected, datagram, abstract, p
 });
 
 test('bad arguments are ERR_SECPOLICY_INVALID_ARG naming the field', () => {
-  const invalid = (field: string) => (e: unknown) => (e as { code: string }).code === 'ERR_SECPOLICY_INVALID_ARG' && (e as Error).message.includes(field);
+  const invalid = (field: string) => (e: unknown) =>
+    (e as { code: string }).code === 'ERR_SECPOLICY_INVALID_ARG' && (e as Error).message.includes(field);
   assert.throws(() => listUnixSockets({ states: ['bogus' as 'listen'] }), invalid('options.states[0]'));
   assert.throws(() => listUnixSockets({ states: [] }), invalid('options.states'));
   assert.throws(() => listUnixSockets({ states: ['listen', 'constructor' as 'listen'] }), invalid('options.states[1]'));

@@ -9,19 +9,29 @@ import { socketPeerPidfd } from '../../src/native/pidfd.js';
 import { closeServer, needCommand, needRoot } from '../helpers/index.js';
 import { connection, NOBODY } from '../helpers/connection.js';
 
-test('peerCred and peerGroups read a peer run as nobody with groups adm and cdrom', { skip: needRoot() || needCommand('setpriv') }, async (t) => {
-  const c = await connection({ as: { ...NOBODY, groups: [24, 4] } });
-  t.after(() => c.close());
-  const fd = socketFd(c.socket);
-  assert.deepEqual(peerCred(fd), { pid: c.peer.pid, uid: 65534, gid: 65534 });
-  assert.deepEqual(peerGroups(fd)!.sort((a, b) => a - b), [4, 24]);
-});
+test(
+  'peerCred and peerGroups read a peer run as nobody with groups adm and cdrom',
+  { skip: needRoot() || needCommand('setpriv') },
+  async (t) => {
+    const c = await connection({ as: { ...NOBODY, groups: [24, 4] } });
+    t.after(() => c.close());
+    const fd = socketFd(c.socket);
+    assert.deepEqual(peerCred(fd), { pid: c.peer.pid, uid: 65534, gid: 65534 });
+    assert.deepEqual(
+      peerGroups(fd)!.sort((a, b) => a - b),
+      [4, 24],
+    );
+  },
+);
 
 test('peerGroups grows its buffer for a peer with many groups', { skip: needRoot() || needCommand('setpriv') }, async (t) => {
   const many = Array.from({ length: 300 }, (_, i) => 1000 + i);
   const c = await connection({ as: { ...NOBODY, groups: many } });
   t.after(() => c.close());
-  assert.deepEqual(peerGroups(socketFd(c.socket))!.sort((a, b) => a - b), many);
+  assert.deepEqual(
+    peerGroups(socketFd(c.socket))!.sort((a, b) => a - b),
+    many,
+  );
 });
 
 test('peerSecurityLabel: ENOPROTOOPT without an LSM is "no label", not an error', async (t) => {

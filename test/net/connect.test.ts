@@ -4,7 +4,17 @@ import { once } from 'node:events';
 import { chownSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { ErrorCode, Policy, Result, connect, isSecpolicyError, peerOf, type Decision, type DeniedMessage, type SecpolicyError } from '../../src/index.js';
+import {
+  ErrorCode,
+  Policy,
+  Result,
+  connect,
+  isSecpolicyError,
+  peerOf,
+  type Decision,
+  type DeniedMessage,
+  type SecpolicyError,
+} from '../../src/index.js';
 import { needCommand, needRoot, run, tempDir } from '../helpers/index.js';
 import { DAEMON, rejectsWith, serve } from './fixtures.js';
 
@@ -51,94 +61,113 @@ test('connect: an abstract socket is verified too, and never passes a perms rule
   t.after(() => socket.destroy());
   assert.equal(peerOf(socket)!.socketPath, `@${name.slice(1)}`);
   let error: SecpolicyError | undefined;
-  await rejectsWith(connect({ path: name, policy: new Policy().perms(0o777) }).catch((e) => {
-    error = e;
-    throw e;
-  }), ErrorCode.DENIED);
-  assert.equal((error!.decision as Decision).result, Result.PERMS);
-});
-
-test('connect: a server squatting the path as another user is denied before a byte is sent', { timeout: 60_000, skip: needRoot() }, async (t) => {
-  const path = await squatter(t, DAEMON);
-  const published: DeniedMessage[] = [];
-  const onDenied = (m: unknown) => published.push(m as DeniedMessage);
-  subscribe('secpolicy:denied', onDenied);
-  t.after(() => unsubscribe('secpolicy:denied', onDenied));
-
-  let error: SecpolicyError | undefined;
   await rejectsWith(
-    connect({ path, policy: new Policy().uid(0) }).catch((e) => {
+    connect({ path: name, policy: new Policy().perms(0o777) }).catch((e) => {
       error = e;
       throw e;
     }),
     ErrorCode.DENIED,
   );
-  const decision = error!.decision as Decision;
-  assert.equal(decision.allowed, false);
-  assert.equal(decision.result, Result.UID);
-  assert.equal(decision.peer.uid, 1);
-  assert.match(error!.message, new RegExp(`server at ${path} failed the policy`));
-  const mine = published.filter((m) => m.source === 'connect');
-  assert.equal(mine.length, 1);
-  assert.equal(mine[0]!.socket.destroyed, true);
-
-  // The same server passes a policy that expects it.
-  const socket = await connect({ path, policy: new Policy().user('daemon') });
-  t.after(() => socket.destroy());
-  assert.equal(peerOf(socket)!.uid, 1);
+  assert.equal((error!.decision as Decision).result, Result.PERMS);
 });
 
-test('connect: a missing socket and a stale socket reject with ERR_SECPOLICY_CONNECT and the errno as cause', { timeout: 60_000, skip: needCommand('/usr/bin/python3') }, async (t) => {
-  const tmp = tempDir('secpolicy-connect-');
-  t.after(() => tmp.cleanup());
-  const missing = tmp.path('missing.sock');
-  await assert.rejects(connect({ path: missing, policy: new Policy().uid(0) }), (e: SecpolicyError) => {
-    assert.equal(e.code, ErrorCode.CONNECT);
-    assert.equal((e.cause as NodeJS.ErrnoException).code, 'ENOENT');
-    assert.equal(e.path, missing);
-    return true;
-  });
-  // python binds and exits without unlinking: a socket file nobody listens on.
-  const stale = tmp.path('stale.sock');
-  const py = await run('/usr/bin/python3', ['-c', 'import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])', stale]).output();
-  assert.equal(py.code, 0, py.stderr);
-  await assert.rejects(connect({ path: stale, policy: new Policy().uid(0) }), (e: SecpolicyError) => {
-    assert.equal(e.code, ErrorCode.CONNECT);
-    assert.equal((e.cause as NodeJS.ErrnoException).code, 'ECONNREFUSED');
-    return true;
-  });
-});
+test(
+  'connect: a server squatting the path as another user is denied before a byte is sent',
+  { timeout: 60_000, skip: needRoot() },
+  async (t) => {
+    const path = await squatter(t, DAEMON);
+    const published: DeniedMessage[] = [];
+    const onDenied = (m: unknown) => published.push(m as DeniedMessage);
+    subscribe('secpolicy:denied', onDenied);
+    t.after(() => unsubscribe('secpolicy:denied', onDenied));
 
-test('connect: a full accept queue (EAGAIN) is tried again until the server accepts', { timeout: 60_000, skip: needCommand('/usr/bin/python3') }, async (t) => {
-  const tmp = tempDir('secpolicy-connect-');
-  t.after(() => tmp.cleanup());
-  const path = tmp.path('busy.sock');
-  // A server with a backlog of one that starts accepting only when told to.
-  const script = [
-    'import socket, sys',
-    's = socket.socket(socket.AF_UNIX)',
-    's.bind(sys.argv[1])',
-    's.listen(0)',
-    'print("ready", flush=True)',
-    'sys.stdin.readline()',
-    'held = [s.accept() for _ in range(2)]',
-    'sys.stdin.readline()',
-  ].join('\n');
-  const server = run('/usr/bin/python3', ['-c', script, path]);
-  t.after(() => server.kill());
-  await once(server.stdout!, 'data');
-  const filler = net.connect(path).on('error', () => {});
-  t.after(() => filler.destroy());
-  await once(filler, 'connect');
-  let settled = false;
-  const attempt = connect({ path, policy: new Policy().uid(process.getuid!()), timeout: 30_000 }).finally(() => (settled = true));
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  assert.equal(settled, false, 'still trying while the queue is full');
-  server.stdin!.write('accept\n');
-  const socket = await attempt;
-  t.after(() => socket.destroy());
-  assert.equal(peerOf(socket)!.pid, server.pid);
-});
+    let error: SecpolicyError | undefined;
+    await rejectsWith(
+      connect({ path, policy: new Policy().uid(0) }).catch((e) => {
+        error = e;
+        throw e;
+      }),
+      ErrorCode.DENIED,
+    );
+    const decision = error!.decision as Decision;
+    assert.equal(decision.allowed, false);
+    assert.equal(decision.result, Result.UID);
+    assert.equal(decision.peer.uid, 1);
+    assert.match(error!.message, new RegExp(`server at ${path} failed the policy`));
+    const mine = published.filter((m) => m.source === 'connect');
+    assert.equal(mine.length, 1);
+    assert.equal(mine[0]!.socket.destroyed, true);
+
+    // The same server passes a policy that expects it.
+    const socket = await connect({ path, policy: new Policy().user('daemon') });
+    t.after(() => socket.destroy());
+    assert.equal(peerOf(socket)!.uid, 1);
+  },
+);
+
+test(
+  'connect: a missing socket and a stale socket reject with ERR_SECPOLICY_CONNECT and the errno as cause',
+  { timeout: 60_000, skip: needCommand('/usr/bin/python3') },
+  async (t) => {
+    const tmp = tempDir('secpolicy-connect-');
+    t.after(() => tmp.cleanup());
+    const missing = tmp.path('missing.sock');
+    await assert.rejects(connect({ path: missing, policy: new Policy().uid(0) }), (e: SecpolicyError) => {
+      assert.equal(e.code, ErrorCode.CONNECT);
+      assert.equal((e.cause as NodeJS.ErrnoException).code, 'ENOENT');
+      assert.equal(e.path, missing);
+      return true;
+    });
+    // python binds and exits without unlinking: a socket file nobody listens on.
+    const stale = tmp.path('stale.sock');
+    const py = await run('/usr/bin/python3', [
+      '-c',
+      'import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])',
+      stale,
+    ]).output();
+    assert.equal(py.code, 0, py.stderr);
+    await assert.rejects(connect({ path: stale, policy: new Policy().uid(0) }), (e: SecpolicyError) => {
+      assert.equal(e.code, ErrorCode.CONNECT);
+      assert.equal((e.cause as NodeJS.ErrnoException).code, 'ECONNREFUSED');
+      return true;
+    });
+  },
+);
+
+test(
+  'connect: a full accept queue (EAGAIN) is tried again until the server accepts',
+  { timeout: 60_000, skip: needCommand('/usr/bin/python3') },
+  async (t) => {
+    const tmp = tempDir('secpolicy-connect-');
+    t.after(() => tmp.cleanup());
+    const path = tmp.path('busy.sock');
+    // A server with a backlog of one that starts accepting only when told to.
+    const script = [
+      'import socket, sys',
+      's = socket.socket(socket.AF_UNIX)',
+      's.bind(sys.argv[1])',
+      's.listen(0)',
+      'print("ready", flush=True)',
+      'sys.stdin.readline()',
+      'held = [s.accept() for _ in range(2)]',
+      'sys.stdin.readline()',
+    ].join('\n');
+    const server = run('/usr/bin/python3', ['-c', script, path]);
+    t.after(() => server.kill());
+    await once(server.stdout!, 'data');
+    const filler = net.connect(path).on('error', () => {});
+    t.after(() => filler.destroy());
+    await once(filler, 'connect');
+    let settled = false;
+    const attempt = connect({ path, policy: new Policy().uid(process.getuid!()), timeout: 30_000 }).finally(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(settled, false, 'still trying while the queue is full');
+    server.stdin!.write('accept\n');
+    const socket = await attempt;
+    t.after(() => socket.destroy());
+    assert.equal(peerOf(socket)!.pid, server.pid);
+  },
+);
 
 test('connect: the timeout covers verification; an abort signal stops the attempt', { timeout: 60_000 }, async (t) => {
   const server = net.createServer((socket) => socket.resume());

@@ -39,26 +39,34 @@ test('handshake: a shared-secret server and a connect() client verify each other
   assert.equal((denied[0]![0] as Decision).result, Result.CHALLENGE);
 });
 
-test('handshake: a peer that speaks HTTP to a challenge server is refused with a protocol error', { timeout: 60_000, skip: needCommand('socat') }, async (t) => {
-  const { path, served, denied } = await secretServer(t, [process.getuid!()]);
-  const socat = run('socat', ['-t', '5', '-', `UNIX-CONNECT:${path}`]);
-  socat.stdin!.end('GET / HTTP/1.0\r\nHost: localhost\r\n\r\n');
-  const out = await socat.output();
-  assert.equal(out.stdout.includes('welcome'), false);
-  assert.deepEqual(served, []);
-  assert.equal(denied.length, 1);
-  const reason = denied[0]![0];
-  assert.ok(isSecpolicyError(reason), 'an error, not a decision');
-  assert.equal(reason.code, ErrorCode.PROTOCOL);
-});
+test(
+  'handshake: a peer that speaks HTTP to a challenge server is refused with a protocol error',
+  { timeout: 60_000, skip: needCommand('socat') },
+  async (t) => {
+    const { path, served, denied } = await secretServer(t, [process.getuid!()]);
+    const socat = run('socat', ['-t', '5', '-', `UNIX-CONNECT:${path}`]);
+    socat.stdin!.end('GET / HTTP/1.0\r\nHost: localhost\r\n\r\n');
+    const out = await socat.output();
+    assert.equal(out.stdout.includes('welcome'), false);
+    assert.deepEqual(served, []);
+    assert.equal(denied.length, 1);
+    const reason = denied[0]![0];
+    assert.ok(isSecpolicyError(reason), 'an error, not a decision');
+    assert.equal(reason.code, ErrorCode.PROTOCOL);
+  },
+);
 
-test('handshake: a peer failing the identity rules is denied without a challenge being sent', { timeout: 60_000, skip: needRoot() || needCommand('socat') }, async (t) => {
-  const { path, denied } = await secretServer(t, [0]);
-  const out = await run('socat', ['-u', `UNIX-CONNECT:${path}`, '-'], { as: DAEMON }).output();
-  assert.equal(out.stdout, '', 'not even a challenge frame reaches a peer of the wrong uid');
-  assert.equal(denied.length, 1);
-  assert.equal((denied[0]![0] as Decision).result, Result.UID);
-});
+test(
+  'handshake: a peer failing the identity rules is denied without a challenge being sent',
+  { timeout: 60_000, skip: needRoot() || needCommand('socat') },
+  async (t) => {
+    const { path, denied } = await secretServer(t, [0]);
+    const out = await run('socat', ['-u', `UNIX-CONNECT:${path}`, '-'], { as: DAEMON }).output();
+    assert.equal(out.stdout, '', 'not even a challenge frame reaches a peer of the wrong uid');
+    assert.equal(denied.length, 1);
+    assert.equal((denied[0]![0] as Decision).result, Result.UID);
+  },
+);
 
 test('handshake: createServer and connect pass maxPayload to the exchange', { timeout: 60_000 }, async (t) => {
   // The server's challenge asks for a 64-byte answer; a cap of 16 bytes refuses it from the header.
@@ -82,5 +90,8 @@ test('handshake: createServer and connect pass maxPayload to the exchange', { ti
   // And a client's cap applies to the server's challenge: 10 bytes do not fit in 4.
   await rejectsWith(connect({ path, policy: answer, maxPayload: 4 }), ErrorCode.PROTOCOL, /exceeds the limit of 4/);
   // A bad cap is refused up front, naming the option.
-  assert.throws(() => createServer({ policy, maxPayload: -1 }), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && /maxPayload/.test(e.message));
+  assert.throws(
+    () => createServer({ policy, maxPayload: -1 }),
+    (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && /maxPayload/.test(e.message),
+  );
 });

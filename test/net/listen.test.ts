@@ -1,5 +1,16 @@
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  symlinkSync,
+  writeFileSync,
+  existsSync,
+} from 'node:fs';
 import { once } from 'node:events';
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
@@ -26,30 +37,34 @@ function setup(t: TestContext) {
 
 const modeOf = (path: string) => lstatSync(path).mode & 0o7777;
 
-test('listen: the socket file is born with the exact mode, whatever the umask, and the umask is restored', { timeout: 60_000 }, async (t) => {
-  const { path, server } = setup(t);
-  const file = path('s.sock');
-  const s = server();
-  // Look at the file the moment bind() returns, before listen() could run any chmod.
-  let atBind: number | undefined;
-  const realListen = s.listen;
-  s.listen = function (this: net.Server, ...args: unknown[]) {
-    const r = (realListen as (...a: unknown[]) => net.Server).apply(this, args);
-    atBind = modeOf(file);
-    return r;
-  } as typeof s.listen;
-  const umask = process.umask(0);
-  try {
-    await listen(s, file, { mode: 0o660 });
-    assert.equal(process.umask(), 0, 'the caller\'s umask is back');
-  } finally {
-    process.umask(umask);
-  }
-  assert.equal(atBind, 0o660);
-  assert.equal(modeOf(file), 0o660);
-  assert.ok(lstatSync(file).isSocket());
-  assert.equal(s.address(), file);
-});
+test(
+  'listen: the socket file is born with the exact mode, whatever the umask, and the umask is restored',
+  { timeout: 60_000 },
+  async (t) => {
+    const { path, server } = setup(t);
+    const file = path('s.sock');
+    const s = server();
+    // Look at the file the moment bind() returns, before listen() could run any chmod.
+    let atBind: number | undefined;
+    const realListen = s.listen;
+    s.listen = function (this: net.Server, ...args: unknown[]) {
+      const r = (realListen as (...a: unknown[]) => net.Server).apply(this, args);
+      atBind = modeOf(file);
+      return r;
+    } as typeof s.listen;
+    const umask = process.umask(0);
+    try {
+      await listen(s, file, { mode: 0o660 });
+      assert.equal(process.umask(), 0, "the caller's umask is back");
+    } finally {
+      process.umask(umask);
+    }
+    assert.equal(atBind, 0o660);
+    assert.equal(modeOf(file), 0o660);
+    assert.ok(lstatSync(file).isSocket());
+    assert.equal(s.address(), file);
+  },
+);
 
 test('listen: the default mode is 0600; the file goes away when the server closes', { timeout: 60_000 }, async (t) => {
   const { path, server } = setup(t);
@@ -97,7 +112,11 @@ test('listen: a regular file or a directory at the path is refused and left alon
 test('listen: a stale socket (nobody listening) is replaced', { timeout: 60_000, skip: needCommand('/usr/bin/python3') }, async (t) => {
   const { path, server } = setup(t);
   const file = path('s.sock');
-  const py = await run('/usr/bin/python3', ['-c', 'import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])', file]).output();
+  const py = await run('/usr/bin/python3', [
+    '-c',
+    'import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])',
+    file,
+  ]).output();
   assert.equal(py.code, 0, py.stderr);
   assert.equal((await nodeClient(file).output()).stderr, 'ECONNREFUSED');
   await listen(server(), file, { mode: 0o600 });
@@ -142,19 +161,23 @@ test('listen: a directory owned by another non-root user is refused', { timeout:
   await listen(server(), path('theirs/s.sock'), { allowInsecureDirectory: true });
 });
 
-test('listen: a symlinked directory is judged by its target and by who could swap the link', { timeout: 60_000, skip: needRoot() }, async (t) => {
-  const { path, server } = setup(t);
-  mkdirSync(path('open'));
-  chmodSync(path('open'), 0o777);
-  symlinkSync(path('open'), path('to-open'));
-  await rejectsWith(listen(server(), path('to-open/s.sock')), ErrorCode.UNSAFE_PATH, /open is writable by every user/);
-  mkdirSync(path('safe'));
-  symlinkSync(path('safe'), path('to-safe'));
-  await listen(server(), path('to-safe/s.sock'));
-  symlinkSync(path('safe'), path('theirs'));
-  lchownSync(path('theirs'), DAEMON.uid, DAEMON.gid);
-  await rejectsWith(listen(server(), path('theirs/other.sock')), ErrorCode.UNSAFE_PATH, /symbolic link .*theirs belongs to uid 1/);
-});
+test(
+  'listen: a symlinked directory is judged by its target and by who could swap the link',
+  { timeout: 60_000, skip: needRoot() },
+  async (t) => {
+    const { path, server } = setup(t);
+    mkdirSync(path('open'));
+    chmodSync(path('open'), 0o777);
+    symlinkSync(path('open'), path('to-open'));
+    await rejectsWith(listen(server(), path('to-open/s.sock')), ErrorCode.UNSAFE_PATH, /open is writable by every user/);
+    mkdirSync(path('safe'));
+    symlinkSync(path('safe'), path('to-safe'));
+    await listen(server(), path('to-safe/s.sock'));
+    symlinkSync(path('safe'), path('theirs'));
+    lchownSync(path('theirs'), DAEMON.uid, DAEMON.gid);
+    await rejectsWith(listen(server(), path('theirs/other.sock')), ErrorCode.UNSAFE_PATH, /symbolic link .*theirs belongs to uid 1/);
+  },
+);
 
 test('listen: a worker thread, which cannot set the umask, is refused rather than served a window', { timeout: 60_000 }, async (t) => {
   const { path } = setup(t);

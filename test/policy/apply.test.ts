@@ -49,17 +49,23 @@ test('apply() on a FIFO wrapped in a net.Socket: ERR_SECPOLICY_NOT_UNIX_SOCKET',
   assert.equal((await run('mkfifo', [fifo]).output()).code, 0);
   const socket = new net.Socket({ fd: openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK), readable: false });
   t.after(() => socket.destroy());
-  await assert.rejects(new Policy().uid(0).apply(socket), (e: unknown) => withCode(ErrorCode.NOT_UNIX_SOCKET)(e) && /ENOTSOCK/.test((e as Error).message));
+  await assert.rejects(
+    new Policy().uid(0).apply(socket),
+    (e: unknown) => withCode(ErrorCode.NOT_UNIX_SOCKET)(e) && /ENOTSOCK/.test((e as Error).message),
+  );
 });
 
 test('applySync() with a challenge: ERR_SECPOLICY_ASYNC_RULE', async (t) => {
   const c = await connection();
   t.after(() => c.close());
-  const p = new Policy().uid(0).challengeSend(() => new Uint8Array(16), () => true);
+  const p = new Policy().uid(0).challengeSend(
+    () => new Uint8Array(16),
+    () => true,
+  );
   assert.throws(() => p.applySync(c.socket), withCode(ErrorCode.ASYNC_RULE));
 });
 
-test('a child\'s stdio socketpair verifies as an unnamed peer: ids and program pass, perms never does', async (t) => {
+test("a child's stdio socketpair verifies as an unnamed peer: ids and program pass, perms never does", async (t) => {
   const child = run(process.execPath, ['-e', 'process.stdin.resume()']);
   t.after(async () => {
     child.kill('SIGKILL');
@@ -67,7 +73,11 @@ test('a child\'s stdio socketpair verifies as an unnamed peer: ids and program p
   });
   await once(child, 'spawn');
   // libuv gives a child its stdio pipes as AF_UNIX socketpairs.
-  const d = await new Policy().uid(process.getuid!()).program(process.execPath).perms(0o777).apply(child.stdin as net.Socket);
+  const d = await new Policy()
+    .uid(process.getuid!())
+    .program(process.execPath)
+    .perms(0o777)
+    .apply(child.stdin as net.Socket);
   assert.equal(d.result, Result.PERMS);
   // The kernel stamps a socketpair with the credentials of the process that made it: us, not the child.
   assert.equal(d.peer.pid, process.pid);

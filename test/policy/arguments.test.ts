@@ -17,11 +17,17 @@ function rejects(fn: () => unknown, argument: string) {
 
 // Each rule method with values it must refuse, and the argument name the error must carry.
 const bad: Array<[keyof Policy, unknown, string]> = [
-  ...[-1, 1.5, NaN, Infinity, '1', null, undefined, 0xffffffff, 2 ** 32, 10n, {}].flatMap((x): Array<[keyof Policy, unknown, string]> => [['uid', x, 'uid'], ['gid', x, 'gid']]),
+  ...[-1, 1.5, NaN, Infinity, '1', null, undefined, 0xffffffff, 2 ** 32, 10n, {}].flatMap((x): Array<[keyof Policy, unknown, string]> => [
+    ['uid', x, 'uid'],
+    ['gid', x, 'gid'],
+  ]),
   ['uid', [], 'uid'],
   ['uid', [1, -1], 'uid[1]'],
   ['gid', [0, '0'], 'gid[1]'],
-  ...['', 'a\0b', 'x'.repeat(257), 1, null, [], {}].flatMap((x): Array<[keyof Policy, unknown, string]> => [['user', x, 'user'], ['group', x, 'group']]),
+  ...['', 'a\0b', 'x'.repeat(257), 1, null, [], {}].flatMap((x): Array<[keyof Policy, unknown, string]> => [
+    ['user', x, 'user'],
+    ['group', x, 'group'],
+  ]),
   ['user', [''], 'user[0]'],
   ['user', ['root', 2], 'user[1]'],
   ['group', ['adm', ''], 'group[1]'],
@@ -29,7 +35,10 @@ const bad: Array<[keyof Policy, unknown, string]> = [
   ...['relative/path', '', '/bin/a\0b', 1, [], null].map((x): [keyof Policy, unknown, string] => ['program', x, 'program']),
   ['program', ['/usr/bin/socat', 'socat'], 'program[1]'],
   ...['fn', null, undefined, {}, 1].map((x): [keyof Policy, unknown, string] => ['callback', x, 'callback']),
-  ...['', 1, null, ['a']].flatMap((x): Array<[keyof Policy, unknown, string]> => [['creds', x, 'creds'], ['label', x, 'label']]),
+  ...['', 1, null, ['a']].flatMap((x): Array<[keyof Policy, unknown, string]> => [
+    ['creds', x, 'creds'],
+    ['label', x, 'label'],
+  ]),
   ...[-1, '', 1.5, [], {}, null].map((x): [keyof Policy, unknown, string] => ['memberOf', x, 'memberOf']),
   ['memberOf', ['adm', -4], 'memberOf[1]'],
 ];
@@ -61,7 +70,10 @@ test('apply() and applySync() refuse bad sockets and options, naming them', asyn
   const c = await connection();
   t.after(() => c.close());
   for (const socket of [undefined, null, 'path', {}, 1]) {
-    await assert.rejects(new Policy().apply(socket as never), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && /"socket"/.test(e.message));
+    await assert.rejects(
+      new Policy().apply(socket as never),
+      (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && /"socket"/.test(e.message),
+    );
     rejects(() => new Policy().applySync(socket as never), 'socket');
   }
   const options: Array<[unknown, string]> = [
@@ -75,7 +87,11 @@ test('apply() and applySync() refuse bad sockets and options, naming them', asyn
     [{ socketPath: '' }, 'options.socketPath'],
   ];
   for (const [o, argument] of options) {
-    await assert.rejects(new Policy().apply(c.socket, o as never), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && e.message.includes(`"${argument}"`), argument);
+    await assert.rejects(
+      new Policy().apply(c.socket, o as never),
+      (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG && e.message.includes(`"${argument}"`),
+      argument,
+    );
   }
   rejects(() => new Policy().applySync(c.socket, { side: 'x' } as never), 'options.side');
   assert.ok(c.socket instanceof net.Socket);

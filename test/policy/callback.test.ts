@@ -15,21 +15,36 @@ test('callbacks returning true, false, other values, throwing, async and rejecti
     return peer.uid === process.getuid!() && peer.pid === c.peer.pid;
   });
   assert.equal(pass.allowed, true);
-  assert.equal(seen, pass.peer, 'the callback gets the Decision\'s peer');
+  assert.equal(seen, pass.peer, "the callback gets the Decision's peer");
 
   const cases: Array<[string, (peer: Peer) => boolean | Promise<boolean>, RegExp, unknown]> = [
     ['false', () => false, /callback returned false/, false],
     ['a truthy non-boolean', () => 1 as unknown as boolean, /callback returned 1/, 1],
-    ['a throw', () => {
-      throw new Error('boom');
-    }, /callback threw: boom/, undefined],
-    ['a non-Error throw', () => {
-      throw 'plain'; // eslint-disable-line no-throw-literal
-    }, /callback threw: plain/, undefined],
+    [
+      'a throw',
+      () => {
+        throw new Error('boom');
+      },
+      /callback threw: boom/,
+      undefined,
+    ],
+    [
+      'a non-Error throw',
+      () => {
+        throw 'plain'; // eslint-disable-line no-throw-literal
+      },
+      /callback threw: plain/,
+      undefined,
+    ],
     ['async false', async () => false, /callback returned false/, false],
-    ['a rejection', async () => {
-      throw new Error('async boom');
-    }, /callback threw: async boom/, undefined],
+    [
+      'a rejection',
+      async () => {
+        throw new Error('async boom');
+      },
+      /callback threw: async boom/,
+      undefined,
+    ],
     ['a promise of a non-boolean', async () => 'yes' as unknown as boolean, /callback returned yes/, 'yes'],
   ];
   for (const [what, fn, message, actual] of cases) {
@@ -50,9 +65,25 @@ test('applySync runs sync callbacks and refuses async ones with ERR_SECPOLICY_AS
   t.after(() => c.close());
   assert.equal(new Policy().callback(() => true).applySync(c.socket).allowed, true);
   assert.equal(new Policy().callback(() => false).applySync(c.socket).result, Result.CALLBACK);
-  assert.equal(new Policy().uid(0).callback(() => { throw new Error('x'); }).applySync(c.socket).result, Result.CALLBACK | (process.getuid!() === 0 ? 0 : Result.UID));
-  for (const fn of [async () => true, async () => { throw new Error('never surfaces as unhandled'); }]) {
-    assert.throws(() => new Policy().callback(fn).applySync(c.socket), (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.ASYNC_RULE);
+  assert.equal(
+    new Policy()
+      .uid(0)
+      .callback(() => {
+        throw new Error('x');
+      })
+      .applySync(c.socket).result,
+    Result.CALLBACK | (process.getuid!() === 0 ? 0 : Result.UID),
+  );
+  for (const fn of [
+    async () => true,
+    async () => {
+      throw new Error('never surfaces as unhandled');
+    },
+  ]) {
+    assert.throws(
+      () => new Policy().callback(fn).applySync(c.socket),
+      (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.ASYNC_RULE,
+    );
   }
 });
 

@@ -31,12 +31,15 @@ test('a client verifies a server run by socat as daemon', { skip: needRoot() || 
   const pass = await new Policy().uid(1).gid(1).user('daemon').group('daemon').perms(0o640).program('/usr/bin/socat').apply(socket);
   assert.equal(pass.allowed, true, JSON.stringify(pass.failures));
   assert.equal(pass.peer.side, 'client');
-  assert.equal(pass.peer.pid, server.pid, 'the listener\'s credentials, as of listen()');
+  assert.equal(pass.peer.pid, server.pid, "the listener's credentials, as of listen()");
   assert.equal(pass.peer.socketPath, path);
 
   const fail = await new Policy().uid(0).perms(0o660).program(process.execPath).apply(socket);
   assert.equal(fail.result, Result.UID | Result.PERMS | Result.PROGRAM);
-  assert.deepEqual(fail.failures.map((f) => f.actual), [1, 0o640, '/usr/bin/socat']);
+  assert.deepEqual(
+    fail.failures.map((f) => f.actual),
+    [1, 0o640, '/usr/bin/socat'],
+  );
   assert.equal(new Policy().uid(1).perms(0o640).applySync(socket).allowed, true);
 });
 
@@ -48,7 +51,10 @@ async function connectWhenListening(path: string, running: () => boolean): Promi
   for (let i = 0; i < 400 && running(); i++) {
     const socket = net.connect(path);
     // once() rejects with the socket's 'error': a refused connection arrives as the rejection.
-    const outcome = await once(socket, 'connect').then(() => null, (e: NodeJS.ErrnoException) => e);
+    const outcome = await once(socket, 'connect').then(
+      () => null,
+      (e: NodeJS.ErrnoException) => e,
+    );
     if (outcome === null) {
       // socat may reset the connection when killed; that is not what this test is about.
       return socket.on('error', () => {});

@@ -22,28 +22,32 @@ test('the self-demo allows this user, denies nobody, and exits 0', async () => {
   assert.match(stdout, /demo: the expected decisions/);
 });
 
-test('--serve keeps serving: socat gets the greeting; Ctrl-C stops it and removes the socket', { skip: needCommand('socat') }, async (t) => {
-  const server = run(process.execPath, [example, '--serve']);
-  t.after(() => server.kill('SIGKILL'));
-  const lines = createInterface({ input: server.stdout! });
-  let path: string | undefined;
-  for await (const line of lines) {
-    const m = /^connect with: {2}socat - UNIX-CONNECT:(\S+)$/.exec(line);
-    if (m) {
-      path = m[1]!;
-      break;
+test(
+  '--serve keeps serving: socat gets the greeting; Ctrl-C stops it and removes the socket',
+  { skip: needCommand('socat') },
+  async (t) => {
+    const server = run(process.execPath, [example, '--serve']);
+    t.after(() => server.kill('SIGKILL'));
+    const lines = createInterface({ input: server.stdout! });
+    let path: string | undefined;
+    for await (const line of lines) {
+      const m = /^connect with: {2}socat - UNIX-CONNECT:(\S+)$/.exec(line);
+      if (m) {
+        path = m[1]!;
+        break;
+      }
     }
-  }
-  assert.ok(path, 'the server printed how to connect');
-  const client = run('socat', ['-', `UNIX-CONNECT:${path}`]);
-  client.stdin!.end();
-  const reply = await client.output();
-  assert.match(reply.stdout, /you are verified/);
-  server.kill('SIGINT');
-  const [code] = await once(server, 'exit');
-  assert.equal(code, 0);
-  assert.equal(existsSync(path), false);
-});
+    assert.ok(path, 'the server printed how to connect');
+    const client = run('socat', ['-', `UNIX-CONNECT:${path}`]);
+    client.stdin!.end();
+    const reply = await client.output();
+    assert.match(reply.stdout, /you are verified/);
+    server.kill('SIGINT');
+    const [code] = await once(server, 'exit');
+    assert.equal(code, 0);
+    assert.equal(existsSync(path), false);
+  },
+);
 
 test('a bad flag fails with ERR_SECPOLICY_INVALID_ARG naming the rule, exit 2', async () => {
   const { code, stderr } = await run(process.execPath, [example, '--perms', '1777']).output();

@@ -51,9 +51,15 @@ test('every rule key makes the same rules as the builder', () => {
     ['uid: 0\ngroup: adm', new Policy().uid(0).group('adm')],
     [`programDigest: ${'Ab'.repeat(32)}`, new Policy().programDigest('Ab'.repeat(32))],
     // Unquoted hex that YAML would read as numbers keeps the digits as written.
-    [`programDigest: [${'0'.repeat(64)}, ${'f'.repeat(64)}, ${'1'.repeat(10)}e${'2'.repeat(53)}]`, new Policy().programDigest(['0'.repeat(64), 'f'.repeat(64), `${'1'.repeat(10)}e${'2'.repeat(53)}`])],
+    [
+      `programDigest: [${'0'.repeat(64)}, ${'f'.repeat(64)}, ${'1'.repeat(10)}e${'2'.repeat(53)}]`,
+      new Policy().programDigest(['0'.repeat(64), 'f'.repeat(64), `${'1'.repeat(10)}e${'2'.repeat(53)}`]),
+    ],
     ['container: true', new Policy().container()],
-    ['container: { runtime: [docker, podman], idPrefix: 3f2a }', new Policy().container({ runtime: ['docker', 'podman'], idPrefix: '3f2a' })],
+    [
+      'container: { runtime: [docker, podman], idPrefix: 3f2a }',
+      new Policy().container({ runtime: ['docker', 'podman'], idPrefix: '3f2a' }),
+    ],
     ['container:\n  id: abc', new Policy().container({ id: 'abc' })],
     ['host: true', new Policy().host()],
     ['sameNamespace: net', new Policy().sameNamespace('net')],
@@ -79,8 +85,14 @@ anyOf:
     shape(new Policy().allOf(new Policy().uid(0), new Policy().gid(0)).not(new Policy().user('daemon')).rules),
   );
   // A top-level list means any of its rule objects; so does a list where one rule object is expected.
-  assert.deepEqual(shape(parsePolicy('- uid: 0\n- gid: 4').rules), shape(new Policy().anyOf(new Policy().uid(0), new Policy().gid(4)).rules));
-  assert.deepEqual(shape(parsePolicy('not: [{uid: 0}, {uid: 1}]').rules), shape(new Policy().not(new Policy().anyOf(new Policy().uid(0), new Policy().uid(1))).rules));
+  assert.deepEqual(
+    shape(parsePolicy('- uid: 0\n- gid: 4').rules),
+    shape(new Policy().anyOf(new Policy().uid(0), new Policy().gid(4)).rules),
+  );
+  assert.deepEqual(
+    shape(parsePolicy('not: [{uid: 0}, {uid: 1}]').rules),
+    shape(new Policy().not(new Policy().anyOf(new Policy().uid(0), new Policy().uid(1))).rules),
+  );
 });
 
 test('version, strict, sharedSecret keyFile and object input', () => {
@@ -90,7 +102,10 @@ test('version, strict, sharedSecret keyFile and object input', () => {
   const secret = parsePolicy('sharedSecret: { keyFile: /etc/app/key }\nuid: 0');
   assert.equal(secret.hasChallenge, true);
   assert.equal(parsePolicy('sharedSecret:\n  keyFile: key.bin').hasChallenge, true, 'a shared secret alone is a policy');
-  assert.deepEqual(shape(parsePolicy({ uid: [0], anyOf: [{ gid: 4 }] }).rules), shape(new Policy().uid([0]).anyOf(new Policy().gid(4)).rules));
+  assert.deepEqual(
+    shape(parsePolicy({ uid: [0], anyOf: [{ gid: 4 }] }).rules),
+    shape(new Policy().uid([0]).anyOf(new Policy().gid(4)).rules),
+  );
   assert.deepEqual(shape(parsePolicy('{"uid": 0, "memberOf": ["adm"]}').rules), shape(new Policy().uid(0).memberOf(['adm']).rules));
 });
 
@@ -145,24 +160,30 @@ test('unknown keys, misplaced keys and keys a file cannot hold are errors at the
 
 test('inline secrets are refused without echoing them', () => {
   for (const text of ['uid: 0\nsharedSecret: hunter2hunter2hunter2', 'uid: 0\nsharedSecret: [1, 2, 3]']) {
-    assert.throws(() => parsePolicy(text), (e: Error & { code?: string }) => {
-      assert.equal(e.code, ErrorCode.POLICY_FILE);
-      assert.match(e.message, /^sharedSecret \(line 2\): .*inline secrets are refused/);
-      assert.doesNotMatch(e.message, /hunter2/);
-      return true;
-    });
+    assert.throws(
+      () => parsePolicy(text),
+      (e: Error & { code?: string }) => {
+        assert.equal(e.code, ErrorCode.POLICY_FILE);
+        assert.match(e.message, /^sharedSecret \(line 2\): .*inline secrets are refused/);
+        assert.doesNotMatch(e.message, /hunter2/);
+        return true;
+      },
+    );
   }
   rejects('uid: 0\nsharedSecret:\n  keyFile: /k\n  secret: hunter2', 'sharedSecret.secret', 4, /inline secrets/);
   rejects('uid: 0\nsharedSecret:\n  keyFile: 3', 'sharedSecret.keyFile', 3, /path of a key file/);
 });
 
 test('syntax errors, empty documents and duplicate keys report a line', () => {
-  assert.throws(() => parsePolicy('uid: 0\nanyOf: [\n  {uid: 1\n'), (e: Error & { code?: string; line?: number }) => {
-    assert.equal(e.code, ErrorCode.POLICY_FILE);
-    assert.match(e.message, /^line \d+: not valid YAML or JSON: /);
-    assert.equal(typeof e.line, 'number');
-    return true;
-  });
+  assert.throws(
+    () => parsePolicy('uid: 0\nanyOf: [\n  {uid: 1\n'),
+    (e: Error & { code?: string; line?: number }) => {
+      assert.equal(e.code, ErrorCode.POLICY_FILE);
+      assert.match(e.message, /^line \d+: not valid YAML or JSON: /);
+      assert.equal(typeof e.line, 'number');
+      return true;
+    },
+  );
   assert.throws(() => parsePolicy('uid: 0\nuid: 1'), { code: ErrorCode.POLICY_FILE, message: /^line 2: .*unique/ });
   assert.throws(() => parsePolicy('{"uid": 0,\n "uid": 1}'), { code: ErrorCode.POLICY_FILE, message: /^line 2: / });
   for (const empty of ['', '   \n', '# only a comment\n']) {
@@ -180,11 +201,20 @@ test('syntax errors, empty documents and duplicate keys report a line', () => {
 test('loadPolicy reads YAML and JSON files and names the file in errors', async (t) => {
   const tmp = tempDir('secpolicy-file-');
   t.after(() => tmp.cleanup());
-  writeFileSync(tmp.path('p.json'), JSON.stringify({ version: 1, anyOf: [{ uid: 0 }, { memberOf: 'adm', program: '/usr/bin/socat' }] }, null, 2));
+  writeFileSync(
+    tmp.path('p.json'),
+    JSON.stringify({ version: 1, anyOf: [{ uid: 0 }, { memberOf: 'adm', program: '/usr/bin/socat' }] }, null, 2),
+  );
   const json = await loadPolicy(tmp.path('p.json'));
-  assert.deepEqual(shape(json.rules), shape(new Policy().anyOf(new Policy().uid(0), new Policy().memberOf('adm').program('/usr/bin/socat')).rules));
+  assert.deepEqual(
+    shape(json.rules),
+    shape(new Policy().anyOf(new Policy().uid(0), new Policy().memberOf('adm').program('/usr/bin/socat')).rules),
+  );
   writeFileSync(tmp.path('bad.yaml'), '# comment\nuid: 0\nanyOf:\n  - gid: nope\n');
-  await assert.rejects(loadPolicy(tmp.path('bad.yaml')), { code: ErrorCode.POLICY_FILE, message: `${tmp.path('bad.yaml')}: anyOf[0].gid (line 4): must be an integer id from 0 to 4294967294. Received "nope"` });
+  await assert.rejects(loadPolicy(tmp.path('bad.yaml')), {
+    code: ErrorCode.POLICY_FILE,
+    message: `${tmp.path('bad.yaml')}: anyOf[0].gid (line 4): must be an integer id from 0 to 4294967294. Received "nope"`,
+  });
   await assert.rejects(loadPolicy(tmp.path('missing.yaml')), (e: Error & { code?: string; cause?: { code?: string } }) => {
     assert.equal(e.code, ErrorCode.POLICY_FILE);
     assert.equal(e.cause?.code, 'ENOENT');
@@ -197,7 +227,7 @@ test('loadPolicy reads YAML and JSON files and names the file in errors', async 
   chmodSync(tmp.path('open.yaml'), 0o666);
   await assert.rejects(loadPolicy(tmp.path('open.yaml')), { code: ErrorCode.POLICY_FILE, message: /writable by every user \(mode 0666\)/ });
   chmodSync(tmp.path('open.yaml'), 0o664);
-  assert.equal((await loadPolicy(tmp.path('open.yaml'))).rules.length, 1, 'group-writable is the admin group\'s business');
+  assert.equal((await loadPolicy(tmp.path('open.yaml'))).rules.length, 1, "group-writable is the admin group's business");
   writeFileSync(tmp.path('binary.yaml'), Buffer.from([0x75, 0x69, 0x64, 0x3a, 0x20, 0xff, 0xfe]));
   await assert.rejects(loadPolicy(tmp.path('binary.yaml')), { code: ErrorCode.POLICY_FILE });
   await assert.rejects(async () => loadPolicy(''), { code: ErrorCode.INVALID_ARG });
@@ -210,7 +240,11 @@ test('an unreadable policy file is an error with its cause', { skip: needRoot() 
   chmodSync(tmp.path('p.yaml'), 0o600);
   const script = `import(${JSON.stringify(new URL('../../src/index.js', import.meta.url).href)}).then((m) => m.loadPolicy(process.argv[1])).then(() => console.log('read'), (e) => console.log(e.code, e.cause && e.cause.code))`;
   const { spawnSync } = await import('node:child_process');
-  const r = spawnSync('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, '-e', script, tmp.path('p.yaml')], { encoding: 'utf8' });
+  const r = spawnSync(
+    'setpriv',
+    ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, '-e', script, tmp.path('p.yaml')],
+    { encoding: 'utf8' },
+  );
   assert.equal(r.stdout.trim(), 'ERR_SECPOLICY_POLICY_FILE EACCES', r.stderr);
 });
 
@@ -236,24 +270,30 @@ anyOf:
   assert.equal(await verdict({ as: { uid: 65534, gid: 4 }, peer: pythonPeer }), true, 'adm as primary group counts');
 });
 
-test('host, sameNamespace and programDigest from a file, applied to peers in other namespaces', { skip: needRoot() || needCommand('unshare') }, async (t) => {
-  const node = realpathSync(process.execPath);
-  const digest = createHash('sha256').update(readFileSync(node)).digest('hex');
-  const policy = parsePolicy(`host: true\nsameNamespace: [net, user]\nprogramDigest: ${digest}\n`);
-  const unshared = (flags: string[]) => (path: string): [string, string[]] => {
-    const [exe, args] = nodePeer()(path);
-    return ['unshare', [...flags, '--', exe, ...args]];
-  };
-  const verdict = async (options: Parameters<typeof connection>[0]) => {
-    const c = await connection(options);
-    t.after(() => c.close());
-    return policy.apply(c.socket);
-  };
-  assert.equal((await verdict({ peer: nodePeer() })).allowed, true, 'a node peer in our namespaces passes');
-  const mnt = await verdict({ peer: unshared(['--mount']) });
-  assert.deepEqual(resultNames(mnt.result), ['HOST'], 'another mount namespace is not our host');
-  const net = await verdict({ peer: unshared(['--net']) });
-  assert.deepEqual(resultNames(net.result), ['NAMESPACE'], 'another network namespace');
-  const python = await verdict({ peer: pythonPeer });
-  assert.deepEqual(resultNames(python.result), ['PROGRAM_DIGEST'], 'another program');
-});
+test(
+  'host, sameNamespace and programDigest from a file, applied to peers in other namespaces',
+  { skip: needRoot() || needCommand('unshare') },
+  async (t) => {
+    const node = realpathSync(process.execPath);
+    const digest = createHash('sha256').update(readFileSync(node)).digest('hex');
+    const policy = parsePolicy(`host: true\nsameNamespace: [net, user]\nprogramDigest: ${digest}\n`);
+    const unshared =
+      (flags: string[]) =>
+      (path: string): [string, string[]] => {
+        const [exe, args] = nodePeer()(path);
+        return ['unshare', [...flags, '--', exe, ...args]];
+      };
+    const verdict = async (options: Parameters<typeof connection>[0]) => {
+      const c = await connection(options);
+      t.after(() => c.close());
+      return policy.apply(c.socket);
+    };
+    assert.equal((await verdict({ peer: nodePeer() })).allowed, true, 'a node peer in our namespaces passes');
+    const mnt = await verdict({ peer: unshared(['--mount']) });
+    assert.deepEqual(resultNames(mnt.result), ['HOST'], 'another mount namespace is not our host');
+    const net = await verdict({ peer: unshared(['--net']) });
+    assert.deepEqual(resultNames(net.result), ['NAMESPACE'], 'another network namespace');
+    const python = await verdict({ peer: pythonPeer });
+    assert.deepEqual(resultNames(python.result), ['PROGRAM_DIGEST'], 'another program');
+  },
+);

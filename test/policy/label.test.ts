@@ -48,7 +48,13 @@ test('label matching is exact (mocked peer labels)', () => {
   const context = 'system_u:system_r:sshd_t:s0';
   const rule = labelRule(context);
   assert.deepEqual(check(rule, fakePeer({ ok: true, value: context })), { pass: true });
-  for (const other of ['system_u:system_r:sshd_t:s0:c0', 'system_u:system_r:sshd_t', 'SYSTEM_U:system_r:sshd_t:s0', `${context} `, 'unconfined']) {
+  for (const other of [
+    'system_u:system_r:sshd_t:s0:c0',
+    'system_u:system_r:sshd_t',
+    'SYSTEM_U:system_r:sshd_t:s0',
+    `${context} `,
+    'unconfined',
+  ]) {
     const r = check(rule, fakePeer({ ok: true, value: other }));
     assert.equal(r.pass, false, other);
     assert.equal((r as { actual: unknown }).actual, other);

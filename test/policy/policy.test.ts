@@ -7,7 +7,7 @@ import { connection } from '../helpers/connection.js';
 const me = process.getuid!();
 const myGid = process.getgid!();
 
-test('Result holds the C library\'s SECPOLICY_RESULT_* values, frozen', () => {
+test("Result holds the C library's SECPOLICY_RESULT_* values, frozen", () => {
   // From secpolicy/secpolicy.h.
   const c = { PERMS: 1, PROGRAM: 2, UID: 4, GID: 8, USER: 16, GROUP: 32, CALLBACK: 64, CHALLENGE: 128, CREDS: 256 };
   for (const [name, value] of Object.entries(c)) assert.equal(Result[name as keyof typeof Result], value, name);
@@ -23,10 +23,27 @@ test('Result holds the C library\'s SECPOLICY_RESULT_* values, frozen', () => {
 test('rule methods chain, a repeated rule replaces the earlier one, rules keep their order', () => {
   const p = new Policy();
   assert.equal(p.uid(1), p);
-  assert.equal(p.gid(1).user('a').group('b').perms(0o600).program('/bin/sh').memberOf('adm').callback(() => true).creds('x'), p);
-  assert.deepEqual(p.rules.map((r) => r.name), ['uid', 'gid', 'user', 'group', 'perms', 'program', 'memberOf', 'callback', 'creds']);
+  assert.equal(
+    p
+      .gid(1)
+      .user('a')
+      .group('b')
+      .perms(0o600)
+      .program('/bin/sh')
+      .memberOf('adm')
+      .callback(() => true)
+      .creds('x'),
+    p,
+  );
+  assert.deepEqual(
+    p.rules.map((r) => r.name),
+    ['uid', 'gid', 'user', 'group', 'perms', 'program', 'memberOf', 'callback', 'creds'],
+  );
   p.uid([2, 3]);
-  assert.deepEqual(p.rules.map((r) => r.name), ['uid', 'gid', 'user', 'group', 'perms', 'program', 'memberOf', 'callback', 'creds']);
+  assert.deepEqual(
+    p.rules.map((r) => r.name),
+    ['uid', 'gid', 'user', 'group', 'perms', 'program', 'memberOf', 'callback', 'creds'],
+  );
   assert.deepEqual(p.rules[0]!.expected, [2, 3]);
   assert.equal(new Policy().perms(0o600).perms(0o660).rules[0]!.expected, 0o660);
 });
@@ -67,7 +84,13 @@ test('allOf, anyOf and not combine policies', async (t) => {
   assert.match(excluded.failures[0]!.message, /excluded/);
 
   // Nested, with an async member: apply() awaits it; applySync refuses it.
-  const nested = new Policy().anyOf(no(), new Policy().allOf(yes(), new Policy().callback(async () => true)));
+  const nested = new Policy().anyOf(
+    no(),
+    new Policy().allOf(
+      yes(),
+      new Policy().callback(async () => true),
+    ),
+  );
   assert.equal((await nested.apply(c.socket)).allowed, true);
   assert.equal(new Policy().anyOf(no(), yes()).applySync(c.socket).allowed, true);
   // A multi-rule policy inside anyOf must hold entirely.
@@ -77,7 +100,13 @@ test('allOf, anyOf and not combine policies', async (t) => {
 test('the Decision: result = OR of failed flags, allowed, peer, one failure record per failed rule', async (t) => {
   const c = await connection();
   t.after(() => c.close());
-  const d = await new Policy().uid(me).gid(myGid + 7).perms(0o777).program('/usr/bin/socat').callback(() => false).apply(c.socket);
+  const d = await new Policy()
+    .uid(me)
+    .gid(myGid + 7)
+    .perms(0o777)
+    .program('/usr/bin/socat')
+    .callback(() => false)
+    .apply(c.socket);
   assert.deepEqual(Object.keys(d).sort(), ['allowed', 'failures', 'peer', 'result']);
   assert.equal(d.result, Result.GID | Result.PROGRAM | Result.CALLBACK);
   assert.equal(d.allowed, false);
@@ -88,10 +117,13 @@ test('the Decision: result = OR of failed flags, allowed, peer, one failure reco
     assert.equal(typeof f.message, 'string');
     assert.ok(f.message.length > 0);
   }
-  assert.deepEqual(d.failures.map((f) => [f.rule, f.flag, f.expected]), [
-    ['gid', Result.GID, myGid + 7],
-    ['program', Result.PROGRAM, '/usr/bin/socat'],
-    ['callback', Result.CALLBACK, true],
-  ]);
+  assert.deepEqual(
+    d.failures.map((f) => [f.rule, f.flag, f.expected]),
+    [
+      ['gid', Result.GID, myGid + 7],
+      ['program', Result.PROGRAM, '/usr/bin/socat'],
+      ['callback', Result.CALLBACK, true],
+    ],
+  );
   assert.deepEqual(JSON.parse(JSON.stringify(d)).peer.uid, me, 'a Decision serialises with its peer');
 });

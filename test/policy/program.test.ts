@@ -19,7 +19,10 @@ test('a node peer passes program(this node) and fails program(socat)', async (t)
   assert.equal((await new Policy().program(process.execPath).apply(c.socket)).allowed, true);
   const d = await new Policy().program('/usr/bin/socat').apply(c.socket);
   assert.equal(d.result, Result.PROGRAM);
-  assert.deepEqual({ rule: d.failures[0]!.rule, expected: d.failures[0]!.expected, actual: d.failures[0]!.actual }, { rule: 'program', expected: '/usr/bin/socat', actual: node });
+  assert.deepEqual(
+    { rule: d.failures[0]!.rule, expected: d.failures[0]!.expected, actual: d.failures[0]!.actual },
+    { rule: 'program', expected: '/usr/bin/socat', actual: node },
+  );
   assert.match(d.failures[0]!.message, /compared by device and inode/);
   assert.equal((await new Policy().program(['/usr/bin/socat', process.execPath]).apply(c.socket)).allowed, true, 'an array means any of');
 });
@@ -72,7 +75,11 @@ test('a copy of node at another path fails program(node); a hard link to node pa
   const viaLink = await new Policy().program(hard).apply(linkedToNode ? real.socket : copied.socket);
   assert.equal(viaLink.allowed, true, JSON.stringify(viaLink.failures));
   assert.equal((await new Policy().program(soft).apply(real.socket)).allowed, true);
-  assert.equal((await new Policy().program(tmp.path('missing')).apply(real.socket)).result, Result.PROGRAM, 'a rule path that does not exist never matches');
+  assert.equal(
+    (await new Policy().program(tmp.path('missing')).apply(real.socket)).result,
+    Result.PROGRAM,
+    'a rule path that does not exist never matches',
+  );
 });
 
 test('a peer killed after connecting fails the program rule with a reason, and its creds still count', async (t) => {

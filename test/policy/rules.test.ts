@@ -21,7 +21,10 @@ test('uid, gid, user and group of a peer running as daemon', { skip }, async (t)
 
   const uid = await new Policy().uid(0).apply(c.socket);
   assert.equal(uid.result, Result.UID);
-  assert.deepEqual(uid.failures.map(({ flag, rule, expected, actual }) => ({ flag, rule, expected, actual })), [{ flag: Result.UID, rule: 'uid', expected: 0, actual: 1 }]);
+  assert.deepEqual(
+    uid.failures.map(({ flag, rule, expected, actual }) => ({ flag, rule, expected, actual })),
+    [{ flag: Result.UID, rule: 'uid', expected: 0, actual: 1 }],
+  );
   assert.match(uid.failures[0]!.message, /peer uid 1 is not 0/);
 
   const gid = await new Policy().gid([0, 2, 65534]).apply(c.socket);
@@ -41,7 +44,10 @@ test('uid, gid, user and group of a peer running as daemon', { skip }, async (t)
   // Several failed rules: the result is the OR of their flags, one record each, in rule order.
   const all = await new Policy().uid(0).gid(0).user('root').group('root').apply(c.socket);
   assert.equal(all.result, Result.UID | Result.GID | Result.USER | Result.GROUP);
-  assert.deepEqual(all.failures.map((f) => f.rule), ['uid', 'gid', 'user', 'group']);
+  assert.deepEqual(
+    all.failures.map((f) => f.rule),
+    ['uid', 'gid', 'user', 'group'],
+  );
   assert.equal(all.allowed, false);
 });
 
@@ -60,11 +66,17 @@ test('memberOf sees supplementary groups from SO_PEERGROUPS, by name and by gid'
     const d = await new Policy().memberOf(group).apply(c.socket);
     assert.equal(d.allowed, true, `memberOf(${JSON.stringify(group)}): ${JSON.stringify(d.failures)}`);
   }
-  assert.deepEqual((await new Policy().apply(c.socket)).peer.groups.sort((a, b) => a - b), [4, 24]);
+  assert.deepEqual(
+    (await new Policy().apply(c.socket)).peer.groups.sort((a, b) => a - b),
+    [4, 24],
+  );
 
   const denied = await new Policy().memberOf(['sudo', 27, 'daemon', 'no-such-group-secpolicy']).apply(c.socket);
   assert.equal(denied.result, Result.MEMBER_OF);
-  assert.deepEqual([...(denied.failures[0]!.actual as number[])].sort((a, b) => a - b), [4, 24, 65534]);
+  assert.deepEqual(
+    [...(denied.failures[0]!.actual as number[])].sort((a, b) => a - b),
+    [4, 24, 65534],
+  );
   assert.match(denied.failures[0]!.message, /not a member of one of sudo, 27, daemon, no-such-group-secpolicy/);
 });
 

@@ -28,7 +28,13 @@ async function setup(t: { after: (fn: () => unknown) => void }, handle: (s: net.
   const tmp = tempDir('secpolicy-proxy-');
   const lines: string[] = [];
   const backend = await target(tmp.path('target.sock'), handle);
-  const proxy = await createProxy({ listen: tmp.path('proxy.sock'), target: tmp.path('target.sock'), policy, mode, log: (l) => lines.push(l) });
+  const proxy = await createProxy({
+    listen: tmp.path('proxy.sock'),
+    target: tmp.path('target.sock'),
+    policy,
+    mode,
+    log: (l) => lines.push(l),
+  });
   t.after(async () => {
     await closeProxy(proxy, { grace: 0 });
     await closeServer(backend);
@@ -47,22 +53,31 @@ test('an allowed client reaches the target through the proxy, with the socket fi
   assert.equal(bytes, 'hello through the proxy'.length);
 });
 
-test('a denied peer never reaches the target and the denial is logged in one line', { skip: needRoot() || needCommand('setpriv') }, async (t) => {
-  let reached = 0;
-  const { path, lines } = await setup(t, (s) => {
-    reached++;
-    s.end();
-  }, ROOT_ONLY(), 0o666);
-  const script = `const s=require('net').connect(${JSON.stringify(path)});s.on('connect',()=>s.write('secret request'));s.on('close',()=>console.log('closed'));s.on('error',e=>console.log(e.code));s.resume()`;
-  const client = run(process.execPath, ['-e', script], { as: { uid: 1, gid: 1 } });
-  const { stdout } = await client.output();
-  assert.match(stdout, /closed/);
-  assert.equal(reached, 0, 'the target saw no connection');
-  const denial = lines.find((l) => l.startsWith('denied'));
-  assert.ok(denial, `a denial was logged: ${JSON.stringify(lines)}`);
-  assert.match(denial, /^denied pid=\d+ uid=1 gid=1: /);
-  assert.ok(!denial.includes('\n') && !denial.includes('secret request'));
-});
+test(
+  'a denied peer never reaches the target and the denial is logged in one line',
+  { skip: needRoot() || needCommand('setpriv') },
+  async (t) => {
+    let reached = 0;
+    const { path, lines } = await setup(
+      t,
+      (s) => {
+        reached++;
+        s.end();
+      },
+      ROOT_ONLY(),
+      0o666,
+    );
+    const script = `const s=require('net').connect(${JSON.stringify(path)});s.on('connect',()=>s.write('secret request'));s.on('close',()=>console.log('closed'));s.on('error',e=>console.log(e.code));s.resume()`;
+    const client = run(process.execPath, ['-e', script], { as: { uid: 1, gid: 1 } });
+    const { stdout } = await client.output();
+    assert.match(stdout, /closed/);
+    assert.equal(reached, 0, 'the target saw no connection');
+    const denial = lines.find((l) => l.startsWith('denied'));
+    assert.ok(denial, `a denial was logged: ${JSON.stringify(lines)}`);
+    assert.match(denial, /^denied pid=\d+ uid=1 gid=1: /);
+    assert.ok(!denial.includes('\n') && !denial.includes('secret request'));
+  },
+);
 
 test('half-close: a client that shuts down its write side still receives the whole reply', { skip: needCommand('python3') }, async (t) => {
   const REPLY = 4 * 1024 * 1024;
@@ -127,13 +142,19 @@ test('16 concurrent connections x 16 MiB each way: no byte lost, duplicated or r
       assert.deepEqual(await back, { digest: expectedDigest(1000 + id, SIZE), bytes: SIZE }, `reply stream ${id}`);
     }),
   );
-  for (let id = 0; id < N; id++) assert.deepEqual(await results[id], { digest: expectedDigest(id, SIZE), bytes: SIZE }, `request stream ${id}`);
+  for (let id = 0; id < N; id++)
+    assert.deepEqual(await results[id], { digest: expectedDigest(id, SIZE), bytes: SIZE }, `request stream ${id}`);
 });
 
 test('target down: the client is closed cleanly and the reason logged', async (t) => {
   const tmp = tempDir('secpolicy-proxy-down-');
   const lines: string[] = [];
-  const proxy = await createProxy({ listen: tmp.path('p.sock'), target: tmp.path('missing.sock'), policy: ROOT_ONLY(), log: (l) => lines.push(l) });
+  const proxy = await createProxy({
+    listen: tmp.path('p.sock'),
+    target: tmp.path('missing.sock'),
+    policy: ROOT_ONLY(),
+    log: (l) => lines.push(l),
+  });
   t.after(async () => {
     await closeProxy(proxy, { grace: 0 });
     tmp.cleanup();
@@ -169,9 +190,21 @@ test('closeProxy stops accepting, removes the socket file, and cuts connections 
 
 test('createProxy validates its options, naming the field', async () => {
   const policy = ROOT_ONLY();
-  await assert.rejects(createProxy({ listen: '', target: '/x', policy }), { code: 'ERR_SECPOLICY_INVALID_ARG', message: /options\.listen/ });
-  await assert.rejects(createProxy({ listen: '/tmp/x.sock', target: 5 as never, policy }), { code: 'ERR_SECPOLICY_INVALID_ARG', message: /options\.target/ });
-  await assert.rejects(createProxy({ listen: '/tmp/x.sock', target: '/x', policy: {} as Policy }), { code: 'ERR_SECPOLICY_INVALID_ARG', message: /options\.policy/ });
-  await assert.rejects(createProxy({ listen: '/tmp/x.sock', target: '/x', policy, mode: 0o1777 }), { code: 'ERR_SECPOLICY_INVALID_ARG', message: /options\.mode/ });
+  await assert.rejects(createProxy({ listen: '', target: '/x', policy }), {
+    code: 'ERR_SECPOLICY_INVALID_ARG',
+    message: /options\.listen/,
+  });
+  await assert.rejects(createProxy({ listen: '/tmp/x.sock', target: 5 as never, policy }), {
+    code: 'ERR_SECPOLICY_INVALID_ARG',
+    message: /options\.target/,
+  });
+  await assert.rejects(createProxy({ listen: '/tmp/x.sock', target: '/x', policy: {} as Policy }), {
+    code: 'ERR_SECPOLICY_INVALID_ARG',
+    message: /options\.policy/,
+  });
+  await assert.rejects(createProxy({ listen: '/tmp/x.sock', target: '/x', policy, mode: 0o1777 }), {
+    code: 'ERR_SECPOLICY_INVALID_ARG',
+    message: /options\.mode/,
+  });
   await assert.rejects(closeProxy(net.createServer()), { code: 'ERR_SECPOLICY_INVALID_ARG', message: /server/ });
 });

@@ -74,7 +74,14 @@ function render(reports: SocketReport[]): string {
     { header: 'SOCKET AND FINDING', value: (f) => `${f.path}: ${f.message}`, flex: true },
   ];
   const counts = SEVERITIES.map((s) => [s, found.filter((f) => f.severity === s).length] as const).filter(([, n]) => n > 0);
-  const summary = `${reports.length} listening socket${reports.length === 1 ? '' : 's'}; ` + (counts.length ? `findings: ${counts.reverse().map(([s, n]) => `${n} ${s}`).join(', ')}` : 'no findings');
+  const summary =
+    `${reports.length} listening socket${reports.length === 1 ? '' : 's'}; ` +
+    (counts.length
+      ? `findings: ${counts
+          .reverse()
+          .map(([s, n]) => `${n} ${s}`)
+          .join(', ')}`
+      : 'no findings');
   let out = table(sockets, reports, { width, colors });
   if (found.length) out += `\n${table(findings, found, { width, colors })}`;
   return `${out}\n${summary}\n`;

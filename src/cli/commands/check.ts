@@ -65,10 +65,27 @@ function summary(path: string, d: Decision): CheckReport {
 
 function render(r: CheckReport, colors: Colors, width: number): string {
   const s = r.server;
-  const who = [`pid ${s.pid}`, `uid ${formatId(s.uid as number, s.user as string | undefined)}`, s.program && `program ${s.program}`].filter(Boolean).join(', ');
+  const who = [`pid ${s.pid}`, `uid ${formatId(s.uid as number, s.user as string | undefined)}`, s.program && `program ${s.program}`]
+    .filter(Boolean)
+    .join(', ');
   const verdict = r.allowed ? colors.green('allowed') : colors.red('denied');
-  const head = `${wrap(`${r.allowed ? 'allowed' : 'denied'}: ${r.path}`, width).join('\n').replace(/^\w+/, verdict)}\n`;
-  const details = fields([['server', who], ['failed', r.allowed ? undefined : r.flags.join(', ')]], { width, colors });
+  const head = `${wrap(`${r.allowed ? 'allowed' : 'denied'}: ${r.path}`, width)
+    .join('\n')
+    .replace(/^\w+/, verdict)}\n`;
+  const details = fields(
+    [
+      ['server', who],
+      ['failed', r.allowed ? undefined : r.flags.join(', ')],
+    ],
+    { width, colors },
+  );
   if (r.allowed) return head + details;
-  return `${head}${details}\n${table([{ header: 'RULE', value: (f) => f.rule }, { header: 'WHY', value: (f) => f.message }], r.failures, { width, colors })}`;
+  return `${head}${details}\n${table(
+    [
+      { header: 'RULE', value: (f) => f.rule },
+      { header: 'WHY', value: (f) => f.message },
+    ],
+    r.failures,
+    { width, colors },
+  )}`;
 }

@@ -15,7 +15,9 @@ interface InspectFlags {
 export function registerInspect(program: Command): void {
   program
     .command('inspect')
-    .description('Connect to a socket and report who listens there: process, user, groups, program, label, container, and the socket file\'s owner, mode and directory findings.')
+    .description(
+      "Connect to a socket and report who listens there: process, user, groups, program, label, container, and the socket file's owner, mode and directory findings.",
+    )
     .argument('<socket-path>', 'the socket file, or @name for an abstract socket')
     .option('--json', 'print the report as JSON')
     .option('--timeout <ms>', 'give up connecting after this many milliseconds', milliseconds, DEFAULT_TIMEOUT)
@@ -37,7 +39,7 @@ export function render(r: PeerReport, colors: Colors, width: number): string {
     ['pid', r.pid === 0 ? '0 (not visible from our pid namespace)' : r.pid],
     ['user', formatId(r.uid, r.user)],
     ['group', formatId(r.gid, r.group)],
-    ['groups', r.groups.length ? r.groups.map((g) => formatId(g.gid, g.name)).join(', ') : missing('groups') ?? 'none', dim],
+    ['groups', r.groups.length ? r.groups.map((g) => formatId(g.gid, g.name)).join(', ') : (missing('groups') ?? 'none'), dim],
     ['program', r.program ?? missing('program'), dim],
     ['label', r.label ?? missing('label'), dim],
     ['container', r.container === undefined ? undefined : r.container === null ? 'none' : `${r.container.runtime} ${r.container.id}`],

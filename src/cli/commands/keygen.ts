@@ -6,7 +6,9 @@ import { GENERATED_KEY_BYTES, writeKeyFile } from '../../challenge/key-file.js';
 export function registerKeygen(program: Command): void {
   program
     .command('keygen')
-    .description(`Write a fresh ${GENERATED_KEY_BYTES}-byte key for sharedSecret({ keyFile }) as 64 hex digits, mode 0600; an existing file is never overwritten.`)
+    .description(
+      `Write a fresh ${GENERATED_KEY_BYTES}-byte key for sharedSecret({ keyFile }) as 64 hex digits, mode 0600; an existing file is never overwritten.`,
+    )
     .argument('<file>', 'the key file to create')
     .action(async (file: string) => {
       await writeKeyFile(file);

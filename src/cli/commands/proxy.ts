@@ -25,7 +25,9 @@ function octalMode(value: string): number {
 export function registerProxy(program: Command): void {
   program
     .command('proxy')
-    .description('Listen on a new socket and forward only the clients that pass a policy to an existing socket. Stops on SIGTERM or SIGINT.')
+    .description(
+      'Listen on a new socket and forward only the clients that pass a policy to an existing socket. Stops on SIGTERM or SIGINT.',
+    )
     .requiredOption('--listen <path>', 'the socket file to create and listen on')
     .requiredOption('--to <path>', 'the socket file of the service behind the proxy')
     .requiredOption('--policy <file>', 'the policy file (YAML or JSON) every client must pass')
