@@ -1,0 +1,277 @@
+/**
+ * The Docker API gateway against its anchors, all in front of one offline dockerd in the
+ * same run: requests per second straight to dockerd, through HAProxy configured as
+ * docker-socket-proxy configures it (http mode, `option http-server-close`, one path
+ * regex ACL per API section on `(/v1.xx)?/section`, a UNIX socket listener), and
+ * through `secpolicy gateway` (the CLI, a policy of a few rules with the Docker profile).
+ * GET /_ping and GET /containers/json, keep-alive and one connection per request; the
+ * latency each proxy adds over direct (p50, p99 of sequential keep-alive requests); and
+ * memory per idle keep-alive connection (RSS growth of the gateway process holding N
+ * connections, beside a plain verified HTTP server holding N). The load comes from a
+ * separate process; rounds interleave the targets and figures are medians of rounds.
+ * Targets: keep-alive /_ping >= 0.8x HAProxy's rate; added p50 <= 2x HAProxy's;
+ * memory per idle connection <= 2x the plain verified server's.
+ *
+ *   node dist/bench/gateway.js        (root; skips without dockerd or haproxy)
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startDockerd } from '../test/helpers/dockerd.js';
+import { hasCommand } from '../test/helpers/index.js';
+import { startLoad } from './lib/http-load.js';
+import { isMain, percentile, report } from './lib/stats.js';
+
+const ROUNDS = 7;
+const RATE_REQUESTS = 2000;
+const CONCURRENCY = 16;
+const LATENCY_REQUESTS = 500;
+const IDLE_CONNECTIONS = 500;
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const VERIFIED_HTTP = fileURLToPath(new URL('./lib/verified-http.js', import.meta.url));
+
+/**
+ * An HAProxy configuration equivalent to docker-socket-proxy's for a read-mostly setup
+ * (sections PING, VERSION, INFO, CONTAINERS, IMAGES on; POST off), in front of `target`.
+ */
+export function haproxyConfig(listen: string, target: string): string {
+  const sections = ['_ping', 'version', 'info', 'containers', 'images'];
+  return [
+    'global',
+    '    maxconn 4000',
+    'defaults',
+    '    mode http',
+    '    option http-server-close',
+    '    option dontlognull',
+    '    timeout http-request 10s',
+    '    timeout connect 10s',
+    '    timeout client 10m',
+    '    timeout server 10m',
+    '    timeout http-keep-alive 10s',
+    '    maxconn 3000',
+    'backend docker',
+    `    server dockerd unix@${target}`,
+    'frontend api',
+    `    bind unix@${listen} mode 666`,
+    '    http-request deny unless METH_GET',
+    ...sections.map((s) => `    http-request allow if { path,url_dec -m reg -i ^(/v[0-9.]+)?/${s} }`),
+    '    http-request deny',
+    '    default_backend docker',
+    '',
+  ].join('\n');
+}
+
+/** The gateway policy measured: two rules that do not match root before the one that does. */
+const GATEWAY_POLICY = `version: 1
+api: docker
+rules:
+  - name: readers
+    who: { gid: 4241 }
+    allow: ["GET /**", "HEAD /**"]
+    deny: ["GET /containers/*/archive", "GET /containers/*/export"]
+  - name: ci
+    who: { uid: 4242 }
+    allow: ["GET /**", "POST /containers/create", "POST /containers/*/start"]
+    docker: { privileged: false, hostNamespaces: false, capAdd: [], devices: false, binds: ["/srv/ci/**"] }
+  - name: root
+    who: { uid: 0 }
+    allow: ["* /**"]
+`;
+
+/** Resolves once a connection to `path` succeeds, or rejects when `child` exits first. */
+async function waitForSocket(path: string, child: ChildProcess, what: () => string): Promise<void> {
+  for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited before listening: ${what()}`);
+    if (existsSync(path)) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = net.connect(path, () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      });
+      if (ok) return;
+    }
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+function spawnLogged(cmd: string, args: string[]): { child: ChildProcess; log: () => string } {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout!.on('data', (d) => (log += d));
+  child.stderr!.on('data', (d) => (log += d));
+  return { child, log: () => log };
+}
+
+async function kill(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await once(child, 'exit');
+  clearTimeout(timer);
+}
+
+function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** Why the bench cannot run here, or false. */
+function gatewayCliMissing(): string | false {
+  const r = spawnSync(process.execPath, [CLI, 'gateway', '--help'], { encoding: 'utf8' });
+  // --help of an unknown command prints the program's help, so look for the command's own usage line.
+  return r.status === 0 && /Usage: \S+ gateway/.test(r.stdout)
+    ? false
+    : 'the gateway command is not in this build (secpolicy gateway --help)';
+}
+
+/** Runs the benchmark. */
+export async function run(): Promise<void> {
+  if (process.getuid?.() !== 0) return void console.log('skipped: needs root (a private dockerd)');
+  if (!hasCommand('haproxy')) return void console.log('skipped: needs haproxy (apt-get install -y haproxy)');
+  const daemon = await startDockerd();
+  if (daemon.skip) return void console.log(`skipped: ${daemon.skip}`);
+  const children: ChildProcess[] = [];
+  const load = startLoad();
+  try {
+    const direct = { name: 'direct dockerd', socket: daemon.socket };
+    const haproxySock = join(daemon.dir, 'haproxy.sock');
+    writeFileSync(join(daemon.dir, 'haproxy.cfg'), haproxyConfig(haproxySock, daemon.socket));
+    const haproxy = spawnLogged('haproxy', ['-db', '-f', join(daemon.dir, 'haproxy.cfg')]);
+    children.push(haproxy.child);
+    await waitForSocket(haproxySock, haproxy.child, haproxy.log);
+    const targets = [direct, { name: 'haproxy (docker-socket-proxy config)', socket: haproxySock }];
+
+    const missing = gatewayCliMissing();
+    if (missing) console.log(`gateway figures skipped: ${missing}`);
+    writeFileSync(join(daemon.dir, 'gateway.yaml'), GATEWAY_POLICY);
+    let started = 0;
+    /** A fresh gateway CLI process in front of the daemon. */
+    const startGateway = async (): Promise<{ socket: string; pid: number; child: ChildProcess }> => {
+      const socket = join(daemon.dir, `gateway${started++}.sock`);
+      const gw = spawnLogged(process.execPath, [
+        CLI,
+        'gateway',
+        '--listen',
+        socket,
+        '--to',
+        daemon.socket,
+        '--policy',
+        join(daemon.dir, 'gateway.yaml'),
+      ]);
+      children.push(gw.child);
+      await waitForSocket(socket, gw.child, gw.log);
+      return { socket, pid: gw.child.pid!, child: gw.child };
+    };
+    /** A fresh plain verified HTTP server process. */
+    const startVerified = async (): Promise<{ socket: string; pid: number; child: ChildProcess }> => {
+      const socket = join(daemon.dir, `verified${started++}.sock`);
+      const v = spawnLogged(process.execPath, [VERIFIED_HTTP, socket]);
+      children.push(v.child);
+      await waitForSocket(socket, v.child, v.log);
+      return { socket, pid: v.child.pid!, child: v.child };
+    };
+    const gateway = missing ? undefined : await startGateway();
+    if (gateway) targets.push({ name: 'secpolicy gateway', socket: gateway.socket });
+
+    for (const path of ['/_ping', '/containers/json']) {
+      for (const keepAlive of [true, false]) {
+        const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+        for (let i = 0; i <= ROUNDS; i++) {
+          for (const t of targets) {
+            const { ms } = await load.send<{ ms: number }>({
+              op: 'rate',
+              socket: t.socket,
+              path,
+              n: keepAlive ? RATE_REQUESTS : RATE_REQUESTS / 2,
+              keepAlive,
+              concurrency: CONCURRENCY,
+            });
+            if (i > 0) samples.get(t.name)!.push(((keepAlive ? RATE_REQUESTS : RATE_REQUESTS / 2) * 1000) / ms); // round 0 warms up
+          }
+        }
+        const label = `GET ${path} ${keepAlive ? 'keep-alive' : 'connection per request'}`;
+        const d = { name: direct.name, samples: samples.get(direct.name)! };
+        const h = { name: targets[1]!.name, samples: samples.get(targets[1]!.name)! };
+        report(`${label}, ${h.name}`, h.samples, d, { unit: 'req/s' });
+        if (gateway) {
+          const g = samples.get('secpolicy gateway')!;
+          report(`${label}, secpolicy gateway`, g, d, { unit: 'req/s' });
+          report(`${label}, secpolicy gateway`, g, h, { unit: 'req/s' });
+        }
+      }
+    }
+
+    // Added latency: per round, each proxy's p50/p99 minus direct's in the same round.
+    const added = new Map<string, { p50: number[]; p99: number[] }>(targets.slice(1).map((t) => [t.name, { p50: [], p99: [] }]));
+    for (let i = 0; i <= ROUNDS; i++) {
+      const round = new Map<string, number[]>();
+      for (const t of targets) {
+        const { samples } = await load.send<{ samples: number[] }>({
+          op: 'latency',
+          socket: t.socket,
+          path: '/_ping',
+          n: LATENCY_REQUESTS,
+        });
+        round.set(t.name, samples);
+      }
+      if (i === 0) continue;
+      const base = round.get(direct.name)!;
+      for (const [name, a] of added) {
+        a.p50.push(percentile(round.get(name)!, 0.5) - percentile(base, 0.5));
+        a.p99.push(percentile(round.get(name)!, 0.99) - percentile(base, 0.99));
+      }
+    }
+    const ha = added.get(targets[1]!.name)!;
+    report(`added latency p50 GET /_ping keep-alive, ${targets[1]!.name}`, ha.p50);
+    report(`added latency p99 GET /_ping keep-alive, ${targets[1]!.name}`, ha.p99);
+    const ga = added.get('secpolicy gateway');
+    if (ga) {
+      report('added latency p50 GET /_ping keep-alive, secpolicy gateway', ga.p50, { name: 'haproxy', samples: ha.p50 });
+      report('added latency p99 GET /_ping keep-alive, secpolicy gateway', ga.p99, { name: 'haproxy', samples: ha.p99 });
+    }
+
+    // Memory per idle keep-alive connection: RSS growth of a fresh, warmed-up process while
+    // N connections sit idle (fresh each round: a process that held and released N
+    // connections before keeps that memory and would show no growth).
+    const holders: Array<{ name: string; start: () => Promise<{ socket: string; pid: number; child: ChildProcess }> }> = [
+      { name: 'plain verified server (createServer + http)', start: startVerified },
+    ];
+    if (gateway) holders.push({ name: 'secpolicy gateway', start: startGateway });
+    const perConn = new Map<string, number[]>(holders.map((h) => [h.name, []]));
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const h of holders) {
+        const p = await h.start();
+        await load.send({ op: 'rate', socket: p.socket, path: '/_ping', n: 200, keepAlive: true, concurrency: 4 });
+        const before = rssBytes(p.pid);
+        await load.send({ op: 'hold', socket: p.socket, path: '/_ping', n: IDLE_CONNECTIONS });
+        const after = rssBytes(p.pid);
+        const { closedEarly } = await load.send<{ closedEarly: number }>({ op: 'release' });
+        if (closedEarly) console.log(`note: ${h.name} closed ${closedEarly} of ${IDLE_CONNECTIONS} idle connections while held`);
+        perConn.get(h.name)!.push((after - before) / 1024 / IDLE_CONNECTIONS);
+        await kill(p.child);
+      }
+    }
+    const plainMem = { name: holders[0]!.name, samples: perConn.get(holders[0]!.name)! };
+    report(`RSS per idle keep-alive connection (N=${IDLE_CONNECTIONS}), ${plainMem.name}`, plainMem.samples, undefined, { unit: 'KiB' });
+    if (gateway) {
+      report(`RSS per idle keep-alive connection (N=${IDLE_CONNECTIONS}), secpolicy gateway`, perConn.get('secpolicy gateway')!, plainMem, {
+        unit: 'KiB',
+      });
+    }
+    console.log(
+      'targets: keep-alive /_ping >= 0.8x haproxy; added p50 <= 2x haproxy; memory per idle connection <= 2x plain verified server',
+    );
+  } finally {
+    await load.close().catch(() => {});
+    for (const c of children.reverse()) await kill(c);
+    await daemon.stop();
+  }
+}
+
+if (isMain(import.meta.url)) await run();
