@@ -17,6 +17,7 @@ import { once } from 'node:events';
 import {
   chmodSync,
   existsSync,
+  watch,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -28,7 +29,8 @@ import {
 } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { hasCommand, needRoot, run, type RunAs } from './index.js';
 
 const DOCKERD = ['/usr/sbin/dockerd', '/usr/bin/dockerd'].find((p) => existsSync(p));
@@ -329,3 +331,91 @@ export async function startDockerd(): Promise<Dockerd> {
     stop,
   };
 }
+
+/** Resolves once `path` exists (watching its directory, no polling), rejects when `child` exits first. */
+export function waitForPath(path: string, child: ChildProcess, what: () => string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const watcher = watch(dirname(path), () => check());
+    const done = (error?: Error): void => {
+      watcher.close();
+      child.off('exit', gone);
+      if (error) reject(error);
+      else resolve();
+    };
+    const check = (): void => {
+      if (existsSync(path)) done();
+    };
+    const gone = (): void => done(new Error(`exited before ${path} appeared: ${what()}`));
+    child.once('exit', gone);
+    check();
+  });
+}
+
+/** A running `secpolicy gateway` CLI process. */
+export interface GatewayProcess {
+  child: ChildProcess;
+  socket: string;
+  /** Everything the process wrote to stderr and stdout so far. */
+  output: () => string;
+  /** SIGTERM, then SIGKILL after 5 s; resolves with the exit code. */
+  stop: () => Promise<number | null>;
+}
+
+/** The compiled CLI's entry point. */
+export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+/** Spawns `node dist/src/cli/main.js gateway --listen <socket> --to <target> --policy <file> ...extra` and waits for its socket. */
+export async function startGateway(options: { socket: string; target: string; policy: string; extra?: string[] }): Promise<GatewayProcess> {
+  const child = spawn(
+    process.execPath,
+    [CLI, 'gateway', '--listen', options.socket, '--to', options.target, '--policy', options.policy, ...(options.extra ?? [])],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exit = once(child, 'exit');
+  const stop = async (): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exit;
+      clearTimeout(timer);
+    }
+    return child.exitCode;
+  };
+  try {
+    await waitForPath(options.socket, child, () => out);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { child, socket: options.socket, output: () => out, stop };
+}
+
+/**
+ * A static HTTP client for a UNIX socket, for containers (busybox has none): `client
+ * <socket> <method> <path> [body]` writes one request with Connection: close and prints
+ * the raw response.
+ */
+export const UNIX_HTTP_CLIENT = String.raw`
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  if (argc < 4) { fprintf(stderr, "usage: client socket method path [body]\n"); return 2; }
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un a; memset(&a, 0, sizeof a); a.sun_family = AF_UNIX;
+  strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 3; }
+  const char *body = argc > 4 ? argv[4] : "";
+  char req[8192];
+  int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", argv[2], argv[3], strlen(body), body);
+  if (write(fd, req, n) != n) { perror("write"); return 4; }
+  char buf[4096]; ssize_t r;
+  while ((r = read(fd, buf, sizeof buf)) > 0) fwrite(buf, 1, r, stdout);
+  return 0;
+}
+`;
