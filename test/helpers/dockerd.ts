@@ -25,6 +25,7 @@ import {
   rmdirSync,
   rmSync,
   symlinkSync,
+  writeFileSync,
   copyFileSync,
 } from 'node:fs';
 import http from 'node:http';
@@ -185,6 +186,31 @@ function forceCleanup(dir: string): void {
 const live = new Set<string>();
 let exitHook = false;
 
+/** Removes daemons that a test process which has since died left behind (its `owner` file names a pid that is gone). */
+function removeOrphans(base: string): void {
+  for (const name of readdirSync(base)) {
+    if (!/^spd-/.test(name)) continue;
+    const dir = join(base, name);
+    let owner: number;
+    try {
+      owner = Number(readFileSync(join(dir, 'owner'), 'utf8'));
+    } catch {
+      continue; // being set up, or not ours
+    }
+    try {
+      process.kill(owner, 0);
+    } catch {
+      forceCleanup(dir);
+    }
+  }
+}
+
+/** Cleans up and exits on a signal: the test runner stops a file that hangs with SIGTERM, which skips 'exit' handlers. */
+function onSignal(signal: NodeJS.Signals): void {
+  for (const d of live) forceCleanup(d);
+  process.kill(process.pid, signal);
+}
+
 /** Resolves once GET /_ping answers OK, or rejects when the daemon exits or `ms` pass. */
 async function waitForPing(socket: string, child: ChildProcess, ms: number, log: () => string): Promise<void> {
   const deadline = Date.now() + ms;
@@ -240,8 +266,10 @@ function skipped(reason: string): Dockerd {
 export async function startDockerd(): Promise<Dockerd> {
   const reason = needDockerd();
   if (reason) return skipped(reason);
+  removeOrphans(baseDir());
   const dir = mkdtempSync(join(baseDir(), 'spd-'));
   chmodSync(dir, 0o755); // other users reach sockets under it
+  writeFileSync(join(dir, 'owner'), String(process.pid));
   live.add(dir);
   if (!exitHook) {
     exitHook = true;
@@ -249,6 +277,7 @@ export async function startDockerd(): Promise<Dockerd> {
     process.on('exit', () => {
       for (const d of live) forceCleanup(d);
     });
+    for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(signal, onSignal);
   }
   const socket = join(dir, 'docker.sock');
   let log = '';
@@ -310,6 +339,8 @@ export async function startDockerd(): Promise<Dockerd> {
   const docker: Dockerd['docker'] = (args, options = {}) => {
     const child = run('docker', ['-H', `unix://${options.host ?? socket}`, ...args], {
       ...(options.as ? { as: options.as } : {}),
+      // A bound, not a measure: a command stuck on a broken gateway fails its test instead of hanging the file.
+      timeout: 60_000,
       // A HOME the user can write: the CLI wants a config directory.
       env: { PATH: process.env.PATH, HOME: join(dir, 'home'), DOCKER_CONFIG: join(dir, 'home'), ...options.env },
     });
