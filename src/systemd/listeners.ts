@@ -160,7 +160,12 @@ export function listenOnFd<S extends net.Server>(server: S, fd: number): S {
  */
 export function listenTarget(field: string, value: unknown): string | number {
   if (v.isName(value)) return value;
-  if (typeof value === 'object' && value !== null && Number.isInteger((value as { fd?: unknown }).fd) && (value as { fd: number }).fd >= 0) {
+  if (
+    typeof value === 'object' &&
+    value !== null &&
+    Number.isInteger((value as { fd?: unknown }).fd) &&
+    (value as { fd: number }).fd >= 0
+  ) {
     return (value as { fd: number }).fd;
   }
   throw invalidArg(field, 'a socket file path, or { fd } of an inherited listening socket', value);

@@ -152,9 +152,12 @@ test(
   },
 );
 
-test('LISTEN_PID or LISTEN_PIDFDID of another process: the sockets are not ours and nothing is taken', { skip: needCommand('python3') }, async () => {
-  // python3 sets the variables and then execs node, so that LISTEN_PID can be node's own pid.
-  const py = `
+test(
+  'LISTEN_PID or LISTEN_PIDFDID of another process: the sockets are not ours and nothing is taken',
+  { skip: needCommand('python3') },
+  async () => {
+    // python3 sets the variables and then execs node, so that LISTEN_PID can be node's own pid.
+    const py = `
 import os, sys
 os.dup2(os.open("/dev/null", os.O_RDONLY), 3)
 env = dict(os.environ, LISTEN_FDS="1", LISTEN_PID=str(os.getpid() + int(sys.argv[1])))
@@ -162,24 +165,25 @@ if sys.argv[2] == "pidfd":
     env["LISTEN_PIDFDID"] = str(os.fstat(os.pidfd_open(os.getpid())).st_ino + int(sys.argv[3]))
 os.execve(sys.argv[4], [sys.argv[4], "--input-type=module", "-e", sys.argv[5]], env)
 `;
-  const probe = `import * as sp from ${JSON.stringify(INDEX)};
+    const probe = `import * as sp from ${JSON.stringify(INDEX)};
     let r; try { r = sp.systemdSockets().map((s) => s.fd); } catch (e) { r = e.code + ': ' + e.message; }
     console.log(JSON.stringify({ r, left: Object.keys(process.env).filter((k) => k.startsWith('LISTEN_')) }));`;
-  const cases: Array<[string, string, string, unknown, string]> = [
-    ['1', 'none', '0', [], 'another pid: not ours'],
-    ['0', 'pidfd', '1', [], 'another pidfd identity (a recycled pid): not ours'],
-    ['0', 'none', '0', [3], 'our pid: fd 3'],
-    ['0', 'pidfd', '0', [3], 'our pid and our pidfd identity: fd 3'],
-  ];
-  for (const [pidOffset, kind, idOffset, expected, why] of cases) {
-    const { code, stdout, stderr } = await run('python3', ['-c', py, pidOffset, kind, idOffset, process.execPath, probe]).output();
-    assert.equal(code, 0, stderr);
-    const out = JSON.parse(stdout);
-    assert.deepEqual(out.r, expected, why);
-    assert.deepEqual(out.left, [], 'the variables are removed either way');
-  }
-  // fd 3 is /dev/null here: taking it as a listener is refused.
-  const listeners = `import * as sp from ${JSON.stringify(INDEX)}; try { sp.systemdListeners(); } catch (e) { console.log(e.code, e.message); }`;
-  const { stdout } = await run('python3', ['-c', py, '0', 'none', '0', process.execPath, listeners]).output();
-  assert.match(stdout, /^ERR_SECPOLICY_SOCKET_ACTIVATION .*fd 3 is not a socket/);
-});
+    const cases: Array<[string, string, string, unknown, string]> = [
+      ['1', 'none', '0', [], 'another pid: not ours'],
+      ['0', 'pidfd', '1', [], 'another pidfd identity (a recycled pid): not ours'],
+      ['0', 'none', '0', [3], 'our pid: fd 3'],
+      ['0', 'pidfd', '0', [3], 'our pid and our pidfd identity: fd 3'],
+    ];
+    for (const [pidOffset, kind, idOffset, expected, why] of cases) {
+      const { code, stdout, stderr } = await run('python3', ['-c', py, pidOffset, kind, idOffset, process.execPath, probe]).output();
+      assert.equal(code, 0, stderr);
+      const out = JSON.parse(stdout);
+      assert.deepEqual(out.r, expected, why);
+      assert.deepEqual(out.left, [], 'the variables are removed either way');
+    }
+    // fd 3 is /dev/null here: taking it as a listener is refused.
+    const listeners = `import * as sp from ${JSON.stringify(INDEX)}; try { sp.systemdListeners(); } catch (e) { console.log(e.code, e.message); }`;
+    const { stdout } = await run('python3', ['-c', py, '0', 'none', '0', process.execPath, listeners]).output();
+    assert.match(stdout, /^ERR_SECPOLICY_SOCKET_ACTIVATION .*fd 3 is not a socket/);
+  },
+);

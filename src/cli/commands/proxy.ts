@@ -48,7 +48,8 @@ export function registerProxy(program: Command): void {
         log,
         ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
       });
-      const where = typeof listen === 'string' ? `${listen} (mode ${formatMode(flags.mode)})` : `the socket systemd passed (${flags.listen})`;
+      const where =
+        typeof listen === 'string' ? `${listen} (mode ${formatMode(flags.mode)})` : `the socket systemd passed (${flags.listen})`;
       log(`listening on ${where}, forwarding allowed clients to ${flags.to}`);
       daemon.ready(`forwarding allowed clients to ${flags.to}`);
       // Only the first signal is ours: a second one ends the process the default way.
