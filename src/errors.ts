@@ -41,6 +41,10 @@ export const ErrorCode = Object.freeze({
   NATIVE: 'ERR_SECPOLICY_NATIVE',
   /** connect() could not reach the socket (missing, refused, not permitted); the errno error is the cause. */
   CONNECT: 'ERR_SECPOLICY_CONNECT',
+  /** The sockets systemd passed (LISTEN_FDS) are missing, not UNIX stream listeners, or not the named one. */
+  SOCKET_ACTIVATION: 'ERR_SECPOLICY_SOCKET_ACTIVATION',
+  /** A readiness notification (NOTIFY_SOCKET) could not be sent. */
+  NOTIFY: 'ERR_SECPOLICY_NOTIFY',
 } as const);
 
 /** Any of the stable error codes. */

@@ -30,3 +30,13 @@ export {
 export { inspect, type PeerReport, type InspectOptions } from './audit/inspect.js';
 export * from './net/index.js';
 export { createProxy, closeProxy, type ProxyOptions, type CloseProxyOptions } from './proxy/index.js';
+export {
+  systemdListeners,
+  systemdSockets,
+  notify,
+  startWatchdog,
+  type ActivatedSocket,
+  type SystemdListenersOptions,
+  type Watchdog,
+} from './systemd/index.js';
+export * from './gateway/index.js';

@@ -43,6 +43,22 @@ export interface Libc {
 }
 
 let cached: Libc | undefined;
+let handle: Koffi | undefined;
+const declared = new Map<string, NativeFn>();
+
+/**
+ * A libc function declared from its C prototype on first use (cached): for calls off the
+ * hot paths, so that each native file can name what it needs beside its one use.
+ */
+export function libcFunction(prototype: string): NativeFn {
+  let fn = declared.get(prototype);
+  if (fn === undefined) {
+    libc();
+    fn = handle.func(prototype) as NativeFn;
+    declared.set(prototype, fn);
+  }
+  return fn;
+}
 let loadError: SecpolicyError | undefined;
 
 /** Throws ERR_SECPOLICY_UNSUPPORTED_PLATFORM unless this is Linux. */
@@ -77,6 +93,7 @@ function load(): Libc {
   } catch {
     lib = koffi.load('libc.so');
   }
+  handle = lib;
   const passwd = koffi.struct('secpolicy_passwd', {
     pw_name: 'const char *',
     pw_passwd: 'const char *',

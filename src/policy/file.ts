@@ -49,6 +49,15 @@ export function parsePolicy(input: string | object, options?: ParsePolicyOptions
  * carrying the file system error as `cause`.
  */
 export async function loadPolicy(file: string): Promise<Policy> {
+  return parsePolicy(await readPolicyText(file), { source: file });
+}
+
+/**
+ * @internal Reads a policy file's text with the checks loadPolicy() applies (a regular
+ * file, not writable by every user, bounded, UTF-8); other document kinds (the gateway's)
+ * read their files through it.
+ */
+export async function readPolicyText(file: string): Promise<string> {
   if (!v.isName(file)) throw invalidArg('file', 'a non-empty path', file);
   let text: string;
   let handle: FileHandle | undefined;
@@ -71,7 +80,7 @@ export async function loadPolicy(file: string): Promise<Policy> {
   } finally {
     await handle?.close();
   }
-  return parsePolicy(text, { source: file });
+  return text;
 }
 
 function unsafe(file: string, why: string): SecpolicyError {
@@ -140,8 +149,8 @@ function fileError(source: string | undefined, path: FieldPath, line: number | u
   });
 }
 
-/** A document given as an object: paths but no lines. */
-class ObjectSource implements Walk {
+/** @internal A document given as an object: paths but no lines. */
+export class ObjectSource implements Walk {
   constructor(readonly name: string | undefined) {}
   fail(path: FieldPath, message: string): never {
     throw fileError(this.name, path, undefined, message);
@@ -151,8 +160,8 @@ class ObjectSource implements Walk {
   }
 }
 
-/** A document parsed from text, which keeps each node's position for messages. */
-class TextSource implements Walk {
+/** @internal A document parsed from text, which keeps each node's position for messages. */
+export class TextSource implements Walk {
   readonly #doc: Document.Parsed;
   readonly #lines = new LineCounter();
   readonly #name: string | undefined;

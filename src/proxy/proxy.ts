@@ -3,18 +3,23 @@
  * are verified by the same path as createServer(); an allowed client gets its own
  * connection to the target and bytes flow both ways with backpressure and half-close.
  */
+import { once } from 'node:events';
 import net from 'node:net';
 import { invalidArg, type SecpolicyError } from '../errors.js';
 import { log as debug } from '../net/channels.js';
 import { createServer, listen } from '../net/index.js';
 import { Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
+import { listenOnFd, listenTarget } from '../systemd/listeners.js';
 import { splice, type Pair } from './splice.js';
 
 /** Options of {@link createProxy}. */
 export interface ProxyOptions {
-  /** The socket file the proxy listens on (created safely, see `listen()`). */
-  listen: string;
+  /**
+   * The socket file the proxy listens on (created safely, see `listen()`), or `{ fd }`: a
+   * listening socket the process inherited, such as one from `systemdSockets()`.
+   */
+  listen: string | { fd: number };
   /** The socket file of the service behind the proxy. */
   target: string;
   /** The policy every client must pass before a byte reaches the target. */
@@ -51,7 +56,7 @@ const proxies = new WeakMap<net.Server, Active>();
  */
 export async function createProxy(options: ProxyOptions): Promise<net.Server> {
   const o = v.options<ProxyOptions>('options', options);
-  if (!v.isName(o.listen)) throw invalidArg('options.listen', 'a socket file path', o.listen);
+  const where = listenTarget('options.listen', o.listen);
   if (!v.isName(o.target)) throw invalidArg('options.target', 'a socket file path', o.target);
   if (!(o.policy instanceof Policy)) throw invalidArg('options.policy', 'a Policy', o.policy);
   const mode = v.mode('options.mode', o.mode ?? 0o600);
@@ -81,10 +86,15 @@ export async function createProxy(options: ProxyOptions): Promise<net.Server> {
   );
   server.on('denied', (reason: Decision | SecpolicyError) => log(deniedLine(reason)));
   proxies.set(server, active);
-  await listen(server, o.listen, {
-    mode,
-    ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
-  });
+  if (typeof where === 'number') {
+    listenOnFd(server, where);
+    await once(server, 'listening');
+  } else {
+    await listen(server, where, {
+      mode,
+      ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
+    });
+  }
   return server;
 }
 

@@ -3,6 +3,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { loadPolicy } from '../../policy/file.js';
 import { closeProxy, createProxy } from '../../proxy/proxy.js';
 import { milliseconds } from '../args.js';
+import { LISTEN_HELP, listenFlag, supervisor } from '../daemon.js';
 import { formatMode } from '../output.js';
 
 /** Options of the proxy command as commander parses them. */
@@ -28,7 +29,7 @@ export function registerProxy(program: Command): void {
     .description(
       'Listen on a new socket and forward only the clients that pass a policy to an existing socket. Stops on SIGTERM or SIGINT.',
     )
-    .requiredOption('--listen <path>', 'the socket file to create and listen on')
+    .requiredOption('--listen <path>', LISTEN_HELP)
     .requiredOption('--to <path>', 'the socket file of the service behind the proxy')
     .requiredOption('--policy <file>', 'the policy file (YAML or JSON) every client must pass')
     .addOption(new Option('--mode <octal>', 'mode of the socket file the proxy creates').argParser(octalMode).default(0o600, '0600'))
@@ -37,15 +38,20 @@ export function registerProxy(program: Command): void {
     .action(async (flags: ProxyFlags) => {
       const policy = await loadPolicy(flags.policy);
       const log = (line: string): void => void process.stderr.write(`secpolicy proxy: ${line}\n`);
+      const listen = listenFlag(flags.listen);
+      const daemon = supervisor(log);
       const server = await createProxy({
-        listen: flags.listen,
+        listen,
         target: flags.to,
         policy,
         mode: flags.mode,
         log,
         ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
       });
-      log(`listening on ${flags.listen} (mode ${formatMode(flags.mode)}), forwarding allowed clients to ${flags.to}`);
+      const where =
+        typeof listen === 'string' ? `${listen} (mode ${formatMode(flags.mode)})` : `the socket systemd passed (${flags.listen})`;
+      log(`listening on ${where}, forwarding allowed clients to ${flags.to}`);
+      daemon.ready(`forwarding allowed clients to ${flags.to}`);
       // Only the first signal is ours: a second one ends the process the default way.
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         const stop = (name: NodeJS.Signals): void => {
@@ -57,6 +63,7 @@ export function registerProxy(program: Command): void {
         process.on('SIGINT', stop);
       });
       // Close first, then say so: whoever reads the line may rely on it being true.
+      daemon.stopping();
       const closing = closeProxy(server, { grace: flags.grace });
       log(`${signal}: no new connections; open ones have ${flags.grace} ms to finish`);
       await closing;

@@ -1,0 +1,45 @@
+/**
+ * What the CLI's long-running commands (proxy, gateway) share: where they listen (a path,
+ * or a socket systemd passed), and telling a supervisor that they are ready, alive and
+ * stopping (NOTIFY_SOCKET, WATCHDOG_USEC).
+ */
+import { isSystemdSpec, systemdSocket } from '../systemd/listeners.js';
+import { notify, startWatchdog, type Watchdog } from '../systemd/notify.js';
+
+/** The `--listen` help text of a daemon command. */
+export const LISTEN_HELP = 'the socket file to create and listen on, or "systemd" / "systemd:NAME" for a socket systemd passed';
+
+/** A `--listen` value resolved: a socket file path, or `{ fd }` of the activated socket it names. */
+export function listenFlag(value: string): string | { fd: number } {
+  return isSystemdSpec(value) ? { fd: systemdSocket(value).fd } : value;
+}
+
+/** How a daemon reports its state to its supervisor; every call is a no-op without one. */
+export interface Supervisor {
+  /** Listening: READY=1 (with a STATUS line), and the watchdog keep-alive starts. */
+  ready(status: string): void;
+  /** Stopping on a signal: STOPPING=1, and the keep-alive stops. */
+  stopping(): void;
+}
+
+/** The supervisor link of a daemon command; failures to notify are logged, never fatal. */
+export function supervisor(log: (line: string) => void): Supervisor {
+  let watchdog: Watchdog | undefined;
+  const send = (state: string): void => {
+    try {
+      notify(state);
+    } catch (e) {
+      log(`cannot notify the supervisor: ${(e as Error).message}`);
+    }
+  };
+  return {
+    ready(status) {
+      send(`READY=1\nSTATUS=${status.replace(/\n/g, ' ')}\nMAINPID=${process.pid}`);
+      watchdog = startWatchdog();
+    },
+    stopping() {
+      watchdog?.stop();
+      send('STOPPING=1');
+    },
+  };
+}

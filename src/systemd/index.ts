@@ -1,0 +1,11 @@
+/** systemd integration: socket activation, readiness and the watchdog. */
+export {
+  systemdListeners,
+  systemdSockets,
+  systemdSocket,
+  isSystemdSpec,
+  listenOnFd,
+  type ActivatedSocket,
+  type SystemdListenersOptions,
+} from './listeners.js';
+export { notify, startWatchdog, type Watchdog } from './notify.js';
