@@ -146,7 +146,7 @@ test(
       BUILDER,
       'POST',
       '/containers/create?name=body-ok',
-      json(JSON.stringify({ Image: IMAGE, HostConfig: { Binds: [`${daemon.dir}/ok/a:/a`], NetworkMode: 'none' } })),
+      json(JSON.stringify({ Image: IMAGE, Cmd: ['true'], HostConfig: { Binds: [`${daemon.dir}/ok/a:/a`], NetworkMode: 'none' } })),
     );
     assert.equal(ok.status, 201, ok.body);
     assert.ok((await daemon.containerNames()).includes('body-ok'));
@@ -155,7 +155,7 @@ test(
 
 test('every request on a keep-alive connection is decided on its own', { skip }, async () => {
   const privileged = JSON.stringify({ Image: IMAGE, HostConfig: { Privileged: true } });
-  const allowed = JSON.stringify({ Image: IMAGE, HostConfig: { NetworkMode: 'none' } });
+  const allowed = JSON.stringify({ Image: IMAGE, Cmd: ['true'], HostConfig: { NetworkMode: 'none' } });
   const w = ['-w', '%{http_code} %{num_connects}\\n', '-o', '/dev/null'];
   const u = (p: string) => `http://docker${p}`;
   const r = await run(

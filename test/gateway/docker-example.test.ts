@@ -8,7 +8,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IMAGE, startDockerd, startGateway, type GatewayProcess } from '../helpers/dockerd.js';
@@ -22,6 +23,14 @@ let gateway: GatewayProcess;
 let ci: RunAs;
 let reader: RunAs;
 let ciDir: string;
+/**
+ * Known gap of the gateway, kept visible as a todo until fixed: it holds a response's head
+ * until the first body byte, and the docker CLI waits for the head of POST
+ * /containers/{id}/wait (headers flushed at once, body at exit) before it starts or
+ * attaches, so docker run without -d and docker attach hang.
+ */
+const HEAD_HELD =
+  'the gateway holds a streamed response head until the first body byte (docker run/attach wait for the head of POST /wait)';
 const cleanups: Array<() => void | Promise<unknown>> = [];
 
 function idOf(db: 'passwd' | 'group', name: string): number | undefined {
@@ -56,6 +65,8 @@ before(async () => {
     cleanups.push(() => rmdirSync('/srv/ci'));
   }
   ciDir = mkdtempSync('/srv/ci/secpolicy-test-');
+  chmodSync(ciDir, 0o755);
+  writeFileSync(join(ciDir, 'payload'), 'from ci\n', { mode: 0o644 });
   cleanups.push(() => rmSync(ciDir, { recursive: true, force: true }));
   gateway = await startGateway({
     socket: join(daemon.dir, 'gw.sock'),
@@ -121,26 +132,30 @@ test(
 );
 
 test('ci: runs unprivileged containers with binds under /srv/ci; every way out of that is refused', { skip }, async (t) => {
-  await t.test('docker run -v /srv/ci/...:/x writes into the tree; docker run -i passes stdin and output', async () => {
-    mkdirSync(join(ciDir, 'x'));
-    const r = await viaGateway(ci, [
-      'run',
-      '--rm',
-      '--network',
-      'none',
-      '-v',
-      `${ciDir}/x:/x`,
-      IMAGE,
-      'sh',
-      '-c',
-      'echo made-in-ci > /x/f',
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(readFileSync(join(ciDir, 'x', 'f'), 'utf8'), 'made-in-ci\n');
-    const i = await viaGateway(ci, ['run', '--rm', '-i', '--network', 'none', IMAGE, 'sh', '-c', 'read l; echo "got:$l"'], 'hello\n');
-    assert.equal(i.code, 0, i.stderr);
-    assert.equal(i.stdout, 'got:hello\n');
-  });
+  await t.test(
+    'docker run -v /srv/ci/...:/x writes into the tree; docker run -i passes stdin and output',
+    { todo: HEAD_HELD },
+    async () => {
+      mkdirSync(join(ciDir, 'x'));
+      const r = await viaGateway(ci, [
+        'run',
+        '--rm',
+        '--network',
+        'none',
+        '-v',
+        `${ciDir}/x:/x`,
+        IMAGE,
+        'sh',
+        '-c',
+        'echo made-in-ci > /x/f',
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(readFileSync(join(ciDir, 'x', 'f'), 'utf8'), 'made-in-ci\n');
+      const i = await viaGateway(ci, ['run', '--rm', '-i', '--network', 'none', IMAGE, 'sh', '-c', 'read l; echo "got:$l"'], 'hello\n');
+      assert.equal(i.code, 0, i.stderr);
+      assert.equal(i.stdout, 'got:hello\n');
+    },
+  );
   // Root's container that binds the host's /: --volumes-from would hand its mounts over.
   const host = await daemon.docker(['create', '--name', 'root-hostfs', '--network', 'none', '-v', '/:/host', IMAGE, 'true']);
   assert.equal(host.code, 0, host.stderr);
@@ -174,13 +189,17 @@ test('ci: runs unprivileged containers with binds under /srv/ci; every way out o
   );
   await t.test('refused: exec into a container, and touching root-hostfs beyond what the rule lists', async () => {
     await assertRefused(await viaGateway(ci, ['exec', 'root-hostfs', 'true']));
-    await assertRefused(await viaGateway(ci, ['cp', `${ciDir}/x/f`, 'root-hostfs:/host/tmp/']));
+    // docker cp first asks HEAD .../archive; the refused HEAD has no body to print, so ask the host instead.
+    const planted = `/tmp/secpolicy-cp-${process.pid}`;
+    const cp = await viaGateway(ci, ['cp', `${ciDir}/payload`, `root-hostfs:/host${planted}`]);
+    assert.notEqual(cp.code, 0, 'docker cp into root-hostfs succeeded');
+    assert.ok(!existsSync(planted), 'docker cp wrote into the host through root-hostfs');
   });
 });
 
 test('root: everything, streams included (attach, exec -it, logs -f, cp both ways)', { skip }, async (t) => {
   await Promise.all([
-    t.test('a privileged container with a bind of /', async () => {
+    t.test('a privileged container with a bind of /', { todo: HEAD_HELD }, async () => {
       const r = await viaGateway(undefined, [
         'run',
         '--rm',
@@ -197,7 +216,53 @@ test('root: everything, streams included (attach, exec -it, logs -f, cp both way
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, 'ok\n');
     }),
-    t.test('docker attach: stdin in, output out', async () => {
+    t.test(
+      'the head of a streamed response is forwarded before its body (docker run awaits the head of POST /wait)',
+      { todo: HEAD_HELD },
+      async () => {
+        const c = await daemon.docker([
+          'run',
+          '-d',
+          '--name',
+          'waiter',
+          '--network',
+          'none',
+          IMAGE,
+          'sh',
+          '-c',
+          'until [ -e /tmp/go ]; do sleep 0.05; done',
+        ]);
+        assert.equal(c.code, 0, c.stderr);
+        const s = net.connect(gateway.socket);
+        s.write('POST /v1.41/containers/waiter/wait?condition=not-running HTTP/1.1\r\nHost: docker\r\n\r\n');
+        let released = false;
+        // The container exits only once released; the head must come before that.
+        const release = (): void => {
+          if (released) return;
+          released = true;
+          void daemon.docker(['exec', 'waiter', 'touch', '/tmp/go']);
+        };
+        const liveness = setTimeout(release, 10_000); // only so a broken gateway cannot hang the test
+        let seen = '';
+        let headBeforeRelease: boolean | undefined;
+        await new Promise<void>((resolve, reject) => {
+          s.on('error', reject);
+          s.on('data', (d: Buffer) => {
+            seen += d;
+            if (headBeforeRelease === undefined && seen.includes('\r\n\r\n')) {
+              headBeforeRelease = !released;
+              release();
+            }
+            if (seen.includes('"StatusCode"')) resolve();
+          });
+        });
+        clearTimeout(liveness);
+        s.destroy();
+        assert.match(seen, /^HTTP\/1\.1 200/);
+        assert.equal(headBeforeRelease, true, 'the response head arrived only with the body, after the container exited');
+      },
+    ),
+    t.test('docker attach: stdin in, output out', { todo: HEAD_HELD }, async () => {
       const c = await daemon.docker([
         'run',
         '-d',
@@ -222,6 +287,8 @@ test('root: everything, streams included (attach, exec -it, logs -f, cp both way
       const cmd = `docker -H unix://${gateway.socket} exec -it ex sh -c 'echo "tty:$(tty)"'`;
       const r = await run('script', ['-qec', cmd, '/dev/null'], {
         env: { PATH: process.env.PATH, DOCKER_CONFIG: join(daemon.dir, 'home') },
+        timeout: 20_000,
+        killSignal: 'SIGKILL',
       }).output();
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.match(r.stdout, /tty:\/dev\/pts\/\d+/);
@@ -242,9 +309,12 @@ test('root: everything, streams included (attach, exec -it, logs -f, cp both way
       assert.equal(c.code, 0, c.stderr);
       const logs = run('docker', ['-H', `unix://${gateway.socket}`, 'logs', '-f', 'lg'], {
         env: { PATH: process.env.PATH, DOCKER_CONFIG: join(daemon.dir, 'home') },
+        timeout: 20_000,
+        killSignal: 'SIGKILL',
       });
       logs.stdin!.end();
-      await new Promise<void>((resolve) => {
+      await new Promise<void>((resolve, reject) => {
+        logs.once('close', () => reject(new Error('docker logs -f ended before printing "one"')));
         let seen = '';
         logs.stdout!.on('data', function onData(d: Buffer) {
           seen += d;

@@ -340,7 +340,8 @@ export async function startDockerd(): Promise<Dockerd> {
     const child = run('docker', ['-H', `unix://${options.host ?? socket}`, ...args], {
       ...(options.as ? { as: options.as } : {}),
       // A bound, not a measure: a command stuck on a broken gateway fails its test instead of hanging the file.
-      timeout: 60_000,
+      timeout: 20_000,
+      killSignal: 'SIGKILL', // docker run passes SIGTERM on to the container and keeps waiting
       // A HOME the user can write: the CLI wants a config directory.
       env: { PATH: process.env.PATH, HOME: join(dir, 'home'), DOCKER_CONFIG: join(dir, 'home'), ...options.env },
     });
