@@ -172,6 +172,9 @@ test('ci: runs unprivileged containers with binds under /srv/ci; every way out o
     ['cap-add SYS_ADMIN', ['--cap-add', 'SYS_ADMIN']],
     ['cap-add ALL', ['--cap-add', 'ALL']],
     ['device', ['--device', '/dev/null']],
+    ['seccomp unconfined', ['--security-opt', 'seccomp=unconfined']],
+    ["another container's pid namespace", ['--pid', 'container:root-hostfs']],
+    ["another container's network namespace", ['--network', 'container:root-hostfs']],
     ['volumes-from a container that binds /', ['--volumes-from', 'root-hostfs']],
     [
       'local volume whose options bind /etc',
