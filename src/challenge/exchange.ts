@@ -1,5 +1,5 @@
 /**
- * The three-step exchange of PROTOCOL.md, run in the same order on both sides so that a
+ * The three-step exchange of docs/protocol.md, run in the same order on both sides so that a
  * mutual exchange cannot deadlock: (1) send our challenge, (2) answer the peer's,
  * (3) verify the peer's answer to ours. One timeout bounds the whole exchange, user
  * callbacks included.

@@ -1,5 +1,5 @@
 /**
- * Challenge frames (PROTOCOL.md): a 24-byte header — the C struct
+ * Challenge frames (docs/protocol.md): a 24-byte header — the C struct
  * `{ enum type; uint64 version; size_t payload_size; }` on a 64-bit little-endian ABI —
  * followed by the payload. The decoder is incremental: it accepts any fragmentation and
  * checks the header before it keeps a single payload byte. Custom challenges speak

@@ -1,5 +1,5 @@
 /**
- * listen(): a socket file made safely (DESIGN.md threat 7).
+ * listen(): a socket file made safely.
  *
  * The file is born with its final mode: the kernel gives a new socket file the mode
  * 0777 & ~umask, so the umask is set to exactly `~mode` for the one synchronous bind()

@@ -1,5 +1,5 @@
 /*
- * A challenge peer written from PROTOCOL.md alone, as a C program built on the C library
+ * A challenge peer written from docs/protocol.md alone, as a C program built on the C library
  * would speak it: it checks that the TypeScript side is wire-compatible.
  *
  *   peer server|client <socket-path> <mode> [key-file]
