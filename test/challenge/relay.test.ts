@@ -100,11 +100,11 @@ test('a relay squatter that forwards nonces and proofs between a client and the 
   // The relay carried the server's REQUEST and RESPONSE (2 x 56 bytes) to the client, which
   // refused that RESPONSE: the proof failed on its binding, not on a broken relay.
   assert.ok(carried('down') >= 112, out);
-  // The server either checked the client's relayed RESPONSE (a Decision with CHALLENGE) or saw the client hang up first.
+  // The server checked the client's relayed RESPONSE (a Decision with CHALLENGE), unless it saw the client hang up first.
   if ('result' in reason) {
     assert.equal(reason.result, Result.CHALLENGE);
     assert.ok(carried('up') >= 112, out);
-  } else assert.equal(reason.code, ErrorCode.PEER_UNAVAILABLE, reason.message);
+  } else assert.ok([ErrorCode.PEER_UNAVAILABLE, ErrorCode.PROTOCOL].includes(reason.code as never), reason.message);
 });
 
 test('a python3 peer of version 2 verifies against the TypeScript server (createServer) and client (connect)', { skip }, async (t) => {
