@@ -8,7 +8,7 @@
  *   node dist/bench/challenge.js
  */
 import { fork } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -25,8 +25,8 @@ const CONNECTIONS = 300;
 /** One measured mode: how the server treats a connection, and what the client is told. */
 interface Mode {
   name: string;
-  /** What the client runs per connection: nothing ('plain'), or the shared secret. */
-  client: { key?: string; keyFile?: string };
+  /** What the client runs per connection: nothing ('plain'), the shared secret, or the unbound mutual challenge. */
+  client: { key?: string; keyFile?: string; mutual?: string };
   serve: (socket: net.Socket) => Promise<void>;
   samples: number[];
 }
@@ -37,20 +37,40 @@ interface Job {
   n: number;
   key?: string;
   keyFile?: string;
+  mutual?: string;
+}
+
+/**
+ * The shared secret's exchange without its connection binding: the same two nonces and
+ * HMACs in the same frames through challengeSend/challengeReceive, so that the difference
+ * to the shared secret is the binding (two sock_diag lookups per handshake, one per side).
+ */
+function unboundMutual(key: Buffer, role: string): Policy {
+  const mac = (...parts: Uint8Array[]) => parts.reduce((h, p) => h.update(p), createHmac('sha256', key)).digest();
+  const peer = role === 'server' ? 'client' : 'server';
+  return new Policy()
+    .challengeSend(
+      () => randomBytes(32),
+      (challenge, response) => timingSafeEqual(mac(Buffer.from(peer), challenge), response),
+    )
+    .challengeReceive((challenge) => mac(Buffer.from(role), challenge));
 }
 
 /** The client process: runs each job it is sent and answers with 'done'. */
 async function client(): Promise<void> {
   process.on('message', async (job: Job) => {
-    const policy = job.key
-      ? new Policy().sharedSecret(Buffer.from(job.key, 'hex'))
-      : job.keyFile
-        ? new Policy().sharedSecret({ keyFile: job.keyFile })
-        : undefined;
+    const policy = job.mutual
+      ? undefined
+      : job.key
+        ? new Policy().sharedSecret(Buffer.from(job.key, 'hex'))
+        : job.keyFile
+          ? new Policy().sharedSecret({ keyFile: job.keyFile })
+          : undefined;
     for (let i = 0; i < job.n; i++) {
       const s = net.connect(job.path);
       await once(s, 'connect');
-      if (policy && !(await policy.apply(s)).allowed) throw new Error('the bench server was refused');
+      const p = job.mutual ? unboundMutual(Buffer.from(job.mutual, 'hex'), 'client') : policy;
+      if (p && !(await p.apply(s)).allowed) throw new Error('the bench server was refused');
       s.resume();
       await once(s, 'close');
     }
@@ -73,6 +93,12 @@ export async function run(): Promise<void> {
   };
   const modes: Mode[] = [
     { name: 'connect+close (plain)', client: {}, serve: async (s) => void s.destroy(), samples: [] },
+    {
+      name: 'mutual HMAC challenge, same frames, unbound (challengeSend/Receive)',
+      client: { mutual: key.toString('hex') },
+      serve: (s) => verified(unboundMutual(key, 'server'))(s),
+      samples: [],
+    },
     { name: 'sharedSecret handshake (key bytes)', client: { key: key.toString('hex') }, serve: verified(keyPolicy), samples: [] },
     { name: 'sharedSecret handshake (key file, both sides)', client: { keyFile }, serve: verified(filePolicy), samples: [] },
   ];

@@ -7,13 +7,13 @@
  *   node dist/bench/policy-file.js
  */
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { groupName } from '../src/native/index.js';
-import { Policy, parsePolicy } from '../src/index.js';
-import { isMain, report, rounds, timePerOp } from './lib/stats.js';
+import { Policy, loadPolicy, parsePolicy } from '../src/index.js';
+import { isMain, report, rounds, timePerOp, timePerOpAsync } from './lib/stats.js';
 
 const ROUNDS = 15;
 // Each apply pins the peer until its connection closes (a pidfd and a 'close' listener
@@ -69,6 +69,13 @@ anyOf:
     const parse = await rounds(ROUNDS, () => timePerOp(PARSE_ITERATIONS, () => parsePolicy(text)));
     const builder = await rounds(ROUNDS, () => timePerOp(PARSE_ITERATIONS, build));
     report('parsePolicy (YAML, 5 lines)', parse, { name: 'building it in code', samples: builder });
+
+    // loadPolicy's file checks (directories walked, O_NOFOLLOW, fstat, size) beside parsing the same text.
+    const policyFile = join(dir, 'peers.yaml');
+    writeFileSync(policyFile, text, { mode: 0o644 });
+    const load = await rounds(ROUNDS, () => timePerOpAsync(PARSE_ITERATIONS / 5, () => loadPolicy(policyFile)));
+    const parseOnly = await rounds(ROUNDS, () => timePerOp(PARSE_ITERATIONS / 5, () => parsePolicy(text)));
+    report('loadPolicy (file checks, read, parse)', load, { name: 'parsePolicy of the same text', samples: parseOnly });
   } finally {
     server.close();
     rmSync(dir, { recursive: true, force: true });

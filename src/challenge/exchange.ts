@@ -1,5 +1,5 @@
 /**
- * The three-step exchange of PROTOCOL.md, run in the same order on both sides so that a
+ * The three-step exchange of docs/protocol.md, run in the same order on both sides so that a
  * mutual exchange cannot deadlock: (1) send our challenge, (2) answer the peer's,
  * (3) verify the peer's answer to ours. One timeout bounds the whole exchange, user
  * callbacks included.
@@ -17,6 +17,8 @@ export interface ExchangeSteps {
   solve?: (challenge: Uint8Array) => Uint8Array | Promise<Uint8Array>;
   /** Checks the peer's answer to our challenge (step 3). */
   verify?: (challenge: Uint8Array, response: Uint8Array) => boolean | Promise<boolean>;
+  /** Frame version written and required from the peer. @default 1 */
+  version?: number;
 }
 
 /** Bounds of one exchange. */
@@ -80,7 +82,8 @@ export async function runExchange(socket: Socket, steps: ExchangeSteps, bounds: 
     // Frames are bytes: a decoding stream would hand us text.
     throw invalidArg('socket', 'a socket without setEncoding() (apply the policy first)', socket.readableEncoding);
   }
-  const frames = new SocketFrames(socket, maxPayload);
+  const frames = new SocketFrames(socket, maxPayload, steps.version);
+  const version = steps.version;
   const timer = setTimeout(
     () => frames.fail(new SecpolicyError(ErrorCode.TIMEOUT, `challenge exchange did not finish within ${timeout} ms`)),
     timeout,
@@ -91,12 +94,12 @@ export async function runExchange(socket: Socket, steps: ExchangeSteps, bounds: 
     let challenge: Uint8Array | undefined;
     if (steps.create) {
       challenge = await bytesFrom(frames, 'create()', steps.create);
-      await frames.write(encodeFrame(FrameType.REQUEST, challenge));
+      await frames.write(encodeFrame(FrameType.REQUEST, challenge, version));
     }
     if (steps.solve) {
       const theirs = await frames.read(FrameType.REQUEST);
       const answer = await bytesFrom(frames, 'solve()', () => steps.solve!(theirs));
-      await frames.write(encodeFrame(FrameType.RESPONSE, answer));
+      await frames.write(encodeFrame(FrameType.RESPONSE, answer, version));
     }
     if (challenge && steps.verify) {
       const response = await frames.read(FrameType.RESPONSE);

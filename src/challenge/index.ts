@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { runExchange, type ExchangeResult, type ExchangeSteps } from './exchange.js';
 import { maxPayloadOption } from './frame.js';
 import { readKeyFile } from './key-file.js';
-import { sharedSecretSteps, type Role } from './shared-secret.js';
+import { connectionBinding, sharedSecretSteps, type Role } from './shared-secret.js';
 
 export {
   encodeFrame,
@@ -11,6 +11,7 @@ export {
   FrameType,
   HEADER_SIZE,
   PROTOCOL_VERSION,
+  SHARED_SECRET_VERSION,
   DEFAULT_MAX_PAYLOAD,
   MAX_MAX_PAYLOAD,
   maxPayloadOption,
@@ -18,7 +19,7 @@ export {
 } from './frame.js';
 export { runExchange, type ExchangeResult, type ExchangeSteps, type ExchangeBounds } from './exchange.js';
 export { readKeyFile, writeKeyFile, checkKeyLength, MIN_KEY_LENGTH, GENERATED_KEY_BYTES } from './key-file.js';
-export { secretResponse, sharedSecretSteps, NONCE_SIZE, type Role } from './shared-secret.js';
+export { secretResponse, sharedSecretSteps, connectionBinding, NONCE_SIZE, type Role, type ConnectionBinding } from './shared-secret.js';
 
 /** Makes the challenge we send. */
 export type ChallengeCreate = () => Uint8Array | Promise<Uint8Array>;
@@ -59,7 +60,7 @@ export async function runChallenge(socket: Socket, config: ChallengeConfig, opti
   if (config.secret !== undefined) {
     // Read per exchange, so that a replaced key (or one whose permissions were loosened) takes effect.
     const key = config.secret instanceof Uint8Array ? config.secret : readKeyFile(config.secret.keyFile);
-    steps = sharedSecretSteps(key, options.role);
+    steps = sharedSecretSteps(key, options.role, () => connectionBinding(socket, options.role));
   } else {
     steps = {};
     if (config.send) {

@@ -11,7 +11,7 @@ import { open, unlink } from 'node:fs/promises';
 import { ErrorCode, SecpolicyError } from '../errors.js';
 import { formatMode } from '../native/index.js';
 
-/** Shortest key accepted, in bytes (PROTOCOL.md). */
+/** Shortest key accepted, in bytes (docs/protocol.md). */
 export const MIN_KEY_LENGTH = 16;
 /** Bytes of randomness in a generated key. */
 export const GENERATED_KEY_BYTES = 32;

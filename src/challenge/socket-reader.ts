@@ -30,9 +30,9 @@ export class SocketFrames {
   readonly #onError = (cause: NodeJS.ErrnoException) =>
     this.fail(new SecpolicyError(ErrorCode.PROTOCOL, `challenge exchange: socket error (${cause.code ?? cause.message})`, { cause }));
 
-  constructor(socket: Socket, maxPayload: number) {
+  constructor(socket: Socket, maxPayload: number, version?: number) {
     this.#socket = socket;
-    this.#decoder = new FrameDecoder({ maxPayload });
+    this.#decoder = new FrameDecoder({ maxPayload, ...(version !== undefined && { version }) });
     this.#failed = new Promise<never>((_, reject) => (this.#reject = reject));
     this.#failed.catch(() => {});
     if (socket.destroyed || !socket.readable || socket.readableEnded) {

@@ -1,5 +1,5 @@
 /**
- * listen(): a socket file made safely (DESIGN.md threat 7).
+ * listen(): a socket file made safely.
  *
  * The file is born with its final mode: the kernel gives a new socket file the mode
  * 0777 & ~umask, so the umask is set to exactly `~mode` for the one synchronous bind()
@@ -32,8 +32,8 @@ export interface ListenOptions {
   /** Length of the queue of pending connections. @default Node's default (511) */
   backlog?: number;
   /**
-   * Use a directory that others could write to (no sticky bit) or that belongs to another
-   * user, although they could then replace the socket file.
+   * Use a directory that others could write to (its group or every user, without the
+   * sticky bit) or that belongs to another user, although they could then replace the socket file.
    * @default false
    */
   allowInsecureDirectory?: boolean;
@@ -46,8 +46,8 @@ const MAX_PATH_BYTES = 107;
  * Makes `server` listen on a socket file at `path`, created safely: exact mode with no
  * umask window, ownership applied, a symlink or non-socket at the path refused
  * (`ERR_SECPOLICY_UNSAFE_PATH`), a stale socket replaced only when nobody listens on it
- * (a live one is `ERR_SECPOLICY_ADDRESS_IN_USE`), and a directory that others could write
- * to refused unless `allowInsecureDirectory` is set. Must run on the main thread (the
+ * (a live one is `ERR_SECPOLICY_ADDRESS_IN_USE`), and a directory that its group or other
+ * users could write to without the sticky bit refused unless `allowInsecureDirectory` is set. Must run on the main thread (the
  * umask cannot be changed from a worker). Node removes the file when the server closes.
  */
 export async function listen(server: Server, path: string, options?: ListenOptions): Promise<void> {

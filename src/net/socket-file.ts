@@ -19,7 +19,7 @@ function unsafe(path: string, why: string, cause?: unknown): SecpolicyError {
 
 /**
  * Refuses a directory (and each one above it) in which someone else could replace the
- * socket file: writable by others without the sticky bit, or owned by a user that is
+ * socket file: writable by its group or by every user without the sticky bit, or owned by a user that is
  * neither root nor us. Both the path as written and the real path are walked, so that a
  * symlinked directory is judged by where it points and by who could swap the link.
  */
@@ -56,6 +56,13 @@ function checkDirectory(path: string, dir: string, s: Stats, me: number): void {
     throw unsafe(
       path,
       `directory ${dir} is writable by every user without the sticky bit (mode ${formatMode(s.mode)}); pass allowInsecureDirectory to use it anyway`,
+    );
+  }
+  // A group's members could unlink the socket file and bind their own in its place.
+  if (!s.isSymbolicLink() && s.mode & 0o020 && !(s.mode & S_ISVTX)) {
+    throw unsafe(
+      path,
+      `directory ${dir} is writable by its group (gid ${s.gid}) without the sticky bit (mode ${formatMode(s.mode)}): a member could replace the socket file; pass allowInsecureDirectory to use it anyway`,
     );
   }
 }

@@ -86,24 +86,27 @@ export function installVerifier(server: Server, config: VerifierConfig): void {
   };
 
   const verify = (socket: Socket): void => {
+    let outcome: Decision | SecpolicyError | undefined;
     try {
       // The limiter's Peer is the one the policy then checks: credentials are read once.
       const options: ApplyOptions & InternalApplyOptions = { side: 'server' };
       if (limiter) {
         const peer = new Peer(socket, { side: 'server' });
         const over = limiter.admit(socket, peer);
-        if (over) return deny(socket, over);
-        options[knownPeer] = peer;
+        if (over) outcome = over;
+        else options[knownPeer] = peer;
       }
-      if (isSyncPolicy(policy)) {
+      if (outcome === undefined) {
+        if (!isSyncPolicy(policy)) return verifyAsync(socket, options, config, allow, deny);
         // Fast path: decided before this emit returns, so no byte is read meanwhile.
-        const decision = policy.applySync(socket, options);
-        return decision.allowed ? allow(socket, decision.peer) : deny(socket, decision);
+        outcome = policy.applySync(socket, options);
       }
-      verifyAsync(socket, options, config, allow, deny);
     } catch (error) {
-      return deny(socket, asError(error));
+      outcome = asError(error);
     }
+    // Outside the try: what the application's listeners throw is theirs, not a denial.
+    if ('allowed' in outcome && outcome.allowed) allow(socket, outcome.peer);
+    else deny(socket, outcome);
   };
 
   server.emit = function guardedEmit(this: Server, event: string | symbol, ...args: unknown[]): boolean {
@@ -142,9 +145,20 @@ function verifyAsync(
   }, config.handshakeTimeout);
   socket.on('error', swallow);
   socket.once('close', onClose);
+  // A listener that throws while settle() runs the application's code must surface as it
+  // would from a plain net.Server ('uncaughtException'), not as a rejected promise.
+  const settleOutside = (outcome: Decision | SecpolicyError): void => {
+    try {
+      settle(outcome);
+    } catch (error) {
+      process.nextTick(() => {
+        throw error;
+      });
+    }
+  };
   config.policy
     .apply(socket, { ...options, timeout: config.handshakeTimeout, maxPayload: config.maxPayload, signal: controller.signal })
-    .then(settle, (error: unknown) => settle(asError(error)));
+    .then(settleOutside, (error: unknown) => settleOutside(asError(error)));
 }
 
 const closedDuringVerification = (): SecpolicyError =>

@@ -4,7 +4,7 @@
  * ERR_SECPOLICY_POLICY_FILE and names the field path and its line:
  * `anyOf[1].memberOf (line 4): must be ...`.
  */
-import { constants } from 'node:fs';
+import { constants, lstatSync, realpathSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
@@ -45,8 +45,12 @@ export function parsePolicy(input: string | object, options?: ParsePolicyOptions
 }
 
 /**
- * Reads and parses a policy file. An unreadable file fails with ERR_SECPOLICY_POLICY_FILE
- * carrying the file system error as `cause`.
+ * Reads and parses a policy file. A policy decides who is let in, so the file is held to
+ * the standard of a key file: it is opened without following a symlink, and refused
+ * (ERR_SECPOLICY_POLICY_FILE) unless the opened file is a regular file of known size that
+ * belongs to root or to us and that neither its group nor other users may write, in
+ * directories that only root or we could change (or sticky ones, like /tmp). An
+ * unreadable file fails the same way, with the file system error as `cause`.
  */
 export async function loadPolicy(file: string): Promise<Policy> {
   return parsePolicy(await readPolicyText(file), { source: file });
@@ -59,18 +63,55 @@ export async function loadPolicy(file: string): Promise<Policy> {
  */
 export async function readPolicyText(file: string): Promise<string> {
   if (!v.isName(file)) throw invalidArg('file', 'a non-empty path', file);
-  let text: string;
+  return readPolicyFile(file);
+}
+
+const S_ISVTX = 0o1000;
+
+/** The text of a policy file that nobody but root and us controls (see {@link loadPolicy}). */
+async function readPolicyFile(file: string): Promise<string> {
   let handle: FileHandle | undefined;
   try {
-    // O_NONBLOCK: a FIFO at the path must not hang the caller; it is refused below.
-    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    checkPolicyDirectories(file);
+    try {
+      // O_NOFOLLOW: a symlink at the path is refused, not followed. O_NONBLOCK: a FIFO
+      // at the path must not hang the caller; it is refused below.
+      handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ELOOP')
+        throw unsafe(file, 'is a symbolic link: it is not followed (name the file itself)');
+      throw e;
+    }
     // Checked on the open file, so that what is checked is what is read.
     const stat = await handle.stat();
     if (!stat.isFile()) throw new Error('not a regular file');
+    const me = process.geteuid?.() ?? 0;
+    if (stat.uid !== 0 && stat.uid !== me)
+      throw unsafe(file, `belongs to uid ${stat.uid}, who could change who is allowed: it must belong to root or to uid ${me}`);
     if (stat.mode & 0o002)
       throw unsafe(file, `is writable by every user (mode ${formatMode(stat.mode)}): anyone could change who is allowed`);
+    if (stat.mode & 0o020)
+      throw unsafe(
+        file,
+        `is writable by its group (gid ${stat.gid}, mode ${formatMode(stat.mode)}): its members could change who is allowed`,
+      );
     if (stat.size > MAX_FILE_BYTES) throw new Error(`the file is larger than ${MAX_FILE_BYTES} bytes`);
-    text = new TextDecoder('utf-8', { fatal: true }).decode(await handle.readFile());
+    // One byte more than the file says it holds: a /proc or /sys file reports a size (0,
+    // 4096) unrelated to what it reads, and a file that is being written is not a policy yet.
+    const buf = Buffer.alloc(stat.size + 1);
+    let got = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buf, got, buf.length - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+      if (got === buf.length) break;
+    }
+    if (got !== stat.size)
+      throw unsafe(
+        file,
+        `reports a size of ${stat.size} bytes but ${got === buf.length ? 'more' : got} could be read: its size cannot be known (a /proc or /sys file?) or it is being changed`,
+      );
+    return new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(0, got));
   } catch (e) {
     if (isSecpolicyError(e)) throw e;
     throw new SecpolicyError(ErrorCode.POLICY_FILE, `${file}: cannot read the policy file: ${(e as Error).message}`, {
@@ -80,7 +121,38 @@ export async function readPolicyText(file: string): Promise<string> {
   } finally {
     await handle?.close();
   }
-  return text;
+}
+
+/**
+ * Refuses a policy file in a directory (or below one) where someone other than root and
+ * us could put another file in its place: a directory owned by another non-root user, or
+ * writable by its group or by everyone without the sticky bit. The path as written and
+ * its real path are both walked, so a symlinked directory is judged by where it points
+ * and by who could swap the link.
+ */
+function checkPolicyDirectories(file: string): void {
+  const me = process.geteuid?.() ?? 0;
+  const written = dirname(resolve(file));
+  const seen = new Set<string>();
+  for (let dir of [written, realpathSync(written)]) {
+    for (;;) {
+      if (!seen.has(dir)) {
+        seen.add(dir);
+        const s = lstatSync(dir);
+        const what = s.isSymbolicLink() ? 'symbolic link' : 'directory';
+        if (s.uid !== 0 && s.uid !== me)
+          throw unsafe(file, `is in ${what} ${dir}, which belongs to uid ${s.uid}: that user could replace the policy file`);
+        // A link's own mode means nothing; the directory holding it is checked in its turn.
+        if (!s.isSymbolicLink() && s.mode & 0o022 && !(s.mode & S_ISVTX))
+          throw unsafe(
+            file,
+            `is in directory ${dir}, which ${s.mode & 0o002 ? 'every user' : `its group (gid ${s.gid})`} may write without the sticky bit (mode ${formatMode(s.mode)}): the policy file could be replaced`,
+          );
+      }
+      if (dir === '/') break;
+      dir = dirname(dir);
+    }
+  }
 }
 
 function unsafe(file: string, why: string): SecpolicyError {

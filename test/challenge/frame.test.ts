@@ -1,5 +1,6 @@
 /** The frame codec: exact layout, any fragmentation, strict header checks, and hostile bytes. */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { ErrorCode, isSecpolicyError } from '../../src/index.js';
@@ -71,7 +72,8 @@ test('a frame fed one byte at a time decodes; padding is ignored; several frames
 
 test('header checks: version, type, empty payload, cap', () => {
   for (const [h, why] of [
-    [header(0, 2n, 1n), /version 2/],
+    [header(0, 2n, 1n), /version-2 \(shared-secret\) frame where a custom challenge speaks version 1/],
+    [header(0, 3n, 1n), /unsupported version 3/],
     [header(0, 1n + 2n ** 32n, 1n), /version/],
     [header(2, 1n, 1n), /unknown type 2/],
     [header(0, 1n, 0n), /empty payload/],
@@ -86,6 +88,33 @@ test('header checks: version, type, empty payload, cap', () => {
     assert.throws(() => d.push(Buffer.from([0])), isProtocol);
   }
   assert.equal(new FrameDecoder().push(Buffer.concat([header(1, 1n, 65536n), Buffer.alloc(65536)])).length, 1);
+});
+
+test('a version-2 decoder (shared secret) takes version-2 frames and names a version-1 frame as the downgrade it is', () => {
+  const f = new FrameDecoder({ version: 2 }).push(encodeFrame(FrameType.REQUEST, Buffer.from('n'), 2));
+  assert.equal(f.length, 1);
+  assert.throws(
+    () => new FrameDecoder({ version: 2 }).push(encodeFrame(FrameType.REQUEST, Buffer.from('n'))),
+    (e: unknown) => isProtocol(e) && /version-1 frame .*no fallback/.test((e as Error).message),
+  );
+  assert.throws(
+    () => new FrameDecoder({ version: 7 }),
+    (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG,
+  );
+  assert.throws(
+    () => encodeFrame(FrameType.REQUEST, Buffer.from('n'), 3),
+    (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.INVALID_ARG,
+  );
+});
+
+test('a payload trickled in one byte at a time arrives whole and unchanged', () => {
+  const payload = randomBytes(5000);
+  const d = new FrameDecoder();
+  const frame = encodeFrame(FrameType.RESPONSE, payload);
+  const out = [];
+  for (let i = 0; i < frame.length; i++) out.push(...d.push(frame.subarray(i, i + 1)));
+  assert.equal(out.length, 1);
+  assert.deepEqual(Buffer.from(out[0]!.payload), payload);
 });
 
 test('a header announcing 2^63 bytes fails as soon as the header is complete, holding only the header', () => {

@@ -1,5 +1,5 @@
 /**
- * Wire compatibility with C: test/challenge/c/peer.c, written from PROTOCOL.md with the
+ * Wire compatibility with C: test/challenge/c/peer.c, written from docs/protocol.md with the
  * header as the C struct itself, is compiled here with the system cc and run as client and
  * as server against this package. Its HMAC-SHA256 is its own (OpenSSL is not assumed).
  */

@@ -20,14 +20,16 @@ export const C_SOURCE = fileURLToPath(new URL('../../../test/challenge/c/peer.c'
  *  shift       answer a REQUEST with each byte << 1, the RESPONSE and "APP-MESSAGE\n" in one write
  *  trickle     like shift, but one byte per send(), a millisecond apart
  *  badshift    answer with each byte >> 1 (wrong)
- *  secret HEX  shared-secret side with key bytes.fromhex(HEX): its RESPONSE and "APP-MESSAGE\n" in one
- *              write, then it prints "verified" or "refused" for our RESPONSE
+ *  secret HEX  shared-secret side (version 2, bound to the connection) with key bytes.fromhex(HEX): its
+ *              RESPONSE and "APP-MESSAGE\n" in one write, then it prints "verified" or "refused" for
+ *              our RESPONSE. Its own socket inode comes from fstat, its peer's from a sock_diag query.
+ *  secret1 HEX the version-1 shared secret (not bound to the connection), as an older peer speaks it
  *  reflect     send the peer's own REQUEST back as ours, then wait
  *  raw HEX     write these bytes, then wait
  *  silent      say nothing
  * Then it prints every byte it receives until end of stream.
  */
-const PEER_PY = String.raw`
+export const PEER_PY = String.raw`
 import hashlib, hmac, os, socket, struct, sys, time
 side, path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 arg = sys.argv[4] if len(sys.argv) > 4 else ''
@@ -44,11 +46,28 @@ def recv_exact(n):
         if not c: sys.exit(5)
         b += c
     return b
-def frame(t, p): return struct.pack('<IIQQ', t, 0, 1, len(p)) + p
+VERSION = 2 if mode in ('secret', 'reflect') else 1
+def frame(t, p): return struct.pack('<IIQQ', t, 0, VERSION, len(p)) + p
 def read_frame(want):
     t, _, v, n = struct.unpack('<IIQQ', recv_exact(24))
-    assert t == want and v == 1, (t, v)
+    assert t == want and v == VERSION, (t, v)
     return recv_exact(n)
+def peer_inode(ino):
+    # sock_diag (NETLINK_SOCK_DIAG = 4): SOCK_DIAG_BY_FAMILY (20) for one AF_UNIX inode,
+    # UDIAG_SHOW_PEER (4), any cookie; the answer's UNIX_DIAG_PEER (2) attribute is the peer.
+    nl = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4)
+    req = struct.pack('<BBHIIIII', socket.AF_UNIX, 0, 0, 0xffffffff, ino, 4, 0xffffffff, 0xffffffff)
+    nl.send(struct.pack('<IHHII', 16 + len(req), 20, 1, 1, 0) + req)
+    msg = nl.recv(65536); nl.close()
+    length, kind = struct.unpack_from('<IH', msg, 0)
+    if kind != 20: raise SystemExit('sock_diag: no answer for inode %d (type %d)' % (ino, kind))
+    off = 16 + 16
+    while off + 4 <= length:
+        alen, atype = struct.unpack_from('<HH', msg, off)
+        if alen < 4: break
+        if atype == 2: return struct.unpack_from('<I', msg, off + 4)[0]
+        off += (alen + 3) & ~3
+    raise SystemExit('sock_diag: inode %d has no peer' % ino)
 APP = b'APP-MESSAGE\n'
 if mode == 'shift':
     c = read_frame(0); s.sendall(frame(1, bytes((b << 1) & 255 for b in c)) + APP)
@@ -59,6 +78,19 @@ elif mode == 'trickle':
 elif mode == 'badshift':
     c = read_frame(0); s.sendall(frame(1, bytes(b >> 1 for b in c)))
 elif mode == 'secret':
+    key = bytes.fromhex(arg); ours = os.urandom(32)
+    role, peer_role = (b'server', b'client') if side == 'server' else (b'client', b'server')
+    s.sendall(frame(0, ours)); theirs = read_frame(0)
+    # After the peer's REQUEST: by then the accepting side's socket exists (has an inode).
+    own = os.fstat(s.fileno()).st_ino; other = peer_inode(own)
+    client_ino, server_ino = (other, own) if side == 'server' else (own, other)
+    bound = struct.pack('<QQ', client_ino, server_ino)
+    answer = hmac.new(key, b'secpolicy-v2 ' + role + b'\0' + bound + theirs + ours, hashlib.sha256).digest()
+    s.sendall(frame(1, answer) + APP)
+    resp = read_frame(1)
+    expected = hmac.new(key, b'secpolicy-v2 ' + peer_role + b'\0' + bound + ours + theirs, hashlib.sha256).digest()
+    print('verified' if hmac.compare_digest(resp, expected) else 'refused', flush=True)
+elif mode == 'secret1':
     key = bytes.fromhex(arg); ours = os.urandom(32)
     role, peer_role = (b'server', b'client') if side == 'server' else (b'client', b'server')
     s.sendall(frame(0, ours)); theirs = read_frame(0)

@@ -1,6 +1,6 @@
 /**
  * The shared-secret mechanism against peers in other processes: a python3 implementation
- * written from PROTOCOL.md, and the secret-client example (this package in a child node).
+ * written from docs/protocol.md, and the secret-client example (this package in a child node).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -85,7 +85,7 @@ test('a peer that reflects our nonce is refused without an answer', { skip }, as
 
 test('a nonce of the wrong size is refused', { skip }, async (t) => {
   const short = Buffer.alloc(24);
-  short.writeBigUInt64LE(1n, 8);
+  short.writeBigUInt64LE(2n, 8);
   short.writeBigUInt64LE(16n, 16);
   const { socket } = await pythonClient(t, 'raw', Buffer.concat([short, randomBytes(16)]).toString('hex'));
   const d = await new Policy().sharedSecret(randomBytes(32)).apply(socket);
@@ -148,4 +148,30 @@ test('an unsafe key file rejects apply() with ERR_SECPOLICY_KEY_FILE before anyt
   );
   socket.end();
   assert.equal((await peer.output()).stdout, '');
+});
+
+test('the test vector of docs/protocol.md: both RESPONSE payloads and the frame headers', async () => {
+  const { secretResponse } = await import('../../src/challenge/index.js');
+  const { encodeFrame, FrameType } = await import('../../src/challenge/index.js');
+  const key = Buffer.from('0123456789abcdef0123456789abcdef');
+  const binding = { client: 1234567, server: 1234568 };
+  const clientNonce = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
+  const serverNonce = Buffer.from(Array.from({ length: 32 }, (_, i) => 0x20 + i));
+  assert.equal(
+    secretResponse(key, 'client', binding, serverNonce, clientNonce).toString('hex'),
+    'a52c5e4c0e0e96ac6e2530e2a137ba5bdd35f2241947d5782470ba0aca35fb3f',
+  );
+  assert.equal(
+    secretResponse(key, 'server', binding, clientNonce, serverNonce).toString('hex'),
+    '007beb8f2d75ba914eafda3ec51d7e4c272675af1ef8e4dc7b482fb7c25b6525',
+  );
+  assert.equal(
+    encodeFrame(FrameType.REQUEST, clientNonce, 2).subarray(0, 24).toString('hex'),
+    '000000000000000002000000000000002000000000000000',
+  );
+  // The same inputs with the inodes swapped (another connection) give another answer.
+  assert.notEqual(
+    secretResponse(key, 'client', { client: 1234568, server: 1234567 }, serverNonce, clientNonce).toString('hex'),
+    'a52c5e4c0e0e96ac6e2530e2a137ba5bdd35f2241947d5782470ba0aca35fb3f',
+  );
 });

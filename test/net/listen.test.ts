@@ -151,6 +151,37 @@ test('listen: a directory writable by everyone without the sticky bit is refused
   await rejectsWith(listen(server(), path('open/deeper/s.sock')), ErrorCode.UNSAFE_PATH, /open is writable/);
 });
 
+test(
+  'listen: a directory its group may write without the sticky bit is refused unless allowed; a member could replace the socket',
+  { timeout: 60_000, skip: needRoot() },
+  async (t) => {
+    const { path, server } = setup(t);
+    const dir = path('group');
+    mkdirSync(dir);
+    chownSync(dir, 0, DAEMON.gid);
+    chmodSync(dir, 0o775);
+    await rejectsWith(
+      listen(server(), `${dir}/s.sock`),
+      ErrorCode.UNSAFE_PATH,
+      new RegExp(
+        `directory ${dir} is writable by its group \\(gid ${DAEMON.gid}\\) without the sticky bit \\(mode 0775\\).*allowInsecureDirectory`,
+      ),
+    );
+    assert.equal(existsSync(`${dir}/s.sock`), false);
+    // Why: with the caller's opt-in, a member of the group (daemon) removes our socket file.
+    await listen(server(), `${dir}/s.sock`, { allowInsecureDirectory: true });
+    const unlink = (file: string) => run('rm', ['-f', file], { as: DAEMON }).output();
+    assert.equal((await unlink(`${dir}/s.sock`)).code, 0);
+    assert.equal(existsSync(`${dir}/s.sock`), false, 'a group member removed the socket file');
+    // With the sticky bit, members may add files but not remove ours: accepted, and the removal fails.
+    chmodSync(dir, 0o1775);
+    await listen(server(), `${dir}/t.sock`);
+    const out = await unlink(`${dir}/t.sock`);
+    assert.notEqual(out.code, 0);
+    assert.ok(lstatSync(`${dir}/t.sock`).isSocket(), out.stderr);
+  },
+);
+
 test('listen: a directory owned by another non-root user is refused', { timeout: 60_000, skip: needRoot() }, async (t) => {
   const { path, server } = setup(t);
   mkdirSync(path('theirs'), { mode: 0o755 });

@@ -1,5 +1,5 @@
 /*
- * A challenge peer written from PROTOCOL.md alone, as a C program built on the C library
+ * A challenge peer written from docs/protocol.md alone, as a C program built on the C library
  * would speak it: it checks that the TypeScript side is wire-compatible.
  *
  *   peer server|client <socket-path> <mode> [key-file]
@@ -7,7 +7,8 @@
  * mode: send   - we send the ten-byte example challenge, the answer is each byte << 1
  *       recv   - we answer the peer's challenge with each byte << 1
  *       mutual - both of the above
- *       secret - the shared-secret mechanism (HMAC-SHA256), key read from key-file
+ *       secret - the shared-secret mechanism, version 2 (HMAC-SHA256 bound to the two sockets'
+ *                inodes), key read from key-file; the peer's inode comes from sock_diag
  *
  * After a verified exchange it writes "C-APP\n" (a client then shuts down its write side),
  * prints "ok" and then every byte the peer sends until end of stream. Exit 0 verified,
@@ -20,7 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -40,14 +46,15 @@ static void read_all(int fd, void *buf, size_t n) {
   uint8_t *p = buf;
   while (n) { ssize_t r = read(fd, p, n); if (r < 0) { if (errno == EINTR) continue; die("read"); } if (r == 0) fail("stream ended inside a frame"); p += r; n -= (size_t)r; }
 }
+static uint64_t version = 1;
 static void send_frame(int fd, enum frame_type type, const uint8_t *payload, size_t size) {
   struct header h; memset(&h, 0, sizeof h);
-  h.type = type; h.version = 1; h.payload_size = size;
+  h.type = type; h.version = version; h.payload_size = size;
   write_all(fd, &h, sizeof h); write_all(fd, payload, size);
 }
 static uint8_t *recv_frame(int fd, enum frame_type want, size_t *size) {
   struct header h; read_all(fd, &h, sizeof h);
-  if (h.version != 1) fail("bad version");
+  if (h.version != version) fail("bad version");
   if (h.type != want) fail("unexpected frame type");
   if (h.payload_size == 0 || h.payload_size > MAX_PAYLOAD) fail("bad payload size");
   uint8_t *p = malloc(h.payload_size); if (!p) fail("out of memory");
@@ -95,13 +102,34 @@ static void sha_final(sha256 *s, uint8_t out[32]) {
   sha_update(s, lenb, 8);
   for (int i = 0; i < 8; i++) { out[4*i] = s->h[i] >> 24; out[4*i+1] = s->h[i] >> 16; out[4*i+2] = s->h[i] >> 8; out[4*i+3] = s->h[i]; }
 }
-/* HMAC-SHA256(key, "secpolicy-v1 " role "\0" received own) */
-static void secret_response(const uint8_t *key, size_t klen, const char *role, const uint8_t *received, const uint8_t *own, uint8_t out[32]) {
+/* The inode of the socket connected to socket `ino` (sock_diag, UNIX_DIAG_PEER). */
+static uint32_t peer_inode(uint32_t ino) {
+  int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG); if (nl < 0) die("socket(NETLINK_SOCK_DIAG)");
+  struct { struct nlmsghdr nh; struct unix_diag_req r; } req;
+  memset(&req, 0, sizeof req);
+  req.nh.nlmsg_len = sizeof req; req.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY; req.nh.nlmsg_flags = NLM_F_REQUEST; req.nh.nlmsg_seq = 1;
+  req.r.sdiag_family = AF_UNIX; req.r.udiag_states = ~0u; req.r.udiag_ino = ino; req.r.udiag_show = UDIAG_SHOW_PEER;
+  req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u;
+  if (send(nl, &req, sizeof req, 0) != (ssize_t)sizeof req) die("send(sock_diag)");
+  static uint8_t buf[8192]; ssize_t n = recv(nl, buf, sizeof buf, 0); if (n < 0) die("recv(sock_diag)"); close(nl);
+  struct nlmsghdr *h = (struct nlmsghdr *)buf;
+  if (!NLMSG_OK(h, (size_t)n) || h->nlmsg_type != SOCK_DIAG_BY_FAMILY) fail("sock_diag: no answer for our socket");
+  struct unix_diag_msg *m = NLMSG_DATA(h);
+  int left = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
+  for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, left); a = RTA_NEXT(a, left))
+    if (a->rta_type == UNIX_DIAG_PEER) return *(uint32_t *)RTA_DATA(a);
+  fail("sock_diag: our socket has no peer");
+  return 0;
+}
+
+/* HMAC-SHA256(key, "secpolicy-v2 " role "\0" u64le(client_ino) u64le(server_ino) received own) */
+static void secret_response(const uint8_t *key, size_t klen, const char *role, const uint8_t bound[16], const uint8_t *received, const uint8_t *own, uint8_t out[32]) {
   uint8_t k[64] = {0}, ipad[64], opad[64], inner[32];
   if (klen > 64) { sha256 s; sha_init(&s); sha_update(&s, key, klen); sha_final(&s, k); } else memcpy(k, key, klen);
   for (int i = 0; i < 64; i++) { ipad[i] = k[i] ^ 0x36; opad[i] = k[i] ^ 0x5c; }
   sha256 s; sha_init(&s); sha_update(&s, ipad, 64);
-  sha_update(&s, (const uint8_t *)"secpolicy-v1 ", 13); sha_update(&s, (const uint8_t *)role, strlen(role) + 1);
+  sha_update(&s, (const uint8_t *)"secpolicy-v2 ", 13); sha_update(&s, (const uint8_t *)role, strlen(role) + 1);
+  sha_update(&s, bound, 16);
   sha_update(&s, received, 32); sha_update(&s, own, 32); sha_final(&s, inner);
   sha_init(&s); sha_update(&s, opad, 64); sha_update(&s, inner, 32); sha_final(&s, out);
 }
@@ -141,15 +169,21 @@ int main(int argc, char **argv) {
   size_t n;
   if (secret) {
     const char *role = server ? "server" : "client", *peer_role = server ? "client" : "server";
-    uint8_t ours[32], answer[32], expected[32];
+    uint8_t ours[32], answer[32], expected[32], bound[16];
+    version = 2;
     if (getrandom(ours, 32, 0) != 32) die("getrandom");
     send_frame(fd, CHALLENGE_REQUEST, ours, 32);
     uint8_t *theirs = recv_frame(fd, CHALLENGE_REQUEST, &n);
+    /* After the peer's REQUEST: by then the accepting side's socket exists (has an inode). */
+    struct stat st; if (fstat(fd, &st) < 0) die("fstat");
+    uint64_t own = (uint64_t)st.st_ino, other = peer_inode((uint32_t)st.st_ino);
+    uint64_t client_ino = server ? other : own, server_ino = server ? own : other;
+    for (int i = 0; i < 8; i++) { bound[i] = (uint8_t)(client_ino >> (8 * i)); bound[8 + i] = (uint8_t)(server_ino >> (8 * i)); }
     if (n != 32 || same(theirs, ours, 32)) { fprintf(stderr, "peer: refused nonce\n"); return 1; }
-    secret_response(key, klen, role, theirs, ours, answer);
+    secret_response(key, klen, role, bound, theirs, ours, answer);
     send_frame(fd, CHALLENGE_RESPONSE, answer, 32);
     uint8_t *resp = recv_frame(fd, CHALLENGE_RESPONSE, &n);
-    secret_response(key, klen, peer_role, ours, theirs, expected);
+    secret_response(key, klen, peer_role, bound, ours, theirs, expected);
     verified = n == 32 && same(resp, expected, 32);
   } else {
     uint8_t challenge[10];
