@@ -7,12 +7,14 @@
  * exact bytes that were checked. Upgraded (hijacked) streams are spliced both ways once
  * allowed; the upstream connection of a stream is never pooled.
  */
+import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import { invalidArg, type SecpolicyError } from '../errors.js';
 import type { Peer } from '../identity/peer.js';
 import { readKeyFile } from '../challenge/key-file.js';
 import { createServer, listen } from '../net/index.js';
+import { listenOnFd, listenTarget } from '../systemd/listeners.js';
 import { knownPeer, Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
 import { dockerEndpoint, type DockerEndpoint } from './docker.js';
@@ -25,8 +27,11 @@ import type { RequestPattern } from './pattern.js';
 
 /** Options of {@link createGateway}. */
 export interface GatewayOptions {
-  /** The socket file the gateway listens on (created safely, see `listen()`). */
-  listen: string;
+  /**
+   * The socket file the gateway listens on (created safely, see `listen()`), or `{ fd }`:
+   * a listening socket the process inherited, such as one from `systemdSockets()`.
+   */
+  listen: string | { fd: number };
   /** The socket file of the HTTP service behind it (the Docker daemon's, for `api: docker`). */
   target: string;
   /** From {@link loadGatewayPolicy} or {@link parseGatewayPolicy}. */
@@ -99,7 +104,7 @@ const JSON_HEADERS = 'application/json';
  */
 export async function createGateway(options: GatewayOptions): Promise<net.Server> {
   const o = v.options<GatewayOptions>('options', options);
-  if (!v.isName(o.listen)) throw invalidArg('options.listen', 'a socket file path', o.listen);
+  const where = listenTarget('options.listen', o.listen);
   if (!v.isName(o.target)) throw invalidArg('options.target', 'a socket file path', o.target);
   if (!isGatewayPolicy(o.policy))
     throw invalidArg('options.policy', 'a GatewayPolicy (from loadGatewayPolicy or parseGatewayPolicy)', o.policy);
@@ -277,7 +282,15 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     else if (req.headers['content-length'] !== undefined) headers.push('Content-Length', req.headers['content-length']);
     else if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked');
     else if (method !== 'GET' && method !== 'HEAD') headers.push('Content-Length', '0');
-    const up = http.request({ agent, socketPath: target, method, path, headers, setHost: false } as http.RequestOptions);
+    const up = http.request({
+      agent,
+      socketPath: target,
+      method,
+      path,
+      headers,
+      setHost: false,
+      insecureHTTPParser: false,
+    } as http.RequestOptions);
     up.on('response', (ures) => {
       res.writeHead(ures.statusCode!, ures.statusMessage, responseHeaders(ures.rawHeaders));
       ures.pipe(res);
@@ -338,9 +351,12 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       try {
         why = verdict.rule!.docker!.check(endpoint, body);
       } catch (e) {
-        if (!(e instanceof GoJsonError)) throw e;
-        why = `the ${endpoint} body is refused: ${e.message}`;
-        status = 400;
+        // Fail closed: a body that cannot be checked is not forwarded.
+        why =
+          e instanceof GoJsonError
+            ? `the ${endpoint} body is refused: ${e.message}`
+            : `the ${endpoint} body cannot be checked: ${(e as Error)?.message}`;
+        status = e instanceof GoJsonError ? 400 : 403;
       }
       if (why === undefined) {
         log?.(entry(conn, method, path, verdict, allowedReason(verdict), true));
@@ -372,6 +388,16 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     if (endpoint !== undefined) return inspect(req, res, conn, t, m.path, verdict, endpoint);
     log?.(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
     forward(req, res, conn, t, verdict);
+  };
+
+  /** Never crash on a request: an unexpected failure is a 500 (or a cut connection) for that request only. */
+  const safely = (req: http.IncomingMessage, res: http.ServerResponse, conn: Conn): void => {
+    try {
+      handle(req, res, conn);
+    } catch (e) {
+      if (!res.headersSent) reply(res, 500, `secpolicy: internal error: ${(e as Error)?.message}`, true);
+      else res.destroy();
+    }
   };
 
   // ---- upgrades (docker attach, exec start): spliced once the upstream says 101 -------
@@ -426,88 +452,99 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       socket.on('data', onData);
     };
     collect((all) => {
-      const body = all.subarray(0, length);
-      const rest = all.subarray(length);
-      const path = t.forward + t.query;
-      const headers = forwardHeaders(req, conn, verdict, method, path, true);
-      if (length > 0 || (method !== 'GET' && method !== 'HEAD')) headers.push('Content-Length', String(length));
-      const up = http.request({
-        createConnection: () => net.createConnection({ path: target, allowHalfOpen: true }),
-        method,
-        path,
-        headers,
-        setHost: false,
-      } as http.RequestOptions);
-      const fail = (): void => {
-        socket.destroy();
-        up.destroy();
-      };
-      socket.on('error', fail);
-      up.on('error', (error) => {
-        if (socket.writable)
-          rawReply(
-            socket,
-            502,
-            'Bad Gateway',
-            `secpolicy: the upstream is unavailable (${(error as NodeJS.ErrnoException).code ?? error.message})`,
-          );
-      });
-      up.on('response', (ures) => {
-        // No upgrade: relay the answer and close; the client's stream never reaches the upstream.
-        let headText = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage}\r\n`;
-        const h = responseHeaders(ures.rawHeaders);
-        for (let i = 0; i < h.length; i += 2) headText += `${h[i]}: ${h[i + 1]}\r\n`;
-        socket.write(headText + 'Connection: close\r\n\r\n');
-        ures.pipe(socket);
-      });
-      up.on('upgrade', (ures, upstream, upstreamHead) => {
-        let headText = `HTTP/1.1 101 ${ures.statusMessage}\r\n`;
-        const raw = ures.rawHeaders;
-        for (let i = 0; i < raw.length; i += 2) headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
-        socket.write(headText + '\r\n');
-        if (upstreamHead.length) socket.write(upstreamHead);
-        if (rest.length) upstream.write(rest);
-        upstream.on('error', fail);
-        socket.off('error', fail);
+      try {
+        const body = all.subarray(0, length);
+        const rest = all.subarray(length);
+        const path = t.forward + t.query;
+        const headers = forwardHeaders(req, conn, verdict, method, path, true);
+        if (length > 0 || (method !== 'GET' && method !== 'HEAD')) headers.push('Content-Length', String(length));
+        const up = http.request({
+          createConnection: () => net.createConnection({ path: target, allowHalfOpen: true }),
+          method,
+          path,
+          headers,
+          setHost: false,
+        } as http.RequestOptions);
+        const fail = (): void => {
+          socket.destroy();
+          up.destroy();
+        };
         socket.on('error', fail);
-        socket.pipe(upstream);
-        upstream.pipe(socket);
-        socket.resume();
-      });
-      up.end(body);
+        up.on('error', (error) => {
+          if (socket.writable)
+            rawReply(
+              socket,
+              502,
+              'Bad Gateway',
+              `secpolicy: the upstream is unavailable (${(error as NodeJS.ErrnoException).code ?? error.message})`,
+            );
+        });
+        up.on('response', (ures) => {
+          // No upgrade: relay the answer and close; the client's stream never reaches the upstream.
+          let headText = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage}\r\n`;
+          const h = responseHeaders(ures.rawHeaders);
+          for (let i = 0; i < h.length; i += 2) headText += `${h[i]}: ${h[i + 1]}\r\n`;
+          socket.write(headText + 'Connection: close\r\n\r\n');
+          ures.pipe(socket);
+        });
+        up.on('upgrade', (ures, upstream, upstreamHead) => {
+          let headText = `HTTP/1.1 101 ${ures.statusMessage}\r\n`;
+          const raw = ures.rawHeaders;
+          for (let i = 0; i < raw.length; i += 2) headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
+          socket.write(headText + '\r\n');
+          if (upstreamHead.length) socket.write(upstreamHead);
+          if (rest.length) upstream.write(rest);
+          upstream.on('error', fail);
+          socket.off('error', fail);
+          socket.on('error', fail);
+          socket.pipe(upstream);
+          upstream.pipe(socket);
+          socket.resume();
+        });
+        up.end(body);
+      } catch {
+        socket.destroy();
+      }
     });
   };
 
   // ---- the servers -------------------------------------------------------------------
 
-  const httpServer = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 }, (req, res) => {
-    const conn = conns.get(req.socket)!;
-    conn.active++;
-    res.on('close', () => {
-      conn.active--;
-      if (state.closing && conn.active === 0 && !conn.upgraded) req.socket.destroySoon();
-    });
-    if (state.closing) res.shouldKeepAlive = false;
-    if (!needsNames) return handle(req, res, conn);
-    const pending = prepare(conn);
-    if (pending === undefined) return handle(req, res, conn);
-    req.pause();
-    pending.then(
-      () => {
-        req.resume();
-        handle(req, res, conn);
-      },
-      () => res.destroy(),
-    );
-  });
+  const httpServer = http.createServer(
+    { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000, insecureHTTPParser: false },
+    (req, res) => {
+      const conn = conns.get(req.socket)!;
+      conn.active++;
+      res.on('close', () => {
+        conn.active--;
+        if (state.closing && conn.active === 0 && !conn.upgraded) req.socket.destroySoon();
+      });
+      if (state.closing) res.shouldKeepAlive = false;
+      if (!needsNames) return safely(req, res, conn);
+      const pending = prepare(conn);
+      if (pending === undefined) return safely(req, res, conn);
+      req.pause();
+      pending.then(
+        () => {
+          req.resume();
+          safely(req, res, conn);
+        },
+        () => res.destroy(),
+      );
+    },
+  );
   httpServer.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     const conn = conns.get(socket)!;
     const pending = prepare(conn);
-    if (pending === undefined) return upgrade(req, socket, head, conn);
-    pending.then(
-      () => upgrade(req, socket, head, conn),
-      () => socket.destroy(),
-    );
+    const go = (): void => {
+      try {
+        upgrade(req, socket, head, conn);
+      } catch {
+        socket.destroy();
+      }
+    };
+    if (pending === undefined) return go();
+    pending.then(go, () => socket.destroy());
   });
   httpServer.on('connect', (req: http.IncomingMessage, socket: net.Socket) => {
     const conn = conns.get(socket);
@@ -573,10 +610,15 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   });
   gateways.set(server, state);
   try {
-    await listen(server, o.listen, {
-      mode,
-      ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
-    });
+    if (typeof where === 'number') {
+      listenOnFd(server, where);
+      await once(server, 'listening');
+    } else {
+      await listen(server, where, {
+        mode,
+        ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
+      });
+    }
   } catch (e) {
     sink?.close();
     agent.destroy();

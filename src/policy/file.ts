@@ -53,20 +53,20 @@ export function parsePolicy(input: string | object, options?: ParsePolicyOptions
  * unreadable file fails the same way, with the file system error as `cause`.
  */
 export async function loadPolicy(file: string): Promise<Policy> {
-  return parsePolicy(await readPolicyText(file), { source: file });
+  if (!v.isName(file)) throw invalidArg('file', 'a non-empty path', file);
+  return parsePolicy(await readPolicyFile(file), { source: file });
 }
 
+const S_ISVTX = 0o1000;
+
 /**
- * @internal Reads a policy file's text with the checks loadPolicy() applies (a regular
- * file, not writable by every user, bounded, UTF-8); other document kinds (the gateway's)
- * read their files through it.
+ * @internal The text of a policy file, with every check loadPolicy() applies; other
+ * document kinds (the gateway's) read their files through it.
  */
 export async function readPolicyText(file: string): Promise<string> {
   if (!v.isName(file)) throw invalidArg('file', 'a non-empty path', file);
   return readPolicyFile(file);
 }
-
-const S_ISVTX = 0o1000;
 
 /** The text of a policy file that nobody but root and us controls (see {@link loadPolicy}). */
 async function readPolicyFile(file: string): Promise<string> {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { needCommand, run, tempDir } from '../helpers/index.js';
-import { upstream } from './helpers.js';
+import { rawRequest, upstream } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -127,3 +127,79 @@ test('secpolicy gateway: a bad policy file exits 2 naming the field and line', a
   assert.match(out.stderr, /rules\[0\]\.alow \(line 6\): unknown key "alow"/);
   assert.equal(existsSync(tmp.path('g.sock')), false);
 });
+
+test(
+  'secpolicy gateway --listen systemd: serves the socket systemd-socket-activate passed',
+  { skip: needCommand('systemd-socket-activate', 'curl') },
+  async (t) => {
+    const tmp = tempDir('secpolicy-gateway-cli-');
+    t.after(() => tmp.cleanup());
+    await upstream(t, tmp.path('up.sock'));
+    writeFileSync(tmp.path('gateway.yaml'), `rules:\n  - { name: me, who: { uid: ${process.getuid!()} }, allow: ["GET /**"] }\n`);
+    const activator = run('systemd-socket-activate', [
+      '-l',
+      tmp.path('gw.sock'),
+      '-E',
+      `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`,
+      process.execPath,
+      CLI,
+      'gateway',
+      '--listen',
+      'systemd',
+      '--to',
+      tmp.path('up.sock'),
+      '--policy',
+      tmp.path('gateway.yaml'),
+    ]);
+    t.after(() => activator.kill('SIGKILL'));
+    await stderrLine(activator, /Listening on .*gw\.sock/);
+    // The first connection starts the gateway, which then answers it.
+    const out = await run('curl', [
+      '-s',
+      '-w',
+      '\n%{http_code}',
+      '--unix-socket',
+      tmp.path('gw.sock'),
+      'http://docker/v1.41/_ping',
+    ]).output();
+    assert.match(out.stdout, /"url":"\/v1\.41\/_ping".*\n200$/s);
+    const denied = await run('curl', [
+      '-s',
+      '-w',
+      '\n%{http_code}',
+      '-X',
+      'POST',
+      '--unix-socket',
+      tmp.path('gw.sock'),
+      'http://docker/x',
+    ]).output();
+    assert.match(denied.stdout, /\n403$/);
+  },
+);
+
+test(
+  'secpolicy gateway keeps the strict HTTP parser even under NODE_OPTIONS=--insecure-http-parser',
+  { skip: needCommand('python3') },
+  async (t) => {
+    const tmp = tempDir('secpolicy-gateway-cli-');
+    t.after(() => tmp.cleanup());
+    const up = await upstream(t, tmp.path('up.sock'));
+    writeFileSync(tmp.path('gateway.yaml'), `rules:\n  - { name: me, who: { uid: ${process.getuid!()} }, allow: ["POST /x"] }\n`);
+    const gw = run(
+      process.execPath,
+      [CLI, 'gateway', '--listen', tmp.path('gw.sock'), '--to', tmp.path('up.sock'), '--policy', tmp.path('gateway.yaml')],
+      {
+        env: { ...process.env, NODE_OPTIONS: '--insecure-http-parser' },
+      },
+    );
+    t.after(() => gw.kill('SIGKILL'));
+    await stderrLine(gw, /listening on/);
+    const smuggled = 'GET /containers/abc/archive HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n';
+    const text = await rawRequest(
+      tmp.path('gw.sock'),
+      `POST /x HTTP/1.1\r\nHost: d\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${smuggled}`,
+    );
+    assert.match(text, /^HTTP\/1\.1 400 /);
+    assert.equal(up.received.length, 0);
+  },
+);
