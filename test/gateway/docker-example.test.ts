@@ -131,76 +131,80 @@ test(
   },
 );
 
-test('ci: runs unprivileged containers with binds under /srv/ci; every way out of that is refused', { skip }, async (t) => {
-  await t.test(
-    'docker run -v /srv/ci/...:/x writes into the tree; docker run -i passes stdin and output',
-    { todo: HEAD_HELD },
-    async () => {
-      mkdirSync(join(ciDir, 'x'));
-      const r = await viaGateway(ci, [
-        'run',
-        '--rm',
-        '--network',
-        'none',
-        '-v',
-        `${ciDir}/x:/x`,
-        IMAGE,
-        'sh',
-        '-c',
-        'echo made-in-ci > /x/f',
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(readFileSync(join(ciDir, 'x', 'f'), 'utf8'), 'made-in-ci\n');
-      const i = await viaGateway(ci, ['run', '--rm', '-i', '--network', 'none', IMAGE, 'sh', '-c', 'read l; echo "got:$l"'], 'hello\n');
-      assert.equal(i.code, 0, i.stderr);
-      assert.equal(i.stdout, 'got:hello\n');
-    },
-  );
-  // Root's container that binds the host's /: --volumes-from would hand its mounts over.
-  const host = await daemon.docker(['create', '--name', 'root-hostfs', '--network', 'none', '-v', '/:/host', IMAGE, 'true']);
-  assert.equal(host.code, 0, host.stderr);
-  const refused: Array<[string, string[]]> = [
-    ['bind of /', ['-v', '/:/host']],
-    ['bind of /etc with --mount', ['--mount', 'type=bind,src=/etc,dst=/x']],
-    ['bind escaping the tree with ..', ['-v', '/srv/ci/../../etc:/x']],
-    ['bind of a sibling that only shares the prefix', ['-v', '/srv/cix:/x']],
-    ['privileged', ['--privileged']],
-    ['host pid namespace', ['--pid', 'host']],
-    ['host network', ['--network', 'host']],
-    ['host ipc namespace', ['--ipc', 'host']],
-    ['host uts namespace', ['--uts', 'host']],
-    ['cap-add SYS_ADMIN', ['--cap-add', 'SYS_ADMIN']],
-    ['cap-add ALL', ['--cap-add', 'ALL']],
-    ['device', ['--device', '/dev/null']],
-    ['seccomp unconfined', ['--security-opt', 'seccomp=unconfined']],
-    ["another container's pid namespace", ['--pid', 'container:root-hostfs']],
-    ["another container's network namespace", ['--network', 'container:root-hostfs']],
-    ['volumes-from a container that binds /', ['--volumes-from', 'root-hostfs']],
-    [
-      'local volume whose options bind /etc',
-      ['--mount', 'type=volume,dst=/x,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/etc'],
-    ],
-  ];
-  await Promise.all(
-    refused.map(([what, flags], i) =>
-      t.test(`refused: ${what}`, async () => {
-        const name = `ci-refused-${i}`;
-        const network = flags.includes('--network') ? [] : ['--network', 'none'];
-        await assertRefused(await viaGateway(ci, ['run', '--rm', '--name', name, ...network, ...flags, IMAGE, 'true']), name);
-      }),
-    ),
-  );
-  await t.test('refused: exec into a container, and touching root-hostfs beyond what the rule lists', async () => {
-    await assertRefused(await viaGateway(ci, ['exec', 'root-hostfs', 'true']));
-    // docker cp first asks HEAD .../archive; the refused HEAD has no body to print, so ask the host instead.
-    const planted = `/tmp/secpolicy-cp-${process.pid}`;
-    const cp = await viaGateway(ci, ['cp', `${ciDir}/payload`, `root-hostfs:/host${planted}`]);
-    assert.notEqual(cp.code, 0, 'docker cp into root-hostfs succeeded');
-    assert.ok(!existsSync(planted), 'docker cp wrote into the host through root-hostfs');
-  });
-});
+test(
+  'ci: runs unprivileged containers with binds under /srv/ci; every way out of that is refused',
+  { skip, concurrency: true },
+  async (t) => {
+    await t.test(
+      'docker run -v /srv/ci/...:/x writes into the tree; docker run -i passes stdin and output',
+      { todo: HEAD_HELD },
+      async () => {
+        mkdirSync(join(ciDir, 'x'));
+        const r = await viaGateway(ci, [
+          'run',
+          '--rm',
+          '--network',
+          'none',
+          '-v',
+          `${ciDir}/x:/x`,
+          IMAGE,
+          'sh',
+          '-c',
+          'echo made-in-ci > /x/f',
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(readFileSync(join(ciDir, 'x', 'f'), 'utf8'), 'made-in-ci\n');
+        const i = await viaGateway(ci, ['run', '--rm', '-i', '--network', 'none', IMAGE, 'sh', '-c', 'read l; echo "got:$l"'], 'hello\n');
+        assert.equal(i.code, 0, i.stderr);
+        assert.equal(i.stdout, 'got:hello\n');
+      },
+    );
+    // Root's container that binds the host's /: --volumes-from would hand its mounts over.
+    const host = await daemon.docker(['create', '--name', 'root-hostfs', '--network', 'none', '-v', '/:/host', IMAGE, 'true']);
+    assert.equal(host.code, 0, host.stderr);
+    const refused: Array<[string, string[]]> = [
+      ['bind of /', ['-v', '/:/host']],
+      ['bind of /etc with --mount', ['--mount', 'type=bind,src=/etc,dst=/x']],
+      ['bind escaping the tree with ..', ['-v', '/srv/ci/../../etc:/x']],
+      ['bind of a sibling that only shares the prefix', ['-v', '/srv/cix:/x']],
+      ['privileged', ['--privileged']],
+      ['host pid namespace', ['--pid', 'host']],
+      ['host network', ['--network', 'host']],
+      ['host ipc namespace', ['--ipc', 'host']],
+      ['host uts namespace', ['--uts', 'host']],
+      ['cap-add SYS_ADMIN', ['--cap-add', 'SYS_ADMIN']],
+      ['cap-add ALL', ['--cap-add', 'ALL']],
+      ['device', ['--device', '/dev/null']],
+      ['seccomp unconfined', ['--security-opt', 'seccomp=unconfined']],
+      ["another container's pid namespace", ['--pid', 'container:root-hostfs']],
+      ["another container's network namespace", ['--network', 'container:root-hostfs']],
+      ['volumes-from a container that binds /', ['--volumes-from', 'root-hostfs']],
+      [
+        'local volume whose options bind /etc',
+        ['--mount', 'type=volume,dst=/x,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/etc'],
+      ],
+    ];
+    await Promise.all(
+      refused.map(([what, flags], i) =>
+        t.test(`refused: ${what}`, async () => {
+          const name = `ci-refused-${i}`;
+          const network = flags.includes('--network') ? [] : ['--network', 'none'];
+          await assertRefused(await viaGateway(ci, ['run', '--rm', '--name', name, ...network, ...flags, IMAGE, 'true']), name);
+        }),
+      ),
+    );
+    await t.test('refused: exec into a container, and touching root-hostfs beyond what the rule lists', async () => {
+      await assertRefused(await viaGateway(ci, ['exec', 'root-hostfs', 'true']));
+      // docker cp first asks HEAD .../archive; the refused HEAD has no body to print, so ask the host instead.
+      const planted = `/tmp/secpolicy-cp-${process.pid}`;
+      const cp = await viaGateway(ci, ['cp', `${ciDir}/payload`, `root-hostfs:/host${planted}`]);
+      assert.notEqual(cp.code, 0, 'docker cp into root-hostfs succeeded');
+      assert.ok(!existsSync(planted), 'docker cp wrote into the host through root-hostfs');
+    });
+  },
+);
 
-test('root: everything, streams included (attach, exec -it, logs -f, cp both ways)', { skip }, async (t) => {
+test('root: everything, streams included (attach, exec -it, logs -f, cp both ways)', { skip, concurrency: true }, async (t) => {
   await Promise.all([
     t.test('a privileged container with a bind of /', { todo: HEAD_HELD }, async () => {
       const r = await viaGateway(undefined, [
