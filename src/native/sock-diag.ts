@@ -43,13 +43,15 @@ const MSG_DONTWAIT = 0x40;
 const UDIAG_SHOW_NAME = 0x1;
 const UDIAG_SHOW_VFS = 0x2;
 const UDIAG_SHOW_PEER = 0x4;
+const UDIAG_SHOW_ICONS = 0x8;
 const UDIAG_SHOW_RQLEN = 0x10;
 const UDIAG_SHOW_UID = 0x40;
-const SHOW_ALL = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID;
+const SHOW_ALL = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID;
 
 const UNIX_DIAG_NAME = 0;
 const UNIX_DIAG_VFS = 1;
 const UNIX_DIAG_PEER = 2;
+const UNIX_DIAG_ICONS = 3;
 const UNIX_DIAG_RQLEN = 4;
 const UNIX_DIAG_UID = 7;
 
@@ -190,6 +192,13 @@ function parseMessage(buf: Buffer, start: number, end: number): UnixSocketInfo {
       case UNIX_DIAG_PEER:
         if (size >= 4) info.peer = buf.readUInt32LE(data);
         break;
+      case UNIX_DIAG_ICONS: {
+        // The inodes of the connections waiting in a listener's accept queue (u32 each).
+        const icons: number[] = [];
+        for (let i = 0; i + 4 <= size; i += 4) icons.push(buf.readUInt32LE(data + i));
+        info.icons = icons;
+        break;
+      }
       case UNIX_DIAG_RQLEN:
         if (size >= 8) info.queue = { read: buf.readUInt32LE(data), write: buf.readUInt32LE(data + 4) };
         break;
