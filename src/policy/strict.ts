@@ -36,9 +36,12 @@ interface Ends {
   peerOwner?: number;
 }
 
-function exeOf(pid: number): string | undefined {
+// A thread's own exe link: a process whose main thread exited has none at /proc/PID/exe.
+const exePath = (h: Holder): string => (h.task === undefined ? `/proc/${h.pid}/exe` : `/proc/${h.pid}/task/${h.task}/exe`);
+
+function exeOf(h: Holder): string | undefined {
   try {
-    return readlinkSync(`/proc/${pid}/exe`);
+    return readlinkSync(exePath(h));
   } catch {
     return undefined;
   }
@@ -106,11 +109,11 @@ function judge(peer: Peer, paths: readonly string[], ends: Ends, scan: HolderSca
   const failing: Array<{ pid: number; program: string | undefined }> = [];
   const vanished: number[] = [];
   for (const h of holders) {
-    const exe = statPath(`/proc/${h.pid}/exe`);
+    const exe = statPath(exePath(h));
     // Re-read the fd after the stat: a holder that exited must not be judged by whoever got its pid.
     const still = stillHolds(h, heldAs);
     if (exe === undefined || !still) vanished.push(h.pid);
-    else if (!programMatches(exe, paths)) failing.push({ pid: h.pid, program: exeOf(h.pid) });
+    else if (!programMatches(exe, paths)) failing.push({ pid: h.pid, program: exeOf(h) });
     else verified.add(h.pid);
   }
   const holderPids = [...new Set(holders.map((h) => h.pid))];
