@@ -134,9 +134,12 @@ export interface HolderScan {
   /** When the scan began and ended (ms, performance.timeOrigin-independent epoch time). */
   startedAt: number;
   endedAt: number;
-  /** Holders of each wanted inode, and of each listener whose accept queue holds a wanted inode. */
+  /** Holders of each wanted inode, and of each listener whose accept queue holds a connection from a wanted inode. */
   holders: Map<number, Holder[]>;
-  /** Wanted inode -> the listener whose accept queue holds it (a connection not yet accept()ed). */
+  /**
+   * Wanted inode of a connecting socket -> the listener whose accept queue holds its
+   * connection, not yet accept()ed (UNIX_DIAG_ICONS lists the connecting ends).
+   */
   listenerOf: Map<number, number>;
   /** Sockets held by some process that may carry file descriptors in queued messages. */
   queued: QueuedSocket[];
@@ -426,7 +429,7 @@ let worker: Worker | undefined;
 let workerBroken: string | undefined;
 let serials = 0;
 const inflight = new Map<number, (scan: HolderScan) => void>();
-const waiting: Array<{ inode: number; resolve: (scan: HolderScan) => void }> = [];
+const waiting: Array<{ inodes: readonly number[]; resolve: (scan: HolderScan) => void }> = [];
 let running = false;
 let scheduled = false;
 
@@ -452,7 +455,9 @@ function failedScan(serial: number, reason: string): HolderScan {
 function scanWorker(): Worker | undefined {
   if (worker || workerBroken) return worker;
   try {
-    const w = new Worker(new URL('./holder-worker.js', import.meta.url));
+    // Our own flags only: an --input-type or --eval of the main program means nothing to this file.
+    const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type') && a !== '-e' && a !== '--eval');
+    const w = new Worker(new URL('./holder-worker.js', import.meta.url), { execArgv });
     w.on('message', (m: { serial: number; scan?: HolderScan; error?: string }) => {
       const done = inflight.get(m.serial);
       inflight.delete(m.serial);
@@ -480,7 +485,7 @@ function startBatch(): void {
   running = true;
   const batch = waiting.splice(0);
   const serial = ++serials;
-  const wanted = [...new Set(batch.map((b) => b.inode))];
+  const wanted = [...new Set(batch.flatMap((b) => b.inodes))];
   const finish = (scan: HolderScan): void => {
     running = false;
     for (const b of batch) b.resolve(scan);
@@ -512,14 +517,14 @@ function kick(): void {
 }
 
 /**
- * A holder scan covering `inode`, made off the event loop (a worker thread) and begun
+ * A holder scan covering `inodes`, made off the event loop (a worker thread) and begun
  * after this call: verifications asking in the same turn of the event loop share one scan;
  * those asking while a scan runs wait for the next one (a scan that began before they
  * asked could miss a process that forked since).
  */
-export function scanHoldersAsync(inode: number): Promise<HolderScan> {
+export function scanHoldersAsync(inodes: readonly number[]): Promise<HolderScan> {
   return new Promise((resolve) => {
-    waiting.push({ inode, resolve });
+    waiting.push({ inodes, resolve });
     kick();
   });
 }

@@ -57,14 +57,20 @@ function findEnds(peer: Peer): Ends | HolderVerdict {
     if (ours === undefined) return unknown(undefined, 'our end of the connection is not a socket');
     // A peer in another network namespace (a container) owns both ends' namespace: `via` finds it there.
     const peerEnd = unixSocket(ours, { via: fd })?.peer;
-    if (peerEnd === undefined || peerEnd === 0)
-      return { verdict: 'fail', actual: undefined, message: 'strict mode: the peer end of the socket is closed' };
-    const info = unixSocket(peerEnd, { via: fd });
+    if (peerEnd === undefined) return closed();
+    // 0: a peer end with no socket file of its own, either closed or a connection still in a
+    // listener's accept queue (not yet accept()ed); the scan tells which.
+    const info = peerEnd === 0 ? undefined : unixSocket(peerEnd, { via: fd });
     return { fd, ours, peerEnd, ...(info?.uid !== undefined && { peerOwner: info.uid }) };
   } catch (e) {
     return unknown(undefined, `cannot find the peer end of the socket: ${(e as Error).message}`);
   }
 }
+
+const closed = (): HolderVerdict => ({ verdict: 'fail', actual: undefined, message: 'strict mode: the peer end of the socket is closed' });
+
+/** What a scan must look for: the peer end's holders, and (for a connection not yet accepted) our end in accept queues. */
+const wantedOf = (ends: Ends): number[] => (ends.peerEnd === 0 ? [ends.ours] : [ends.peerEnd, ends.ours]);
 
 const isVerdict = (x: Ends | HolderVerdict): x is HolderVerdict => 'verdict' in x;
 
@@ -79,29 +85,30 @@ function pidList(pids: readonly number[]): string {
  * exec'd the program are queued by the time that exec is visible.
  */
 function judge(peer: Peer, paths: readonly string[], ends: Ends, scan: HolderScan): HolderVerdict {
-  const scanInfo = { serial: scan.serial, processes: scan.processes, fds: scan.fds };
-  if (peer.pid === 0) return unknown(scanInfo, 'the peer is in a pid namespace we cannot see into');
-  if (scan.incomplete !== undefined) return unknown(scanInfo, scan.incomplete);
+  // Which scan decided: concurrent verifications share one.
+  const scanInfo = { serial: scan.serial, thread: scan.threadId, startedAt: scan.startedAt, processes: scan.processes, fds: scan.fds };
+  if (peer.pid === 0) return unknown({ scan: scanInfo }, 'the peer is in a pid namespace we cannot see into');
+  if (scan.incomplete !== undefined) return unknown({ scan: scanInfo }, scan.incomplete);
   if (scan.unreadable.length > 0)
     return unknown(
-      { ...scanInfo, unreadable: scan.unreadable },
+      { scan: scanInfo, unreadable: scan.unreadable },
       `cannot read the open files of process ${pidList(scan.unreadable)}, so the holders of the peer end cannot all be seen (strict mode needs root)`,
     );
 
-  let holders: Holder[] = scan.holders.get(ends.peerEnd) ?? [];
+  let holders: Holder[] = ends.peerEnd === 0 ? [] : (scan.holders.get(ends.peerEnd) ?? []);
   let heldAs = ends.peerEnd;
   let listener: number | undefined;
   if (holders.length === 0) {
     // A connection still in a listener's accept queue goes to whoever accept()s on that listener.
-    listener = scan.listenerOf.get(ends.peerEnd);
+    listener = scan.listenerOf.get(ends.ours);
     if (listener !== undefined) {
       holders = scan.holders.get(listener) ?? [];
       heldAs = listener;
-    }
+    } else if (ends.peerEnd === 0) return closed();
   }
   if (holders.length === 0)
     return unknown(
-      { ...scanInfo, holders: [] },
+      { scan: scanInfo, holders: [] },
       'no process visible to us holds the peer end of the socket (a descriptor in flight, or a holder in a pid namespace we cannot see)',
     );
 
@@ -171,7 +178,11 @@ function judge(peer: Peer, paths: readonly string[], ends: Ends, scan: HolderSca
       { holders: holderPids, queuedBytes, readBytes },
       `${queuedBytes + readBytes} byte(s) from the peer arrived before its holders were verified: they may have been written before an exec, by another program`,
     );
-  return { verdict: 'pass', actual: { holders: holderPids }, message: 'strict mode: every holder of the peer end is the program' };
+  return {
+    verdict: 'pass',
+    actual: { holders: holderPids, scan: scanInfo },
+    message: 'strict mode: every holder of the peer end is the program',
+  };
 }
 
 /**
@@ -186,7 +197,7 @@ export function checkHolders(peer: Peer, paths: readonly string[]): HolderVerdic
   if (isVerdict(ends)) return ends;
   let scan: HolderScan;
   try {
-    scan = scanHolders([ends.peerEnd], { budgetMs: SYNC_SCAN_BUDGET_MS });
+    scan = scanHolders(wantedOf(ends), { budgetMs: SYNC_SCAN_BUDGET_MS });
   } catch (e) {
     return unknown(undefined, `the holder scan failed: ${(e as Error).message}`);
   }
@@ -201,7 +212,7 @@ export function checkHolders(peer: Peer, paths: readonly string[]): HolderVerdic
 export async function checkHoldersAsync(peer: Peer, paths: readonly string[]): Promise<HolderVerdict> {
   const ends = findEnds(peer);
   if (isVerdict(ends)) return ends;
-  const scan = await scanHoldersAsync(ends.peerEnd);
+  const scan = await scanHoldersAsync(wantedOf(ends));
   return judge(peer, paths, ends, scan);
 }
 
@@ -214,7 +225,7 @@ const preparedScans = new WeakMap<Peer, { ends: Ends; scan: HolderScan }>();
  */
 export async function prepareHolders(peer: Peer): Promise<{ release(): void }> {
   const ends = findEnds(peer);
-  if (!isVerdict(ends)) preparedScans.set(peer, { ends, scan: await scanHoldersAsync(ends.peerEnd) });
+  if (!isVerdict(ends)) preparedScans.set(peer, { ends, scan: await scanHoldersAsync(wantedOf(ends)) });
   return { release: () => preparedScans.delete(peer) };
 }
 
