@@ -8,7 +8,7 @@
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { Worker, threadId } from 'node:worker_threads';
-import { dumpUnixSockets, sameFdTable, type UnixSocketInfo } from '../native/index.js';
+import { dumpUnixSockets, readFdLinks, sameFdTable, type FdLinks, type UnixSocketInfo } from '../native/index.js';
 
 /** A process holding a socket, and the fd it holds it under. */
 export interface Holder {
@@ -302,14 +302,15 @@ export function scanHolders(wanted: readonly number[], options: ScanOptions): Ho
   }
   for (const inode of want) scan.holders.set(inode, []);
 
-  // Every socket link seen, inode -> pids: the queued-socket and foreign checks need them.
-  const links = new Map<number, number[]>();
+  // Every socket seen, inode -> pids holding it: the queued-socket and foreign checks need them.
+  const held = new Map<number, number[]>();
   const note = (inode: number, pid: number, holder: Holder | undefined): void => {
-    const pids = links.get(inode);
-    if (pids === undefined) links.set(inode, [pid]);
+    const pids = held.get(inode);
+    if (pids === undefined) held.set(inode, [pid]);
     else if (pids[pids.length - 1] !== pid) pids.push(pid);
     if (holder && want.has(inode)) scan.holders.get(inode)!.push(holder);
   };
+  const links: FdLinks = { sockets: [], ioUring: [] };
 
   const pids: number[] = [];
   for (const name of readdirSync(proc)) {
@@ -326,39 +327,30 @@ export function scanHolders(wanted: readonly number[], options: ScanOptions): Ho
     if (tables === 'gone') continue;
     scan.processes++;
     for (const { dir, task } of tables) {
-      let fds: string[];
-      try {
-        fds = readdirSync(dir);
-      } catch (e) {
-        // ENOENT: the process or thread exited, and holds nothing now.
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && !scan.unreadable.includes(pid)) scan.unreadable.push(pid);
+      links.sockets.length = 0;
+      links.ioUring.length = 0;
+      const read = readFdLinks(dir, links);
+      // gone: the process or thread exited, and holds nothing now.
+      if (read === 'gone') continue;
+      if (read === 'denied') {
+        if (!scan.unreadable.includes(pid)) scan.unreadable.push(pid);
         continue;
       }
-      scan.fds += fds.length;
-      for (let f = 0; f < fds.length; f++) {
-        let link: string;
+      scan.fds += read;
+      const sockets = links.sockets;
+      for (let i = 0; i < sockets.length; i += 2) {
+        const inode = sockets[i + 1]!;
+        note(inode, pid, want.has(inode) ? (task === undefined ? { pid, fd: sockets[i]! } : { pid, fd: sockets[i]!, task }) : undefined);
+      }
+      for (const fd of links.ioUring) {
+        // Files registered with an io_uring hold the socket without any fd of their own.
+        let files: number[] = [];
         try {
-          link = readlinkSync(dir + fds[f]);
+          files = ioUringFiles(`${dir.slice(0, -3)}fdinfo/${fd}`);
         } catch {
-          continue; // closed between readdir and readlink
+          if (!scan.unreadable.includes(pid)) scan.unreadable.push(pid);
         }
-        const inode = linkInode(link);
-        if (inode >= 0) {
-          const holder: Holder = task === undefined ? { pid, fd: Number(fds[f]) } : { pid, fd: Number(fds[f]), task };
-          note(inode, pid, holder);
-        } else if (link === IO_URING_LINK) {
-          // Files registered with an io_uring hold the socket without any fd of their own.
-          let files: number[] = [];
-          try {
-            files = ioUringFiles(`${dir.slice(0, -3)}fdinfo/${fds[f]}`);
-          } catch {
-            if (!scan.unreadable.includes(pid)) scan.unreadable.push(pid);
-          }
-          for (const i of files) {
-            const holder: Holder = { pid, fd: Number(fds[f]), via: 'io_uring', ...(task !== undefined && { task }) };
-            note(i, pid, holder);
-          }
-        }
+        for (const i of files) note(i, pid, { pid, fd, via: 'io_uring', ...(task !== undefined && { task }) });
       }
     }
   }
@@ -382,7 +374,7 @@ export function scanHolders(wanted: readonly number[], options: ScanOptions): Ho
     for (const s of dump) {
       unix.add(s.inode);
       if (queued.has(s.inode)) continue;
-      const pidsHolding = links.get(s.inode);
+      const pidsHolding = held.get(s.inode);
       if (pidsHolding === undefined) continue; // held by nobody (or only in flight): nobody can take a message out
       const why = mayCarryFds(s, byInode);
       if (why === undefined) continue;
@@ -404,7 +396,7 @@ export function scanHolders(wanted: readonly number[], options: ScanOptions): Ho
     ourNet = undefined;
   }
   const checked = new Set<number>();
-  for (const [inode, pidsHolding] of links) {
+  for (const [inode, pidsHolding] of held) {
     if (unix.has(inode)) continue;
     for (const pid of pidsHolding) {
       if (checked.has(pid)) continue;
@@ -488,8 +480,15 @@ function startBatch(): void {
   const wanted = [...new Set(batch.flatMap((b) => b.inodes))];
   const finish = (scan: HolderScan): void => {
     running = false;
-    for (const b of batch) b.resolve(scan);
     kick();
+    // One verification judged per turn of the loop: a large batch does not stall the
+    // connections and timers waiting between them.
+    let i = 0;
+    const next = (): void => {
+      batch[i++]!.resolve(scan);
+      if (i < batch.length) setImmediate(next);
+    };
+    next();
   };
   const w = scanWorker();
   if (w === undefined) {

@@ -293,11 +293,26 @@ export function unixSocket(inode: number, options: UnixSocketQuery = {}): UnixSo
   if (!Number.isInteger(inode) || inode <= 0 || inode > 0xffffffff) throw invalidArg('inode', 'a positive 32-bit inode number', inode);
   const via = options.via;
   if (via !== undefined && (!Number.isInteger(via) || via < 0)) throw invalidArg('options.via', 'a file descriptor', via);
-  return queryOne(openDiag(), inode) ?? (via === undefined ? undefined : queryOne(openDiagIn(via), inode));
+  return queryHome(inode) ?? (via === undefined ? undefined : queryOne(openDiagIn(via), inode));
 }
 
-/** Asks netlink socket `fd` for one inode, then closes it. */
-function queryOne(fd: number, inode: number): UnixSocketInfo | undefined {
+// One netlink socket of our namespace serves every single-inode query of this thread
+// (strict mode makes three per verification); a failed query closes it.
+let homeDiag: number | undefined;
+
+function queryHome(inode: number): UnixSocketInfo | undefined {
+  const fd = (homeDiag ??= openDiag());
+  try {
+    return queryOne(fd, inode, false);
+  } catch (e) {
+    if (homeDiag === fd) homeDiag = undefined;
+    libc().close(fd);
+    throw e;
+  }
+}
+
+/** Asks netlink socket `fd` for one inode, then closes it (unless `close` is false). */
+function queryOne(fd: number, inode: number, close = true): UnixSocketInfo | undefined {
   try {
     let found: UnixSocketInfo | undefined;
     const s = sendRequest(fd, NLM_F_REQUEST, ALL_STATES, inode);
@@ -310,7 +325,7 @@ function queryOne(fd: number, inode: number): UnixSocketInfo | undefined {
     }
     return found;
   } finally {
-    libc().close(fd);
+    if (close) libc().close(fd);
   }
 }
 
