@@ -87,6 +87,8 @@ function pidList(pids: readonly number[]): string {
 function judge(peer: Peer, paths: readonly string[], ends: Ends, scan: HolderScan): HolderVerdict {
   // Which scan decided: concurrent verifications share one.
   const scanInfo = { serial: scan.serial, thread: scan.threadId, startedAt: scan.startedAt, processes: scan.processes, fds: scan.fds };
+  // A peer end with no inode that no listener queues has closed: a denial whatever else the scan saw.
+  if (ends.peerEnd === 0 && !scan.listenerOf.has(ends.ours)) return closed();
   if (peer.pid === 0) return unknown({ scan: scanInfo }, 'the peer is in a pid namespace we cannot see into');
   if (scan.incomplete !== undefined) return unknown({ scan: scanInfo }, scan.incomplete);
   if (scan.unreadable.length > 0)
