@@ -456,8 +456,13 @@ function scanWorker(): Worker | undefined {
       if (inflight.size === 0) w.unref();
       done?.(m.scan ?? failedScan(m.serial, `the holder scan failed: ${m.error ?? 'no answer'}`));
     });
+    let answered = false;
+    w.once('message', () => (answered = true));
     const broken = (why: string): void => {
       if (worker === w) worker = undefined;
+      // A thread that never answered cannot start here (a bundler without the worker file,
+      // a runtime without threads): later scans run on the calling thread instead.
+      if (!answered) workerBroken = why;
       for (const [serial, done] of inflight) done(failedScan(serial, `the holder scan thread stopped: ${why}`));
       inflight.clear();
     };

@@ -5,11 +5,12 @@
  * the exec. In each, the trusted program is the only holder a /proc/PID/fd scan sees.
  */
 import assert from 'node:assert/strict';
-import { readlinkSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { Policy, Result } from '../../src/index.js';
-import { needRoot } from '../helpers/index.js';
+import { needCommand, needRoot, tempDir } from '../helpers/index.js';
 import { PY, acceptFrom, pythonPeer, reap, socketServer } from './peers.js';
 
 const TRUSTED = '/usr/bin/sleep';
@@ -185,3 +186,81 @@ test('strict mode allows a non-root peer whose only holder is the program and th
   assert.equal(d.allowed, true, JSON.stringify(d.failures));
   assert.equal(new Policy({ strict: true }).program(PY).applySync(socket).allowed, true);
 });
+
+/** Registers the fd argv[1] with a new io_uring instance, closes the fd, signals on fd argv[2], and waits. */
+const IO_URING_HOLDER = `
+#include <linux/io_uring.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  int fd = atoi(argv[1]), ready = atoi(argv[2]);
+  struct io_uring_params p;
+  memset(&p, 0, sizeof p);
+  int ring = (int)syscall(__NR_io_uring_setup, 4, &p);
+  int fds[1] = {fd};
+  if (ring < 0 || syscall(__NR_io_uring_register, ring, IORING_REGISTER_FILES, fds, 1) < 0) {
+    printf("unsupported\\n");
+  } else {
+    close(fd);
+    printf("child %d\\n", getpid());
+  }
+  fflush(stdout);
+  if (write(ready, "r", 1) != 1) return 1;
+  for (;;) pause();
+}
+`;
+
+test(
+  'strict mode: a socket registered with an io_uring instance (no fd of its own) is held',
+  { skip: needRoot() || needCommand('cc') },
+  async (t) => {
+    const tmp = tempDir('secpolicy-uring-');
+    t.after(() => tmp.cleanup());
+    writeFileSync(tmp.path('holder.c'), IO_URING_HOLDER);
+    const built = spawnSync('cc', ['-O2', '-Wall', '-o', tmp.path('holder'), tmp.path('holder.c')], { encoding: 'utf8' });
+    assert.equal(built.status, 0, built.stderr);
+    chmodSync(tmp.path('holder'), 0o755);
+    const { path, server } = await socketServer(t);
+    const body = `
+r, w = os.pipe()
+os.set_inheritable(s.fileno(), True)
+os.set_inheritable(w, True)
+if os.fork() == 0:
+    os.execv(${JSON.stringify(tmp.path('holder'))}, ['holder', str(s.fileno()), str(w)])
+os.read(r, 1)
+os.execv(${JSON.stringify(TRUSTED)}, ['sleep', '60'])
+`;
+    const connector = pythonPeer(path, { as: ATTACKER, body });
+    let out = '';
+    const said = new Promise<string>((resolve, reject) => {
+      connector.stdout!.on('data', (d) => {
+        out += d;
+        const m = /(child \d+|unsupported)\n/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      connector.output().then((o) => reject(new Error(`the connector exited: ${o.stderr}`)));
+    });
+    let childPid = 0;
+    t.after(async () => {
+      if (childPid) process.kill(childPid, 'SIGKILL');
+      await reap(connector);
+    });
+    const socket = await acceptFrom(server, connector);
+    const what = await said;
+    if (what === 'unsupported') {
+      // The helper still runs (and holds the fd): kill it through the connector's children.
+      childPid = Number(readFileSync(`/proc/${connector.pid}/task/${connector.pid}/children`, 'utf8').trim().split(' ')[0]);
+      t.skip('io_uring is not available here (io_uring_setup or IORING_REGISTER_FILES failed)');
+      return;
+    }
+    childPid = Number(what.slice('child '.length));
+    await waitForExe(connector.pid!, TRUSTED);
+    const d = await strictPolicy().apply(socket);
+    assert.equal(d.result, Result.PROGRAM);
+    const actual = d.failures[0]!.actual as { holders: number[]; failing: Array<{ pid: number; program: string }> };
+    assert.deepEqual(actual.failing, [{ pid: childPid, program: tmp.path('holder') }]);
+  },
+);
