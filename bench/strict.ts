@@ -155,6 +155,7 @@ export async function run(): Promise<void> {
         const oneByOne: number[] = [];
         const asyncStall: number[] = [];
         const syncStall: number[] = [];
+        let syncUnknown = 0;
         await concurrent(strict, sockets); // warm-up: worker start, caches
         for (let r = 0; r < ROUNDS; r++) {
           anchor.push(await concurrent(loose, sockets));
@@ -162,7 +163,8 @@ export async function run(): Promise<void> {
           oneByOne.push(await sequential(strict, sockets.slice(0, SEQUENTIAL)));
           syncStall.push(
             await stall(async () => {
-              for (const s of sockets.slice(0, 4)) if (!strict.applySync(s).allowed) throw new Error('applySync denied');
+              // Past its 1 s bound the synchronous scan answers unknown: counted, not fatal.
+              for (const s of sockets.slice(0, 4)) if (!strict.applySync(s).allowed) syncUnknown++;
             }),
           );
         }
@@ -196,6 +198,8 @@ export async function run(): Promise<void> {
           { name: 'applySync() scans on the loop', samples: syncStall },
           { unit: 'ms' },
         );
+        if (syncUnknown > 0)
+          console.log(`applySync(): ${syncUnknown} of ${ROUNDS * 4} verifications unknown (the synchronous scan passed its bound)`);
         if (target === 2000) {
           const m = median(batched);
           console.log(
