@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import { Policy, Result, connect } from '../../src/index.js';
+import { Policy, Result, connect, createServer, listen } from '../../src/index.js';
 import { Peer } from '../../src/identity/peer.js';
 import { checkHolders, checkHoldersAsync } from '../../src/policy/strict.js';
 import { isRoot, needCommand, needRoot, run, tempDir } from '../helpers/index.js';
@@ -298,4 +298,27 @@ test('concurrent verifications share one holder scan, made off the event loop af
 
   // The synchronous form scans on this thread.
   assert.equal((checkHolders(peers[2]!, [process.execPath]).actual as Scan).scan.thread, 0);
+});
+
+test('createServer() with a strict policy serves an allowed peer (the server speaks first)', { skip: needRoot() }, async (t) => {
+  const tmp = tempDir('secpolicy-strict-server-');
+  const path = tmp.path('s.sock');
+  const policy = new Policy({ strict: true }).program(PY);
+  // The server speaks first: a client that waits sends nothing before it is verified.
+  const server = createServer({ policy }, (socket) => socket.end('hello\n'));
+  const denied: unknown[] = [];
+  server.on('denied', (reason) => denied.push(reason));
+  await listen(server, path, { mode: 0o666 });
+  t.after(async () => {
+    server.close();
+    tmp.cleanup();
+  });
+  const client = run(PY, [
+    '-c',
+    `import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nprint(s.recv(64).decode(), end='', flush=True)`,
+    path,
+  ]);
+  const out = await client.output();
+  assert.equal(out.stdout, 'hello\n', `${out.stderr} ${JSON.stringify(denied)}`);
+  assert.deepEqual(denied, []);
 });
