@@ -1,10 +1,10 @@
 /**
- * Which processes hold a socket (DESIGN.md threat 2, exec after connect). SO_PEERCRED
- * names the process that called connect(); after a fork the socket may be held by
- * others, and the one that connected may have exec'd a trusted binary since. The kernel
- * knows the peer end's inode (sock_diag UNIX_DIAG_PEER); /proc/PID/fd tells who holds it.
- * This is a scan of every fd of every process we can see: see docs/containers.md for
- * its cost.
+ * Which processes hold a socket (exec after connect). SO_PEERCRED names the process that
+ * called connect(); after a fork the socket may be held by others, and the one that
+ * connected may have exec'd a trusted binary since. The kernel knows the peer end's inode
+ * (sock_diag UNIX_DIAG_PEER); the fd tables under /proc tell who holds it. This is a scan
+ * of every fd of every process we can see: docs/containers.md gives its cost. Strict mode
+ * runs it on a worker thread (holder-worker.ts), one scan per batch of verifications.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { Worker, threadId } from 'node:worker_threads';
