@@ -264,3 +264,37 @@ os.execv(${JSON.stringify(TRUSTED)}, ['sleep', '60'])
     assert.deepEqual(actual.failing, [{ pid: childPid, program: tmp.path('holder') }]);
   },
 );
+
+/** Whether the attacker's uid may make a user + network namespace here (unprivileged user namespaces). */
+function userNamespaces(): string | false {
+  const r = spawnSync(
+    'setpriv',
+    [
+      '--reuid',
+      '1234',
+      '--regid',
+      '1234',
+      '--clear-groups',
+      '--',
+      PY,
+      '-c',
+      'import ctypes,sys; sys.exit(ctypes.CDLL(None).unshare(0x50000000) != 0)',
+    ],
+    { cwd: '/' },
+  );
+  return r.status === 0 ? false : 'unprivileged user namespaces are not available here';
+}
+
+test(
+  'strict mode: a descriptor parked in a socketpair of a network namespace we do not list makes the verdict unknown',
+  { skip: needRoot() || userNamespaces() },
+  async (t) => {
+    // The child makes its own user + network namespace: its sockets are not in our sock_diag dump.
+    const park = `import ctypes\nassert ctypes.CDLL(None).unshare(0x50000000) == 0\na, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)\nsocket.send_fds(a, [b'x'], [s.fileno()])\ns.close()`;
+    const { socket, childPid } = await attack(t, forkThenExec(park));
+    const d = await strictPolicy().apply(socket);
+    assert.equal(d.result, Result.PROGRAM, 'the parked descriptor must not let the peer in');
+    assert.match(d.failures[0]!.message, /holds sockets in another network namespace, whose queues we cannot inspect/);
+    assert.deepEqual((d.failures[0]!.actual as { foreign: number[] }).foreign, [childPid]);
+  },
+);
