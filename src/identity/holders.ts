@@ -1,17 +1,23 @@
 /**
- * Which processes hold a socket (DESIGN.md threat 2, exec after connect). SO_PEERCRED
- * names the process that called connect(); after a fork the socket may be held by
- * others, and the one that connected may have exec'd a trusted binary since. The kernel
- * knows the peer end's inode (sock_diag UNIX_DIAG_PEER); /proc/PID/fd tells who holds it.
- * This is a scan of every fd of every process we can see: see docs/containers.md for
- * its cost.
+ * Which processes hold a socket (exec after connect). SO_PEERCRED names the process that
+ * called connect(); after a fork the socket may be held by others, and the one that
+ * connected may have exec'd a trusted binary since. The kernel knows the peer end's inode
+ * (sock_diag UNIX_DIAG_PEER); the fd tables under /proc tell who holds it. This is a scan
+ * of every fd of every process we can see: docs/containers.md gives its cost. Strict mode
+ * runs it on a worker thread (holder-worker.ts), one scan per batch of verifications.
  */
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { Worker, threadId } from 'node:worker_threads';
+import { dumpUnixSockets, readFdLinks, sameFdTable, type FdLinks, type UnixSocketInfo } from '../native/index.js';
 
 /** A process holding a socket, and the fd it holds it under. */
 export interface Holder {
   pid: number;
   fd: number;
+  /** The thread whose own fd table holds it, when that table is not the process's (/proc/PID/task/TID/fd). */
+  task?: number;
+  /** `io_uring`: a file registered with the io_uring instance open as `fd` (it holds no fd of its own). */
+  via?: 'io_uring';
 }
 
 /** Progress of a scan: processes done out of the total. */
@@ -80,10 +86,449 @@ export function socketHolders(wanted: ReadonlySet<number>, onProgress?: ScanProg
  * that a holder which exited (and whose pid went to another process) is not judged by
  * the newcomer's executable.
  */
-export function stillHolds(holder: Holder, inode: number): boolean {
+export function stillHolds(holder: Holder, inode: number, proc = '/proc'): boolean {
+  const base = holder.task === undefined ? `${proc}/${holder.pid}` : `${proc}/${holder.pid}/task/${holder.task}`;
   try {
-    return readlinkSync(`/proc/${holder.pid}/fd/${holder.fd}`) === `socket:[${inode}]`;
+    if (holder.via === 'io_uring') return ioUringFiles(`${base}/fdinfo/${holder.fd}`).includes(inode);
+    return readlinkSync(`${base}/fd/${holder.fd}`) === `socket:[${inode}]`;
   } catch {
     return false;
   }
+}
+
+/** The sockets registered with an io_uring instance, from its fdinfo (`UserFiles:` then one `N: path` line per file). */
+function ioUringFiles(fdinfo: string): number[] {
+  const out: number[] = [];
+  const text = readFileSync(fdinfo, 'latin1');
+  const at = text.indexOf('UserFiles:');
+  if (at < 0) return out;
+  for (const line of text.slice(at).split('\n')) {
+    const m = /^\s*\d+: socket:\[(\d+)\]/.exec(line);
+    if (m) out.push(Number(m[1]));
+  }
+  return out;
+}
+
+/** A UNIX socket that may hold a message with file descriptors in it, and who holds it. */
+export interface QueuedSocket {
+  inode: number;
+  type: UnixSocketInfo['type'];
+  /** Why it may carry descriptors (queued bytes, waiting connections, an empty datagram we cannot rule out). */
+  why: string;
+  /** Its holders, with every uid of each (real, effective, saved, filesystem); uids empty when unreadable. */
+  holders: Array<{ pid: number; uids: number[] }>;
+}
+
+/** A process in another network namespace, holding sockets our sock_diag cannot describe. */
+export interface ForeignHolder {
+  pid: number;
+  uids: number[];
+}
+
+/** What one holder scan saw. Plain data: it crosses from the scanning thread by structured clone. */
+export interface HolderScan {
+  /** Serial number of the scan (scans shared by concurrent verifications have the same one). */
+  serial: number;
+  /** The thread that scanned (0: the main thread). */
+  threadId: number;
+  /** When the scan began and ended (ms, performance.timeOrigin-independent epoch time). */
+  startedAt: number;
+  endedAt: number;
+  /** Holders of each wanted inode, and of each listener whose accept queue holds a connection from a wanted inode. */
+  holders: Map<number, Holder[]>;
+  /**
+   * Wanted inode of a connecting socket -> the listener whose accept queue holds its
+   * connection, not yet accept()ed (UNIX_DIAG_ICONS lists the connecting ends).
+   */
+  listenerOf: Map<number, number>;
+  /** Sockets held by some process that may carry file descriptors in queued messages. */
+  queued: QueuedSocket[];
+  /** Processes in another network namespace holding sockets not in our sock_diag listing. */
+  foreign: ForeignHolder[];
+  /** Processes whose fd tables could not be read (permission): their holdings are unknown. */
+  unreadable: number[];
+  /** Set when the scan could not see every process (its bound, our pid namespace, hidepid, no sock_diag). */
+  incomplete?: string;
+  /** Processes and fds read. */
+  processes: number;
+  fds: number;
+}
+
+/** Options of {@link scanHolders}. */
+export interface ScanOptions {
+  /** Stop (and report the scan incomplete) after this many ms. */
+  budgetMs: number;
+  proc?: string;
+  serial?: number;
+}
+
+// The initial pid namespace has a fixed inode (PROC_PID_INIT_INO).
+const INIT_PID_NS = 'pid:[4026531836]';
+let visibility: string | null | undefined;
+
+/** Why /proc cannot show us every process on the host, or null when it can. */
+function visibilityProblem(proc: string): string | null {
+  if (visibility !== undefined) return visibility;
+  let problem: string | null = null;
+  try {
+    if (readlinkSync(`${proc}/self/ns/pid`) !== INIT_PID_NS)
+      problem = "we run in a pid namespace below the host's, so processes outside it (which could hold the socket) are invisible";
+  } catch {
+    problem = 'cannot read our pid namespace';
+  }
+  // hidepid / subset=pid hide other users' processes from a process without ptrace rights over them.
+  if (problem === null && process.geteuid?.() !== 0) {
+    try {
+      const mounts = readFileSync(`${proc}/self/mountinfo`, 'utf8');
+      for (const line of mounts.split('\n')) {
+        const f = line.split(' ');
+        if (f[4] === proc && / - proc /.test(line) && /(hidepid=(?!0\b|off\b)|subset=pid)/.test(line)) {
+          problem = `${proc} is mounted with hidepid or subset=pid: other users' processes are hidden from us`;
+        }
+      }
+    } catch {
+      // No mountinfo: unreadable fd tables still make the scan's answer unknown.
+    }
+  }
+  visibility = problem;
+  return problem;
+}
+
+/** Every uid of a process (Uid: real effective saved fs), or [] when unreadable. */
+function processUids(pid: number, proc: string): number[] {
+  try {
+    const status = readFileSync(`${proc}/${pid}/status`, 'latin1');
+    const m = /^Uid:\t(\d+)\t(\d+)\t(\d+)\t(\d+)/m.exec(status);
+    return m ? [...new Set([m[1], m[2], m[3], m[4]].map(Number))] : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Why a UNIX socket may hold a message with file descriptors (SCM_RIGHTS), or undefined
+ * when the kernel's counters rule it out. A stream message carries at least one byte, so
+ * an empty stream queue holds none; a datagram or seqpacket message may be empty, so for
+ * those the sender's in-flight bytes (its write queue) or the socket's openness to senders
+ * decide.
+ */
+export function mayCarryFds(s: UnixSocketInfo, byInode: ReadonlyMap<number, UnixSocketInfo>): string | undefined {
+  const q = s.queue;
+  if (q === undefined) return 'its queue length is unknown';
+  if (s.state === 'listen') return q.read > 0 || (s.icons?.length ?? 0) > 0 ? `${q.read} connection(s) wait to be accepted` : undefined;
+  if (q.read > 0) return `${q.read} byte(s) queued to read`;
+  if (s.type === 'stream') return undefined;
+  if (s.peer !== undefined) {
+    if (s.peer === 0) return 'connected to a closed socket, whose empty messages may still be queued';
+    const p = byInode.get(s.peer);
+    if (p === undefined) return 'connected to a socket we cannot see';
+    if (p.queue === undefined || p.queue.write > 0) return 'its peer has messages in flight';
+    return undefined;
+  }
+  if (s.name !== undefined) return 'a bound, unconnected datagram socket: anyone may have queued an empty message';
+  return undefined;
+}
+
+const SOCKET_LINK = 'socket:[';
+const IO_URING_LINK = 'anon_inode:[io_uring]';
+
+/**
+ * The fd tables of one process: /proc/PID/fd, plus /proc/PID/task/TID/fd for each thread
+ * whose table is not one already listed (kcmp KCMP_FILES). A process whose main thread
+ * called pthread_exit shows an empty /proc/PID/fd while its other threads hold files.
+ */
+function fdTables(pid: number, proc: string): Array<{ dir: string; task?: number }> | 'gone' {
+  let tids: string[];
+  try {
+    tids = readdirSync(`${proc}/${pid}/task`);
+  } catch {
+    return 'gone';
+  }
+  const tables: Array<{ dir: string; task?: number }> = [{ dir: `${proc}/${pid}/fd/` }];
+  if (tids.length <= 1) return tables;
+  const seen = [pid];
+  for (const name of tids) {
+    const tid = Number(name);
+    if (tid === pid) continue;
+    // undefined (no kcmp, no ptrace access): read the table rather than assume it is shared.
+    if (seen.some((other) => sameFdTable(other, tid) === true)) continue;
+    seen.push(tid);
+    tables.push({ dir: `${proc}/${pid}/task/${tid}/fd/`, task: tid });
+  }
+  return tables;
+}
+
+/**
+ * One holder scan for strict mode: who holds each of `wanted` (peer-end socket inodes),
+ * which listener queues a wanted connection not yet accepted, and which processes hold
+ * UNIX sockets that may be carrying file descriptors in queued messages (a descriptor
+ * parked in flight has no holder). sock_diag is read before and after the /proc walk, so
+ * a message queued during it is seen too. Bounded by `budgetMs`; runs on any thread.
+ */
+export function scanHolders(wanted: readonly number[], options: ScanOptions): HolderScan {
+  const proc = options.proc ?? '/proc';
+  const startedAt = Date.now();
+  const deadline = startedAt + options.budgetMs;
+  const scan: HolderScan = {
+    serial: options.serial ?? 0,
+    threadId,
+    startedAt,
+    endedAt: startedAt,
+    holders: new Map(),
+    listenerOf: new Map(),
+    queued: [],
+    foreign: [],
+    unreadable: [],
+    processes: 0,
+    fds: 0,
+  };
+  const problem = visibilityProblem(proc);
+  if (problem !== null) scan.incomplete = problem;
+  let before: UnixSocketInfo[] = [];
+  try {
+    before = dumpUnixSockets();
+  } catch (e) {
+    scan.incomplete ??= `cannot list UNIX sockets through sock_diag: ${(e as Error).message}`;
+  }
+  const want = new Set(wanted);
+  for (const s of before) {
+    if (s.state !== 'listen' || !s.icons) continue;
+    for (const i of s.icons) {
+      if (want.has(i)) {
+        scan.listenerOf.set(i, s.inode);
+        want.add(s.inode);
+      }
+    }
+  }
+  for (const inode of want) scan.holders.set(inode, []);
+
+  // Every socket seen, inode -> pids holding it: the queued-socket and foreign checks need them.
+  const held = new Map<number, number[]>();
+  const note = (inode: number, pid: number, holder: Holder | undefined): void => {
+    const pids = held.get(inode);
+    if (pids === undefined) held.set(inode, [pid]);
+    else if (pids[pids.length - 1] !== pid) pids.push(pid);
+    if (holder && want.has(inode)) scan.holders.get(inode)!.push(holder);
+  };
+  const links: FdLinks = { sockets: [], ioUring: [] };
+
+  const pids: number[] = [];
+  for (const name of readdirSync(proc)) {
+    const c = name.charCodeAt(0);
+    if (c >= 49 && c <= 57) pids.push(Number(name));
+  }
+  for (let p = 0; p < pids.length; p++) {
+    if ((p & 15) === 15 && Date.now() > deadline) {
+      scan.incomplete ??= `the holder scan did not finish within its bound of ${options.budgetMs} ms (${p} of ${pids.length} processes read)`;
+      break;
+    }
+    const pid = pids[p]!;
+    const tables = fdTables(pid, proc);
+    if (tables === 'gone') continue;
+    scan.processes++;
+    for (const { dir, task } of tables) {
+      links.sockets.length = 0;
+      links.ioUring.length = 0;
+      const read = readFdLinks(dir, links);
+      // gone: the process or thread exited, and holds nothing now.
+      if (read === 'gone') continue;
+      if (read === 'denied') {
+        if (!scan.unreadable.includes(pid)) scan.unreadable.push(pid);
+        continue;
+      }
+      scan.fds += read;
+      const sockets = links.sockets;
+      for (let i = 0; i < sockets.length; i += 2) {
+        const inode = sockets[i + 1]!;
+        note(inode, pid, want.has(inode) ? (task === undefined ? { pid, fd: sockets[i]! } : { pid, fd: sockets[i]!, task }) : undefined);
+      }
+      for (const fd of links.ioUring) {
+        // Files registered with an io_uring hold the socket without any fd of their own.
+        let files: number[] = [];
+        try {
+          files = ioUringFiles(`${dir.slice(0, -3)}fdinfo/${fd}`);
+        } catch {
+          if (!scan.unreadable.includes(pid)) scan.unreadable.push(pid);
+        }
+        for (const i of files) note(i, pid, { pid, fd, via: 'io_uring', ...(task !== undefined && { task }) });
+      }
+    }
+  }
+
+  let after: UnixSocketInfo[] = [];
+  try {
+    after = dumpUnixSockets();
+  } catch (e) {
+    scan.incomplete ??= `cannot list UNIX sockets through sock_diag: ${(e as Error).message}`;
+  }
+  const uidCache = new Map<number, number[]>();
+  const uidsOf = (pid: number): number[] => {
+    let u = uidCache.get(pid);
+    if (u === undefined) uidCache.set(pid, (u = processUids(pid, proc)));
+    return u;
+  };
+  const unix = new Set<number>();
+  const queued = new Map<number, QueuedSocket>();
+  for (const dump of [before, after]) {
+    const byInode = new Map(dump.map((s) => [s.inode, s]));
+    for (const s of dump) {
+      unix.add(s.inode);
+      if (queued.has(s.inode)) continue;
+      const pidsHolding = held.get(s.inode);
+      if (pidsHolding === undefined) continue; // held by nobody (or only in flight): nobody can take a message out
+      const why = mayCarryFds(s, byInode);
+      if (why === undefined) continue;
+      queued.set(s.inode, {
+        inode: s.inode,
+        type: s.type,
+        why,
+        holders: [...new Set(pidsHolding)].map((pid) => ({ pid, uids: uidsOf(pid) })),
+      });
+    }
+  }
+  scan.queued = [...queued.values()];
+
+  // Sockets outside both listings belong to other families or to other network namespaces.
+  let ourNet: string | undefined;
+  try {
+    ourNet = readlinkSync(`${proc}/self/ns/net`);
+  } catch {
+    ourNet = undefined;
+  }
+  const checked = new Set<number>();
+  for (const [inode, pidsHolding] of held) {
+    if (unix.has(inode)) continue;
+    for (const pid of pidsHolding) {
+      if (checked.has(pid)) continue;
+      checked.add(pid);
+      let net: string | undefined;
+      try {
+        net = readlinkSync(`${proc}/${pid}/ns/net`);
+      } catch {
+        net = undefined; // exited
+      }
+      if (net !== undefined && net !== ourNet) scan.foreign.push({ pid, uids: uidsOf(pid) });
+    }
+  }
+  scan.endedAt = Date.now();
+  return scan;
+}
+
+/** Bound on a scan made off the event loop, in ms: past it the verifications waiting on it are unknown. */
+export const ASYNC_SCAN_BUDGET_MS = 5000;
+
+let worker: Worker | undefined;
+let workerBroken: string | undefined;
+let serials = 0;
+const inflight = new Map<number, (scan: HolderScan) => void>();
+const waiting: Array<{ inodes: readonly number[]; resolve: (scan: HolderScan) => void }> = [];
+let running = false;
+let scheduled = false;
+
+/** A scan that could not be made: the verifications waiting on it are unknown, with this reason. */
+function failedScan(serial: number, reason: string): HolderScan {
+  const now = Date.now();
+  return {
+    serial,
+    threadId,
+    startedAt: now,
+    endedAt: now,
+    holders: new Map(),
+    listenerOf: new Map(),
+    queued: [],
+    foreign: [],
+    unreadable: [],
+    incomplete: reason,
+    processes: 0,
+    fds: 0,
+  };
+}
+
+function scanWorker(): Worker | undefined {
+  if (worker || workerBroken) return worker;
+  try {
+    // Our own flags only: an --input-type or --eval of the main program means nothing to this file.
+    const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type') && a !== '-e' && a !== '--eval');
+    const w = new Worker(new URL('./holder-worker.js', import.meta.url), { execArgv });
+    w.on('message', (m: { serial: number; scan?: HolderScan; error?: string }) => {
+      const done = inflight.get(m.serial);
+      inflight.delete(m.serial);
+      if (inflight.size === 0) w.unref();
+      done?.(m.scan ?? failedScan(m.serial, `the holder scan failed: ${m.error ?? 'no answer'}`));
+    });
+    let answered = false;
+    w.once('message', () => (answered = true));
+    const broken = (why: string): void => {
+      if (worker === w) worker = undefined;
+      // A thread that never answered cannot start here (a bundler without the worker file,
+      // a runtime without threads): later scans run on the calling thread instead.
+      if (!answered) workerBroken = why;
+      for (const [serial, done] of inflight) done(failedScan(serial, `the holder scan thread stopped: ${why}`));
+      inflight.clear();
+    };
+    w.on('error', (e) => broken(e.message));
+    w.on('exit', (code) => broken(`exit code ${code}`));
+    w.unref();
+    worker = w;
+  } catch (e) {
+    workerBroken = (e as Error).message;
+  }
+  return worker;
+}
+
+function startBatch(): void {
+  scheduled = false;
+  if (running || waiting.length === 0) return;
+  running = true;
+  const batch = waiting.splice(0);
+  const serial = ++serials;
+  const wanted = [...new Set(batch.flatMap((b) => b.inodes))];
+  const finish = (scan: HolderScan): void => {
+    running = false;
+    kick();
+    // One verification judged per turn of the loop: a large batch does not stall the
+    // connections and timers waiting between them.
+    let i = 0;
+    const next = (): void => {
+      batch[i++]!.resolve(scan);
+      if (i < batch.length) setImmediate(next);
+    };
+    next();
+  };
+  const w = scanWorker();
+  if (w === undefined) {
+    // No worker threads here: the scan still runs, on this thread.
+    let scan: HolderScan;
+    try {
+      scan = scanHolders(wanted, { budgetMs: ASYNC_SCAN_BUDGET_MS, serial });
+    } catch (e) {
+      scan = failedScan(serial, `the holder scan failed: ${(e as Error).message}`);
+    }
+    finish(scan);
+    return;
+  }
+  inflight.set(serial, finish);
+  // Referenced while a scan runs: a verification in progress keeps the process alive.
+  w.ref();
+  w.postMessage({ serial, wanted, budgetMs: ASYNC_SCAN_BUDGET_MS });
+}
+
+function kick(): void {
+  if (running || scheduled || waiting.length === 0) return;
+  scheduled = true;
+  // setImmediate: every verification accepted in this turn of the loop joins the scan.
+  setImmediate(startBatch);
+}
+
+/**
+ * A holder scan covering `inodes`, made off the event loop (a worker thread) and begun
+ * after this call: verifications asking in the same turn of the event loop share one scan;
+ * those asking while a scan runs wait for the next one (a scan that began before they
+ * asked could miss a process that forked since).
+ */
+export function scanHoldersAsync(inodes: readonly number[]): Promise<HolderScan> {
+  return new Promise((resolve) => {
+    waiting.push({ inodes, resolve });
+    kick();
+  });
 }

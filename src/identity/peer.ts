@@ -222,6 +222,11 @@ export class Peer {
     return socketFd(this.#socket);
   }
 
+  /** @internal Bytes Node has already read from the socket (strict mode: bytes that arrived before the check). */
+  bytesRead(): number {
+    return this.#socket.bytesRead;
+  }
+
   // Pinned only when a rule needs /proc: a uid-only policy pays nothing for it. A new
   // pin (SO_PEERPIDFD) names the same process as the first: the kernel keeps the peer's
   // struct pid from connect() on the socket.

@@ -37,6 +37,10 @@ export interface Libc {
   /** ioctl(2) with an integer argument (SIOCGSKNS) and setns(2): sock_diag in a peer's network namespace. */
   ioctl: NativeFn;
   setns: NativeFn;
+  /** open(2), readlinkat(2) and getdents64 (through syscall): the holder scan's fd-table reads (fd-links.ts). */
+  open: NativeFn;
+  readlinkat: NativeFn;
+  getdents64: NativeFn;
   /** statx(2); null where libc lacks it (older musl). */
   statx: NativeFn | null;
   errno: () => number;
@@ -152,6 +156,9 @@ function load(): Libc {
     recv: lib.func('long recv(int fd, void *buf, size_t len, int flags)'),
     ioctl: lib.func('int ioctl(int fd, unsigned long request, long arg)'),
     setns: lib.func('int setns(int fd, int nstype)'),
+    open: lib.func('int open(void *path, int flags)'),
+    readlinkat: lib.func('long readlinkat(int dirfd, void *path, void *buf, size_t size)'),
+    getdents64: lib.func('long syscall(long number, int fd, void *buf, size_t size)'),
     statx: optional(() => lib.func('statx', 'int', ['int', 'void *', 'int', 'uint32_t', 'void *'])),
     errno: () => koffi.errno() as number,
   };

@@ -43,13 +43,15 @@ const MSG_DONTWAIT = 0x40;
 const UDIAG_SHOW_NAME = 0x1;
 const UDIAG_SHOW_VFS = 0x2;
 const UDIAG_SHOW_PEER = 0x4;
+const UDIAG_SHOW_ICONS = 0x8;
 const UDIAG_SHOW_RQLEN = 0x10;
 const UDIAG_SHOW_UID = 0x40;
-const SHOW_ALL = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID;
+const SHOW_ALL = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID;
 
 const UNIX_DIAG_NAME = 0;
 const UNIX_DIAG_VFS = 1;
 const UNIX_DIAG_PEER = 2;
+const UNIX_DIAG_ICONS = 3;
 const UNIX_DIAG_RQLEN = 4;
 const UNIX_DIAG_UID = 7;
 
@@ -190,6 +192,13 @@ function parseMessage(buf: Buffer, start: number, end: number): UnixSocketInfo {
       case UNIX_DIAG_PEER:
         if (size >= 4) info.peer = buf.readUInt32LE(data);
         break;
+      case UNIX_DIAG_ICONS: {
+        // The inodes of the connections waiting in a listener's accept queue (u32 each).
+        const icons: number[] = [];
+        for (let i = 0; i + 4 <= size; i += 4) icons.push(buf.readUInt32LE(data + i));
+        info.icons = icons;
+        break;
+      }
       case UNIX_DIAG_RQLEN:
         if (size >= 8) info.queue = { read: buf.readUInt32LE(data), write: buf.readUInt32LE(data + 4) };
         break;
@@ -284,11 +293,26 @@ export function unixSocket(inode: number, options: UnixSocketQuery = {}): UnixSo
   if (!Number.isInteger(inode) || inode <= 0 || inode > 0xffffffff) throw invalidArg('inode', 'a positive 32-bit inode number', inode);
   const via = options.via;
   if (via !== undefined && (!Number.isInteger(via) || via < 0)) throw invalidArg('options.via', 'a file descriptor', via);
-  return queryOne(openDiag(), inode) ?? (via === undefined ? undefined : queryOne(openDiagIn(via), inode));
+  return queryHome(inode) ?? (via === undefined ? undefined : queryOne(openDiagIn(via), inode));
 }
 
-/** Asks netlink socket `fd` for one inode, then closes it. */
-function queryOne(fd: number, inode: number): UnixSocketInfo | undefined {
+// One netlink socket of our namespace serves every single-inode query of this thread
+// (strict mode makes three per verification); a failed query closes it.
+let homeDiag: number | undefined;
+
+function queryHome(inode: number): UnixSocketInfo | undefined {
+  const fd = (homeDiag ??= openDiag());
+  try {
+    return queryOne(fd, inode, false);
+  } catch (e) {
+    if (homeDiag === fd) homeDiag = undefined;
+    libc().close(fd);
+    throw e;
+  }
+}
+
+/** Asks netlink socket `fd` for one inode, then closes it (unless `close` is false). */
+function queryOne(fd: number, inode: number, close = true): UnixSocketInfo | undefined {
   try {
     let found: UnixSocketInfo | undefined;
     const s = sendRequest(fd, NLM_F_REQUEST, ALL_STATES, inode);
@@ -301,7 +325,7 @@ function queryOne(fd: number, inode: number): UnixSocketInfo | undefined {
     }
     return found;
   } finally {
-    libc().close(fd);
+    if (close) libc().close(fd);
   }
 }
 

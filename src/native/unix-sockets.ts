@@ -26,6 +26,8 @@ export interface UnixSocketInfo {
   vfs?: { dev: number; ino: number };
   /** Inode of the connected peer socket (netlink only; connected sockets). */
   peer?: number;
+  /** Inodes of the connections in a listening socket's accept queue, not yet accepted (netlink only). */
+  icons?: number[];
   /** Owner uid of the socket, in our user namespace (netlink only). */
   uid?: number;
   /**

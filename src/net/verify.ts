@@ -63,7 +63,8 @@ export function verifierConfig(
 
 /** @internal True when the policy can be decided without waiting (no challenge, no callback). */
 export function isSyncPolicy(policy: Policy): boolean {
-  return !policy.hasChallenge && !policy.rules.some((rule) => rule.async === true);
+  // Strict mode scans every fd on the host: apply() makes that scan off the event loop.
+  return !policy.hasChallenge && !policy.strict && !policy.rules.some((rule) => rule.async === true);
 }
 
 /** @internal Installs the verifier on a server; a server can be guarded once. */

@@ -35,6 +35,7 @@ import {
   type PeerCallback,
 } from './rules.js';
 import * as v from './validate.js';
+import { prepareHolders } from './strict.js';
 
 const log = debuglog('secpolicy');
 const decisionChannel = channel('secpolicy:decision');
@@ -259,6 +260,8 @@ export class Policy {
     const signal = v.signal('options.signal', o.signal);
     const maxPayload = maxPayloadOption('options.maxPayload', o.maxPayload);
     const peer = (o as InternalApplyOptions)[knownPeer] ?? new Peer(socket, peerOptions(o));
+    // Strict mode: the holder scan runs off the event loop, shared with concurrent verifications.
+    const holders = this.#strict ? await prepareHolders(peer) : undefined;
     // One pin serves every /proc read of the rules; it is released before the exchange.
     peer.hold();
     let failures: Failure[];
@@ -267,6 +270,7 @@ export class Policy {
       failures = isThenable(pending) ? await pending : pending;
     } finally {
       peer.release();
+      holders?.release();
     }
     // The exchange runs only for a peer that passed the identity rules: no secret work is
     // spent on a peer that is denied anyway.

@@ -162,3 +162,31 @@ test('bad arguments are ERR_SECPOLICY_INVALID_ARG naming the field', () => {
   assert.throws(() => unixSocket(5, { via: -1 }), invalid('options.via'));
   assert.equal(socketInode(1_000_000), undefined);
 });
+
+test('a listener lists the connecting ends waiting in its accept queue (UNIX_DIAG_ICONS)', async (t) => {
+  const tmp = tempDir('secpolicy-icons-');
+  const path = tmp.path('l.sock');
+  // A python listener that never accepts: the connection stays in its accept queue.
+  const listener = run(PY, [
+    '-c',
+    `import socket,sys\nl=socket.socket(socket.AF_UNIX)\nl.bind(sys.argv[1])\nl.listen(4)\nprint('up',flush=True)\nsys.stdin.read()`,
+    path,
+  ]);
+  t.after(() => {
+    listener.kill();
+    tmp.cleanup();
+  });
+  await new Promise<void>((resolve, reject) => {
+    listener.stdout!.on('data', (d) => String(d).includes('up') && resolve());
+    listener.output().then((o) => reject(new Error(o.stderr)));
+  });
+  const client = net.connect(path);
+  await once(client, 'connect');
+  t.after(() => client.destroy());
+  const ours = socketInode(socketFd(client))!;
+  const listed = listUnixSockets({ states: ['listen'] }).sockets.find((s) => s.name === path)!;
+  assert.ok(listed, 'the listener is listed');
+  assert.deepEqual(listed.icons, [ours]);
+  // The connecting end has a peer with no inode yet: the connection was not accepted.
+  assert.equal(unixSocket(ours)!.peer, 0);
+});
