@@ -513,3 +513,44 @@ test('a node client on a keep-alive connection: the connection is reused and sti
   );
   assert.equal(new Set(gw.logs.map((e) => e.peer.pid)).size, 1);
 });
+
+test('binds: a symlink inside an allowed host directory that points outside it is refused', { skip: skipPy }, async (t) => {
+  const { mkdirSync, symlinkSync } = await import('node:fs');
+  const { tempDir } = await import('../helpers/index.js');
+  const host = tempDir('secpolicy-gateway-binds-');
+  t.after(() => host.cleanup());
+  mkdirSync(host.path('allowed/work'), { recursive: true });
+  symlinkSync('/', host.path('allowed/root'));
+  const gw = await gatewayFixture(t, {
+    api: 'docker',
+    rules: [{ name: 'ci', who: {}, allow: ['POST /containers/create'], docker: { binds: [`${host.dir}/allowed/**`] } }],
+  });
+  const post = async (bind: string) =>
+    parseResponses(
+      await rawRequest(gw.path, req('POST /containers/create', { body: JSON.stringify({ HostConfig: { Binds: [bind] } }), close: true })),
+    )[0]!;
+  assert.equal((await post(`${host.dir}/allowed/work:/w`)).status, 200);
+  const viaLink = await post(`${host.dir}/allowed/root:/host`);
+  assert.equal(viaLink.status, 403);
+  assert.match(JSON.parse(viaLink.body).message, /resolves to \/, which is outside the allowed host paths/);
+  assert.equal((await post(`${host.dir}/allowed/work/../../allowed/../:/up`)).status, 403);
+});
+
+test('clients that vanish in the middle of an upgrade or a CONNECT never take the gateway down', async (t) => {
+  const gw = await gatewayFixture(t, DOCKER_POLICY);
+  for (let i = 0; i < 30; i++) {
+    const s = net.connect(gw.path);
+    await once(s, 'connect');
+    // Denied upgrades (answered at once), an allowed one waiting for its body, and CONNECT.
+    const line = [
+      'POST /containers/abc/archive HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n',
+      'POST /containers/abc/attach HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 100\r\n\r\nabc',
+      'CONNECT d:80 HTTP/1.1\r\nHost: d\r\n\r\n',
+    ][i % 3]!;
+    s.on('error', () => {});
+    s.write(line);
+    s.destroy();
+  }
+  const [r] = parseResponses(await rawRequest(gw.path, req('GET /_ping', { close: true })));
+  assert.equal(r!.status, 200);
+});
