@@ -42,7 +42,7 @@ export const IMAGE = 'bb:latest';
 /** The reason docker tests cannot run here (not root, dockerd, docker CLI or busybox-static missing), else false. */
 export function needDockerd(): string | false {
   return (
-    needRoot() ||
+    (needRoot() ? 'needs root (runs a private dockerd and peers as other users)' : false) ||
     (DOCKERD ? false : 'needs dockerd (apt-get install -y docker.io)') ||
     (hasCommand('docker') ? false : 'needs the docker CLI (apt-get install -y docker.io)') ||
     (BUSYBOX ? false : 'needs busybox-static (apt-get install -y busybox-static)')
