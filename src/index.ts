@@ -39,3 +39,4 @@ export {
   type SystemdListenersOptions,
   type Watchdog,
 } from './systemd/index.js';
+export * from './gateway/index.js';

@@ -9,6 +9,7 @@ import { registerCheck } from './commands/check.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerKeygen } from './commands/keygen.js';
 import { registerProxy } from './commands/proxy.js';
+import { registerGateway } from './commands/gateway.js';
 
 const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
 
@@ -26,7 +27,14 @@ export function buildProgram(): Command {
 }
 
 /** Command registrations: each command module adds itself to this list. */
-const commands: Array<(program: Command) => void> = [registerAudit, registerInspect, registerCheck, registerKeygen, registerProxy];
+const commands: Array<(program: Command) => void> = [
+  registerAudit,
+  registerInspect,
+  registerCheck,
+  registerKeygen,
+  registerProxy,
+  registerGateway,
+];
 
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[] = process.argv): Promise<number> {

@@ -59,6 +59,15 @@ export async function loadPolicy(file: string): Promise<Policy> {
 
 const S_ISVTX = 0o1000;
 
+/**
+ * @internal The text of a policy file, with every check loadPolicy() applies; other
+ * document kinds (the gateway's) read their files through it.
+ */
+export async function readPolicyText(file: string): Promise<string> {
+  if (!v.isName(file)) throw invalidArg('file', 'a non-empty path', file);
+  return readPolicyFile(file);
+}
+
 /** The text of a policy file that nobody but root and us controls (see {@link loadPolicy}). */
 async function readPolicyFile(file: string): Promise<string> {
   let handle: FileHandle | undefined;
@@ -212,8 +221,8 @@ function fileError(source: string | undefined, path: FieldPath, line: number | u
   });
 }
 
-/** A document given as an object: paths but no lines. */
-class ObjectSource implements Walk {
+/** @internal A document given as an object: paths but no lines. */
+export class ObjectSource implements Walk {
   constructor(readonly name: string | undefined) {}
   fail(path: FieldPath, message: string): never {
     throw fileError(this.name, path, undefined, message);
@@ -223,8 +232,8 @@ class ObjectSource implements Walk {
   }
 }
 
-/** A document parsed from text, which keeps each node's position for messages. */
-class TextSource implements Walk {
+/** @internal A document parsed from text, which keeps each node's position for messages. */
+export class TextSource implements Walk {
   readonly #doc: Document.Parsed;
   readonly #lines = new LineCounter();
   readonly #name: string | undefined;

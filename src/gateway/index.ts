@@ -1,0 +1,15 @@
+/** The identity-aware HTTP gateway: requests decided by who sent them (and, for Docker, by what their bodies ask). */
+export { createGateway, closeGateway, type GatewayOptions, type CloseGatewayOptions } from './gateway.js';
+export {
+  parseGatewayPolicy,
+  loadGatewayPolicy,
+  isGatewayPolicy,
+  DEFAULT_MAX_BODY,
+  type GatewayPolicy,
+  type GatewayRule,
+  type ForwardOptions,
+  type ParseGatewayPolicyOptions,
+} from './policy.js';
+export type { DockerLimits } from './docker.js';
+export { verifyIdentity, IDENTITY_HEADERS, type IdentityValues, type VerifyIdentityOptions, type VerifiedIdentity } from './identity.js';
+export type { GatewayLog, GatewayLogEntry, LogPeer } from './log.js';

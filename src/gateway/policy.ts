@@ -1,0 +1,327 @@
+/**
+ * Gateway policy documents: which peer may send which HTTP requests. A document is YAML
+ * or JSON read with the policy-file reader (same file checks, same errors naming field
+ * and line); `who` and `connect` are ordinary policy documents, built by the same schema
+ * as policy files, plus (with `api: docker`) `container: { name, label }`, which is
+ * resolved through the Docker API.
+ */
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { invalidArg } from '../errors.js';
+import type { Peer } from '../identity/peer.js';
+import { allOf, anyOfSync, not } from '../policy/combinators.js';
+import { ObjectSource, readPolicyText, TextSource } from '../policy/file.js';
+import { Policy } from '../policy/policy.js';
+import { Result } from '../policy/result.js';
+import { fail, PASS, type Rule } from '../policy/rule.js';
+import { isMapping, ruleOf, show, type FieldPath, type Walk } from '../policy/schema.js';
+import * as v from '../policy/validate.js';
+import { DockerChecker, type DockerLimits } from './docker.js';
+import { compileRequestPattern, pathPatternError, requestPatternError, type RequestPattern } from './pattern.js';
+
+/** One rule of a gateway policy. */
+export interface GatewayRule {
+  /** Its `name`, or `rules[i]` when it has none. */
+  readonly name: string;
+  /** Who it is for; undefined matches every peer (`who: {}`). */
+  readonly who: Policy | undefined;
+  /** Whether `who` names containers by Docker name or label (resolved through the upstream). */
+  readonly dockerNames: boolean;
+  readonly allow: readonly RequestPattern[];
+  readonly deny: readonly RequestPattern[];
+  /** The rule's `docker:` limits, when it has some. */
+  readonly docker: DockerChecker | undefined;
+  readonly dockerLimits: Readonly<DockerLimits> | undefined;
+}
+
+/** What the gateway adds to forwarded requests. */
+export interface ForwardOptions {
+  /** Add the `X-Secpolicy-*` identity headers. */
+  readonly identity: boolean;
+  /** Sign them with HMAC-SHA256 using the key in this file. */
+  readonly signKeyFile: string | undefined;
+}
+
+/** A parsed gateway policy document. */
+export interface GatewayPolicy {
+  readonly version: 1;
+  /** `docker` for the Docker Engine API profile. */
+  readonly api: 'docker' | undefined;
+  /** `audit` forwards everything and logs what would have been denied. */
+  readonly mode: 'enforce' | 'audit';
+  /** Checked once per connection, before any HTTP. */
+  readonly connect: Policy | undefined;
+  readonly rules: readonly GatewayRule[];
+  readonly forward: ForwardOptions;
+  /** Largest request body read for inspection, in bytes (larger: 413). */
+  readonly maxBodyBytes: number;
+}
+
+/** Default bound on an inspected body. */
+export const DEFAULT_MAX_BODY = 1024 * 1024;
+
+const brand = new WeakSet<object>();
+
+/** True for a policy made by {@link parseGatewayPolicy} or {@link loadGatewayPolicy}. */
+export function isGatewayPolicy(value: unknown): value is GatewayPolicy {
+  return typeof value === 'object' && value !== null && brand.has(value);
+}
+
+/** Options of {@link parseGatewayPolicy}. */
+export interface ParseGatewayPolicyOptions {
+  /** Where the text came from: prefixed to messages; relative key files resolve against its directory. */
+  source?: string;
+}
+
+/**
+ * Parses a gateway policy document (YAML or JSON text, or an object). Throws
+ * ERR_SECPOLICY_POLICY_FILE naming the field and line of the first problem.
+ */
+export function parseGatewayPolicy(input: string | object, options?: ParseGatewayPolicyOptions): GatewayPolicy {
+  const o = v.options<ParseGatewayPolicyOptions>('options', options);
+  if (o.source !== undefined && !v.isName(o.source)) throw invalidArg('options.source', 'a non-empty string', o.source);
+  if (typeof input === 'string') {
+    const text = new TextSource(input, o.source);
+    return build(text.value(), text, o.source);
+  }
+  if (typeof input !== 'object' || input === null) throw invalidArg('input', 'policy text or a policy object', input);
+  return build(input, new ObjectSource(o.source), o.source);
+}
+
+/** Reads a gateway policy file with the policy-file checks and parses it. */
+export async function loadGatewayPolicy(file: string): Promise<GatewayPolicy> {
+  return parseGatewayPolicy(await readPolicyText(file), { source: file });
+}
+
+const TOP = ['version', 'api', 'mode', 'connect', 'rules', 'forward', 'maxBodyBytes'];
+const RULE = ['name', 'who', 'allow', 'deny', 'docker'];
+const FORWARD = ['identity', 'signKeyFile'];
+const DOCKER = ['privileged', 'hostNamespaces', 'capAdd', 'devices', 'binds'];
+
+function keysOf(value: unknown, path: FieldPath, walk: Walk, known: readonly string[], what: string): Record<string, unknown> {
+  if (!isMapping(value)) walk.fail(path, `must be a mapping (${what}). Received ${show(value)}`);
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) walk.fail([...path, key], `unknown key "${key}" (known keys: ${known.join(', ')})`, true);
+  }
+  return value;
+}
+
+function build(doc: unknown, walk: Walk, source: string | undefined): GatewayPolicy {
+  if (doc === null || doc === undefined) walk.fail([], 'the gateway policy is empty: write at least `rules:`');
+  const d = keysOf(doc, [], walk, TOP, 'a gateway policy document');
+  if ('version' in d && d.version !== 1) walk.fail(['version'], `must be 1. Received ${show(d.version)}`);
+  if ('api' in d && d.api !== 'docker') walk.fail(['api'], `must be "docker" (the only API profile). Received ${show(d.api)}`);
+  if ('mode' in d && d.mode !== 'enforce' && d.mode !== 'audit')
+    walk.fail(['mode'], `must be "enforce" or "audit". Received ${show(d.mode)}`);
+  const api = d.api === 'docker' ? 'docker' : undefined;
+  const maxBodyBytes = d.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  if (typeof maxBodyBytes !== 'number' || !Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1)
+    walk.fail(['maxBodyBytes'], `must be a positive number of bytes. Received ${show(maxBodyBytes)}`);
+  let connect: Policy | undefined;
+  if ('connect' in d) {
+    const rule = whoRule(d.connect, ['connect'], walk, undefined);
+    if (rule === undefined) walk.fail(['connect'], 'must hold at least one rule (leave connect out to admit every peer)');
+    connect = new Policy().rule(rule, 'connect');
+  }
+  if (!Array.isArray(d.rules)) walk.fail(['rules'], `must be a list of rules. Received ${show(d.rules)}`);
+  const names = new Set<string>();
+  const rules = d.rules.map((r, i) => {
+    const rule = ruleOfDoc(r, ['rules', i], walk, api);
+    if (names.has(rule.name)) walk.fail(['rules', i, 'name'], `repeats the rule name "${rule.name}"`);
+    names.add(rule.name);
+    return rule;
+  });
+  const forward = forwardOf(d.forward, walk, source);
+  const policy: GatewayPolicy = Object.freeze({
+    version: 1,
+    api,
+    mode: d.mode === 'audit' ? 'audit' : 'enforce',
+    connect,
+    rules: Object.freeze(rules),
+    forward,
+    maxBodyBytes,
+  });
+  brand.add(policy);
+  return policy;
+}
+
+function forwardOf(value: unknown, walk: Walk, source: string | undefined): ForwardOptions {
+  if (value === undefined) return Object.freeze({ identity: false, signKeyFile: undefined });
+  const f = keysOf(value, ['forward'], walk, FORWARD, 'such as { identity: true }');
+  if ('identity' in f && typeof f.identity !== 'boolean')
+    walk.fail(['forward', 'identity'], `must be true or false. Received ${show(f.identity)}`);
+  let signKeyFile: string | undefined;
+  if ('signKeyFile' in f) {
+    if (!v.isName(f.signKeyFile)) walk.fail(['forward', 'signKeyFile'], `must be the path of a key file. Received ${show(f.signKeyFile)}`);
+    if (f.identity !== true) walk.fail(['forward', 'signKeyFile'], 'signs the identity headers: set identity: true as well');
+    signKeyFile = isAbsolute(f.signKeyFile)
+      ? f.signKeyFile
+      : source === undefined
+        ? resolve(f.signKeyFile)
+        : resolve(dirname(source), f.signKeyFile);
+  }
+  return Object.freeze({ identity: f.identity === true, signKeyFile });
+}
+
+function ruleOfDoc(value: unknown, at: FieldPath, walk: Walk, api: 'docker' | undefined): GatewayRule {
+  const r = keysOf(value, at, walk, RULE, 'a rule: name, who, allow, deny, docker');
+  const index = at[at.length - 1] as number;
+  if ('name' in r && !(v.isName(r.name) && /^[\x21-\x7e]+(?: [\x21-\x7e]+)*$/.test(r.name)))
+    walk.fail([...at, 'name'], `must be a non-empty printable name. Received ${show(r.name)}`);
+  const name = typeof r.name === 'string' ? r.name : `rules[${index}]`;
+  if (!('who' in r)) walk.fail(at, 'needs `who` (a policy document; {} matches every peer)');
+  const usage = { dockerNames: false };
+  const who = whoRule(r.who, [...at, 'who'], walk, api, usage);
+  if (!('allow' in r)) walk.fail(at, 'needs `allow` (a list of "METHOD /path" patterns)');
+  const allow = patterns(r.allow, [...at, 'allow'], walk, api);
+  const deny = 'deny' in r ? patterns(r.deny, [...at, 'deny'], walk, api) : [];
+  let limits: DockerLimits | undefined;
+  if ('docker' in r) {
+    if (api !== 'docker') walk.fail([...at, 'docker'], 'docker limits need `api: docker` at the top of the document', true);
+    limits = dockerLimits(r.docker, [...at, 'docker'], walk);
+  }
+  return Object.freeze({
+    name,
+    who: who === undefined ? undefined : new Policy().rule(who, 'who'),
+    dockerNames: usage.dockerNames,
+    allow,
+    deny,
+    docker: limits && new DockerChecker(limits),
+    dockerLimits: limits && Object.freeze(limits),
+  });
+}
+
+function patterns(value: unknown, at: FieldPath, walk: Walk, api: 'docker' | undefined): RequestPattern[] {
+  const items = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(items)) walk.fail(at, `must be a list of "METHOD /path" patterns. Received ${show(value)}`);
+  return items.map((p, i) => {
+    const where = typeof value === 'string' ? at : [...at, i];
+    if (typeof p !== 'string') walk.fail(where, `must be a "METHOD /path" pattern. Received ${show(p)}`);
+    const why = requestPatternError(p);
+    if (why) walk.fail(where, why);
+    return compileRequestPattern(p, api === 'docker');
+  });
+}
+
+function dockerLimits(value: unknown, at: FieldPath, walk: Walk): DockerLimits {
+  const d = keysOf(value, at, walk, DOCKER, 'docker limits: privileged, hostNamespaces, capAdd, devices, binds');
+  const bool = (key: string): boolean => {
+    if (!(key in d)) return false;
+    if (typeof d[key] !== 'boolean') walk.fail([...at, key], `must be true or false. Received ${show(d[key])}`);
+    return d[key] as boolean;
+  };
+  const listOrTrue = (key: string, check: (s: string) => string | undefined): readonly string[] | true => {
+    if (!(key in d)) return [];
+    const x = d[key];
+    if (x === true) return true;
+    if (!Array.isArray(x)) walk.fail([...at, key], `must be a list (or true for any). Received ${show(x)}`);
+    return x.map((item, i) => {
+      if (typeof item !== 'string') walk.fail([...at, key, i], `must be a string. Received ${show(item)}`);
+      const why = check(item);
+      if (why) walk.fail([...at, key, i], why);
+      return item;
+    });
+  };
+  return {
+    privileged: bool('privileged'),
+    hostNamespaces: bool('hostNamespaces'),
+    devices: bool('devices'),
+    capAdd: listOrTrue('capAdd', (c) => (/^[A-Za-z_]+$/.test(c) ? undefined : `"${c}" is not a capability name such as NET_ADMIN`)),
+    binds: listOrTrue('binds', (p) => pathPatternError(p)),
+  };
+}
+
+/**
+ * A `who` (or `connect`) document as one rule, undefined for `{}`. Combinators are walked
+ * here so that `container: { name, label }` can appear at any depth; every other key is
+ * built by the policy-file schema.
+ */
+function whoRule(value: unknown, at: FieldPath, walk: Walk, api: 'docker' | undefined, usage?: { dockerNames: boolean }): Rule | undefined {
+  if (Array.isArray(value)) {
+    if (value.length === 0) walk.fail(at, 'must be a non-empty list of rule objects');
+    return anyOfSync(value.map((item, i) => required(whoRule(item, [...at, i], walk, api, usage), [...at, i], walk)));
+  }
+  if (!isMapping(value))
+    walk.fail(at, `must be a policy document (a mapping such as { user: ci }; {} matches every peer). Received ${show(value)}`);
+  const rules: Rule[] = [];
+  for (const [key, field] of Object.entries(value)) {
+    const here = [...at, key];
+    if (key === 'anyOf' || key === 'allOf') {
+      if (!Array.isArray(field) || field.length === 0) walk.fail(here, `must be a non-empty list of rule objects. Received ${show(field)}`);
+      const members = field.map((item, i) => required(whoRule(item, [...here, i], walk, api, usage), [...here, i], walk));
+      rules.push(key === 'anyOf' ? anyOfSync(members) : allOf(members));
+    } else if (key === 'not') {
+      rules.push(not(required(whoRule(field, here, walk, api, usage), here, walk)));
+    } else if (key === 'container' && isMapping(field) && ('name' in field || 'label' in field)) {
+      if (api !== 'docker') walk.fail(here, 'container name and label are resolved through the Docker API: add `api: docker`', true);
+      if (!usage) walk.fail(here, 'container name and label cannot be used in connect (it is decided before any request)', true);
+      usage.dockerNames = true;
+      const { name, label, ...rest } = field;
+      if (Object.keys(rest).length > 0) rules.push(ruleOf({ container: rest }, at, walk));
+      rules.push(dockerNameRule(nameList(name, [...here, 'name'], walk), labels(label, [...here, 'label'], walk)));
+    } else {
+      rules.push(ruleOf({ [key]: field }, at, walk));
+    }
+  }
+  if (rules.length === 0) return undefined;
+  return rules.length === 1 ? rules[0] : allOf(rules);
+}
+
+function required(rule: Rule | undefined, at: FieldPath, walk: Walk): Rule {
+  if (rule === undefined) walk.fail(at, 'must hold at least one rule ({} is allowed only as a whole `who`)');
+  return rule;
+}
+
+function nameList(value: unknown, at: FieldPath, walk: Walk): readonly string[] | undefined {
+  if (value === undefined) return undefined;
+  const list = Array.isArray(value) ? value : [value];
+  if (list.length === 0 || !list.every((n) => v.isName(n)))
+    walk.fail(at, `must be a container name or a list of names. Received ${show(value)}`);
+  return list.map((n: string) => n.replace(/^\//, ''));
+}
+
+function labels(value: unknown, at: FieldPath, walk: Walk): Readonly<Record<string, string>> | undefined {
+  if (value === undefined) return undefined;
+  if (!isMapping(value) || Object.keys(value).length === 0)
+    walk.fail(at, `must be a mapping of label names to values. Received ${show(value)}`);
+  for (const [k, x] of Object.entries(value)) if (typeof x !== 'string') walk.fail([...at, k], `must be a string. Received ${show(x)}`);
+  return Object.freeze({ ...(value as Record<string, string>) });
+}
+
+/** What the Docker API says about the peer's container. */
+export interface ContainerInfo {
+  name: string;
+  labels: Readonly<Record<string, string>>;
+}
+
+/**
+ * The resolved Docker container of each peer, set by the gateway before it evaluates a
+ * rule with container names: an Error when resolution failed (unknown).
+ */
+export const resolvedContainers = new WeakMap<Peer, ContainerInfo | Error>();
+
+/** An unknown attribute: never a match, not even under `not` (the gateway treats a throw as "no match"). */
+export class UnknownAttribute extends Error {}
+
+function dockerNameRule(names: readonly string[] | undefined, label: Readonly<Record<string, string>> | undefined): Rule {
+  const expected = { ...(names && { name: names.length === 1 ? names[0] : names }), ...(label && { label }) };
+  return {
+    name: 'container',
+    flag: Result.CONTAINER,
+    expected,
+    check(peer) {
+      const c = peer.attempt('container');
+      if (!c.ok) throw new UnknownAttribute(`peer container unknown: ${c.reason}`);
+      if (c.value === null) return fail(null, 'the peer does not run in a container');
+      const info = resolvedContainers.get(peer);
+      if (info === undefined || info instanceof Error)
+        throw new UnknownAttribute(`container unresolved: ${info?.message ?? 'not looked up'}`);
+      if (names && !names.includes(info.name)) return fail(info.name, `the peer's container is named ${info.name}`);
+      if (label) {
+        for (const [k, x] of Object.entries(label)) {
+          if (info.labels[k] !== x) return fail(info.labels, `the peer's container does not have label ${k}=${x}`);
+        }
+      }
+      return PASS;
+    },
+  };
+}
