@@ -432,7 +432,6 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       const headers = forwardHeaders(req, conn, verdict, method, path, true);
       if (length > 0 || (method !== 'GET' && method !== 'HEAD')) headers.push('Content-Length', String(length));
       const up = http.request({
-        agent: false,
         createConnection: () => net.createConnection({ path: target, allowHalfOpen: true }),
         method,
         path,
@@ -525,6 +524,8 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       `secpolicy: bad request: ${large ? 'headers too large' : 'not valid HTTP/1.1'}`,
     );
   });
+  // A client that shuts its write side down after its requests still gets every answer.
+  (httpServer as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   // The http server never listens itself; this starts its header timeout checks.
   httpServer.emit('listening');
 

@@ -123,14 +123,15 @@ function encodeSegment(segment: string): string {
 const VERSION = /^v[0-9.]+$/;
 
 /**
- * The path a Docker API rule matches: the canonical path without a leading `/v1.NN`
- * segment (only when more segments follow, as the daemon's router has it).
+ * The path a Docker API rule matches: the canonical path without its leading `/v1.NN`
+ * segments (only when more segments follow, as the daemon's router has it).
  */
 export function dockerPath(target: CanonicalTarget): { path: string; segments: string[] } {
-  const s = target.segments;
-  if (s.length > 1 && VERSION.test(s[0]!)) {
-    const segments = s.slice(1);
-    return { path: '/' + segments.join('/'), segments };
-  }
-  return { path: target.path, segments: s };
+  // Every leading version segment goes: `/v1.41/v1.41/...` is a 404 to the daemon, and must
+  // not be a way around a deny pattern for a server that reads it otherwise.
+  let i = 0;
+  while (i < target.segments.length - 1 && VERSION.test(target.segments[i]!)) i++;
+  if (i === 0) return { path: target.path, segments: target.segments };
+  const segments = target.segments.slice(i);
+  return { path: '/' + segments.join('/'), segments };
 }
