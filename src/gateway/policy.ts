@@ -118,7 +118,7 @@ function build(doc: unknown, walk: Walk, source: string | undefined): GatewayPol
     walk.fail(['maxBodyBytes'], `must be a positive number of bytes. Received ${show(maxBodyBytes)}`);
   let connect: Policy | undefined;
   if ('connect' in d) {
-    const rule = whoRule(d.connect, ['connect'], walk, undefined);
+    const rule = whoRule(d.connect, ['connect'], walk, api);
     if (rule === undefined) walk.fail(['connect'], 'must hold at least one rule (leave connect out to admit every peer)');
     connect = new Policy().rule(rule, 'connect');
   }
