@@ -7,12 +7,14 @@
  * exact bytes that were checked. Upgraded (hijacked) streams are spliced both ways once
  * allowed; the upstream connection of a stream is never pooled.
  */
+import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import { invalidArg, type SecpolicyError } from '../errors.js';
 import type { Peer } from '../identity/peer.js';
 import { readKeyFile } from '../challenge/key-file.js';
 import { createServer, listen } from '../net/index.js';
+import { listenOnFd, listenTarget } from '../systemd/listeners.js';
 import { knownPeer, Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
 import { dockerEndpoint, type DockerEndpoint } from './docker.js';
@@ -25,8 +27,11 @@ import type { RequestPattern } from './pattern.js';
 
 /** Options of {@link createGateway}. */
 export interface GatewayOptions {
-  /** The socket file the gateway listens on (created safely, see `listen()`). */
-  listen: string;
+  /**
+   * The socket file the gateway listens on (created safely, see `listen()`), or `{ fd }`:
+   * a listening socket the process inherited, such as one from `systemdSockets()`.
+   */
+  listen: string | { fd: number };
   /** The socket file of the HTTP service behind it (the Docker daemon's, for `api: docker`). */
   target: string;
   /** From {@link loadGatewayPolicy} or {@link parseGatewayPolicy}. */
@@ -99,7 +104,7 @@ const JSON_HEADERS = 'application/json';
  */
 export async function createGateway(options: GatewayOptions): Promise<net.Server> {
   const o = v.options<GatewayOptions>('options', options);
-  if (!v.isName(o.listen)) throw invalidArg('options.listen', 'a socket file path', o.listen);
+  const where = listenTarget('options.listen', o.listen);
   if (!v.isName(o.target)) throw invalidArg('options.target', 'a socket file path', o.target);
   if (!isGatewayPolicy(o.policy))
     throw invalidArg('options.policy', 'a GatewayPolicy (from loadGatewayPolicy or parseGatewayPolicy)', o.policy);
@@ -573,10 +578,15 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   });
   gateways.set(server, state);
   try {
-    await listen(server, o.listen, {
-      mode,
-      ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
-    });
+    if (typeof where === 'number') {
+      listenOnFd(server, where);
+      await once(server, 'listening');
+    } else {
+      await listen(server, where, {
+        mode,
+        ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
+      });
+    }
   } catch (e) {
     sink?.close();
     agent.destroy();

@@ -127,3 +127,52 @@ test('secpolicy gateway: a bad policy file exits 2 naming the field and line', a
   assert.match(out.stderr, /rules\[0\]\.alow \(line 6\): unknown key "alow"/);
   assert.equal(existsSync(tmp.path('g.sock')), false);
 });
+
+test(
+  'secpolicy gateway --listen systemd: serves the socket systemd-socket-activate passed',
+  { skip: needCommand('systemd-socket-activate', 'curl') },
+  async (t) => {
+    const tmp = tempDir('secpolicy-gateway-cli-');
+    t.after(() => tmp.cleanup());
+    await upstream(t, tmp.path('up.sock'));
+    writeFileSync(tmp.path('gateway.yaml'), `rules:\n  - { name: me, who: { uid: ${process.getuid!()} }, allow: ["GET /**"] }\n`);
+    const activator = run('systemd-socket-activate', [
+      '-l',
+      tmp.path('gw.sock'),
+      '-E',
+      `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`,
+      process.execPath,
+      CLI,
+      'gateway',
+      '--listen',
+      'systemd',
+      '--to',
+      tmp.path('up.sock'),
+      '--policy',
+      tmp.path('gateway.yaml'),
+    ]);
+    t.after(() => activator.kill('SIGKILL'));
+    await stderrLine(activator, /Listening on .*gw\.sock/);
+    // The first connection starts the gateway, which then answers it.
+    const out = await run('curl', [
+      '-s',
+      '-w',
+      '\n%{http_code}',
+      '--unix-socket',
+      tmp.path('gw.sock'),
+      'http://docker/v1.41/_ping',
+    ]).output();
+    assert.match(out.stdout, /"url":"\/v1\.41\/_ping".*\n200$/s);
+    const denied = await run('curl', [
+      '-s',
+      '-w',
+      '\n%{http_code}',
+      '-X',
+      'POST',
+      '--unix-socket',
+      tmp.path('gw.sock'),
+      'http://docker/x',
+    ]).output();
+    assert.match(denied.stdout, /\n403$/);
+  },
+);

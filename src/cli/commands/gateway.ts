@@ -3,6 +3,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { closeGateway, createGateway } from '../../gateway/gateway.js';
 import { loadGatewayPolicy } from '../../gateway/policy.js';
 import { milliseconds } from '../args.js';
+import { LISTEN_HELP, listenFlag, supervisor } from '../daemon.js';
 import { formatMode } from '../output.js';
 
 /** Options of the gateway command as commander parses them. */
@@ -29,7 +30,7 @@ export function registerGateway(program: Command): void {
     .description(
       'Listen on a new socket and forward the HTTP requests a gateway policy allows to an existing socket (such as docker.sock). Stops on SIGTERM or SIGINT.',
     )
-    .requiredOption('--listen <path>', 'the socket file to create and listen on')
+    .requiredOption('--listen <path>', LISTEN_HELP)
     .requiredOption('--to <path>', 'the socket file of the HTTP service behind the gateway')
     .requiredOption('--policy <file>', 'the gateway policy file (YAML or JSON)')
     .addOption(new Option('--mode <octal>', 'mode of the socket file the gateway creates').argParser(octalMode).default(0o600, '0600'))
@@ -39,17 +40,21 @@ export function registerGateway(program: Command): void {
     .action(async (flags: GatewayFlags) => {
       const policy = await loadGatewayPolicy(flags.policy);
       const say = (line: string): void => void process.stderr.write(`secpolicy gateway: ${line}\n`);
+      const listen = listenFlag(flags.listen);
+      const daemon = supervisor(say);
       const server = await createGateway({
-        listen: flags.listen,
+        listen,
         target: flags.to,
         policy,
         mode: flags.mode,
         ...(flags.log !== undefined && { log: flags.log }),
         ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
       });
-      say(
-        `listening on ${flags.listen} (mode ${formatMode(flags.mode)}), forwarding to ${flags.to}: ${policy.rules.length} rule(s), ${policy.mode} mode${policy.api ? `, ${policy.api} API` : ''}`,
-      );
+      const where =
+        typeof listen === 'string' ? `${listen} (mode ${formatMode(flags.mode)})` : `the socket systemd passed (${flags.listen})`;
+      const what = `${policy.rules.length} rule(s), ${policy.mode} mode${policy.api ? `, ${policy.api} API` : ''}`;
+      say(`listening on ${where}, forwarding to ${flags.to}: ${what}`);
+      daemon.ready(`forwarding to ${flags.to}: ${what}`);
       // Only the first signal is ours: a second one ends the process the default way.
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         const stop = (name: NodeJS.Signals): void => {
@@ -60,6 +65,7 @@ export function registerGateway(program: Command): void {
         process.on('SIGTERM', stop);
         process.on('SIGINT', stop);
       });
+      daemon.stopping();
       const closing = closeGateway(server, { grace: flags.grace });
       say(`${signal}: no new connections; requests in progress have ${flags.grace} ms to finish`);
       await closing;
