@@ -343,9 +343,12 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       try {
         why = verdict.rule!.docker!.check(endpoint, body);
       } catch (e) {
-        if (!(e instanceof GoJsonError)) throw e;
-        why = `the ${endpoint} body is refused: ${e.message}`;
-        status = 400;
+        // Fail closed: a body that cannot be checked is not forwarded.
+        why =
+          e instanceof GoJsonError
+            ? `the ${endpoint} body is refused: ${e.message}`
+            : `the ${endpoint} body cannot be checked: ${(e as Error)?.message}`;
+        status = e instanceof GoJsonError ? 400 : 403;
       }
       if (why === undefined) {
         log?.(entry(conn, method, path, verdict, allowedReason(verdict), true));
@@ -377,6 +380,16 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     if (endpoint !== undefined) return inspect(req, res, conn, t, m.path, verdict, endpoint);
     log?.(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
     forward(req, res, conn, t, verdict);
+  };
+
+  /** Never crash on a request: an unexpected failure is a 500 (or a cut connection) for that request only. */
+  const safely = (req: http.IncomingMessage, res: http.ServerResponse, conn: Conn): void => {
+    try {
+      handle(req, res, conn);
+    } catch (e) {
+      if (!res.headersSent) reply(res, 500, `secpolicy: internal error: ${(e as Error)?.message}`, true);
+      else res.destroy();
+    }
   };
 
   // ---- upgrades (docker attach, exec start): spliced once the upstream says 101 -------
@@ -431,55 +444,59 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       socket.on('data', onData);
     };
     collect((all) => {
-      const body = all.subarray(0, length);
-      const rest = all.subarray(length);
-      const path = t.forward + t.query;
-      const headers = forwardHeaders(req, conn, verdict, method, path, true);
-      if (length > 0 || (method !== 'GET' && method !== 'HEAD')) headers.push('Content-Length', String(length));
-      const up = http.request({
-        createConnection: () => net.createConnection({ path: target, allowHalfOpen: true }),
-        method,
-        path,
-        headers,
-        setHost: false,
-      } as http.RequestOptions);
-      const fail = (): void => {
-        socket.destroy();
-        up.destroy();
-      };
-      socket.on('error', fail);
-      up.on('error', (error) => {
-        if (socket.writable)
-          rawReply(
-            socket,
-            502,
-            'Bad Gateway',
-            `secpolicy: the upstream is unavailable (${(error as NodeJS.ErrnoException).code ?? error.message})`,
-          );
-      });
-      up.on('response', (ures) => {
-        // No upgrade: relay the answer and close; the client's stream never reaches the upstream.
-        let headText = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage}\r\n`;
-        const h = responseHeaders(ures.rawHeaders);
-        for (let i = 0; i < h.length; i += 2) headText += `${h[i]}: ${h[i + 1]}\r\n`;
-        socket.write(headText + 'Connection: close\r\n\r\n');
-        ures.pipe(socket);
-      });
-      up.on('upgrade', (ures, upstream, upstreamHead) => {
-        let headText = `HTTP/1.1 101 ${ures.statusMessage}\r\n`;
-        const raw = ures.rawHeaders;
-        for (let i = 0; i < raw.length; i += 2) headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
-        socket.write(headText + '\r\n');
-        if (upstreamHead.length) socket.write(upstreamHead);
-        if (rest.length) upstream.write(rest);
-        upstream.on('error', fail);
-        socket.off('error', fail);
+      try {
+        const body = all.subarray(0, length);
+        const rest = all.subarray(length);
+        const path = t.forward + t.query;
+        const headers = forwardHeaders(req, conn, verdict, method, path, true);
+        if (length > 0 || (method !== 'GET' && method !== 'HEAD')) headers.push('Content-Length', String(length));
+        const up = http.request({
+          createConnection: () => net.createConnection({ path: target, allowHalfOpen: true }),
+          method,
+          path,
+          headers,
+          setHost: false,
+        } as http.RequestOptions);
+        const fail = (): void => {
+          socket.destroy();
+          up.destroy();
+        };
         socket.on('error', fail);
-        socket.pipe(upstream);
-        upstream.pipe(socket);
-        socket.resume();
-      });
-      up.end(body);
+        up.on('error', (error) => {
+          if (socket.writable)
+            rawReply(
+              socket,
+              502,
+              'Bad Gateway',
+              `secpolicy: the upstream is unavailable (${(error as NodeJS.ErrnoException).code ?? error.message})`,
+            );
+        });
+        up.on('response', (ures) => {
+          // No upgrade: relay the answer and close; the client's stream never reaches the upstream.
+          let headText = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage}\r\n`;
+          const h = responseHeaders(ures.rawHeaders);
+          for (let i = 0; i < h.length; i += 2) headText += `${h[i]}: ${h[i + 1]}\r\n`;
+          socket.write(headText + 'Connection: close\r\n\r\n');
+          ures.pipe(socket);
+        });
+        up.on('upgrade', (ures, upstream, upstreamHead) => {
+          let headText = `HTTP/1.1 101 ${ures.statusMessage}\r\n`;
+          const raw = ures.rawHeaders;
+          for (let i = 0; i < raw.length; i += 2) headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
+          socket.write(headText + '\r\n');
+          if (upstreamHead.length) socket.write(upstreamHead);
+          if (rest.length) upstream.write(rest);
+          upstream.on('error', fail);
+          socket.off('error', fail);
+          socket.on('error', fail);
+          socket.pipe(upstream);
+          upstream.pipe(socket);
+          socket.resume();
+        });
+        up.end(body);
+      } catch {
+        socket.destroy();
+      }
     });
   };
 
@@ -493,14 +510,14 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       if (state.closing && conn.active === 0 && !conn.upgraded) req.socket.destroySoon();
     });
     if (state.closing) res.shouldKeepAlive = false;
-    if (!needsNames) return handle(req, res, conn);
+    if (!needsNames) return safely(req, res, conn);
     const pending = prepare(conn);
-    if (pending === undefined) return handle(req, res, conn);
+    if (pending === undefined) return safely(req, res, conn);
     req.pause();
     pending.then(
       () => {
         req.resume();
-        handle(req, res, conn);
+        safely(req, res, conn);
       },
       () => res.destroy(),
     );
@@ -508,11 +525,15 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   httpServer.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     const conn = conns.get(socket)!;
     const pending = prepare(conn);
-    if (pending === undefined) return upgrade(req, socket, head, conn);
-    pending.then(
-      () => upgrade(req, socket, head, conn),
-      () => socket.destroy(),
-    );
+    const go = (): void => {
+      try {
+        upgrade(req, socket, head, conn);
+      } catch {
+        socket.destroy();
+      }
+    };
+    if (pending === undefined) return go();
+    pending.then(go, () => socket.destroy());
   });
   httpServer.on('connect', (req: http.IncomingMessage, socket: net.Socket) => {
     const conn = conns.get(socket);
