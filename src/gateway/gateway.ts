@@ -282,7 +282,15 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     else if (req.headers['content-length'] !== undefined) headers.push('Content-Length', req.headers['content-length']);
     else if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked');
     else if (method !== 'GET' && method !== 'HEAD') headers.push('Content-Length', '0');
-    const up = http.request({ agent, socketPath: target, method, path, headers, setHost: false } as http.RequestOptions);
+    const up = http.request({
+      agent,
+      socketPath: target,
+      method,
+      path,
+      headers,
+      setHost: false,
+      insecureHTTPParser: false,
+    } as http.RequestOptions);
     up.on('response', (ures) => {
       res.writeHead(ures.statusCode!, ures.statusMessage, responseHeaders(ures.rawHeaders));
       ures.pipe(res);
@@ -502,26 +510,29 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
 
   // ---- the servers -------------------------------------------------------------------
 
-  const httpServer = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 }, (req, res) => {
-    const conn = conns.get(req.socket)!;
-    conn.active++;
-    res.on('close', () => {
-      conn.active--;
-      if (state.closing && conn.active === 0 && !conn.upgraded) req.socket.destroySoon();
-    });
-    if (state.closing) res.shouldKeepAlive = false;
-    if (!needsNames) return safely(req, res, conn);
-    const pending = prepare(conn);
-    if (pending === undefined) return safely(req, res, conn);
-    req.pause();
-    pending.then(
-      () => {
-        req.resume();
-        safely(req, res, conn);
-      },
-      () => res.destroy(),
-    );
-  });
+  const httpServer = http.createServer(
+    { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000, insecureHTTPParser: false },
+    (req, res) => {
+      const conn = conns.get(req.socket)!;
+      conn.active++;
+      res.on('close', () => {
+        conn.active--;
+        if (state.closing && conn.active === 0 && !conn.upgraded) req.socket.destroySoon();
+      });
+      if (state.closing) res.shouldKeepAlive = false;
+      if (!needsNames) return safely(req, res, conn);
+      const pending = prepare(conn);
+      if (pending === undefined) return safely(req, res, conn);
+      req.pause();
+      pending.then(
+        () => {
+          req.resume();
+          safely(req, res, conn);
+        },
+        () => res.destroy(),
+      );
+    },
+  );
   httpServer.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     const conn = conns.get(socket)!;
     const pending = prepare(conn);

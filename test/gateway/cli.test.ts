@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { needCommand, run, tempDir } from '../helpers/index.js';
-import { upstream } from './helpers.js';
+import { rawRequest, upstream } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -174,5 +174,32 @@ test(
       'http://docker/x',
     ]).output();
     assert.match(denied.stdout, /\n403$/);
+  },
+);
+
+test(
+  'secpolicy gateway keeps the strict HTTP parser even under NODE_OPTIONS=--insecure-http-parser',
+  { skip: needCommand('python3') },
+  async (t) => {
+    const tmp = tempDir('secpolicy-gateway-cli-');
+    t.after(() => tmp.cleanup());
+    const up = await upstream(t, tmp.path('up.sock'));
+    writeFileSync(tmp.path('gateway.yaml'), `rules:\n  - { name: me, who: { uid: ${process.getuid!()} }, allow: ["POST /x"] }\n`);
+    const gw = run(
+      process.execPath,
+      [CLI, 'gateway', '--listen', tmp.path('gw.sock'), '--to', tmp.path('up.sock'), '--policy', tmp.path('gateway.yaml')],
+      {
+        env: { ...process.env, NODE_OPTIONS: '--insecure-http-parser' },
+      },
+    );
+    t.after(() => gw.kill('SIGKILL'));
+    await stderrLine(gw, /listening on/);
+    const smuggled = 'GET /containers/abc/archive HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n';
+    const text = await rawRequest(
+      tmp.path('gw.sock'),
+      `POST /x HTTP/1.1\r\nHost: d\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${smuggled}`,
+    );
+    assert.match(text, /^HTTP\/1\.1 400 /);
+    assert.equal(up.received.length, 0);
   },
 );

@@ -218,6 +218,19 @@ test(
     assert.equal(tooBig!.headers.connection, 'close');
     assert.equal(after, undefined, 'the connection closes after a 413');
 
+    // Oversized without a declared length: cut at the bound while it streams in.
+    const mib = 'a'.repeat(256 * 1024);
+    const chunks = Array.from({ length: 5 }, () => `${mib.length.toString(16)}\r\n${mib}\r\n`).join('') + '0\r\n\r\n';
+    const [chunkedTooBig, none] = parseResponses(
+      await rawRequest(gw.path, [
+        req('POST /containers/create', { headers: ['Transfer-Encoding: chunked'], body: '' }),
+        chunks,
+        req('GET /_ping'),
+      ]),
+    );
+    assert.equal(chunkedTooBig!.status, 413);
+    assert.equal(none, undefined);
+
     // Chunked: the de-chunked bytes are checked, and exactly those are forwarded.
     const privileged = '{"HostConfig":{"Privileged":true}}';
     const chunked = (s: string) =>
