@@ -361,6 +361,7 @@ export class GoSlice<T = unknown> {
 /** A decoded struct: field name to value (an absent field is its zero value). */
 export type GoStruct = Record<string, unknown>;
 
+/** Constructors of the Go types a schema is written in. */
 export const T = {
   string: { k: 'string' } as GoType,
   bool: { k: 'bool' } as GoType,
