@@ -513,3 +513,25 @@ test('a node client on a keep-alive connection: the connection is reused and sti
   );
   assert.equal(new Set(gw.logs.map((e) => e.peer.pid)).size, 1);
 });
+
+test('binds: a symlink inside an allowed host directory that points outside it is refused', { skip: skipPy }, async (t) => {
+  const { mkdirSync, symlinkSync } = await import('node:fs');
+  const { tempDir } = await import('../helpers/index.js');
+  const host = tempDir('secpolicy-gateway-binds-');
+  t.after(() => host.cleanup());
+  mkdirSync(host.path('allowed/work'), { recursive: true });
+  symlinkSync('/', host.path('allowed/root'));
+  const gw = await gatewayFixture(t, {
+    api: 'docker',
+    rules: [{ name: 'ci', who: {}, allow: ['POST /containers/create'], docker: { binds: [`${host.dir}/allowed/**`] } }],
+  });
+  const post = async (bind: string) =>
+    parseResponses(
+      await rawRequest(gw.path, req('POST /containers/create', { body: JSON.stringify({ HostConfig: { Binds: [bind] } }), close: true })),
+    )[0]!;
+  assert.equal((await post(`${host.dir}/allowed/work:/w`)).status, 200);
+  const viaLink = await post(`${host.dir}/allowed/root:/host`);
+  assert.equal(viaLink.status, 403);
+  assert.match(JSON.parse(viaLink.body).message, /resolves to \/, which is outside the allowed host paths/);
+  assert.equal((await post(`${host.dir}/allowed/work/../../allowed/../:/up`)).status, 403);
+});
