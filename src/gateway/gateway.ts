@@ -534,6 +534,8 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     },
   );
   httpServer.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    // http has handed the socket over with its error listener removed: a reset must not crash us.
+    socket.on('error', () => socket.destroy());
     const conn = conns.get(socket)!;
     const pending = prepare(conn);
     const go = (): void => {
@@ -547,6 +549,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     pending.then(go, () => socket.destroy());
   });
   httpServer.on('connect', (req: http.IncomingMessage, socket: net.Socket) => {
+    socket.on('error', () => socket.destroy());
     const conn = conns.get(socket);
     if (conn) log?.(entry(conn, req.method!, req.url!, undefined, 'authority-form (CONNECT) targets are not served', false, 400));
     rawReply(socket, 400, 'Bad Request', 'secpolicy: bad request: CONNECT is not served');

@@ -535,3 +535,22 @@ test('binds: a symlink inside an allowed host directory that points outside it i
   assert.match(JSON.parse(viaLink.body).message, /resolves to \/, which is outside the allowed host paths/);
   assert.equal((await post(`${host.dir}/allowed/work/../../allowed/../:/up`)).status, 403);
 });
+
+test('clients that vanish in the middle of an upgrade or a CONNECT never take the gateway down', async (t) => {
+  const gw = await gatewayFixture(t, DOCKER_POLICY);
+  for (let i = 0; i < 30; i++) {
+    const s = net.connect(gw.path);
+    await once(s, 'connect');
+    // Denied upgrades (answered at once), an allowed one waiting for its body, and CONNECT.
+    const line = [
+      'POST /containers/abc/archive HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n',
+      'POST /containers/abc/attach HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 100\r\n\r\nabc',
+      'CONNECT d:80 HTTP/1.1\r\nHost: d\r\n\r\n',
+    ][i % 3]!;
+    s.on('error', () => {});
+    s.write(line);
+    s.destroy();
+  }
+  const [r] = parseResponses(await rawRequest(gw.path, req('GET /_ping', { close: true })));
+  assert.equal(r!.status, 200);
+});
