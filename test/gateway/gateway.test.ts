@@ -551,6 +551,14 @@ test('clients that vanish in the middle of an upgrade or a CONNECT never take th
     s.write(line);
     s.destroy();
   }
+  // A streamed upload and an inspected body cut off half way.
+  for (const line of ['PUT /containers/abc/archive', 'POST /containers/create']) {
+    const s = net.connect(gw.path);
+    s.on('error', () => {});
+    await once(s, 'connect');
+    s.write(`${line} HTTP/1.1\r\nHost: d\r\nContent-Length: 1000000\r\n\r\n${'x'.repeat(100_000)}`);
+    s.destroy();
+  }
   const [r] = parseResponses(await rawRequest(gw.path, req('GET /_ping', { close: true })));
   assert.equal(r!.status, 200);
 });
