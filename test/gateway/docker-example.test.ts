@@ -12,7 +12,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync,
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { IMAGE, startDockerd, startGateway, type GatewayProcess } from '../helpers/dockerd.js';
+import { IMAGE, atTeardown, startDockerd, startGateway, type GatewayProcess } from '../helpers/dockerd.js';
 import { needCommand, run, type RunAs } from '../helpers/index.js';
 
 const POLICY = fileURLToPath(new URL('../../../examples/docker-gateway/policy.yaml', import.meta.url));
@@ -44,6 +44,7 @@ function ensureAccounts(): void {
     const r = spawnSync('groupadd', ['-r', 'docker-ro'], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`groupadd docker-ro: ${r.stderr}`);
     cleanups.push(() => void spawnSync('groupdel', ['docker-ro']));
+    atTeardown(() => void (idOf('group', 'docker-ro') !== undefined && spawnSync('groupdel', ['docker-ro'])));
   }
   if (idOf('passwd', 'ci') === undefined) {
     const r = spawnSync('useradd', ['-r', '-M', '-N', '-g', 'nogroup', '-d', '/nonexistent', '-s', '/usr/sbin/nologin', 'ci'], {
@@ -51,6 +52,7 @@ function ensureAccounts(): void {
     });
     if (r.status !== 0) throw new Error(`useradd ci: ${r.stderr}`);
     cleanups.push(() => void spawnSync('userdel', ['ci']));
+    atTeardown(() => void (idOf('passwd', 'ci') !== undefined && spawnSync('userdel', ['ci'])));
   }
   ci = { uid: idOf('passwd', 'ci')!, gid: 65534 };
   // nobody, with docker-ro as a supplementary group only: memberOf sees SO_PEERGROUPS.
@@ -63,11 +65,13 @@ before(async () => {
   if (!existsSync('/srv/ci')) {
     mkdirSync('/srv/ci', { recursive: true });
     cleanups.push(() => rmdirSync('/srv/ci'));
+    atTeardown(() => existsSync('/srv/ci') && rmdirSync('/srv/ci'));
   }
   ciDir = mkdtempSync('/srv/ci/secpolicy-test-');
   chmodSync(ciDir, 0o755);
   writeFileSync(join(ciDir, 'payload'), 'from ci\n', { mode: 0o644 });
   cleanups.push(() => rmSync(ciDir, { recursive: true, force: true }));
+  atTeardown(() => rmSync(ciDir, { recursive: true, force: true }));
   gateway = await startGateway({
     socket: join(daemon.dir, 'gw.sock'),
     target: daemon.socket,

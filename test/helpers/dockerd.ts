@@ -185,6 +185,26 @@ function forceCleanup(dir: string): void {
 
 const live = new Set<string>();
 let exitHook = false;
+const lastResort: Array<() => void> = [];
+
+/**
+ * Registers synchronous cleanup (accounts, directories a test made) that also runs when the
+ * process exits or is stopped by a signal before its after() hooks ran; `fn` must be safe
+ * to call after the hook already cleaned up.
+ */
+export function atTeardown(fn: () => void): void {
+  lastResort.push(fn);
+}
+
+function runLastResort(): void {
+  for (const fn of lastResort.splice(0).reverse()) {
+    try {
+      fn();
+    } catch {
+      // best effort: the process is going away
+    }
+  }
+}
 
 /** Removes daemons that a test process which has since died left behind (its `owner` file names a pid that is gone). */
 function removeOrphans(base: string): void {
@@ -208,6 +228,7 @@ function removeOrphans(base: string): void {
 /** Cleans up and exits on a signal: the test runner stops a file that hangs with SIGTERM, which skips 'exit' handlers. */
 function onSignal(signal: NodeJS.Signals): void {
   for (const d of live) forceCleanup(d);
+  runLastResort();
   process.kill(process.pid, signal);
 }
 
@@ -276,6 +297,7 @@ export async function startDockerd(): Promise<Dockerd> {
     // Tests that crash or time out still leave nothing behind.
     process.on('exit', () => {
       for (const d of live) forceCleanup(d);
+      runLastResort();
     });
     for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(signal, onSignal);
   }
