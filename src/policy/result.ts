@@ -1,3 +1,5 @@
+import { TABLE_FLAGS } from './table.js';
+
 /**
  * Result flags: one bit per rule, the same values as the C library's
  * SECPOLICY_RESULT_* so that a port from C keeps its checks. A Decision's `result` is
@@ -24,6 +26,8 @@ export const Result = Object.freeze({
   NAMESPACE: 8192,
   /** A connection limit of the server (e.g. per uid) was reached. */
   LIMIT: 16384,
+  /** The rules of the rule table (unit, slice, userUnit, noNewPrivs): 32768 and up. */
+  ...TABLE_FLAGS,
 } as const);
 
 /** The name of any Result flag. */
