@@ -384,7 +384,8 @@ const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({});
 /** Attributes fixed at connect are not in this list: credentials, groups, label, names, the socket file. */
 const LIVE = new Set(['program', 'programStat', ...PROC_ATTRIBUTES]);
 const isLiveAttribute = (name: string): boolean => LIVE.has(name) || name.startsWith('ns:');
-const INTERNAL = new Set(['programStat', 'cgroupInfo']);
+// The executable's file identity (programStat) is what program() compares: kept in a Decision's snapshot.
+const INTERNAL = new Set(['cgroupInfo']);
 const isPublicAttribute = (name: string): boolean => !INTERNAL.has(name) && !name.includes(':');
 
 function named(name: string | undefined, missing: string): Outcome<string> {

@@ -207,3 +207,12 @@ export function resolveProcAttribute(peer: Peer, name: string): Outcome<unknown>
     return typeof r === 'string' ? no(r) : ok(r);
   });
 }
+
+/** The Markdown table of the live attributes, as docs/attributes.md carries it (a test keeps them equal). */
+export function attributesDocTable(): string {
+  const rows = PUBLIC_PROC_ATTRIBUTES.map((name) => {
+    const d = PROC_ATTRIBUTE_DEFS[name] as AttributeDef<unknown>;
+    return `| \`${name}\` | ${d.type} | ${d.when === 'live' ? 'read at the time of reading, under the pin' : 'fixed at connect'} | ${d.doc} |`;
+  });
+  return ['| attribute | type | when | source |', '|---|---|---|---|', ...rows].join('\n');
+}

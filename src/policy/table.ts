@@ -17,10 +17,10 @@ import * as v from './validate.js';
 export type FileArgs = { ok: true; args: unknown[] } | { ok: false; message: string };
 
 /** One rule of the table. */
-export interface RuleDef<A extends unknown[], C, V> {
+export interface RuleDef<A extends unknown[], C, V, N extends string = string, F extends number = number> {
   /** Name of the flag in `Result`; its value is `flag`, fixed forever once released. */
-  flagName: string;
-  flag: number;
+  flagName: N;
+  flag: F;
   /** The peer attribute the check compares (read through the pinned Peer). */
   attribute: string;
   /** What the attribute is called in failure messages. */
@@ -39,7 +39,9 @@ export interface RuleDef<A extends unknown[], C, V> {
   doc: string;
 }
 
-const define = <A extends unknown[], C, V>(def: RuleDef<A, C, V>): RuleDef<A, C, V> => Object.freeze(def);
+const define = <A extends unknown[], C, V, const N extends string, const F extends number>(
+  def: RuleDef<A, C, V, N, F>,
+): RuleDef<A, C, V, N, F> => Object.freeze(def);
 
 /** A rule's `expected` for a list: the one value, or the list ("any of"). */
 const oneOrList = (list: readonly unknown[]) => (list.length === 1 ? list[0] : list);
@@ -157,7 +159,8 @@ export type TableRuleName = keyof typeof RULE_DEFS;
 type AnyDef = RuleDef<unknown[], unknown, unknown>;
 
 /** The builder arguments of a table rule. */
-export type TableRuleArgs<K extends TableRuleName> = (typeof RULE_DEFS)[K] extends RuleDef<infer A, infer _C, infer _V> ? A : never;
+export type TableRuleArgs<K extends TableRuleName> =
+  (typeof RULE_DEFS)[K] extends RuleDef<infer A, infer _C, infer _V, string, number> ? A : never;
 
 /** The Policy builder methods the table declares: each takes the rule's arguments and returns the policy. */
 export type TableRuleMethods<P> = { [K in TableRuleName]: (...args: TableRuleArgs<K>) => P };
