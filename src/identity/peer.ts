@@ -254,7 +254,8 @@ export class Peer {
     for (const [name, r] of this.#cache) {
       if (!isLiveAttribute(name)) continue;
       this.#cache.delete(name);
-      if (keep && r.ok && isPublicAttribute(name)) (seen ??= {})[name] = r.value;
+      if (keep && r.ok && isPublicAttribute(name))
+        (seen ??= {})[name] = name === 'programStat' ? fileIdentity(r.value as FileStat) : r.value;
     }
     if (keep) this.#seen = seen ? Object.freeze(seen) : EMPTY;
   }
@@ -377,6 +378,12 @@ export class Peer {
       return no((e as Error).message);
     }
   }
+}
+
+/** The device and inode program() compared, as plain JSON-safe data. */
+function fileIdentity(s: FileStat): { dev: number; ino: number | string } {
+  const ino = Number(s.ino);
+  return { dev: Number(s.dev), ino: Number.isSafeInteger(ino) ? ino : String(s.ino) };
 }
 
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({});
