@@ -81,6 +81,8 @@ export function cgroupTrust(hierarchy: Hierarchy, path: string): Trust {
 function walk(hierarchy: Hierarchy, path: string): Trust {
   if (path.endsWith(' (deleted)')) return { trusted: false, reason: `the peer's cgroup ${path} has been removed` };
   if (path.split('/').includes('..')) return { trusted: false, reason: `the peer's cgroup ${path} is outside our cgroup namespace` };
+  // A hierarchy's root: no unprivileged process can move anything there.
+  if (path === '/') return TRUSTED;
   const mount = cgroupMounts().get(hierarchy);
   const name = hierarchy === '' ? 'cgroup v2' : `the ${hierarchy} hierarchy`;
   if (!mount) return { trusted: false, reason: `${name} is not mounted here, so who may write ${path} cannot be checked` };
