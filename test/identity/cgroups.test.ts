@@ -157,7 +157,8 @@ test(
 test('cgroupTrust: a removed cgroup and a path outside our namespace are unknown', () => {
   assert.equal(cgroupTrust('', `/docker/${'a'.repeat(64)} (deleted)`).trusted, false);
   assert.equal(cgroupTrust('', '/../../x').trusted, false);
-  assert.equal(cgroupTrust('no-such-hierarchy', '/').trusted, false);
+  assert.equal(cgroupTrust('no-such-hierarchy', '/system.slice').trusted, false, 'a hierarchy we cannot see cannot be checked');
+  assert.equal(cgroupTrust('no-such-hierarchy', '/').trusted, true, 'nobody but root places a process in a root cgroup');
 });
 
 test('noNewPrivs: a peer started with setpriv --no-new-privs passes, another fails', { skip: needCommand('setpriv') }, async (t) => {
