@@ -317,6 +317,12 @@ export class Peer {
           'no security label: no LSM provides SO_PEERSEC here',
           true,
         );
+      case 'uid':
+      case 'gid': {
+        // An id the kernel shows as the overflow id has no mapping here: it is no identity.
+        const id = name === 'uid' ? this.uid : this.gid;
+        return this.idUnmapped(name) ? no(`${name} is unmapped in our user namespace (shown as ${id})`) : ok(id);
+      }
       case 'user':
         if (this.idUnmapped('uid')) return no(`uid is unmapped in our user namespace (shown as ${this.uid})`);
         return named(userName(this.uid), `uid ${this.uid} has no user name`);

@@ -23,18 +23,7 @@ import type { NamespaceKind } from '../identity/namespaces.js';
 import { Result } from './result.js';
 import { RULE_DEFS, tableRule, type TableRuleMethods, type TableRuleName } from './table.js';
 import { PASS, isThenable, type Failure, type Rule, type RuleContext } from './rule.js';
-import {
-  callbackRule,
-  gidRule,
-  groupRule,
-  labelRule,
-  memberOfRule,
-  permsRule,
-  programRule,
-  uidRule,
-  userRule,
-  type PeerCallback,
-} from './rules.js';
+import { callbackRule, labelRule, memberOfRule, permsRule, programRule, type PeerCallback } from './rules.js';
 import * as v from './validate.js';
 import { prepareHolders } from './strict.js';
 
@@ -94,8 +83,9 @@ export interface InternalApplyOptions {
 export const DEFAULT_TIMEOUT = 5000;
 
 /**
- * The builder methods declared in the rule table (`unit`, `slice`, `userUnit`,
- * `noNewPrivs`): each adds its rule, replacing an earlier one of the same name.
+ * The builder methods declared in the rule table (`uid`, `gid`, `user`, `group`, `unit`,
+ * `slice`, `userUnit`, `noNewPrivs`): each adds its rule, replacing an earlier one of the
+ * same name.
  */
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
 export interface Policy extends TableRuleMethods<Policy> {}
@@ -178,26 +168,6 @@ export class Policy {
   /** The peer shares every one of these namespaces with us. */
   sameNamespace(kinds: NamespaceKind | NamespaceKind[]): this {
     return this.rule(sameNamespaceRule(kinds));
-  }
-
-  /** The peer's uid is one of these. */
-  uid(id: number | number[]): this {
-    return this.rule(uidRule(id));
-  }
-
-  /** The peer's primary gid is one of these. */
-  gid(id: number | number[]): this {
-    return this.rule(gidRule(id));
-  }
-
-  /** The name of the peer's uid is one of these. */
-  user(name: string | string[]): this {
-    return this.rule(userRule(name));
-  }
-
-  /** The name of the peer's primary gid is one of these. */
-  group(name: string | string[]): this {
-    return this.rule(groupRule(name));
   }
 
   /** The peer is in one of these groups, as primary or supplementary group (SO_PEERGROUPS). */

@@ -11,55 +11,6 @@ import * as v from './validate.js';
 export const anyOf = (list: readonly unknown[]) => (list.length === 1 ? list[0] : list);
 const show = (list: readonly unknown[]) => (list.length === 1 ? String(list[0]) : `one of ${list.join(', ')}`);
 
-/** An id the kernel shows as 65534 because it has no mapping here is no identity: no id rule passes on it. */
-function unmapped(peer: Peer, kind: 'uid' | 'gid'): Check | undefined {
-  return peer.idUnmapped(kind) ? unknown(`peer ${kind} is unmapped in our user namespace (shown as ${peer[kind]})`, peer[kind]) : undefined;
-}
-
-/** `uid(id)`: the peer's uid (from SO_PEERCRED) is one of these. */
-export function uidRule(value: number | number[]): Rule {
-  const list = v.ids('uid', value);
-  return {
-    name: 'uid',
-    flag: Result.UID,
-    expected: anyOf(list),
-    check: (peer) =>
-      unmapped(peer, 'uid') ?? (list.includes(peer.uid) ? PASS : fail(peer.uid, `peer uid ${peer.uid} is not ${show(list)}`)),
-  };
-}
-
-/** `gid(id)`: the peer's primary gid is one of these. */
-export function gidRule(value: number | number[]): Rule {
-  const list = v.ids('gid', value);
-  return {
-    name: 'gid',
-    flag: Result.GID,
-    expected: anyOf(list),
-    check: (peer) =>
-      unmapped(peer, 'gid') ?? (list.includes(peer.gid) ? PASS : fail(peer.gid, `peer gid ${peer.gid} is not ${show(list)}`)),
-  };
-}
-
-function nameRule(rule: 'user' | 'group', flag: number, value: string | string[]): Rule {
-  const list = v.names(rule, value);
-  return {
-    name: rule,
-    flag,
-    expected: anyOf(list),
-    check(peer) {
-      const r = peer.attempt(rule);
-      if (!r.ok) return missing(r, `peer ${rule}`);
-      const name = r.value as string;
-      return list.includes(name) ? PASS : fail(name, `peer ${rule} ${name} is not ${show(list)}`);
-    },
-  };
-}
-
-/** `user(name)`: the NSS name of the peer's uid is one of these. */
-export const userRule = (value: string | string[]) => nameRule('user', Result.USER, value);
-/** `group(name)`: the NSS name of the peer's primary gid is one of these. */
-export const groupRule = (value: string | string[]) => nameRule('group', Result.GROUP, value);
-
 /** `perms(mode)`: the socket file the connection came through has exactly these mode bits. */
 export function permsRule(value: number): Rule {
   const mode = v.mode('perms', value);

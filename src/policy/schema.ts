@@ -11,7 +11,7 @@ import { allOf, anyOfSync, not } from './combinators.js';
 import type { Rule } from './rule.js';
 import { RULE_DEFS, tableRule, type TableRuleName } from './table.js';
 import { containerRule, hostRule, programDigestRule, sameNamespaceRule, type ContainerMatch } from './container-rules.js';
-import { gidRule, groupRule, labelRule, memberOfRule, permsRule, programRule, uidRule, userRule } from './rules.js';
+import { labelRule, memberOfRule, permsRule, programRule } from './rules.js';
 
 /** A field path inside the document: keys and list indexes. */
 export type FieldPath = ReadonlyArray<string | number>;
@@ -36,10 +36,6 @@ export const RULE_KEYS: Readonly<Record<string, RuleMaker>> = Object.freeze(
   Object.assign(
     Object.create(null) as Record<string, RuleMaker>,
     {
-      uid: (value: unknown) => uidRule(value as number),
-      gid: (value: unknown) => gidRule(value as number),
-      user: (value: unknown) => userRule(value as string),
-      group: (value: unknown) => groupRule(value as string),
       memberOf: (value: unknown) => memberOfRule(value as string),
       program: (value: unknown) => programRule(value as string),
       perms: (value: unknown, path: FieldPath, walk: Walk) => permsRule(fileMode(value, path, walk)),

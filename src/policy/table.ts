@@ -61,8 +61,69 @@ export interface UserUnitMatch {
   unit?: string | string[];
 }
 
+/** A set of ids or names as the check compares them, and the list for failure records. */
+const idSet = (name: string, value: unknown) => new Set(v.ids(name, value));
+const nameSet = (name: string, value: unknown) => new Set(v.names(name, value));
+const isNot = (what: string, actual: unknown, c: ReadonlySet<unknown>) => fail(actual, `${what} ${String(actual)} is not ${show([...c])}`);
+
 /** The rules declared in the table, by name (builder method and policy-file key). */
 export const RULE_DEFS = Object.freeze({
+  /** The peer's uid (SO_PEERCRED) is one of these. An unmapped uid (shown as 65534) is unknown. */
+  uid: define({
+    flagName: 'UID',
+    flag: 4,
+    attribute: 'uid',
+    what: 'peer uid',
+    compile: (id: number | number[]) => idSet('uid', id),
+    expected: (c) => oneOrList([...c]),
+    check: (uid: number, c) => (c.has(uid) ? PASS : isNot('peer uid', uid, c)),
+    file: asArgs,
+    signature: '`uid(id \\| id[])`',
+    fileForm: '`uid: 0` or a list',
+    doc: 'peer uid (SO_PEERCRED)',
+  }),
+  /** The peer's primary gid (SO_PEERCRED) is one of these. */
+  gid: define({
+    flagName: 'GID',
+    flag: 8,
+    attribute: 'gid',
+    what: 'peer gid',
+    compile: (id: number | number[]) => idSet('gid', id),
+    expected: (c) => oneOrList([...c]),
+    check: (gid: number, c) => (c.has(gid) ? PASS : isNot('peer gid', gid, c)),
+    file: asArgs,
+    signature: '`gid(id \\| id[])`',
+    fileForm: '`gid: 0` or a list',
+    doc: 'peer primary gid (SO_PEERCRED)',
+  }),
+  /** The NSS name of the peer's uid is one of these. */
+  user: define({
+    flagName: 'USER',
+    flag: 16,
+    attribute: 'user',
+    what: 'peer user',
+    compile: (name: string | string[]) => nameSet('user', name),
+    expected: (c) => oneOrList([...c]),
+    check: (user: string, c) => (c.has(user) ? PASS : isNot('peer user', user, c)),
+    file: asArgs,
+    signature: '`user(name \\| name[])`',
+    fileForm: '`user: www-data` or a list',
+    doc: 'NSS name of the peer uid',
+  }),
+  /** The NSS name of the peer's primary gid is one of these. */
+  group: define({
+    flagName: 'GROUP',
+    flag: 32,
+    attribute: 'group',
+    what: 'peer group',
+    compile: (name: string | string[]) => nameSet('group', name),
+    expected: (c) => oneOrList([...c]),
+    check: (group: string, c) => (c.has(group) ? PASS : isNot('peer group', group, c)),
+    file: asArgs,
+    signature: '`group(name \\| name[])`',
+    fileForm: '`group: app` or a list',
+    doc: 'NSS name of the peer primary gid',
+  }),
   /** The peer runs in one of these systemd system units (e.g. `nginx.service`), read from its cgroup. */
   unit: define({
     flagName: 'UNIT',

@@ -17,19 +17,34 @@ test('docs/attributes.md carries the tables generated from the declarations', ()
   assert.equal(between('attributes'), attributesDocTable());
 });
 
-test('table flags: powers of two above the fixed flags, distinct, in Result; every table rule is a builder method and a file key', () => {
-  const fixed = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
-  const seen = new Set(fixed);
+test('table flags: one bit each, distinct; the C library values kept; new rules on free bits; every table rule is a builder method and a file key', () => {
+  // The C library's bits and the fixed flags of rules outside the table.
+  const fixed: Record<string, number> = {
+    PERMS: 1,
+    PROGRAM: 2,
+    UID: 4,
+    GID: 8,
+    USER: 16,
+    GROUP: 32,
+    CALLBACK: 64,
+    CHALLENGE: 128,
+    CREDS: 256,
+  };
+  Object.assign(fixed, { MEMBER_OF: 512, PROGRAM_DIGEST: 1024, CONTAINER: 2048, HOST: 4096, NAMESPACE: 8192, LIMIT: 16384 });
+  const taken = new Set(Object.values(fixed));
+  const table = new Set<number>();
   for (const [name, def] of Object.entries(RULE_DEFS)) {
     assert.equal(def.flag & (def.flag - 1), 0, `${name}: one bit`);
-    assert.ok(!seen.has(def.flag), `${name}: a free bit`);
-    seen.add(def.flag);
+    assert.ok(!table.has(def.flag), `${name}: a bit of its own`);
+    table.add(def.flag);
+    if (Object.hasOwn(fixed, def.flagName)) assert.equal(def.flag, fixed[def.flagName], `${name} keeps its value`);
+    else assert.ok(!taken.has(def.flag) && def.flag >= 32768, `${name}: a free bit`);
     assert.equal((Result as Record<string, number>)[def.flagName], def.flag);
     assert.equal(typeof (Policy.prototype as unknown as Record<string, unknown>)[name], 'function');
     assert.ok(Object.hasOwn(RULE_KEYS, name), `${name} is a policy-file key`);
   }
-  // The C library's values never move.
-  assert.deepEqual([Result.PERMS, Result.PROGRAM, Result.UID, Result.CREDS, Result.MEMBER_OF, Result.LIMIT], [1, 2, 4, 256, 512, 16384]);
+  for (const [k, value] of Object.entries(fixed)) assert.equal((Result as Record<string, number>)[k], value, k);
+  assert.deepEqual(Object.keys(Result).slice(0, 6), ['PERMS', 'PROGRAM', 'UID', 'GID', 'USER', 'GROUP'], 'the C order');
 });
 
 test('table checks take plain values (no peer needed)', () => {
