@@ -6,7 +6,7 @@
  * the same system calls on its own connections. Target: apply() <= 5 µs median.
  *
  * Reading the figures: with the program rule, apply() makes SO_PEERCRED, SO_PEERPIDFD (the
- * pin against pid reuse), statx of /proc/PID/exe, pidfd_send_signal(0) after it, and statx
+ * pin against pid reuse), statx of /proc/PID/exe, poll(pidfd) after it, and statx
  * of the socket file. The first time anyone looks at a process, the kernel builds its
  * /proc/PID entries and its pidfs inode; that first-touch cost is most of the figure for
  * one-process-per-connection load, in C as in JS (compare the C "first time" line).
@@ -15,7 +15,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { Policy } from '../src/index.js';
 import { groupName, peerCred, socketFd, userName } from '../src/native/index.js';
+import { parseCgroup, unitsOfPath } from '../src/identity/container.js';
 import { isMain, report } from './lib/stats.js';
 import { C_BENCH } from './lib/apply-c.js';
 
@@ -31,6 +32,7 @@ const PROCESSES = 400;
 const PER_PROCESS = 100;
 const MODE = 0o755;
 const PYTHON = '/usr/bin/python3';
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 
 /**
  * The load: forks `procs` processes that each open `per` connections, says "ready" when
@@ -71,7 +73,10 @@ async function batch(
   const sockets: net.Socket[] = [];
   const onConnection = (s: net.Socket) => void sockets.push(s);
   server.on('connection', onConnection);
-  const child = spawn(PYTHON, ['-c', FORKER, path, String(procs), String(per)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // Under no_new_privs (when setpriv is there) so that the noNewPrivs case is on its allow path; nothing else changes.
+  const argv = [PYTHON, '-c', FORKER, path, String(procs), String(per)];
+  const [cmd, ...args] = SETPRIV ? [SETPRIV, '--no-new-privs', ...argv] : argv;
+  const child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
   if (line !== 'ready') throw new Error(`load process said ${line}`);
   while (sockets.length < procs * per) await new Promise((r) => setImmediate(r));
@@ -134,6 +139,12 @@ export async function run(): Promise<void> {
     const full = new Policy().uid(uid).gid(gid).user(userName(uid)!).group(groupName(gid)!).program(PYTHON).perms(MODE);
     const noProgram = new Policy().uid(uid).gid(gid).user(userName(uid)!).group(groupName(gid)!).perms(MODE);
     const uidOnly = new Policy().uid(uid);
+    // The load runs in our own cgroup: its unit is ours (or none, then a unit it is not in).
+    const ownUnit = ownSystemUnit();
+    const uidUnit = ownUnit
+      ? new Policy().uid(uid).unit(ownUnit)
+      : new Policy().uid(uid).not(new Policy().unit('secpolicy-bench-none.service'));
+    const uidNnp = new Policy().uid(uid).noNewPrivs();
     const allowed = (d: { allowed: boolean; failures: unknown[] }) => {
       if (!d.allowed) throw new Error(`the bench policy denies its own peers: ${JSON.stringify(d.failures)}`);
     };
@@ -153,6 +164,12 @@ export async function run(): Promise<void> {
       },
       { name: 'apply without the program rule (no pin, no /proc)', fn: async (s) => allowed(await noProgram.apply(s)), samples: [] },
       { name: 'apply, uid only', fn: async (s) => allowed(await uidOnly.apply(s)), samples: [] },
+      {
+        name: `applySync, uid+unit (${ownUnit ?? 'not in secpolicy-bench-none.service'})`,
+        fn: (s) => allowed(uidUnit.applySync(s)),
+        samples: [],
+      },
+      ...(SETPRIV ? [{ name: 'applySync, uid+noNewPrivs', fn: (s: net.Socket) => allowed(uidNnp.applySync(s)), samples: [] }] : []),
     ];
     const few: Case = {
       name: `applySync, ${4 * PER_PROCESS} connections from 4 processes`,
@@ -185,6 +202,12 @@ export async function run(): Promise<void> {
     server.close();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The systemd system unit this process runs in, or null. */
+function ownSystemUnit(): string | null {
+  const info = parseCgroup(readFileSync('/proc/self/cgroup', 'utf8'));
+  return info.systemd ? unitsOfPath(info.systemd.path).unit : null;
 }
 
 /** Compiles and runs the C baseline; its figures, or why it could not run. */

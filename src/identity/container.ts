@@ -14,11 +14,23 @@ export interface Container {
   id: string;
 }
 
+/** One line of /proc/PID/cgroup: a hierarchy (`''` for cgroup v2) and the process's path in it. */
+export interface CgroupLine {
+  hierarchy: string;
+  path: string;
+}
+
 /** What /proc/PID/cgroup says. */
 export interface CgroupInfo {
   /** The process's cgroup path: the v2 path, or on v1 the systemd (else first) hierarchy's. */
   path: string | undefined;
   container: Container | null;
+  /** Where the container was read from (its hierarchy and path), for the check of who could have named it. */
+  containerAt: CgroupLine | undefined;
+  /** The path systemd manages: the v2 line unless it is the empty root of a hybrid host, else `name=systemd`. */
+  systemd: CgroupLine | undefined;
+  /** Every line with a path. */
+  lines: readonly CgroupLine[];
 }
 
 const HEX = '([0-9a-f]{64})';
@@ -70,9 +82,10 @@ export function containerOfPath(path: string): Container | null {
  * (v1 controllers beside an empty v2 tree) is read right.
  */
 export function parseCgroup(text: string): CgroupInfo {
-  let v2: string | undefined;
-  let systemd: string | undefined;
-  const v1: string[] = [];
+  let v2: CgroupLine | undefined;
+  let systemd: CgroupLine | undefined;
+  const v1: CgroupLine[] = [];
+  const lines: CgroupLine[] = [];
   for (const line of text.split('\n')) {
     const first = line.indexOf(':');
     const second = line.indexOf(':', first + 1);
@@ -80,19 +93,64 @@ export function parseCgroup(text: string): CgroupInfo {
     const path = line.slice(second + 1);
     if (!path.startsWith('/')) continue;
     const id = line.slice(0, first);
-    const controllers = line.slice(first + 1, second);
-    if (id === '0' && controllers === '') v2 = path;
-    else if (controllers === 'name=systemd') systemd = path;
-    else v1.push(path);
+    const hierarchy = line.slice(first + 1, second);
+    const entry = { hierarchy, path };
+    lines.push(entry);
+    if (id === '0' && hierarchy === '') v2 = entry;
+    else if (hierarchy === 'name=systemd') systemd = entry;
+    else v1.push(entry);
   }
+  const ordered = [v2, systemd, ...v1].filter((l): l is CgroupLine => l !== undefined);
   // v1 hierarchies usually agree: each distinct path is matched once.
-  const candidates = [...new Set([v2, systemd, ...v1])].filter((p): p is string => p !== undefined);
   let container: Container | null = null;
-  for (const p of candidates) {
-    container = containerOfPath(p);
-    if (container) break;
+  let containerAt: CgroupLine | undefined;
+  const tried = new Set<string>();
+  for (const l of ordered) {
+    if (tried.has(l.path)) continue;
+    tried.add(l.path);
+    container = containerOfPath(l.path);
+    if (container) {
+      containerAt = l;
+      break;
+    }
   }
   // The v2 path is the process's one cgroup; on hybrid hosts an empty v2 tree ('/') says less than v1.
-  const path = [v2, systemd, ...v1].find((p) => p !== undefined && p !== '/') ?? candidates[0];
-  return { path, container };
+  const path = ordered.find((l) => l.path !== '/')?.path ?? ordered[0]?.path;
+  const managed = v2 && (v2.path !== '/' || !systemd) ? v2 : (systemd ?? v2);
+  return { path, container, containerAt, systemd: managed, lines };
+}
+
+/** The systemd units a cgroup path names (as systemd reads them: slices, then the first unit). */
+export interface UnitPath {
+  /** The innermost slice before the unit (`system.slice`), null when the path has none. */
+  slice: string | null;
+  /** The first unit after the slices (`nginx.service`); `user@UID.service` is reported as `user`. */
+  unit: string | null;
+  /** The path up to the unit's parent, which must be root's alone for any of this to count. */
+  prefix: string;
+  /** For a path in a user manager's tree: its uid and the user unit (first unit after its slices). */
+  user?: { uid: number; unit: string | null };
+}
+
+const UNIT = /^[^/]+\.(?:service|scope|socket|mount|swap)$/;
+const USER_MANAGER = /^user@(\d+)\.service$/;
+
+/** Slices, then the first unit: `cg_path_get_slice` and `cg_path_get_unit` of systemd. */
+function slicesThenUnit(parts: readonly string[], from: number): { slice: string | null; unit: string | null; at: number } {
+  let slice: string | null = null;
+  let i = from;
+  while (i < parts.length && parts[i]!.endsWith('.slice')) slice = parts[i++]!;
+  const unit = i < parts.length && UNIT.test(parts[i]!) ? parts[i]! : null;
+  return { slice, unit, at: i };
+}
+
+/** Reads the slice and unit of a systemd-managed cgroup path. */
+export function unitsOfPath(path: string): UnitPath {
+  const parts = path.split('/').filter(Boolean);
+  const top = slicesThenUnit(parts, 0);
+  const prefix = `/${parts.slice(0, top.at).join('/')}`;
+  const manager = top.unit === null ? null : USER_MANAGER.exec(top.unit);
+  if (!manager) return { slice: top.slice, unit: top.unit, prefix };
+  const inner = slicesThenUnit(parts, top.at + 1);
+  return { slice: top.slice, unit: null, prefix, user: { uid: Number(manager[1]), unit: inner.unit } };
 }

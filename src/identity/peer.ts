@@ -21,11 +21,16 @@ import {
   type FileStat,
   type PeerCred,
 } from '../native/index.js';
-import type { Container } from './container.js';
-import type { Namespaces } from './namespaces.js';
-import { no, ok, type Outcome } from './outcome.js';
+import { absent, no, ok, type Outcome } from './outcome.js';
 import { Pin, type Pinning } from './pin.js';
-import { resolveProcAttribute } from './proc-attributes.js';
+import {
+  PROC_ATTRIBUTES,
+  PROC_ATTRIBUTE_DEFS,
+  PUBLIC_PROC_ATTRIBUTES,
+  resolveProcAttribute,
+  type AttributeDef,
+  type ProcAttributeValues,
+} from './proc-attributes.js';
 import { idUnmapped } from './proc.js';
 
 /** Which end of the connection we are: the side that accepted it, or the side that connected. */
@@ -41,7 +46,16 @@ export interface PeerOptions {
   socketPath?: string;
 }
 
+/**
+ * The attributes declared in the attribute table (namespaces, cgroup, container, unit,
+ * slice, userUnit, noNewPrivs, programDigest): one getter each, read under the pin at the
+ * time of reading; undefined when it cannot be read (`peer.reason(name)` says why).
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
+export interface Peer extends ProcAttributeValues {}
+
 /** The peer of a UNIX socket connection. */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class Peer {
   readonly #socket: Socket;
   readonly #side: Side;
@@ -53,6 +67,8 @@ export class Peer {
   /** Why the process could not be pinned (pid 0, exited): remembered, never retried. */
   #pinBroken: string | undefined;
   #holding = 0;
+  /** What the /proc attributes were while the last hold lasted (the values an apply()'s rules saw). */
+  #seen: Readonly<Record<string, unknown>> = EMPTY;
 
   /** @internal Use `policy.apply()` or `peerOf()`; a Peer made by hand reads the socket it is given. */
   constructor(socket: Socket, options: PeerOptions = {}) {
@@ -122,29 +138,33 @@ export class Peer {
     return this.value<string>('socketPath');
   }
 
-  /** Namespace ids (inode numbers) of the peer process; undefined when /proc cannot tell (pid 0, exited). */
-  get namespaces(): Namespaces | undefined {
-    return this.value<Namespaces>('namespaces');
-  }
-
-  /** The peer's cgroup path (/proc/PID/cgroup: the v2 path, or a v1 hierarchy's). */
-  get cgroup(): string | undefined {
-    return this.value<string>('cgroup');
-  }
-
-  /** The container the peer runs in, null on the host; undefined when its cgroup cannot be read. */
-  get container(): Container | null | undefined {
-    return this.value<Container | null>('container');
-  }
-
   /** How the process behind the connection is pinned against pid reuse (pinned on first use). */
   get pinning(): Pinning {
     if (this.#pinMethod === undefined) this.procRead(() => ok(undefined));
     return this.#pinMethod!;
   }
 
-  /** All attributes as plain data. */
+  /**
+   * Why an attribute is undefined (the peer exited, /proc unreadable, ...), read now for the
+   * attributes that describe the live process; undefined when it has a value.
+   */
+  reason(name: string): string | undefined {
+    const r = this.attempt(name);
+    return r.ok ? undefined : r.reason;
+  }
+
+  /** All attributes as plain data (the /proc ones read together, under one pin). */
   toJSON(): Record<string, unknown> {
+    this.hold();
+    try {
+      return this.#json();
+    } finally {
+      this.#holding--;
+      if (this.#holding === 0) this.#endHold(false);
+    }
+  }
+
+  #json(): Record<string, unknown> {
     return {
       pid: this.pid,
       uid: this.uid,
@@ -156,21 +176,36 @@ export class Peer {
       perms: this.perms,
       label: this.label,
       socketPath: this.socketPath,
-      namespaces: this.namespaces,
-      cgroup: this.cgroup,
-      container: this.container,
+      ...this.#tableJSON(),
       pinning: this.pinning,
     };
   }
 
-  /** @internal An attribute or the reason it is missing; read once, then cached. */
+  #tableJSON(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const name of PUBLIC_PROC_ATTRIBUTES) {
+      if ((PROC_ATTRIBUTE_DEFS[name] as AttributeDef<unknown>).json !== false) out[name] = this.value(name);
+    }
+    return out;
+  }
+
+  /**
+   * @internal An attribute or the reason it is missing. Attributes fixed at connect are
+   * read once; those describing the live process (from /proc) are kept only while a hold
+   * lasts, so that a read after apply() is of the process as it is then, pinned again.
+   */
   attempt(name: string): Outcome<unknown> {
     let r = this.#cache.get(name);
     if (r === undefined) {
       r = this.#resolve(name);
-      this.#cache.set(name, r);
+      if (this.#holding > 0 || !isLiveAttribute(name)) this.#cache.set(name, r);
     }
     return r;
+  }
+
+  /** @internal The live attributes read during the last hold (an apply()): what its rules saw. */
+  get seen(): Readonly<Record<string, unknown>> {
+    return this.#seen;
   }
 
   /** @internal The value of an attribute, or undefined when it could not be read. */
@@ -209,7 +244,20 @@ export class Peer {
 
   /** @internal Ends a {@link Peer.hold}; the pidfd is closed when the last hold ends. */
   release(): void {
-    if (this.#holding > 0 && --this.#holding === 0) this.#unpin();
+    if (this.#holding > 0 && --this.#holding === 0) this.#endHold(true);
+  }
+
+  /** The last hold ended: the pin is released and the live attributes are let go (kept in `seen`). */
+  #endHold(keep: boolean): void {
+    this.#unpin();
+    let seen: Record<string, unknown> | undefined;
+    for (const [name, r] of this.#cache) {
+      if (!isLiveAttribute(name)) continue;
+      this.#cache.delete(name);
+      if (keep && r.ok && isPublicAttribute(name))
+        (seen ??= {})[name] = name === 'programStat' ? fileIdentity(r.value as FileStat) : r.value;
+    }
+    if (keep) this.#seen = seen ? Object.freeze(seen) : EMPTY;
   }
 
   /** @internal True when the kernel could not map the peer's uid / gid into our user namespace (it shows 65534). */
@@ -264,7 +312,17 @@ export class Peer {
       case 'groups':
         return this.#fromSocket(() => peerGroups(socketFd(this.#socket)), 'SO_PEERGROUPS is not supported by this kernel');
       case 'label':
-        return this.#fromSocket(() => peerSecurityLabel(socketFd(this.#socket)), 'no security label: no LSM provides SO_PEERSEC here');
+        return this.#fromSocket(
+          () => peerSecurityLabel(socketFd(this.#socket)),
+          'no security label: no LSM provides SO_PEERSEC here',
+          true,
+        );
+      case 'uid':
+      case 'gid': {
+        // An id the kernel shows as the overflow id has no mapping here: it is no identity.
+        const id = name === 'uid' ? this.uid : this.gid;
+        return this.idUnmapped(name) ? no(`${name} is unmapped in our user namespace (shown as ${id})`) : ok(id);
+      }
       case 'user':
         if (this.idUnmapped('uid')) return no(`uid is unmapped in our user namespace (shown as ${this.uid})`);
         return named(userName(this.uid), `uid ${this.uid} has no user name`);
@@ -290,7 +348,7 @@ export class Peer {
         const path = this.attempt('socketPath');
         if (!path.ok) return path;
         const p = path.value as string;
-        if (p.startsWith('@')) return no('abstract sockets have no file permissions');
+        if (p.startsWith('@')) return absent('abstract sockets have no file permissions');
         const s = statPath(p, true);
         if (!s) return no(`cannot stat the socket file ${p}`);
         if ((s.mode & S_IFMT) !== S_IFSOCK) return no(`${p} is no longer a socket`);
@@ -312,24 +370,40 @@ export class Peer {
     try {
       const fd = socketFd(this.#socket);
       const addr = this.#side === 'server' ? localAddress(fd) : remoteAddress(fd);
-      return addr.path !== undefined ? ok(addr.path) : no('the socket is unnamed (socketpair or unbound)');
+      return addr.path !== undefined ? ok(addr.path) : absent('the socket is unnamed (socketpair or unbound)');
     } catch (e) {
       return no(`cannot read the socket address: ${(e as Error).message}`);
     }
   }
 
-  #fromSocket<T>(read: () => T | undefined, missing: string): Outcome<T> {
+  #fromSocket<T>(read: () => T | undefined, missing: string, known = false): Outcome<T> {
     try {
       const v = read();
-      return v === undefined ? no(missing) : ok(v);
+      return v === undefined ? (known ? absent(missing) : no(missing)) : ok(v);
     } catch (e) {
       return no((e as Error).message);
     }
   }
 }
 
+/** The device and inode program() compared, as plain JSON-safe data. */
+function fileIdentity(s: FileStat): { dev: number; ino: number | string } {
+  const ino = Number(s.ino);
+  return { dev: Number(s.dev), ino: Number.isSafeInteger(ino) ? ino : String(s.ino) };
+}
+
+const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/** Attributes fixed at connect are not in this list: credentials, groups, label, names, the socket file. */
+const LIVE = new Set(['program', 'programStat', ...PROC_ATTRIBUTES]);
+const isLiveAttribute = (name: string): boolean => LIVE.has(name) || name.startsWith('ns:');
+// The executable's file identity (programStat) is what program() compares: kept in a Decision's snapshot.
+const INTERNAL = new Set(['cgroupInfo']);
+const isPublicAttribute = (name: string): boolean => !INTERNAL.has(name) && !name.includes(':');
+
 function named(name: string | undefined, missing: string): Outcome<string> {
-  return name === undefined ? no(missing) : ok(name);
+  // NSS answered and knows no name: a known absence, not an unreadable attribute.
+  return name === undefined ? absent(missing) : ok(name);
 }
 
 function procError(e: unknown, what: string): string {
@@ -337,4 +411,15 @@ function procError(e: unknown, what: string): string {
   if (code === 'ENOENT' || code === 'ESRCH') return `cannot read the peer's ${what}: the peer exited`;
   if (code === 'EACCES' || code === 'EPERM') return `cannot read the peer's ${what}: permission denied in /proc`;
   return `cannot read the peer's ${what}: ${(e as Error).message}`;
+}
+
+// The table's getters, installed once on the prototype.
+for (const name of PUBLIC_PROC_ATTRIBUTES) {
+  Object.defineProperty(Peer.prototype, name, {
+    configurable: true,
+    enumerable: false,
+    get(this: Peer) {
+      return this.value(name);
+    },
+  });
 }

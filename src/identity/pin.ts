@@ -7,7 +7,7 @@
  */
 import { closeFd } from '../native/index.js';
 import { pidfdAlive, pidfdOpen, socketPeerPidfd } from '../native/pidfd.js';
-import { startTime } from './proc.js';
+import { liveStartTime as startTime } from './proc.js';
 
 /** How the process behind a connection was pinned. */
 export type Pinning = 'pidfd' | 'start-time' | 'none';

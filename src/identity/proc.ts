@@ -46,6 +46,18 @@ export function startTime(pid: number): string | undefined {
   return rest[19];
 }
 
+/**
+ * The start time of a process that is still running: undefined once it has exited, also
+ * while it is a zombie (state Z or X) whose parent has not reaped it yet.
+ */
+export function liveStartTime(pid: number): string | undefined {
+  const stat = readProc(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const state = rest[0];
+  return state === 'Z' || state === 'X' ? undefined : rest[19];
+}
+
 const unmappedCache = new Map<'uid' | 'gid', number | null>();
 
 /**

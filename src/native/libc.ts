@@ -41,6 +41,8 @@ export interface Libc {
   open: NativeFn;
   readlinkat: NativeFn;
   getdents64: NativeFn;
+  /** poll(2): a pidfd turns readable once its process has exited, zombie or reaped (pidfd.ts). */
+  poll: NativeFn;
   /** statx(2); null where libc lacks it (older musl). */
   statx: NativeFn | null;
   errno: () => number;
@@ -159,6 +161,7 @@ function load(): Libc {
     open: lib.func('int open(void *path, int flags)'),
     readlinkat: lib.func('long readlinkat(int dirfd, void *path, void *buf, size_t size)'),
     getdents64: lib.func('long syscall(long number, int fd, void *buf, size_t size)'),
+    poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)'),
     statx: optional(() => lib.func('statx', 'int', ['int', 'void *', 'int', 'uint32_t', 'void *'])),
     errno: () => koffi.errno() as number,
   };

@@ -7,7 +7,6 @@ import { ErrorCode } from '../errors.js';
 import { Errno, errnoError, libc } from './libc.js';
 
 // Same numbers on x86-64 and arm64 (the unified syscall table since Linux 5.x).
-const SYS_PIDFD_SEND_SIGNAL = 424;
 const SYS_PIDFD_OPEN = 434;
 const SOL_SOCKET = 1;
 const SO_PEERPIDFD = 77;
@@ -42,13 +41,23 @@ export function pidfdOpen(pid: number): number | 'unsupported' | 'exited' {
   throw errnoError('pidfd_open', errno, ErrorCode.NATIVE);
 }
 
+const POLLIN = 0x0001;
+// struct pollfd { int fd; short events; short revents; }
+const pollBuf = Buffer.alloc(8);
+
 /**
- * Whether the process behind a pidfd is still alive: pidfd_send_signal with signal 0
- * delivers nothing and fails with ESRCH once the process has exited. EPERM (another
- * user's process, and we are not root) still proves it alive.
+ * Whether the process behind a pidfd is still alive: the kernel makes a pidfd readable
+ * (POLLIN) once its process has exited, before the parent reaps it. A zombie still takes
+ * signals (pidfd_send_signal(0) succeeds on it) and still has /proc entries, some of them
+ * rewritten on exit (its cgroup reads as the root), so a zombie counts as gone.
  */
 export function pidfdAlive(pidfd: number): boolean {
   const c = libc();
-  if (Number(c.syscall4(SYS_PIDFD_SEND_SIGNAL, pidfd, 0, 0, 0)) === 0) return true;
-  return c.errno() === Errno.EPERM;
+  pollBuf.writeInt32LE(pidfd, 0);
+  pollBuf.writeInt16LE(POLLIN, 4);
+  pollBuf.writeInt16LE(0, 6);
+  const n = Number(c.poll(pollBuf, 1, 0));
+  // An error (EBADF: not a pidfd any more) proves nothing: not alive.
+  if (n < 0) return false;
+  return n === 0 || (pollBuf.readInt16LE(6) & POLLIN) === 0;
 }

@@ -35,7 +35,7 @@ export async function connect(options: ConnectOptions): Promise<net.Socket> {
   const abstract = typeof path === 'string' && path.startsWith('\0') && path.length > 1;
   if (!abstract && !v.isName(path)) throw invalidArg('options.path', 'a socket path (or "\\0name" for an abstract socket)', path);
   if (!(o.policy instanceof Policy)) throw invalidArg('options.policy', 'a Policy', o.policy);
-  const policy = o.policy;
+  const policy = o.policy.snapshot();
   const timeout = v.timeout('options.timeout', o.timeout, DEFAULT_TIMEOUT);
   const signal = v.signal('options.signal', o.signal);
   if (signal?.aborted) throw aborted();

@@ -50,5 +50,6 @@ function limitDecision(peer: Peer, max: number, current: number): Decision {
         message: `uid ${peer.uid} already holds ${current} connection${current === 1 ? '' : 's'} (maxConnectionsPerUid is ${max})`,
       },
     ],
+    attributes: {},
   };
 }

@@ -58,7 +58,8 @@ export function verifierConfig(
     throw invalidArg(`${where}.maxConnectionsPerUid`, 'a positive integer', max);
   }
   const maxPayload = maxPayloadOption(`${where}.maxPayload`, options.maxPayload);
-  return { policy, handshakeTimeout, maxPayload, limiter: max === undefined ? undefined : new UidLimiter(max), source };
+  // A frozen snapshot: rules added to the policy later never reach this verifier.
+  return { policy: policy.snapshot(), handshakeTimeout, maxPayload, limiter: max === undefined ? undefined : new UidLimiter(max), source };
 }
 
 /** @internal True when the policy can be decided without waiting (no challenge, no callback). */

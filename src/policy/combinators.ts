@@ -1,6 +1,11 @@
-/** allOf / anyOf / not: rules made of rules, for policy files and the builder alike. */
+/**
+ * allOf / anyOf / not: rules made of rules, for policy files and the builder alike. They
+ * are three-valued: a member that cannot be decided (unknown) never turns into a pass.
+ * `not(unknown)` is unknown; `anyOf` passes only on a member that truly passed; `allOf`
+ * is unknown when a member is unknown and none truly failed.
+ */
 import type { Peer } from '../identity/peer.js';
-import { PASS, fail, isThenable, type Check, type Failure, type Rule, type RuleContext } from './rule.js';
+import { PASS, fail, isThenable, unknown, type Check, type Failure, type Rule, type RuleContext } from './rule.js';
 
 /** Runs rules in order; returns their failures (sync when every rule answered sync). */
 export function runRules(rules: readonly Rule[], peer: Peer, context: RuleContext): Failure[] | Promise<Failure[]> {
@@ -32,15 +37,33 @@ async function finishAsync(
   return failures;
 }
 
+/** The one place a failure record is made. */
 export function record(rule: Rule, check: Check & { pass: false }): Failure {
-  return { flag: check.flag ?? rule.flag, rule: rule.name, expected: rule.expected, actual: check.actual, message: check.message };
+  const f: Failure = {
+    flag: check.flag ?? rule.flag,
+    rule: rule.name,
+    expected: rule.expected,
+    actual: check.actual,
+    message: check.message,
+  };
+  if (check.unknown) f.unknown = true;
+  return f;
 }
 
 const flagsOf = (failures: readonly Failure[]) => failures.reduce((f, x) => f | x.flag, 0);
+const messages = (failures: readonly Failure[], sep: string) => failures.map((f) => f.message).join(sep);
 
 function combine(rules: readonly Rule[], done: (failures: Failure[]) => Check, peer: Peer, context: RuleContext) {
   const r = runRules(rules, peer, context);
   return isThenable(r) ? r.then(done) : done(r);
+}
+
+/** allOf's verdict: a true failure decides; else any unknown member makes it unknown. */
+function allOfVerdict(failures: Failure[]): Check {
+  if (failures.length === 0) return PASS;
+  const flag = flagsOf(failures);
+  if (failures.some((f) => !f.unknown)) return fail(failures, messages(failures, '; '), flag);
+  return unknown(messages(failures, '; ').replace(/^unknown: /, ''), failures, flag);
 }
 
 /** Every member must hold. */
@@ -50,14 +73,15 @@ export function allOf(rules: readonly Rule[]): Rule {
     flag: rules.reduce((f, r) => f | r.flag, 0),
     expected: rules.map(describeRule),
     async: rules.some((r) => r.async),
-    check: (peer, context) =>
-      combine(
-        rules,
-        (failures) => (failures.length === 0 ? PASS : fail(failures, failures.map((f) => f.message).join('; '), flagsOf(failures))),
-        peer,
-        context,
-      ),
+    check: (peer, context) => combine(rules, allOfVerdict, peer, context),
   };
+}
+
+/** anyOf's verdict once no member passed: unknown if any member was unknown. */
+function anyOfVerdict(all: Failure[]): Check {
+  const flag = flagsOf(all);
+  if (all.some((f) => f.unknown)) return unknown(`no alternative is known to hold: ${messages(all, ' | ')}`, all, flag);
+  return fail(all, `none of the alternatives holds: ${messages(all, ' | ')}`, flag);
 }
 
 /** At least one member must hold; the members are tried in order and stop at the first that holds. */
@@ -74,7 +98,7 @@ export function anyOf(rules: readonly Rule[]): Rule {
         if (r.pass) return PASS;
         all.push(record(rule, r));
       }
-      return fail(all, `none of the alternatives holds: ${all.map((f) => f.message).join(' | ')}`, flagsOf(all));
+      return anyOfVerdict(all);
     },
   };
 }
@@ -93,15 +117,18 @@ export function anyOfSync(rules: readonly Rule[]): Rule {
         if (r.pass) return PASS;
         all.push(record(rule, r));
       }
-      return fail(all, `none of the alternatives holds: ${all.map((f) => f.message).join(' | ')}`, flagsOf(all));
+      return anyOfVerdict(all);
     },
   };
 }
 
-/** The member must not hold. */
+/** The member must not hold; a member that cannot be decided leaves `not` undecided too. */
 export function not(rule: Rule): Rule {
-  const invert = (r: Check): Check =>
-    r.pass ? fail(describeRule(rule), `the peer matches ${JSON.stringify(describeRule(rule))}, which is excluded`) : PASS;
+  const invert = (r: Check): Check => {
+    if (r.pass) return fail(describeRule(rule), `the peer matches ${JSON.stringify(describeRule(rule))}, which is excluded`);
+    if (r.unknown) return unknown(r.message, r.actual);
+    return PASS;
+  };
   return {
     name: 'not',
     flag: rule.flag,
@@ -111,6 +138,17 @@ export function not(rule: Rule): Rule {
       const r = rule.check(peer, context);
       return isThenable(r) ? r.then(invert) : invert(r);
     },
+  };
+}
+
+/** A nested policy's own context (its strict mode) for its rules, whatever the outer policy says. */
+export function withContext(rule: Rule, context: RuleContext): Rule {
+  return {
+    name: rule.name,
+    flag: rule.flag,
+    expected: rule.expected,
+    ...(rule.async !== undefined && { async: rule.async }),
+    check: (peer, outer) => rule.check(peer, outer.strict ? outer : context),
   };
 }
 

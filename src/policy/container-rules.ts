@@ -8,13 +8,19 @@ import type { Container } from '../identity/container.js';
 import { NAMESPACE_KINDS, ownNamespaces, type NamespaceKind } from '../identity/namespaces.js';
 import type { Peer } from '../identity/peer.js';
 import { Result } from './result.js';
-import { PASS, fail, type Check, type Rule } from './rule.js';
+import { PASS, fail, missing, unknown, type Check, type Rule } from './rule.js';
 import { anyOf, setStrictHolders } from './rules.js';
-import { strictHoldersCheck } from './strict.js';
+import { checkHolders } from './strict.js';
 import * as v from './validate.js';
 
+/** The one adapter between strict mode's three-valued holder verdict and a rule's Check. */
+export function strictVerdict(peer: Peer, paths: readonly string[]): Check {
+  const r = checkHolders(peer, paths);
+  return r.verdict === 'pass' ? PASS : r.verdict === 'unknown' ? unknown(r.message, r.actual) : fail(r.actual, r.message);
+}
+
 // Every Policy imports this module for its builder methods: strict mode is always wired.
-setStrictHolders(strictHoldersCheck);
+setStrictHolders(strictVerdict);
 
 const HEX64 = /^[0-9a-fA-F]{64}$/;
 
@@ -29,7 +35,7 @@ export function programDigestRule(value: string | string[]): Rule {
     expected: anyOf(list),
     check(peer) {
       const r = peer.attempt('programDigest');
-      if (!r.ok) return fail(undefined, `peer program digest unknown: ${r.reason}`);
+      if (!r.ok) return missing(r, 'peer program digest');
       const digest = r.value as string;
       return list.includes(digest)
         ? PASS
@@ -68,7 +74,7 @@ export function containerRule(value: ContainerMatch = true): Rule {
     expected,
     check(peer) {
       const r = peer.attempt('container');
-      if (!r.ok) return fail(undefined, `peer container unknown: ${r.reason}`);
+      if (!r.ok) return missing(r, 'peer container');
       const c = r.value as Container | null;
       if (c === null) return fail(null, `peer is not in a container (cgroup ${peer.cgroup ?? 'unknown'})`);
       const what = `${c.runtime} container ${c.id}`;
@@ -84,11 +90,11 @@ export function containerRule(value: ContainerMatch = true): Rule {
 /** Passes when the peer shares every one of `kinds` with us. */
 function namespacesOf(peer: Peer, kinds: readonly NamespaceKind[]): Check {
   const ours = ownNamespaces();
-  if (typeof ours === 'string') return fail(undefined, `our own namespaces unknown: ${ours}`);
+  if (typeof ours === 'string') return unknown(`our own namespaces: ${ours}`);
   const theirs: Partial<Record<NamespaceKind, number>> = {};
   for (const k of kinds) {
     const r = peer.attempt(`ns:${k}`);
-    if (!r.ok) return fail(undefined, `peer ${k} namespace unknown: ${r.reason}`);
+    if (!r.ok) return missing(r, `peer ${k} namespace`);
     theirs[k] = r.value as number;
   }
   const differ = kinds.filter((k) => theirs[k] !== ours[k]);

@@ -17,23 +17,13 @@ import {
 } from '../challenge/index.js';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Peer, type PeerOptions } from '../identity/peer.js';
-import { allOf, anyOfSync, not, record, runRules } from './combinators.js';
+import { allOf, anyOfSync, not, record, runRules, withContext } from './combinators.js';
 import { containerRule, hostRule, programDigestRule, sameNamespaceRule, type ContainerMatch } from './container-rules.js';
 import type { NamespaceKind } from '../identity/namespaces.js';
 import { Result } from './result.js';
-import { isThenable, type Failure, type Rule, type RuleContext } from './rule.js';
-import {
-  callbackRule,
-  gidRule,
-  groupRule,
-  labelRule,
-  memberOfRule,
-  permsRule,
-  programRule,
-  uidRule,
-  userRule,
-  type PeerCallback,
-} from './rules.js';
+import { RULE_DEFS, tableRule, type TableRuleMethods, type TableRuleName } from './table.js';
+import { PASS, isThenable, type Failure, type Rule, type RuleContext } from './rule.js';
+import { callbackRule, labelRule, memberOfRule, permsRule, programRule, type PeerCallback } from './rules.js';
 import * as v from './validate.js';
 import { prepareHolders } from './strict.js';
 
@@ -50,6 +40,11 @@ export interface Decision {
   peer: Peer;
   /** One record per failed rule: what was expected and what was found. */
   failures: Failure[];
+  /**
+   * The attributes of the live process the rules read (program, cgroup, container, ...),
+   * as they were while the rules ran. `peer.program` and the like read the process again.
+   */
+  attributes: Readonly<Record<string, unknown>>;
 }
 
 /** Options of `new Policy()`. */
@@ -87,18 +82,57 @@ export interface InternalApplyOptions {
 /** Default bound on a challenge exchange, in ms. */
 export const DEFAULT_TIMEOUT = 5000;
 
+/**
+ * The builder methods declared in the rule table (`uid`, `gid`, `user`, `group`, `unit`,
+ * `slice`, `userUnit`, `noNewPrivs`): each adds its rule, replacing an earlier one of the
+ * same name.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
+export interface Policy extends TableRuleMethods<Policy> {}
+
 /** A set of rules a peer must satisfy. */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class Policy {
   readonly #rules = new Map<string, Rule>();
   readonly #extra: Rule[] = [];
   readonly #strict: boolean;
+  /** A nested policy (anyOf / allOf / not) is strict: its holder scan is prepared like ours. */
+  #nestedStrict = false;
   #challenge: ChallengeConfig = {};
   #ordered: Rule[] | undefined;
+  #frozen = false;
 
   constructor(options?: PolicyOptions) {
     const o = v.options<PolicyOptions>('options', options);
     if (o.strict !== undefined && typeof o.strict !== 'boolean') throw invalidArg('options.strict', 'a boolean', o.strict);
     this.#strict = o.strict ?? false;
+  }
+
+  /**
+   * A frozen copy of this policy as it is now. createServer(), guard(), connect() and
+   * createProxy() verify with one, so a rule added later never reaches a verifier already
+   * installed; a rule method on the copy throws ERR_SECPOLICY_INVALID_ARG.
+   */
+  snapshot(): Policy {
+    if (this.#frozen) return this;
+    const copy = new Policy({ strict: this.#strict });
+    for (const [key, rule] of this.#rules) copy.#rules.set(key, rule);
+    copy.#extra.push(...this.#extra);
+    copy.#nestedStrict = this.#nestedStrict;
+    copy.#challenge = { ...this.#challenge };
+    copy.#ordered = [...this.rules];
+    copy.#frozen = true;
+    return copy;
+  }
+
+  /** True for a snapshot (see {@link Policy.snapshot}), whose rules cannot change. */
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
+  #change(): void {
+    if (this.#frozen) throw invalidArg('policy', 'a policy that is not a frozen snapshot (change the original and install it again)', this);
+    this.#ordered = undefined;
   }
 
   /** Whether the exec-after-connect defence is on. */
@@ -136,26 +170,6 @@ export class Policy {
     return this.rule(sameNamespaceRule(kinds));
   }
 
-  /** The peer's uid is one of these. */
-  uid(id: number | number[]): this {
-    return this.rule(uidRule(id));
-  }
-
-  /** The peer's primary gid is one of these. */
-  gid(id: number | number[]): this {
-    return this.rule(gidRule(id));
-  }
-
-  /** The name of the peer's uid is one of these. */
-  user(name: string | string[]): this {
-    return this.rule(userRule(name));
-  }
-
-  /** The name of the peer's primary gid is one of these. */
-  group(name: string | string[]): this {
-    return this.rule(groupRule(name));
-  }
-
   /** The peer is in one of these groups, as primary or supplementary group (SO_PEERGROUPS). */
   memberOf(group: string | number | Array<string | number>): this {
     return this.rule(memberOfRule(group));
@@ -180,6 +194,7 @@ export class Policy {
   challengeSend(create: ChallengeCreate, verify: ChallengeVerify): this {
     v.func('create', create);
     v.func('verify', verify);
+    this.#change();
     this.#challenge = { ...this.#challenge, send: { create, verify }, secret: undefined };
     return this;
   }
@@ -187,35 +202,44 @@ export class Policy {
   /** We answer the peer's challenge with `await solve(challenge)`. */
   challengeReceive(solve: ChallengeSolve): this {
     v.func('solve', solve);
+    this.#change();
     this.#challenge = { ...this.#challenge, receive: solve, secret: undefined };
     return this;
   }
 
   /** Built-in mutual HMAC-SHA256 challenge with a shared secret (PROTOCOL.md). */
   sharedSecret(secret: SharedSecret): this {
-    this.#challenge = { secret: validateSecret(secret) };
+    const checked = validateSecret(secret);
+    this.#change();
+    this.#challenge = { secret: checked };
     return this;
   }
 
   /** Every one of these policies' rules must hold. */
   allOf(...policies: Policy[]): this {
-    this.#extra.push(allOf(policies.map((p, i) => Policy.#asRule(p, `allOf[${i}]`))));
-    this.#ordered = undefined;
+    const rule = allOf(policies.map((p, i) => Policy.#asRule(p, `allOf[${i}]`)));
+    this.#change();
+    if (policies.some((p) => p.#usesStrict)) this.#nestedStrict = true;
+    this.#extra.push(rule);
     return this;
   }
 
   /** At least one of these policies must hold. */
   anyOf(...policies: Policy[]): this {
     if (policies.length === 0) throw invalidArg('anyOf', 'at least one Policy', policies);
-    this.#extra.push(anyOfSync(policies.map((p, i) => Policy.#asRule(p, `anyOf[${i}]`))));
-    this.#ordered = undefined;
+    const rule = anyOfSync(policies.map((p, i) => Policy.#asRule(p, `anyOf[${i}]`)));
+    this.#change();
+    if (policies.some((p) => p.#usesStrict)) this.#nestedStrict = true;
+    this.#extra.push(rule);
     return this;
   }
 
   /** This policy must not hold. */
   not(policy: Policy): this {
-    this.#extra.push(not(Policy.#asRule(policy, 'not')));
-    this.#ordered = undefined;
+    const rule = not(Policy.#asRule(policy, 'not'));
+    this.#change();
+    if (policy.#usesStrict) this.#nestedStrict = true;
+    this.#extra.push(rule);
     return this;
   }
 
@@ -225,8 +249,8 @@ export class Policy {
    */
   rule(rule: Rule, key: string = rule.name): this {
     if (typeof rule !== 'object' || rule === null || typeof rule.check !== 'function') throw invalidArg('rule', 'a Rule', rule);
+    this.#change();
     this.#rules.set(key, rule);
-    this.#ordered = undefined;
     return this;
   }
 
@@ -247,12 +271,16 @@ export class Policy {
     if (!(policy instanceof Policy)) throw invalidArg(where, 'a Policy', policy);
     if (policy.hasChallenge) throw invalidArg(where, 'a Policy without a challenge (challenges cannot be nested)', policy);
     const rules = policy.rules;
-    return rules.length === 1 ? rules[0]! : allOf(rules);
+    const rule = rules.length === 1 ? rules[0]! : allOf(rules);
+    // A strict policy stays strict inside anyOf / allOf / not, whatever the outer policy says.
+    return policy.strict ? withContext(rule, STRICT) : rule;
   }
 
   /**
    * Verifies the peer of a connected UNIX stream socket. Rejects with a SecpolicyError only
    * when no verification is possible; a failed rule is a Decision with `allowed: false`.
+   * `timeout` and `signal` bound the whole verification: a callback that never settles is
+   * cut off (ERR_SECPOLICY_TIMEOUT / ERR_SECPOLICY_ABORTED) and its pin released.
    */
   async apply(socket: Socket, options?: ApplyOptions): Promise<Decision> {
     const o = v.options<ApplyOptions>('options', options);
@@ -261,15 +289,14 @@ export class Policy {
     const maxPayload = maxPayloadOption('options.maxPayload', o.maxPayload);
     const peer = (o as InternalApplyOptions)[knownPeer] ?? new Peer(socket, peerOptions(o));
     // Strict mode: the holder scan runs off the event loop, shared with concurrent verifications.
-    const holders = this.#strict ? await prepareHolders(peer) : undefined;
-    // One pin serves every /proc read of the rules; it is released before the exchange.
-    peer.hold();
+    const holders = this.#usesStrict ? await prepareHolders(peer) : undefined;
     let failures: Failure[];
     try {
-      const pending = runRules(this.rules, peer, this.#context());
-      failures = isThenable(pending) ? await pending : pending;
+      const pending = this.#evaluate(peer);
+      // An explicit timeout bounds callbacks too; the default bounds only the exchange.
+      const bound = o.timeout === undefined ? undefined : timeout;
+      failures = isThenable(pending) ? await bounded(pending, bound, signal) : pending;
     } finally {
-      peer.release();
       holders?.release();
     }
     // The exchange runs only for a peer that passed the identity rules: no secret work is
@@ -277,15 +304,10 @@ export class Policy {
     if (failures.length === 0 && this.hasChallenge) {
       const verified = await runChallenge(socket, this.#challenge, { role: peer.side, timeout, maxPayload, ...(signal && { signal }) });
       if (verified.ok === false) {
-        failures.push(
-          record(
-            { name: 'challenge', flag: Result.CHALLENGE, expected: 'a valid response', check: () => ({ pass: true }) },
-            { pass: false, actual: verified.actual, message: verified.message },
-          ),
-        );
+        failures.push(record(CHALLENGE_RULE, { pass: false, actual: verified.actual, message: verified.message }));
       }
     }
-    return decide(peer, failures);
+    return decisionOf(peer, failures);
   }
 
   /**
@@ -298,23 +320,52 @@ export class Policy {
     }
     const o = v.options<ApplyOptions>('options', options);
     const peer = (o as InternalApplyOptions)[knownPeer] ?? new Peer(socket, peerOptions(o));
+    const failures = this.#evaluate(peer);
+    if (isThenable(failures)) {
+      // The pin is released when the callback settles (#evaluate); nobody waits for it.
+      failures.then(undefined, () => {});
+      throw new SecpolicyError(ErrorCode.ASYNC_RULE, 'a callback of this policy returned a promise: use apply()');
+    }
+    return decisionOf(peer, failures);
+  }
+
+  /**
+   * The one evaluator of apply() and applySync(): one pin (one pidfd) serves every /proc
+   * read of the rules and is released when they are done, however they end.
+   */
+  #evaluate(peer: Peer): Failure[] | Pending {
     peer.hold();
-    let failures: Failure[] | Promise<Failure[]>;
+    let pending: Failure[] | Promise<Failure[]>;
     try {
-      failures = runRules(this.rules, peer, this.#context());
+      pending = runRules(this.rules, peer, this.#context());
     } catch (error) {
       peer.release();
       throw error;
     }
-    if (isThenable(failures)) {
-      failures.then(
-        () => peer.release(),
-        () => peer.release(),
-      );
-      throw new SecpolicyError(ErrorCode.ASYNC_RULE, 'a callback of this policy returned a promise: use apply()');
+    if (!isThenable(pending)) {
+      peer.release();
+      return pending;
     }
-    peer.release();
-    return decide(peer, failures);
+    let released = false;
+    const release = (): void => {
+      if (!released) {
+        released = true;
+        peer.release();
+      }
+    };
+    const settled = pending.then(
+      (failures) => (release(), failures),
+      (error: unknown) => {
+        release();
+        throw error;
+      },
+    );
+    return Object.assign(settled, { release });
+  }
+
+  /** True when this policy or one nested in it runs strict mode. */
+  get #usesStrict(): boolean {
+    return this.#strict || this.#nestedStrict;
   }
 
   #context(): RuleContext {
@@ -338,10 +389,48 @@ function peerOptions(o: Partial<ApplyOptions>): PeerOptions {
   return out;
 }
 
-function decide(peer: Peer, failures: Failure[]): Decision {
+/** Rules still being decided (a callback), with a way to let go of their pin early. */
+type Pending = Promise<Failure[]> & { release(): void };
+
+const CHALLENGE_RULE: Rule = Object.freeze({ name: 'challenge', flag: Result.CHALLENGE, expected: 'a valid response', check: () => PASS });
+
+/**
+ * Waits for the rules, bounded by `timeout` and `signal`. When the bound ends first, the
+ * pin is released at once (`onCut`): a callback that never settles keeps no pidfd.
+ */
+function bounded(pending: Pending, timeout: number | undefined, signal: AbortSignal | undefined): Promise<Failure[]> {
+  if (timeout === undefined && signal === undefined) return pending;
+  return new Promise<Failure[]>((resolve, reject) => {
+    const cut = (error: SecpolicyError): void => {
+      cleanup();
+      pending.release();
+      // The rules' own end, if it ever comes, has nobody to tell.
+      pending.then(undefined, () => {});
+      reject(error);
+    };
+    const onAbort = (): void => cut(new SecpolicyError(ErrorCode.ABORTED, 'verification aborted', { cause: signal?.reason }));
+    const timer =
+      timeout === undefined
+        ? undefined
+        : setTimeout(() => cut(new SecpolicyError(ErrorCode.TIMEOUT, `the rules were not decided within ${timeout} ms`)), timeout);
+    const cleanup = (): void => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    pending.then(
+      (failures) => (cleanup(), resolve(failures)),
+      (error: unknown) => (cleanup(), reject(error)),
+    );
+  });
+}
+
+/** @internal The one place a Decision is made (also for a server's connection limit). */
+export function decisionOf(peer: Peer, failures: Failure[]): Decision {
   let result = 0;
   for (const f of failures) result |= f.flag;
-  const decision: Decision = { result, allowed: result === 0, peer, failures };
+  const decision: Decision = { result, allowed: result === 0, peer, failures, attributes: peer.seen };
   if (decisionChannel.hasSubscribers) decisionChannel.publish(decision);
   if (result !== 0)
     log('denied pid=%d uid=%d result=0x%s: %s', peer.pid, peer.uid, result.toString(16), failures.map((f) => f.message).join('; '));
@@ -359,4 +448,15 @@ function validateSecret(secret: unknown): SharedSecret {
     return { keyFile };
   }
   throw invalidArg('secret', 'a Uint8Array or { keyFile: string }', secret);
+}
+
+// The table's builder methods, installed once on the prototype.
+for (const name of Object.keys(RULE_DEFS) as TableRuleName[]) {
+  Object.defineProperty(Policy.prototype, name, {
+    configurable: true,
+    writable: true,
+    value(this: Policy, ...args: unknown[]): Policy {
+      return this.rule(tableRule(name, args));
+    },
+  });
 }

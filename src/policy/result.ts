@@ -1,9 +1,7 @@
-/**
- * Result flags: one bit per rule, the same values as the C library's
- * SECPOLICY_RESULT_* so that a port from C keeps its checks. A Decision's `result` is
- * the OR of the flags of every failed rule; 0 means trusted.
- */
-export const Result = Object.freeze({
+import { TABLE_FLAGS, type TableFlags } from './table.js';
+
+/** The flags, in the C library's order; the rule table's entries (same values for its C rules) are laid over them. */
+const FLAGS = {
   PERMS: 1,
   PROGRAM: 2,
   UID: 4,
@@ -24,7 +22,15 @@ export const Result = Object.freeze({
   NAMESPACE: 8192,
   /** A connection limit of the server (e.g. per uid) was reached. */
   LIMIT: 16384,
-} as const);
+} as const;
+
+/**
+ * Result flags: one bit per rule, the same values as the C library's
+ * SECPOLICY_RESULT_* so that a port from C keeps its checks. A Decision's `result` is
+ * the OR of the flags of every failed rule; 0 means trusted. The rule table's new rules
+ * (unit, slice, userUnit, noNewPrivs) take the bits from 32768 up.
+ */
+export const Result: Readonly<Omit<typeof FLAGS, keyof TableFlags> & TableFlags> = Object.freeze(Object.assign({ ...FLAGS }, TABLE_FLAGS));
 
 /** The name of any Result flag. */
 export type ResultFlag = keyof typeof Result;

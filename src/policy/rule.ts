@@ -4,8 +4,12 @@
  */
 import type { Peer } from '../identity/peer.js';
 
-/** What a rule's check found. */
-export type Check = { pass: true } | { pass: false; actual: unknown; message: string; flag?: number };
+/**
+ * What a rule's check found: it holds, it does not, or (`unknown: true`) it cannot be
+ * told because the attribute it needs could not be read. Unknown denies like a failure,
+ * and the combinators keep it unknown: `not` of unknown is unknown, never a pass.
+ */
+export type Check = { pass: true } | { pass: false; actual: unknown; message: string; flag?: number; unknown?: true };
 
 /** Context a rule check gets besides the peer. */
 export interface RuleContext {
@@ -33,6 +37,8 @@ export interface Failure {
   expected: unknown;
   actual: unknown;
   message: string;
+  /** Set when the rule could not be decided (its attribute was unreadable); the message then begins `unknown: `. */
+  unknown?: true;
 }
 
 /** The one passing check result (frozen, shared). */
@@ -41,6 +47,17 @@ export const PASS: Check = Object.freeze({ pass: true });
 /** A failing check result: what was found and why it fails (`flag` overrides the rule's). */
 export function fail(actual: unknown, message: string, flag?: number): Check {
   return flag === undefined ? { pass: false, actual, message } : { pass: false, actual, message, flag };
+}
+
+/** An undecidable check: the attribute could not be read (`why`); the message reads `unknown: <why>`. */
+export function unknown(why: string, actual: unknown = undefined, flag?: number): Check {
+  const message = why.startsWith('unknown: ') ? why : `unknown: ${why}`;
+  return flag === undefined ? { pass: false, actual, message, unknown: true } : { pass: false, actual, message, flag, unknown: true };
+}
+
+/** A failed read as a check: unknown, or a failure when the attribute is known to be absent. */
+export function missing(r: { reason: string; absent?: true }, what: string, actual: unknown = undefined): Check {
+  return r.absent ? fail(actual, `${what}: ${r.reason}`) : unknown(`${what}: ${r.reason}`);
 }
 
 /** True for a promise or any object with a `then` method. */

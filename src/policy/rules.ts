@@ -4,61 +4,12 @@ import { formatMode, gidOf, statPath, type FileStat } from '../native/index.js';
 import type { Peer } from '../identity/peer.js';
 import { idUnmapped } from '../identity/proc.js';
 import { Result } from './result.js';
-import { PASS, fail, isThenable, type Check, type Rule, type RuleContext } from './rule.js';
+import { PASS, fail, isThenable, missing, unknown, type Check, type Rule, type RuleContext } from './rule.js';
 import * as v from './validate.js';
 
 /** A rule's `expected` for a list: the one value, or the list ("any of"). */
 export const anyOf = (list: readonly unknown[]) => (list.length === 1 ? list[0] : list);
 const show = (list: readonly unknown[]) => (list.length === 1 ? String(list[0]) : `one of ${list.join(', ')}`);
-
-/** An id the kernel shows as 65534 because it has no mapping here is no identity: no id rule passes on it. */
-function unmapped(peer: Peer, kind: 'uid' | 'gid'): Check | undefined {
-  return peer.idUnmapped(kind) ? fail(peer[kind], `peer ${kind} is unmapped in our user namespace (shown as ${peer[kind]})`) : undefined;
-}
-
-/** `uid(id)`: the peer's uid (from SO_PEERCRED) is one of these. */
-export function uidRule(value: number | number[]): Rule {
-  const list = v.ids('uid', value);
-  return {
-    name: 'uid',
-    flag: Result.UID,
-    expected: anyOf(list),
-    check: (peer) =>
-      unmapped(peer, 'uid') ?? (list.includes(peer.uid) ? PASS : fail(peer.uid, `peer uid ${peer.uid} is not ${show(list)}`)),
-  };
-}
-
-/** `gid(id)`: the peer's primary gid is one of these. */
-export function gidRule(value: number | number[]): Rule {
-  const list = v.ids('gid', value);
-  return {
-    name: 'gid',
-    flag: Result.GID,
-    expected: anyOf(list),
-    check: (peer) =>
-      unmapped(peer, 'gid') ?? (list.includes(peer.gid) ? PASS : fail(peer.gid, `peer gid ${peer.gid} is not ${show(list)}`)),
-  };
-}
-
-function nameRule(rule: 'user' | 'group', flag: number, value: string | string[]): Rule {
-  const list = v.names(rule, value);
-  return {
-    name: rule,
-    flag,
-    expected: anyOf(list),
-    check(peer) {
-      const r = peer.attempt(rule);
-      if (!r.ok) return fail(undefined, `peer ${rule} unknown: ${r.reason}`);
-      const name = r.value as string;
-      return list.includes(name) ? PASS : fail(name, `peer ${rule} ${name} is not ${show(list)}`);
-    },
-  };
-}
-
-/** `user(name)`: the NSS name of the peer's uid is one of these. */
-export const userRule = (value: string | string[]) => nameRule('user', Result.USER, value);
-/** `group(name)`: the NSS name of the peer's primary gid is one of these. */
-export const groupRule = (value: string | string[]) => nameRule('group', Result.GROUP, value);
 
 /** `perms(mode)`: the socket file the connection came through has exactly these mode bits. */
 export function permsRule(value: number): Rule {
@@ -69,7 +20,7 @@ export function permsRule(value: number): Rule {
     expected: mode,
     check(peer) {
       const r = peer.attempt('perms');
-      if (!r.ok) return fail(undefined, `socket file permissions unknown: ${r.reason}`);
+      if (!r.ok) return missing(r, 'socket file permissions');
       const actual = r.value as number;
       return actual === mode ? PASS : fail(actual, `socket file mode ${formatMode(actual)} is not ${formatMode(mode)}`);
     },
@@ -86,7 +37,7 @@ export function labelRule(value: string, name: 'creds' | 'label' = 'creds'): Rul
     expected,
     check(peer) {
       const r = peer.attempt('label');
-      if (!r.ok) return fail(undefined, r.reason);
+      if (!r.ok) return missing(r, 'peer label');
       return r.value === expected ? PASS : fail(r.value, `peer label ${String(r.value)} is not ${expected}`);
     },
   };
@@ -107,8 +58,9 @@ export function memberOfRule(value: string | number | Array<string | number>): R
         // An unmapped group shows as the overflow gid: it makes nobody a member of anything.
         if (gid !== undefined && mine.includes(gid) && !idUnmapped('gid', gid)) return PASS;
       }
-      const why = groups.ok ? '' : ` (supplementary groups unknown: ${groups.reason})`;
-      return fail(mine, `peer is not a member of ${show(list)}${why}`);
+      // Without the supplementary groups the answer may be yes: unknown, not no.
+      if (!groups.ok) return unknown(`supplementary groups: ${groups.reason}; peer's primary group is not ${show(list)}`, mine);
+      return fail(mine, `peer is not a member of ${show(list)}`);
     },
   };
 }
@@ -145,7 +97,7 @@ export function programRule(value: string | string[]): Rule {
     expected: anyOf(paths),
     check(peer, context) {
       const exe = peer.programStat();
-      if (!exe.ok) return fail(undefined, `peer program unknown: ${exe.reason}`);
+      if (!exe.ok) return missing(exe, 'peer program');
       if (!programMatches(exe.value, paths)) {
         const shown = peer.program ?? '(unreadable)';
         return fail(shown, `peer program ${shown} is not the file at ${show(paths)} (compared by device and inode)`);
@@ -156,8 +108,7 @@ export function programRule(value: string | string[]): Rule {
 }
 
 /** Strict mode hook: replaced by the exec-after-connect defence of the identity room. */
-export let strictHolders: (peer: Peer, paths: readonly string[]) => Check = () =>
-  fail(undefined, 'strict mode is not available on this platform');
+export let strictHolders: (peer: Peer, paths: readonly string[]) => Check = () => unknown('strict mode is not available on this platform');
 
 /** @internal Installs the strict-mode holder check. */
 export function setStrictHolders(fn: typeof strictHolders): void {

@@ -9,8 +9,9 @@ import { describe, isSecpolicyError } from '../errors.js';
 import type { NamespaceKind } from '../identity/namespaces.js';
 import { allOf, anyOfSync, not } from './combinators.js';
 import type { Rule } from './rule.js';
+import { RULE_DEFS, tableRule, type TableRuleName } from './table.js';
 import { containerRule, hostRule, programDigestRule, sameNamespaceRule, type ContainerMatch } from './container-rules.js';
-import { gidRule, groupRule, labelRule, memberOfRule, permsRule, programRule, uidRule, userRule } from './rules.js';
+import { labelRule, memberOfRule, permsRule, programRule } from './rules.js';
 
 /** A field path inside the document: keys and list indexes. */
 export type FieldPath = ReadonlyArray<string | number>;
@@ -32,30 +33,39 @@ type RuleMaker = (value: unknown, path: FieldPath, walk: Walk) => Rule;
  * such pairs are refused in one object).
  */
 export const RULE_KEYS: Readonly<Record<string, RuleMaker>> = Object.freeze(
-  Object.assign(Object.create(null) as Record<string, RuleMaker>, {
-    uid: (value: unknown) => uidRule(value as number),
-    gid: (value: unknown) => gidRule(value as number),
-    user: (value: unknown) => userRule(value as string),
-    group: (value: unknown) => groupRule(value as string),
-    memberOf: (value: unknown) => memberOfRule(value as string),
-    program: (value: unknown) => programRule(value as string),
-    perms: (value: unknown, path: FieldPath, walk: Walk) => permsRule(fileMode(value, path, walk)),
-    creds: (value: unknown) => labelRule(value as string, 'creds'),
-    label: (value: unknown) => labelRule(value as string, 'label'),
-    programDigest: (value: unknown, path: FieldPath, walk: Walk) => programDigestRule(asWritten(value, path, walk) as string),
-    container: (value: unknown, path: FieldPath, walk: Walk) =>
-      value === true || isMapping(value)
-        ? containerRule(value as ContainerMatch)
-        : walk.fail(
-            path,
-            `must be true (any container) or { id, idPrefix, runtime }; for "not in a container" write not: { container: true } or host: true. Received ${show(value)}`,
-          ),
-    host: (value: unknown, path: FieldPath, walk: Walk) =>
-      value === true
-        ? hostRule()
-        : walk.fail(path, `must be true; for "not on this host" write not: { host: true }. Received ${show(value)}`),
-    sameNamespace: (value: unknown) => sameNamespaceRule(value as NamespaceKind),
-  } satisfies Record<string, RuleMaker>),
+  Object.assign(
+    Object.create(null) as Record<string, RuleMaker>,
+    {
+      memberOf: (value: unknown) => memberOfRule(value as string),
+      program: (value: unknown) => programRule(value as string),
+      perms: (value: unknown, path: FieldPath, walk: Walk) => permsRule(fileMode(value, path, walk)),
+      creds: (value: unknown) => labelRule(value as string, 'creds'),
+      label: (value: unknown) => labelRule(value as string, 'label'),
+      programDigest: (value: unknown, path: FieldPath, walk: Walk) => programDigestRule(asWritten(value, path, walk) as string),
+      container: (value: unknown, path: FieldPath, walk: Walk) =>
+        value === true || isMapping(value)
+          ? containerRule(value as ContainerMatch)
+          : walk.fail(
+              path,
+              `must be true (any container) or { id, idPrefix, runtime }; for "not in a container" write not: { container: true } or host: true. Received ${show(value)}`,
+            ),
+      host: (value: unknown, path: FieldPath, walk: Walk) =>
+        value === true
+          ? hostRule()
+          : walk.fail(path, `must be true; for "not on this host" write not: { host: true }. Received ${show(value)}`),
+      sameNamespace: (value: unknown) => sameNamespaceRule(value as NamespaceKind),
+    } satisfies Record<string, RuleMaker>,
+    // The rule table's keys: the file form and its validation come from each rule's declaration.
+    Object.fromEntries(
+      (Object.keys(RULE_DEFS) as TableRuleName[]).map((name): [string, RuleMaker] => [
+        name,
+        (value, path, walk) => {
+          const r = RULE_DEFS[name].file(value);
+          return r.ok ? tableRule(name, r.args) : walk.fail(path, `${r.message}. Received ${show(value)}`);
+        },
+      ]),
+    ),
+  ),
 );
 
 /** Keys that name the same Policy slot: at most one of each group per object. */

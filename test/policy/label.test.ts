@@ -60,8 +60,12 @@ test('label matching is exact (mocked peer labels)', () => {
     assert.equal((r as { actual: unknown }).actual, other);
     assert.match((r as { message: string }).message, /is not system_u:system_r:sshd_t:s0/);
   }
-  const missing = check(rule, fakePeer({ ok: false, reason: 'no security label' }));
-  assert.deepEqual(missing, { pass: false, actual: undefined, message: 'no security label' });
+  // No LSM labels the socket: known to have no label, so the rule fails (and not() of it passes).
+  const none = check(rule, fakePeer({ ok: false, reason: 'no security label', absent: true } as never));
+  assert.deepEqual(none, { pass: false, actual: undefined, message: 'peer label: no security label' });
+  // A label that could not be read is unknown: the rule denies, and so does not() of it.
+  const unreadable = check(rule, fakePeer({ ok: false, reason: 'getsockopt failed' }));
+  assert.deepEqual(unreadable, { pass: false, actual: undefined, message: 'unknown: peer label: getsockopt failed', unknown: true });
   // AppArmor labels carry a mode suffix; the rule does not strip it.
   assert.equal(check(labelRule('/usr/bin/foo'), fakePeer({ ok: true, value: '/usr/bin/foo (enforce)' })).pass, false);
   assert.equal(check(labelRule('/usr/bin/foo (enforce)'), fakePeer({ ok: true, value: '/usr/bin/foo (enforce)' })).pass, true);

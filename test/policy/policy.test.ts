@@ -107,7 +107,7 @@ test('the Decision: result = OR of failed flags, allowed, peer, one failure reco
     .program('/usr/bin/socat')
     .callback(() => false)
     .apply(c.socket);
-  assert.deepEqual(Object.keys(d).sort(), ['allowed', 'failures', 'peer', 'result']);
+  assert.deepEqual(Object.keys(d).sort(), ['allowed', 'attributes', 'failures', 'peer', 'result']);
   assert.equal(d.result, Result.GID | Result.PROGRAM | Result.CALLBACK);
   assert.equal(d.allowed, false);
   assert.equal(d.peer.pid, c.peer.pid);

@@ -90,7 +90,7 @@ test('a peer killed after connecting fails the program rule with a reason, and i
   const d = await new Policy().uid(process.getuid!()).program(process.execPath).apply(c.socket);
   assert.equal(d.result, Result.PROGRAM);
   assert.equal(d.failures[0]!.actual, undefined);
-  assert.match(d.failures[0]!.message, /peer program unknown: .*exited/);
+  assert.match(d.failures[0]!.message, /^unknown: peer program: .*exited/);
   assert.equal(d.peer.program, undefined);
   assert.equal(d.peer.pid, c.peer.pid);
 });

@@ -25,8 +25,8 @@ export function registerCheck(program: Command): void {
     .option('--timeout <ms>', 'bound on connecting and verifying, in milliseconds', milliseconds, DEFAULT_TIMEOUT)
     .action(async (path: string, flags: CheckFlags) => {
       const policy = await loadPolicy(flags.policy);
-      const { path: shown, decision } = await verify(path, policy, flags.timeout ?? DEFAULT_TIMEOUT);
-      const view = summary(shown, decision);
+      const { path: shown, decision, server } = await verify(path, policy, flags.timeout ?? DEFAULT_TIMEOUT);
+      const view = summary(shown, decision, server);
       process.stdout.write(flags.json ? json(view) : render(view, colorsFor(process.stdout), widthOf(process.stdout)));
       if (!decision.allowed) process.exitCode = 1;
     });
@@ -36,13 +36,16 @@ export function registerCheck(program: Command): void {
  * Applies the policy to the server as a client does (the `perms` rule checks the socket
  * file at `path`); anything that prevents a verdict stays an error (exit 2).
  */
-async function verify(path: string, policy: Policy, timeout: number): Promise<{ path: string; decision: Decision }> {
+async function verify(
+  path: string,
+  policy: Policy,
+  timeout: number,
+): Promise<{ path: string; decision: Decision; server: Record<string, unknown> }> {
   const dialed = await dial(path, timeout);
   try {
     const decision = await policy.apply(dialed.socket, { side: 'client', timeout, ...(!dialed.abstract && { socketPath: dialed.path }) });
-    // Read what the report shows while the connection still holds the server.
-    decision.peer.toJSON();
-    return { path: dialed.path, decision };
+    // Read what the report shows while the connection still pins the server process.
+    return { path: dialed.path, decision, server: decision.peer.toJSON() };
   } finally {
     dialed.socket.destroy();
   }
@@ -59,8 +62,8 @@ export interface CheckReport {
   server: Record<string, unknown>;
 }
 
-function summary(path: string, d: Decision): CheckReport {
-  return { path, allowed: d.allowed, result: d.result, flags: resultNames(d.result), failures: d.failures, server: d.peer.toJSON() };
+function summary(path: string, d: Decision, server: Record<string, unknown>): CheckReport {
+  return { path, allowed: d.allowed, result: d.result, flags: resultNames(d.result), failures: d.failures, server };
 }
 
 function render(r: CheckReport, colors: Colors, width: number): string {
