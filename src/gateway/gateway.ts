@@ -293,6 +293,10 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     } as http.RequestOptions);
     up.on('response', (ures) => {
       res.writeHead(ures.statusCode!, ures.statusMessage, responseHeaders(ures.rawHeaders));
+      // A response of unknown length is a stream (container wait, logs -f, events): its
+      // head goes out at once, as the daemon sent it, since clients wait for it before the
+      // body (docker run starts the container only once the wait's head has arrived).
+      if (ures.headers['content-length'] === undefined) res.flushHeaders();
       ures.pipe(res);
       ures.on('error', () => res.destroy());
     });
