@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { invalidArg, type SecpolicyError } from '../errors.js';
 import { log as debug } from '../net/channels.js';
-import { createServer, listen } from '../net/index.js';
+import { createServer, listen, type VerifiedServer } from '../net/index.js';
 import { Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
 import { listenOnFd, listenTarget } from '../systemd/listeners.js';
@@ -54,7 +54,7 @@ const proxies = new WeakMap<net.Server, Active>();
  * `options.target`. Resolves with the listening server once the socket file exists;
  * close it with {@link closeProxy}. The server emits `'denied'` like createServer's.
  */
-export async function createProxy(options: ProxyOptions): Promise<net.Server> {
+export async function createProxy(options: ProxyOptions): Promise<VerifiedServer> {
   const o = v.options<ProxyOptions>('options', options);
   const where = listenTarget('options.listen', o.listen);
   if (!v.isName(o.target)) throw invalidArg('options.target', 'a socket file path', o.target);
@@ -84,7 +84,8 @@ export async function createProxy(options: ProxyOptions): Promise<net.Server> {
       active.pairs.add(pair);
     },
   );
-  server.on('denied', (reason: Decision | SecpolicyError) => log(deniedLine(reason)));
+  // Without a log of its own, the secpolicy debuglog already has one line per denial.
+  if (o.log !== undefined) server.on('denied', (reason: Decision | SecpolicyError) => log(deniedLine(reason)));
   proxies.set(server, active);
   if (typeof where === 'number') {
     listenOnFd(server, where);
