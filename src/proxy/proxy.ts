@@ -35,6 +35,10 @@ export interface ProxyOptions {
   log?: (line: string) => void;
   /** Use a socket directory that others could write to (see `listen()`). @default false */
   allowInsecureDirectory?: boolean;
+  /** Owner of the socket file (user name or uid), as `listen()` applies it. */
+  owner?: string | number;
+  /** Group of the socket file (group name or gid), as `listen()` applies it. */
+  group?: string | number;
 }
 
 // The default 16 KiB stream buffers pause the reader after every 64 KiB read; a few
@@ -94,6 +98,8 @@ export async function createProxy(options: ProxyOptions): Promise<VerifiedServer
     await listen(server, where, {
       mode,
       ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
+      ...(o.owner !== undefined && { owner: o.owner }),
+      ...(o.group !== undefined && { group: o.group }),
     });
   }
   return server;

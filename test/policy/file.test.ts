@@ -179,7 +179,7 @@ test('syntax errors, empty documents and duplicate keys report a line', () => {
     () => parsePolicy('uid: 0\nanyOf: [\n  {uid: 1\n'),
     (e: Error & { code?: string; line?: number }) => {
       assert.equal(e.code, ErrorCode.POLICY_FILE);
-      assert.match(e.message, /^line \d+: not valid YAML or JSON: /);
+      assert.match(e.message, /^line \d+, column \d+: not valid YAML or JSON: /);
       assert.equal(typeof e.line, 'number');
       return true;
     },
