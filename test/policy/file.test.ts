@@ -184,8 +184,8 @@ test('syntax errors, empty documents and duplicate keys report a line', () => {
       return true;
     },
   );
-  assert.throws(() => parsePolicy('uid: 0\nuid: 1'), { code: ErrorCode.POLICY_FILE, message: /^line 2: .*unique/ });
-  assert.throws(() => parsePolicy('{"uid": 0,\n "uid": 1}'), { code: ErrorCode.POLICY_FILE, message: /^line 2: / });
+  assert.throws(() => parsePolicy('uid: 0\nuid: 1'), { code: ErrorCode.POLICY_FILE, message: /^line 2, column 1: .*unique/ });
+  assert.throws(() => parsePolicy('{"uid": 0,\n "uid": 1}'), { code: ErrorCode.POLICY_FILE, message: /^line 2, column 2: / });
   for (const empty of ['', '   \n', '# only a comment\n']) {
     assert.throws(() => parsePolicy(empty), { code: ErrorCode.POLICY_FILE, message: /the policy is empty/ });
   }
