@@ -16,11 +16,18 @@ try {
   // Start without the cache.
 }
 
+const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
+
+const isEntry = Boolean(process.argv[1]) && fileURLToPath(import.meta.url) === realpathSync(process.argv[1]!);
+// `secpolicy --version` alone is answered before the argument parser is even loaded.
+if (isEntry && process.argv.length === 3 && (process.argv[2] === '--version' || process.argv[2] === '-V')) {
+  process.stdout.write(`${pkg.version}\n`);
+  process.exit(0);
+}
+
 const { Command, CommanderError } = await import('commander');
 const { errorLine, usageLine } = await import('./output.js');
 type Command = import('commander').Command;
-
-const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
 
 /** Exit codes: 0 success, 1 denied or findings, 2 usage or runtime error. */
 export const Exit = Object.freeze({ OK: 0, DENIED: 1, ERROR: 2 });
@@ -74,6 +81,4 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   }
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
-  process.exitCode = await main();
-}
+if (isEntry) process.exitCode = await main();
