@@ -203,7 +203,7 @@ export class Policy {
     return this;
   }
 
-  /** Built-in mutual HMAC-SHA256 challenge with a shared secret (PROTOCOL.md). */
+  /** Built-in mutual HMAC-SHA256 challenge with a shared secret (docs/challenge.md). */
   sharedSecret(secret: SharedSecret): this {
     const checked = validateSecret(secret);
     this.#change();

@@ -250,7 +250,7 @@ test('an unreadable policy file is an error with its cause', { skip: needRoot() 
   assert.equal(r.stdout.trim(), 'ERR_SECPOLICY_POLICY_FILE EACCES', r.stderr);
 });
 
-test('the docker example from API.md, applied to real connections', { skip: needRoot() }, async (t) => {
+test('the docker example from the README, applied to real connections', { skip: needRoot() }, async (t) => {
   const python = realpathSync('/usr/bin/python3');
   const policy = parsePolicy(`
 # root, or a member of group adm running python3
