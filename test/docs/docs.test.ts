@@ -15,25 +15,32 @@ function filesUnder(dir: string, ext: RegExp): string[] {
     .map((e) => join(e.parentPath ?? (e as unknown as { path: string }).path, e.name).slice(ROOT.length));
 }
 
-test('README quick start: the code block runs as pasted (as root) and ends on its own', { timeout: 60_000, skip: needRoot() }, async (t) => {
-  const readme = read('README.md');
-  const section = readme.split(/^## Quick start$/m)[1]!;
-  const code = /```ts\n([^]*?)```/.exec(section)?.[1];
-  assert.ok(code, 'a ts block under "## Quick start"');
-  const tmp = tempDir('secpolicy-quickstart-');
-  t.after(() => tmp.cleanup());
-  // `import 'secpolicy'` resolves to this checkout, as it would to the installed package.
-  mkdirSync(tmp.path('node_modules'));
-  symlinkSync(ROOT, tmp.path('node_modules/secpolicy'));
-  writeFileSync(tmp.path('quickstart.mjs'), code);
-  mkdirSync(tmp.path('tmp'));
-  const r = await run(process.execPath, [tmp.path('quickstart.mjs')], { cwd: tmp.dir, env: { ...process.env, TMPDIR: tmp.path('tmp') } }).output();
-  assert.equal(r.code, 0, r.stderr);
-  assert.equal(r.stdout, 'verified\nhello root\n');
-  const made = readdirSync(tmp.path('tmp'));
-  assert.equal(made.length, 1, 'one temporary directory');
-  assert.deepEqual(readdirSync(tmp.path(`tmp/${made[0]}`)), [], 'closing the servers removed their socket files');
-});
+test(
+  'README quick start: the code block runs as pasted (as root) and ends on its own',
+  { timeout: 60_000, skip: needRoot() },
+  async (t) => {
+    const readme = read('README.md');
+    const section = readme.split(/^## Quick start$/m)[1]!;
+    const code = /```ts\n([^]*?)```/.exec(section)?.[1];
+    assert.ok(code, 'a ts block under "## Quick start"');
+    const tmp = tempDir('secpolicy-quickstart-');
+    t.after(() => tmp.cleanup());
+    // `import 'secpolicy'` resolves to this checkout, as it would to the installed package.
+    mkdirSync(tmp.path('node_modules'));
+    symlinkSync(ROOT, tmp.path('node_modules/secpolicy'));
+    writeFileSync(tmp.path('quickstart.mjs'), code);
+    mkdirSync(tmp.path('tmp'));
+    const r = await run(process.execPath, [tmp.path('quickstart.mjs')], {
+      cwd: tmp.dir,
+      env: { ...process.env, TMPDIR: tmp.path('tmp') },
+    }).output();
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'verified\nhello root\n');
+    const made = readdirSync(tmp.path('tmp'));
+    assert.equal(made.length, 1, 'one temporary directory');
+    assert.deepEqual(readdirSync(tmp.path(`tmp/${made[0]}`)), [], 'closing the servers removed their socket files');
+  },
+);
 
 test('src/, docs/ and README name no file outside the repository', () => {
   const files = ['README.md', ...filesUnder('docs', /\.md$/), ...filesUnder('src', /\.ts$/)];
@@ -53,4 +60,3 @@ test('every relative link in README and docs/ points at a file in the repo', () 
     }
   }
 });
-
