@@ -98,5 +98,6 @@ function forbidden(socket: Socket, reason: Decision | SecpolicyError, timeout: n
   });
   // The peer has read the response and hung up (or half-closed): nothing more to wait for.
   socket.once('end', () => socket.destroy());
+  socket.resume(); // also on a server made with pauseOnConnect
   socket.end(forbiddenResponse(reason));
 }
