@@ -8,6 +8,9 @@
  *   npm start                                    # self-demo: one allowed, one denied client; exits
  *   node dist/examples/basic-server.js --serve   # keep serving; connect with socat
  *   node dist/examples/basic-server.js --serve --path /tmp/app.sock --uid 1000 --group app --perms 0660
+ *
+ * With --uid and no --gid, the gid rule asks for that user's primary group. The socket
+ * file is created by listen() with its mode already set, and removed on SIGTERM/SIGINT.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -16,8 +19,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Policy, isSecpolicyError, resultNames, type Decision } from '../src/index.js';
-import { groupName, userName } from '../src/native/index.js';
+import { Policy, isSecpolicyError, listen, resultNames, type Decision } from '../src/index.js';
+import { groupName, primaryGidOf, userName } from '../src/native/index.js';
 
 const USAGE = `usage: basic-server [--serve] [--path P] [--uid N] [--gid N] [--user NAME] [--group NAME]
                     [--perms OCTAL] [--program PATH]... [--creds LABEL]
@@ -53,7 +56,8 @@ function ownLabel(): string | undefined {
 }
 
 const uid = flags.uid !== undefined ? Number(flags.uid) : process.getuid!();
-const gid = flags.gid !== undefined ? Number(flags.gid) : process.getgid!();
+// Another user's gid is their primary group (NSS), not ours; -1 (no such user) fails the rule check below.
+const gid = flags.gid !== undefined ? Number(flags.gid) : flags.uid !== undefined ? (primaryGidOf(uid) ?? -1) : process.getgid!();
 const user = flags.user ?? userName(uid);
 const group = flags.group ?? groupName(gid);
 const perms = flags.perms !== undefined ? parseInt(flags.perms, 8) : 0o666;
@@ -110,26 +114,39 @@ const server = net.createServer(async (socket) => {
 const dir = flags.path ? undefined : mkdtempSync(join(tmpdir(), 'secpolicy-basic-'));
 const path = flags.path ?? join(dir!, 'basic.sock');
 if (dir) chmodSync(dir, 0o755); // so that a client running as another user can reach the socket
-const cleanup = () => {
-  server.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-};
+/** Closes the server (which removes its socket file) and the temporary directory. */
+const cleanup = () =>
+  new Promise<void>((resolve) => {
+    server.close(() => {
+      if (dir) rmSync(dir, { recursive: true, force: true });
+      resolve();
+    });
+  });
 
-server.listen(path);
-await once(server, 'listening');
-chmodSync(path, perms);
-console.log(`listening on ${path} (mode 0${perms.toString(8)})`);
-console.log(`connect with:  socat - UNIX-CONNECT:${path}`);
+try {
+  // The socket file is created with its mode already set: no window with the umask's mode.
+  await listen(server, path, { mode: perms });
+} catch (e) {
+  console.error(isSecpolicyError(e) ? `${e.code}: ${e.message}` : e);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  process.exit(2);
+}
 
 if (flags.serve) {
-  console.log('serving; Ctrl-C to stop');
-  process.on('SIGINT', () => {
-    cleanup();
+  console.log(`listening on ${path} (mode 0${perms.toString(8)})`);
+  console.log(`connect with:  socat - UNIX-CONNECT:${path}`);
+  console.log('serving; Ctrl-C or SIGTERM to stop');
+  const stop = async () => {
+    await cleanup();
     process.exit(0);
-  });
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
 } else {
+  // The socket is temporary and gone when the demo ends: nothing points at it.
+  console.log(`self-demo on a temporary socket (mode 0${perms.toString(8)}), removed at the end`);
   process.exitCode = await demo();
-  cleanup();
+  await cleanup();
 }
 
 /** Runs one client that passes and one that fails; 0 when both got the expected decision. */

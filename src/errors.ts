@@ -45,6 +45,10 @@ export const ErrorCode = Object.freeze({
   SOCKET_ACTIVATION: 'ERR_SECPOLICY_SOCKET_ACTIVATION',
   /** A readiness notification (NOTIFY_SOCKET) could not be sent. */
   NOTIFY: 'ERR_SECPOLICY_NOTIFY',
+  /** A path (or a directory on it) does not exist (ENOENT). */
+  NOT_FOUND: 'ERR_SECPOLICY_NOT_FOUND',
+  /** The process may not use a path (EACCES, EPERM). */
+  PERMISSION: 'ERR_SECPOLICY_PERMISSION',
 } as const);
 
 /** Any of the stable error codes. */

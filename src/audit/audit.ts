@@ -3,6 +3,7 @@
  * it, and findings. One listing (sock_diag where it works, /proc/net/unix otherwise), one
  * scan of /proc/PID/fd for the whole host, then cheap per-socket checks.
  */
+import { formatMode } from '../native/mode.js';
 import { readlinkSync } from 'node:fs';
 import { groupName, userName } from '../native/index.js';
 import * as v from '../policy/validate.js';
@@ -35,6 +36,8 @@ export interface SocketReport {
   /** The socket file's owner and mode; absent for abstract sockets and missing files. */
   owner?: { uid: number; user?: string; gid: number; group?: string };
   mode?: number;
+  /** The same mode as an octal string (`"0666"`), for people reading the JSON. */
+  modeOctal?: string;
   findings: Finding[];
   /** The most severe finding's severity; absent when there are none. */
   severity?: Severity;
@@ -105,6 +108,7 @@ function report(socket: ListeningSocket, pids: number[], ctx: Context): SocketRe
     if (file.stat) {
       out.owner = owner(file.stat.uid, file.stat.gid, ctx);
       out.mode = file.stat.mode & 0o7777;
+      out.modeOctal = formatMode(out.mode);
       open = file.reachable && (file.stat.mode & 0o002) !== 0;
     }
   }

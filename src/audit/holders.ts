@@ -38,7 +38,8 @@ export function processInfo(pid: number, proc = '/proc'): ProcessInfo {
     const status = readFileSync(`${proc}/${pid}/status`, 'utf8');
     const name = /^Name:\t(.*)$/m.exec(status);
     const uid = /^Uid:\t\d+\t(\d+)/m.exec(status);
-    if (name) info.comm = name[1];
+    // The kernel writes a newline and a backslash in the name as \n and \\: undone, so the name is exact.
+    if (name) info.comm = name[1]!.replace(/\\([n\\])/g, (_, c: string) => (c === 'n' ? '\n' : '\\'));
     if (uid) info.uid = Number(uid[1]);
   } catch {
     return info; // gone, or hidden by hidepid

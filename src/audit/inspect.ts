@@ -3,6 +3,7 @@
  * through the same lazy Peer the policies use (no policy involved), and adds what the
  * socket file and the directories above it say.
  */
+import { formatMode } from '../native/mode.js';
 import { Peer } from '../identity/peer.js';
 import { groupName, userName } from '../native/index.js';
 import { DEFAULT_TIMEOUT } from '../policy/policy.js';
@@ -33,6 +34,8 @@ export interface PeerReport {
   owner?: { uid: number; user?: string; gid: number; group?: string };
   /** Mode bits (& 0o7777) of the socket file; absent for abstract sockets. */
   mode?: number;
+  /** The same mode as an octal string (`"0666"`), for people reading the JSON. */
+  modeOctal?: string;
   /** What about the socket, its file and its directories deserves attention. */
   findings: Finding[];
   /** Attributes that could not be read, with the reason (e.g. `program: permission denied in /proc`). */
@@ -92,6 +95,7 @@ function report(peer: Peer, path: string, abstract: boolean): PeerReport {
       const { uid, gid } = file.stat;
       out.owner = { uid, ...opt('user', userName(uid)), gid, ...opt('group', groupName(gid)) };
       out.mode = file.stat.mode & 0o7777;
+      out.modeOctal = formatMode(out.mode);
     }
   }
   return out;

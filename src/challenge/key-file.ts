@@ -71,6 +71,11 @@ export function readKeyFile(path: string): Buffer {
   }
 }
 
+/** A fresh key file's content: 32 random bytes as 64 hex digits and a newline. */
+export function generateKey(): string {
+  return `${randomBytes(GENERATED_KEY_BYTES).toString('hex')}\n`;
+}
+
 /**
  * Writes a fresh key file: 32 random bytes as 64 hex digits and a newline (the key is
  * those 64 ASCII characters). Created with O_CREAT|O_EXCL and mode 0600; an existing file
@@ -92,7 +97,7 @@ export async function writeKeyFile(path: string): Promise<void> {
   try {
     // The umask can only clear bits of 0600; make the mode exact anyway.
     await handle.chmod(0o600);
-    await handle.writeFile(`${randomBytes(GENERATED_KEY_BYTES).toString('hex')}\n`);
+    await handle.writeFile(generateKey());
     await handle.sync();
   } catch (e) {
     // Leave no empty key file behind: it would make the next keygen refuse.

@@ -4,6 +4,7 @@
  * Every command prints through these so that all of them look and behave alike.
  */
 import pc from 'picocolors';
+import { escapeText } from '../escape.js';
 import { isSecpolicyError } from '../errors.js';
 
 /** The picocolors formatter set (all identity functions when colour is off). */
@@ -36,8 +37,14 @@ export function colorsFor(stream: OutStream = process.stdout): Colors {
   return pc.createColors(colorEnabled(stream));
 }
 
-/** Columns available on a stream: the terminal's width (at least 40), or 80 when piped. */
-export function widthOf(stream: OutStream = process.stdout): number {
+/**
+ * Columns available on a stream: `COLUMNS` when it is set to a number (so piped output
+ * can be made wider or narrower, as with ls), else the terminal's width, else 80; never
+ * fewer than 40.
+ */
+export function widthOf(stream: OutStream = process.stdout, env: NodeJS.ProcessEnv = process.env): number {
+  const columns = env.COLUMNS !== undefined && /^\d+$/.test(env.COLUMNS) ? Number(env.COLUMNS) : undefined;
+  if (columns !== undefined && columns > 0) return Math.max(40, columns);
   return stream.isTTY && typeof stream.columns === 'number' && stream.columns > 0 ? Math.max(40, stream.columns) : DEFAULT_WIDTH;
 }
 
@@ -106,7 +113,8 @@ const MIN_ANY = 4;
 export function table<T>(columns: readonly Column<T>[], rows: readonly T[], options: LayoutOptions = {}): string {
   const width = options.width ?? DEFAULT_WIDTH;
   const colors = options.colors ?? plain;
-  const cells = rows.map((row) => columns.map((c) => oneLine(c.value(row))));
+  // Cells come from the system (paths, process names): escaped, so they cannot forge lines.
+  const cells = rows.map((row) => columns.map((c) => escapeText(c.value(row))));
   const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => r[i]!.length)));
   const flex = columns.map((c, i) => c.flex ?? i === columns.length - 1);
   let excess = widths.reduce((a, b) => a + b, 0) + GAP * (columns.length - 1) - width;
@@ -167,7 +175,7 @@ export function fields(list: readonly Field[], options: LayoutOptions = {}): str
   const labelWidth = Math.max(0, ...shown.map(([label]) => label.length)) + GAP;
   const lines: string[] = [];
   for (const [label, value, style] of shown) {
-    const wrapped = wrap(String(value), Math.max(MIN_FLEX, width - labelWidth));
+    const wrapped = wrap(escapeText(String(value)), Math.max(MIN_FLEX, width - labelWidth));
     wrapped.forEach((text, i) => {
       const head = i === 0 ? colors.bold(label.padEnd(labelWidth)) : ' '.repeat(labelWidth);
       lines.push(`${head}${style ? style(text, colors) : text}`);
@@ -181,7 +189,7 @@ export function json(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
-export { formatMode } from '../native/index.js';
+export { formatMode } from '../native/mode.js';
 
 /** An id with its name when it has one: `1000 (alice)`. */
 export function formatId(id: number | undefined, name: string | undefined): string | undefined {
@@ -211,11 +219,22 @@ export function errorLine(error: unknown): string {
   const code = isSecpolicyError(error) ? error.code : UNEXPECTED;
   let message = error instanceof Error ? error.message : String(error);
   const cause = (error as { cause?: unknown })?.cause;
+  // An excerpt of the input (a policy file's line and a caret under the column) follows
+  // the line, indented; it already says all the cause would.
+  const snippet = (error as { snippet?: unknown })?.snippet;
   // The cause adds the errno text when the message did not already name it.
   const causeCode = (cause as { code?: unknown })?.code;
   const named = typeof causeCode === 'string' && message.includes(causeCode);
-  if (cause instanceof Error && cause.message && !named && !message.includes(cause.message)) message += `: ${cause.message}`;
-  return `secpolicy: ${code}: ${oneLine(message)}\n`;
+  if (typeof snippet !== 'string' && cause instanceof Error && cause.message && !named && !message.includes(cause.message))
+    message += `: ${cause.message}`;
+  const excerpt =
+    typeof snippet === 'string'
+      ? snippet
+          .split('\n')
+          .map((line) => `  ${line}\n`)
+          .join('')
+      : '';
+  return `secpolicy: ${code}: ${escapeText(message)}\n${excerpt}`;
 }
 
 /** The one-line form of a usage error reported by the argument parser. */

@@ -1,6 +1,6 @@
 /**
  * JSON read the way Go's encoding/json reads it into a struct, so that the gateway
- * checks the values the Docker daemon will act on (DESIGN.md threat 11):
+ * checks the values the Docker daemon will act on (parser differentials, docs/security.md):
  *
  * - an object key names a struct field by exact name, else by Go's case folding (ASCII
  *   letters without regard to case, and each other rune folded to the smallest rune of

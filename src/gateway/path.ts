@@ -1,5 +1,5 @@
 /**
- * The one canonical form of a request target (DESIGN.md threat 11: decide on what the
+ * The one canonical form of a request target (parser differentials, docs/security.md: decide on what the
  * upstream reads). Go's net/http, which the Docker daemon runs, percent-decodes the whole
  * path (`%2F` included) into URL.Path, and gorilla/mux routes on that decoded path after
  * cleaning dot segments and repeated slashes (an unclean path gets a redirect to the

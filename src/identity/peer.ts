@@ -216,7 +216,7 @@ export class Peer {
 
   /**
    * @internal Reads /proc of the peer, then proves the process is still the peer: a pid
-   * recycled during the read fails with "peer exited" (DESIGN.md threat 1).
+   * recycled during the read fails with "peer exited" (docs/security.md, "PID reuse").
    */
   procRead<T>(read: (proc: string) => Outcome<T>): Outcome<T> {
     const pin = this.#pinned();

@@ -1,5 +1,5 @@
 /**
- * Pinning the process behind a connection (DESIGN.md threat 1, pid reuse). /proc/PID
+ * Pinning the process behind a connection (pid reuse, docs/security.md). /proc/PID
  * names whichever process has that pid *now*; a pin proves, after each read, that this is
  * still the process that connected. Best: the kernel's SO_PEERPIDFD, a pidfd taken at
  * connect() time. Else pidfd_open(pid) with the start time compared around it and after

@@ -63,10 +63,7 @@ function kernelDev(dev: bigint): number {
   return major * 1048576 + minor;
 }
 
-/** A file mode's permission bits as four octal digits, for messages: `0660`, `01777`. */
-export function formatMode(mode: number): string {
-  return `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
-}
+export { formatMode } from './mode.js';
 
 /** File type bits of st_mode. */
 export const S_IFMT = 0o170000;

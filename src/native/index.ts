@@ -26,6 +26,6 @@ export {
 export { socketInode, procNetUnix } from './unix-sockets.js';
 export { connectAbstract } from './unix-connect.js';
 export { formatMode, statPath, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';
-export { userName, groupName, uidOf, gidOf, configureNameCache, clearNameCache, type NameCacheOptions } from './nss.js';
+export { userName, groupName, uidOf, gidOf, primaryGidOf, configureNameCache, clearNameCache, type NameCacheOptions } from './nss.js';
 export { sameFdTable } from './kcmp.js';
 export { readFdLinks, type FdLinks } from './fd-links.js';

@@ -14,6 +14,8 @@ type Lookup = 'getpwuid_r' | 'getpwnam_r' | 'getgrgid_r' | 'getgrnam_r';
 interface Entry {
   name: string;
   id: number;
+  /** The primary gid of a user entry. */
+  gid?: number;
 }
 
 function lookup(fn: Lookup, key: number | string): Entry | undefined {
@@ -26,7 +28,8 @@ function lookup(fn: Lookup, key: number | string): Entry | undefined {
     const rc: number = c[fn](key, record, buf, size, result);
     if (rc === 0) {
       if (result[0] === null) return undefined;
-      if (fn === 'getpwuid_r' || fn === 'getpwnam_r') return { name: record.pw_name as string, id: record.pw_uid as number };
+      if (fn === 'getpwuid_r' || fn === 'getpwnam_r')
+        return { name: record.pw_name as string, id: record.pw_uid as number, gid: record.pw_gid as number };
       return { name: record.gr_name as string, id: record.gr_gid as number };
     }
     // The _r functions return the error number; ERANGE asks for a larger buffer.
@@ -118,4 +121,9 @@ export function uidOf(name: string): number | undefined {
 /** The gid of a group name, or undefined when NSS knows none. */
 export function gidOf(name: string): number | undefined {
   return caches.gidByName.get(name, (k) => lookup('getgrnam_r', k)?.id);
+}
+
+/** The primary gid of a uid (its passwd entry's group), or undefined when NSS knows none. Not cached. */
+export function primaryGidOf(uid: number): number | undefined {
+  return lookup('getpwuid_r', uid)?.gid;
 }

@@ -1,4 +1,5 @@
 /** connect(): a client connection whose server is verified before it is handed over. */
+import { statSync, type Stats } from 'node:fs';
 import net from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
 import { DEFAULT_TIMEOUT, Policy, type Decision } from '../policy/policy.js';
@@ -154,10 +155,30 @@ function deniedError(path: string, decision: Decision): SecpolicyError {
 }
 
 function connectError(path: string, cause: NodeJS.ErrnoException): SecpolicyError {
-  return new SecpolicyError(ErrorCode.CONNECT, `cannot connect to ${display(path)}: ${cause.code ?? cause.message}`, {
-    cause,
+  // The kernel refuses a connection to a file that is not a socket as if nobody listened.
+  const notSocket = cause.code === 'ECONNREFUSED' && !path.startsWith('\0') ? notASocket(path) : undefined;
+  const why = notSocket ? `it is ${notSocket}, not a socket` : (cause.code ?? cause.message);
+  return new SecpolicyError(ErrorCode.CONNECT, `cannot connect to ${display(path)}: ${why}`, {
+    // The errno (ECONNREFUSED) would only repeat, misleadingly, what the message says.
+    ...(!notSocket && { cause }),
     path,
     ...(typeof cause.errno === 'number' && { errno: Math.abs(cause.errno) }),
     ...(cause.syscall !== undefined && { syscall: cause.syscall }),
   });
+}
+
+/** What is at `path` when it is not a socket (`a regular file`, `a directory`, ...), else undefined. */
+function notASocket(path: string): string | undefined {
+  let s: Stats;
+  try {
+    s = statSync(path);
+  } catch {
+    return undefined;
+  }
+  if (s.isSocket()) return undefined;
+  if (s.isFile()) return 'a regular file';
+  if (s.isDirectory()) return 'a directory';
+  if (s.isFIFO()) return 'a FIFO';
+  if (s.isCharacterDevice() || s.isBlockDevice()) return 'a device';
+  return 'a special file';
 }

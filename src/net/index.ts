@@ -1,8 +1,15 @@
 /** The net room's front door: verified servers and clients, the HTTP guard, safe socket files. */
-export { createServer, type ServerOptions, type ConnectionListener, type DeniedListener, type VerifiedServer } from './server.js';
-export { guard, type GuardOptions } from './guard.js';
+export {
+  createServer,
+  type ServerOptions,
+  type ConnectionListener,
+  type DeniedListener,
+  type DeniedEvents,
+  type VerifiedServer,
+} from './server.js';
+export { guard, type GuardOptions, type GuardedServer } from './guard.js';
 export { connect, type ConnectOptions } from './connect.js';
 export { listen, type ListenOptions } from './listen.js';
 export { peerOf } from './registry.js';
 export { DEFAULT_HANDSHAKE_TIMEOUT, type VerifyOptions } from './verify.js';
-export { DENIED_CHANNEL, type DeniedMessage } from './channels.js';
+export { CHANNELS, DECISION_CHANNEL, DENIED_CHANNEL, type DeniedMessage } from './channels.js';

@@ -15,11 +15,12 @@ import { lchownSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
+import { escapeText } from '../escape.js';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { formatMode, gidOf, uidOf } from '../native/index.js';
 import * as v from '../policy/validate.js';
 import { log } from './channels.js';
-import { checkCreated, checkDirectories, clearStaleSocket } from './socket-file.js';
+import { checkCreated, checkDirectories, clearStaleSocket, pathErrorCode } from './socket-file.js';
 
 /** Options of {@link listen}. */
 export interface ListenOptions {
@@ -90,7 +91,7 @@ export async function listen(server: Server, path: string, options?: ListenOptio
     const code = (cause as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE')
       throw new SecpolicyError(ErrorCode.ADDRESS_IN_USE, `${file}: another process created the path first`, { path: file, cause });
-    throw new SecpolicyError(ErrorCode.UNSAFE_PATH, `${file}: cannot listen (${code ?? (cause as Error).message})`, { path: file, cause });
+    throw new SecpolicyError(pathErrorCode(cause), `${file}: cannot listen (${code ?? (cause as Error).message})`, { path: file, cause });
   }
   try {
     checkCreated(file, mode);
@@ -105,7 +106,7 @@ export async function listen(server: Server, path: string, options?: ListenOptio
       cause,
     });
   }
-  log('listen %s mode %s owner %d group %d', file, formatMode(mode), uid, gid);
+  log('listen %s mode %s owner %d group %d', escapeText(file), formatMode(mode), uid, gid);
 }
 
 function resolveId(name: string, value: unknown, lookup: (n: string) => number | undefined, what: string): number {

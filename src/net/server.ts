@@ -19,6 +19,15 @@ export type ConnectionListener = (socket: net.Socket, peer: Peer) => void;
 /** A `'denied'` listener: the Decision that denied the peer, or the error that stopped its verification. */
 export type DeniedListener = (reason: Decision | SecpolicyError, socket: net.Socket) => void;
 
+/** The typed `'denied'` event of the servers createServer(), guard() and createProxy() return. */
+export interface DeniedEvents {
+  on(event: 'denied', listener: DeniedListener): this;
+  once(event: 'denied', listener: DeniedListener): this;
+  addListener(event: 'denied', listener: DeniedListener): this;
+  prependListener(event: 'denied', listener: DeniedListener): this;
+  off(event: 'denied', listener: DeniedListener): this;
+}
+
 /** The server {@link createServer} returns: a net.Server with a typed `'denied'` event. */
 export interface VerifiedServer extends net.Server {
   on(event: 'denied', listener: DeniedListener): this;

@@ -14,7 +14,18 @@ const S_ISVTX = 0o1000;
 const PROBE_TIMEOUT = 1000;
 
 function unsafe(path: string, why: string, cause?: unknown): SecpolicyError {
-  return new SecpolicyError(ErrorCode.UNSAFE_PATH, `${path}: ${why}`, cause === undefined ? { path } : { path, cause });
+  return new SecpolicyError(pathErrorCode(cause), `${path}: ${why}`, cause === undefined ? { path } : { path, cause });
+}
+
+/**
+ * @internal The code of a path that could not be used: a missing path or a permission
+ * problem is not an unsafe path, and says what to fix.
+ */
+export function pathErrorCode(cause: unknown): ErrorCode {
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return ErrorCode.NOT_FOUND;
+  if (code === 'EACCES' || code === 'EPERM') return ErrorCode.PERMISSION;
+  return ErrorCode.UNSAFE_PATH;
 }
 
 /**
@@ -28,7 +39,14 @@ export function checkDirectories(path: string): void {
   try {
     real = realpathSync(dirname(path));
   } catch (cause) {
-    throw unsafe(path, `its directory cannot be used (${(cause as NodeJS.ErrnoException).code})`, cause);
+    const code = (cause as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT' || code === 'ENOTDIR'
+        ? `directory ${dirname(path)} does not exist (${code})`
+        : code === 'EACCES' || code === 'EPERM'
+          ? `no permission to search the directories above it (${code})`
+          : `its directory cannot be used (${code})`;
+    throw unsafe(path, why, cause);
   }
   const me = process.geteuid?.() ?? 0;
   const seen = new Set<string>();

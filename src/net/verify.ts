@@ -41,6 +41,8 @@ export interface VerifierConfig {
   maxPayload: number;
   limiter: UidLimiter | undefined;
   source: DeniedMessage['source'];
+  /** How a denied socket is closed. @default destroyed at once */
+  refuse?: (socket: Socket, reason: Decision | SecpolicyError) => void;
 }
 
 const GUARDED = Symbol.for('secpolicy.guarded');
@@ -76,13 +78,14 @@ export function installVerifier(server: Server, config: VerifierConfig): void {
   Object.defineProperty(server, GUARDED, { value: true });
   const emit = server.emit as (this: Server, event: string | symbol, ...args: unknown[]) => boolean;
   const { policy, limiter, source } = config;
+  const refuse = config.refuse ?? ((socket: Socket) => socket.destroy());
 
   const allow = (socket: Socket, peer: Peer): void => {
     rememberPeer(socket, peer);
     emit.call(server, 'connection', socket);
   };
   const deny = (socket: Socket, reason: Decision | SecpolicyError): void => {
-    socket.destroy();
+    refuse(socket, reason);
     publishDenied({ source, reason, socket });
     emit.call(server, 'denied', reason, socket);
   };

@@ -1,6 +1,6 @@
 /**
  * Rules on where the peer runs and what it runs: programDigest, container, host and
- * sameNamespace (DESIGN.md threat 3). Each reads /proc through the pinned Peer, so a peer
+ * sameNamespace (docs/security.md, "Containers"). Each reads /proc through the pinned Peer, so a peer
  * that exits (or whose pid is recycled) fails them with "peer exited".
  */
 import { invalidArg } from '../errors.js';

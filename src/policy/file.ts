@@ -9,6 +9,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
+import { escapeText } from '../escape.js';
 import { formatMode } from '../native/index.js';
 import { Policy } from './policy.js';
 import { isMapping, rulesOf, ruleOf, show, type FieldPath, type Walk } from './schema.js';
@@ -243,12 +244,16 @@ export class TextSource implements Walk {
     this.#doc = parseDocument(text, { lineCounter: this.#lines, prettyErrors: true, uniqueKeys: true, logLevel: 'error' });
     const error = this.#doc.errors[0];
     if (error) {
-      const line = error.linePos?.[0].line;
+      const pos = error.linePos?.[0];
+      const line = pos?.line;
       const what = error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-      const where = [name && `${name}:`, line !== undefined ? `line ${line}` : 'document'].filter(Boolean).join(' ');
+      const at = pos ? `line ${pos.line}, column ${pos.col}` : 'document';
+      const where = [name && `${name}:`, at].filter(Boolean).join(' ');
+      // The parser's own message repeats itself around the excerpt: say each thing once,
+      // and give the excerpt separately (`snippet`) so that one-line output stays one line.
       throw new SecpolicyError(ErrorCode.POLICY_FILE, `${where}: not valid YAML or JSON: ${what}`, {
         cause: error,
-        ...(line !== undefined && { line }),
+        ...(line !== undefined && { line, column: pos!.col, snippet: snippet(text, pos!.line, pos!.col) }),
       });
     }
   }
@@ -296,4 +301,22 @@ export class TextSource implements Walk {
     if (isAlias(node)) node = node.resolve(this.#doc);
     return (node ?? undefined) as Node | undefined;
   }
+}
+
+const SNIPPET_WIDTH = 72;
+
+/**
+ * The source line of a syntax error and a caret under its column (1-based), escaped so
+ * that the file's bytes cannot draw on the terminal, cut around the column when long.
+ */
+function snippet(text: string, line: number, column: number): string {
+  const lines = text.split(/\r?\n/);
+  const source = lines[line - 1] ?? '';
+  if (source === '' && line >= lines.length) return '(at the end of the document)';
+  const col = Math.max(1, Math.min(column, source.length + 1));
+  const start = Math.max(0, col - 1 - Math.floor(SNIPPET_WIDTH / 2));
+  const cut = source.slice(start, start + SNIPPET_WIDTH);
+  const before = escapeText(cut.slice(0, col - 1 - start));
+  const shown = escapeText(cut);
+  return `${start > 0 ? '...' : ''}${shown}${start + SNIPPET_WIDTH < source.length ? '...' : ''}\n${' '.repeat((start > 0 ? 3 : 0) + before.length)}^`;
 }

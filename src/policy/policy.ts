@@ -2,9 +2,7 @@
  * The Policy builder: rule methods chain, calling one again replaces that rule, arrays
  * mean "any of". `apply()` verifies a connected UNIX socket and returns a Decision.
  */
-import { channel } from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
-import { debuglog } from 'node:util';
 import {
   checkKeyLength,
   maxPayloadOption,
@@ -15,6 +13,7 @@ import {
   type ChallengeVerify,
   type SharedSecret,
 } from '../challenge/index.js';
+import { publishDecision } from '../diagnostics.js';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Peer, type PeerOptions } from '../identity/peer.js';
 import { allOf, anyOfSync, not, record, runRules, withContext } from './combinators.js';
@@ -26,9 +25,6 @@ import { PASS, isThenable, type Failure, type Rule, type RuleContext } from './r
 import { callbackRule, labelRule, memberOfRule, permsRule, programRule, type PeerCallback } from './rules.js';
 import * as v from './validate.js';
 import { prepareHolders } from './strict.js';
-
-const log = debuglog('secpolicy');
-const decisionChannel = channel('secpolicy:decision');
 
 /** The outcome of applying a policy to a connection. */
 export interface Decision {
@@ -207,7 +203,7 @@ export class Policy {
     return this;
   }
 
-  /** Built-in mutual HMAC-SHA256 challenge with a shared secret (PROTOCOL.md). */
+  /** Built-in mutual HMAC-SHA256 challenge with a shared secret (docs/challenge.md). */
   sharedSecret(secret: SharedSecret): this {
     const checked = validateSecret(secret);
     this.#change();
@@ -431,9 +427,7 @@ export function decisionOf(peer: Peer, failures: Failure[]): Decision {
   let result = 0;
   for (const f of failures) result |= f.flag;
   const decision: Decision = { result, allowed: result === 0, peer, failures, attributes: peer.seen };
-  if (decisionChannel.hasSubscribers) decisionChannel.publish(decision);
-  if (result !== 0)
-    log('denied pid=%d uid=%d result=0x%s: %s', peer.pid, peer.uid, result.toString(16), failures.map((f) => f.message).join('; '));
+  publishDecision(decision);
   return decision;
 }
 

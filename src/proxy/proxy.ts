@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { invalidArg, type SecpolicyError } from '../errors.js';
 import { log as debug } from '../net/channels.js';
-import { createServer, listen } from '../net/index.js';
+import { createServer, listen, type VerifiedServer } from '../net/index.js';
 import { Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
 import { listenOnFd, listenTarget } from '../systemd/listeners.js';
@@ -35,6 +35,10 @@ export interface ProxyOptions {
   log?: (line: string) => void;
   /** Use a socket directory that others could write to (see `listen()`). @default false */
   allowInsecureDirectory?: boolean;
+  /** Owner of the socket file (user name or uid), as `listen()` applies it. */
+  owner?: string | number;
+  /** Group of the socket file (group name or gid), as `listen()` applies it. */
+  group?: string | number;
 }
 
 // The default 16 KiB stream buffers pause the reader after every 64 KiB read; a few
@@ -54,7 +58,7 @@ const proxies = new WeakMap<net.Server, Active>();
  * `options.target`. Resolves with the listening server once the socket file exists;
  * close it with {@link closeProxy}. The server emits `'denied'` like createServer's.
  */
-export async function createProxy(options: ProxyOptions): Promise<net.Server> {
+export async function createProxy(options: ProxyOptions): Promise<VerifiedServer> {
   const o = v.options<ProxyOptions>('options', options);
   const where = listenTarget('options.listen', o.listen);
   if (!v.isName(o.target)) throw invalidArg('options.target', 'a socket file path', o.target);
@@ -84,7 +88,8 @@ export async function createProxy(options: ProxyOptions): Promise<net.Server> {
       active.pairs.add(pair);
     },
   );
-  server.on('denied', (reason: Decision | SecpolicyError) => log(deniedLine(reason)));
+  // Without a log of its own, the secpolicy debuglog already has one line per denial.
+  if (o.log !== undefined) server.on('denied', (reason: Decision | SecpolicyError) => log(deniedLine(reason)));
   proxies.set(server, active);
   if (typeof where === 'number') {
     listenOnFd(server, where);
@@ -93,6 +98,8 @@ export async function createProxy(options: ProxyOptions): Promise<net.Server> {
     await listen(server, where, {
       mode,
       ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
+      ...(o.owner !== undefined && { owner: o.owner }),
+      ...(o.group !== undefined && { group: o.group }),
     });
   }
   return server;

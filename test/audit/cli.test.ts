@@ -9,7 +9,7 @@ import { progress } from '../../src/cli/commands/audit.js';
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const audit = (...args: string[]) => run(process.execPath, [CLI, 'audit', ...args], { env: { ...process.env, NO_COLOR: '1' } }).output();
 
-test('secpolicy audit: JSON per API.md, an 80-column table, and --fail-on', { skip: needRoot() }, async (t) => {
+test('secpolicy audit: JSON as docs/cli.md describes it, an 80-column table, and --fail-on', { skip: needRoot() }, async (t) => {
   const tmp = tempDir('secpolicy-audit-cli-');
   t.after(() => tmp.cleanup());
   // Held by root and open to every user: a high finding (ROOT_WORLD_ACCESSIBLE).

@@ -28,6 +28,8 @@ export async function secpolicy(
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.NO_COLOR;
   delete env.FORCE_COLOR;
+  // The width of piped output is 80 unless a test sets COLUMNS itself.
+  delete env.COLUMNS;
   const child = run(process.execPath, [CLI, ...args], {
     env: { ...env, ...options.env },
     ...(options.as && { as: options.as }),

@@ -87,6 +87,7 @@ test('errors and usage errors print as one line carrying the code', () => {
     errorLine(new SecpolicyError(ErrorCode.POLICY_FILE, 'cannot read', { cause: new Error('EISDIR: illegal operation') })),
     'secpolicy: ERR_SECPOLICY_POLICY_FILE: cannot read: EISDIR: illegal operation\n',
   );
-  assert.equal(errorLine(new Error('two\nlines')), 'secpolicy: ERR_SECPOLICY_NATIVE: two lines\n');
+  // A newline in a message (a path from the system) cannot start a forged line.
+  assert.equal(errorLine(new Error('two\nlines')), 'secpolicy: ERR_SECPOLICY_NATIVE: two\\x0alines\n');
   assert.equal(usageLine("error: unknown option '--x'\n"), "secpolicy: ERR_SECPOLICY_INVALID_ARG: unknown option '--x' (see --help)\n");
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { chownSync, mkdirSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { needCommand, needRoot, run, tempDir } from '../helpers/index.js';
@@ -56,3 +57,65 @@ test('examples: the client refuses a server squatting the path as another user',
   assert.equal(client.code, 1);
   assert.match(client.stderr, /refusing to talk to .*peer uid 1 is not 0/);
 });
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+
+test(
+  'examples: npm start (the README first command, build skipped) runs the self-demo and leaves nothing behind',
+  { timeout: 60_000, skip: needRoot() || needCommand('npm', 'setpriv') },
+  async () => {
+    const before = new Set(readdirSync(tmpdir()).filter((n) => n.startsWith('secpolicy-basic-')));
+    // --ignore-scripts skips only prestart (the build, already done by `npm test`), not start itself.
+    const r = await run('npm', ['start', '--ignore-scripts', '--silent'], { cwd: root }).output();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^ALLOWED pid \d+ uid 0 \(root\)/m);
+    assert.match(r.stdout, /^DENIED  pid \d+ uid 65534 .*result 0x3c \[UID GID USER GROUP\]$/m);
+    assert.match(r.stdout, /^demo: the expected decisions$/m);
+    assert.doesNotMatch(r.stdout, /\.sock|listening on|UNIX-CONNECT/, 'no line points at the socket the demo deletes');
+    const left = readdirSync(tmpdir()).filter((n) => n.startsWith('secpolicy-basic-') && !before.has(n));
+    assert.deepEqual(left, [], 'the temporary socket directory is removed');
+  },
+);
+
+test(
+  'examples: basic-server --serve --uid derives the gid from that user, creates the socket with its mode, removes it on SIGTERM',
+  { timeout: 60_000, skip: needRoot() || needCommand('socat') },
+  async (t) => {
+    const tmp = tempDir('secpolicy-example-');
+    t.after(() => tmp.cleanup());
+    const path = tmp.path('basic.sock');
+    // daemon: uid 1, primary group 1 (the test's DAEMON identity).
+    const server = run(process.execPath, [
+      example('basic-server'),
+      '--serve',
+      '--path',
+      path,
+      '--uid',
+      '1',
+      '--perms',
+      '0660',
+      '--program',
+      '/usr/bin/socat',
+    ]);
+    t.after(() => {
+      if (server.exitCode === null) server.kill('SIGKILL');
+    });
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      server.stdout!.on('data', (d: Buffer) => {
+        out += d;
+        if (out.includes('serving;')) resolve();
+      });
+      server.once('close', () => server.output().then((o) => reject(new Error(o.stdout + o.stderr))));
+    });
+    assert.match(out, /"uid":1,"gid":1,/);
+    assert.equal(statSync(path).mode & 0o777, 0o660);
+    // daemon may write the root:root 0660 file through the supplementary group 0; its primary gid stays 1.
+    const allowed = await run('socat', ['-t', '2', '-', `UNIX-CONNECT:${path}`], { as: { ...DAEMON, groups: [0] } }).output();
+    assert.match(allowed.stdout, /^hello daemon, you are verified/);
+    server.kill('SIGTERM');
+    const end = await server.output();
+    assert.equal(end.code, 0, end.stderr);
+    assert.equal(existsSync(path), false, 'the socket file is removed on SIGTERM');
+  },
+);

@@ -184,3 +184,40 @@ test('guard: refuses challenge policies, a second guard, and bad arguments', () 
   invalid(() => guard(http.createServer(), new Policy(), { handshakeTimeout: 0 }), /options\.handshakeTimeout/);
   invalid(() => guard(http.createServer(), new Policy(), { maxConnectionsPerUid: -2 }), /options\.maxConnectionsPerUid/);
 });
+
+test(
+  "guard deny: 'http': a denied peer that keeps sending is cut off after a bounded read, not drained forever",
+  { timeout: 30_000, skip: needRoot() || needCommand('/usr/bin/python3') },
+  async (t) => {
+    const server = http.createServer((_req, res) => res.end('never'));
+    // A handshake timeout far beyond the test's: only the byte bound can end this connection.
+    guard(server, new Policy().uid(0), { deny: 'http', handshakeTimeout: 600_000 });
+    const path = await serve(t, server);
+    // python3 goes on reading after its sends fail, as an HTTP client reading a 403 would.
+    const script = [
+      'import socket, sys',
+      's = socket.socket(socket.AF_UNIX)',
+      's.connect(sys.argv[1])',
+      "cut = 'never cut'",
+      'try:',
+      '    for i in range(256):',
+      "        s.sendall(b'x' * 65536)",
+      'except OSError:',
+      "    cut = 'cut'",
+      "sys.stdout.write(cut + ' ')",
+      "got = b''",
+      'try:',
+      '    while True:',
+      '        d = s.recv(65536)',
+      '        if not d: break',
+      '        got += d',
+      'except OSError:',
+      '    pass',
+      "sys.stdout.write(got.split(b'\\r\\n')[0].decode())",
+    ].join('\n');
+    const flood = await run('/usr/bin/python3', ['-c', script, path], { as: DAEMON }).output();
+    assert.equal(flood.code, 0, flood.stderr);
+    // 16 MiB offered; the server reads at most 64 KiB of it and then closes.
+    assert.equal(flood.stdout, 'cut HTTP/1.1 403 Forbidden', 'cut off, and the response arrived before the cut');
+  },
+);

@@ -176,7 +176,7 @@ test('createServer: NODE_DEBUG=secpolicy logs refused connections', { timeout: 6
     env: { ...process.env, NODE_DEBUG: 'secpolicy' },
   }).output();
   assert.equal(out.code, 0, out.stderr);
-  assert.match(out.stderr, new RegExp(`SECPOLICY \\d+: server: denied uid=${process.getuid!()} pid=\\d+ result=0x4000`));
+  assert.match(out.stderr, new RegExp(`SECPOLICY \\d+: server: denied pid=\\d+ uid=${process.getuid!()} gid=\\d+ result=0x4000: `));
 });
 
 test('createServer: options are validated up front, naming the field', () => {

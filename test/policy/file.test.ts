@@ -179,13 +179,13 @@ test('syntax errors, empty documents and duplicate keys report a line', () => {
     () => parsePolicy('uid: 0\nanyOf: [\n  {uid: 1\n'),
     (e: Error & { code?: string; line?: number }) => {
       assert.equal(e.code, ErrorCode.POLICY_FILE);
-      assert.match(e.message, /^line \d+: not valid YAML or JSON: /);
+      assert.match(e.message, /^line \d+, column \d+: not valid YAML or JSON: /);
       assert.equal(typeof e.line, 'number');
       return true;
     },
   );
-  assert.throws(() => parsePolicy('uid: 0\nuid: 1'), { code: ErrorCode.POLICY_FILE, message: /^line 2: .*unique/ });
-  assert.throws(() => parsePolicy('{"uid": 0,\n "uid": 1}'), { code: ErrorCode.POLICY_FILE, message: /^line 2: / });
+  assert.throws(() => parsePolicy('uid: 0\nuid: 1'), { code: ErrorCode.POLICY_FILE, message: /^line 2, column 1: .*unique/ });
+  assert.throws(() => parsePolicy('{"uid": 0,\n "uid": 1}'), { code: ErrorCode.POLICY_FILE, message: /^line 2, column 2: / });
   for (const empty of ['', '   \n', '# only a comment\n']) {
     assert.throws(() => parsePolicy(empty), { code: ErrorCode.POLICY_FILE, message: /the policy is empty/ });
   }
@@ -250,7 +250,7 @@ test('an unreadable policy file is an error with its cause', { skip: needRoot() 
   assert.equal(r.stdout.trim(), 'ERR_SECPOLICY_POLICY_FILE EACCES', r.stderr);
 });
 
-test('the docker example from API.md, applied to real connections', { skip: needRoot() }, async (t) => {
+test('the docker example from the README, applied to real connections', { skip: needRoot() }, async (t) => {
   const python = realpathSync('/usr/bin/python3');
   const policy = parsePolicy(`
 # root, or a member of group adm running python3

@@ -8,6 +8,7 @@ import { colorsFor, formatMode, json, severityStyle, table, widthOf, type Column
 interface AuditFlags {
   json?: boolean;
   failOn?: string;
+  quiet?: boolean;
 }
 
 // Below this the scan is over before a progress line would be read.
@@ -20,8 +21,10 @@ export function registerAudit(program: Command): void {
     .description('List every listening UNIX socket on the host, the processes holding it, and findings worth attention.')
     .option('--json', 'print the report as JSON (an array of sockets)')
     .addOption(new Option('--fail-on <severity>', 'exit 1 when any finding is at or above this severity').choices([...SEVERITIES]))
+    .option('-q, --quiet', 'no progress line while /proc is scanned')
     .action(async (flags: AuditFlags) => {
-      const reports = await audit({ onProgress: progress(process.stderr) });
+      const onProgress = flags.quiet ? undefined : progress(process.stderr);
+      const reports = await audit(onProgress ? { onProgress } : {});
       process.stdout.write(flags.json ? json(reports) : render(reports));
       if (flags.failOn !== undefined) {
         const bar = severityRank(flags.failOn);

@@ -1,6 +1,7 @@
 /** `secpolicy check --policy <file> <path>`: verify a server against a policy file. */
 import type { Command } from 'commander';
 import { dial } from '../../audit/dial.js';
+import { escapeText } from '../../escape.js';
 import { loadPolicy } from '../../policy/file.js';
 import { DEFAULT_TIMEOUT, type Decision, type Policy } from '../../policy/policy.js';
 import { resultNames } from '../../policy/result.js';
@@ -72,7 +73,7 @@ function render(r: CheckReport, colors: Colors, width: number): string {
     .filter(Boolean)
     .join(', ');
   const verdict = r.allowed ? colors.green('allowed') : colors.red('denied');
-  const head = `${wrap(`${r.allowed ? 'allowed' : 'denied'}: ${r.path}`, width)
+  const head = `${wrap(`${r.allowed ? 'allowed' : 'denied'}: ${escapeText(r.path)}`, width)
     .join('\n')
     .replace(/^\w+/, verdict)}\n`;
   const details = fields(

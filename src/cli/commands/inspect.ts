@@ -1,6 +1,7 @@
 /** `secpolicy inspect <path>`: who listens on a socket, and what its file says. */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { inspect, type PeerReport } from '../../audit/inspect.js';
+import { SEVERITIES, severityRank } from '../../audit/findings.js';
 import { DEFAULT_TIMEOUT } from '../../policy/policy.js';
 import { milliseconds } from '../args.js';
 import { colorsFor, fields, formatId, formatMode, json, severityStyle, table, widthOf, type Colors, type Field } from '../output.js';
@@ -9,6 +10,7 @@ import { colorsFor, fields, formatId, formatMode, json, severityStyle, table, wi
 interface InspectFlags {
   json?: boolean;
   timeout?: number;
+  failOn?: string;
 }
 
 /** Registers `secpolicy inspect`. */
@@ -21,9 +23,14 @@ export function registerInspect(program: Command): void {
     .argument('<socket-path>', 'the socket file, or @name for an abstract socket')
     .option('--json', 'print the report as JSON')
     .option('--timeout <ms>', 'give up connecting after this many milliseconds', milliseconds, DEFAULT_TIMEOUT)
+    .addOption(new Option('--fail-on <severity>', 'exit 1 when any finding is at or above this severity').choices([...SEVERITIES]))
     .action(async (path: string, flags: InspectFlags) => {
       const report = await inspect(path, { ...(flags.timeout !== undefined && { timeout: flags.timeout }) });
       process.stdout.write(flags.json ? json(report) : render(report, colorsFor(process.stdout), widthOf(process.stdout)));
+      if (flags.failOn !== undefined) {
+        const bar = severityRank(flags.failOn);
+        if (report.findings.some((f) => severityRank(f.severity) >= bar)) process.exitCode = 1;
+      }
     });
 }
 

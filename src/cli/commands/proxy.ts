@@ -1,5 +1,7 @@
 /** `secpolicy proxy`: a policy-enforcing proxy in front of an existing socket. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { statSync } from 'node:fs';
+import { escapeText } from '../../escape.js';
 import { loadPolicy } from '../../policy/file.js';
 import { closeProxy, createProxy } from '../../proxy/proxy.js';
 import { milliseconds } from '../args.js';
@@ -14,6 +16,25 @@ interface ProxyFlags {
   mode: number;
   grace: number;
   handshakeTimeout?: number;
+  allowInsecureDirectory?: boolean;
+  owner?: string;
+  group?: string;
+  quiet?: boolean;
+}
+
+/** A user or group as given: a number is an id, anything else a name. */
+function idOrName(value: string): string | number {
+  return /^\d+$/.test(value) ? Number(value) : value;
+}
+
+/** Why the target cannot take connections yet (missing, not a socket), or undefined. */
+function targetProblem(path: string): string | undefined {
+  try {
+    return statSync(path).isSocket() ? undefined : 'is not a socket';
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 'does not exist (yet)' : `cannot be checked (${code})`;
+  }
 }
 
 /** A commander parser for a socket file mode written in octal (`0660`, `660`). */
@@ -35,9 +56,15 @@ export function registerProxy(program: Command): void {
     .addOption(new Option('--mode <octal>', 'mode of the socket file the proxy creates').argParser(octalMode).default(0o600, '0600'))
     .option('--grace <ms>', 'on SIGTERM, how long open connections may finish before they are cut', milliseconds, 5000)
     .option('--handshake-timeout <ms>', 'bound on verifying one client', milliseconds)
+    .option('--owner <user>', 'owner of the socket file the proxy creates (name or uid)')
+    .option('--group <group>', 'group of the socket file the proxy creates (name or gid)')
+    .option('--allow-insecure-directory', 'create the socket in a directory others could write to (they could replace it)')
+    .option('-q, --quiet', 'log only denials and failures, not start and stop')
     .action(async (flags: ProxyFlags) => {
       const policy = await loadPolicy(flags.policy);
-      const log = (line: string): void => void process.stderr.write(`secpolicy proxy: ${line}\n`);
+      // Paths and peer names in these lines come from others: escaped, one line each.
+      const log = (line: string): void => void process.stderr.write(`secpolicy proxy: ${escapeText(line)}\n`);
+      const status = flags.quiet ? () => {} : log;
       const listen = listenFlag(flags.listen);
       const daemon = supervisor(log);
       const server = await createProxy({
@@ -47,10 +74,16 @@ export function registerProxy(program: Command): void {
         mode: flags.mode,
         log,
         ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
+        ...(flags.owner !== undefined && { owner: idOrName(flags.owner) }),
+        ...(flags.group !== undefined && { group: idOrName(flags.group) }),
+        ...(flags.allowInsecureDirectory && { allowInsecureDirectory: true }),
       });
       const where =
         typeof listen === 'string' ? `${listen} (mode ${formatMode(flags.mode)})` : `the socket systemd passed (${flags.listen})`;
-      log(`listening on ${where}, forwarding allowed clients to ${flags.to}`);
+      status(`listening on ${where}, forwarding allowed clients to ${flags.to}`);
+      const problem = targetProblem(flags.to);
+      // Not fatal: the service may start later; each client until then is closed.
+      if (problem) log(`warning: target ${flags.to} ${problem}; allowed clients are closed until it listens`);
       daemon.ready(`forwarding allowed clients to ${flags.to}`);
       // Only the first signal is ours: a second one ends the process the default way.
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -65,8 +98,8 @@ export function registerProxy(program: Command): void {
       // Close first, then say so: whoever reads the line may rely on it being true.
       daemon.stopping();
       const closing = closeProxy(server, { grace: flags.grace });
-      log(`${signal}: no new connections; open ones have ${flags.grace} ms to finish`);
+      status(`${signal}: no new connections; open ones have ${flags.grace} ms to finish`);
       await closing;
-      log('stopped');
+      status('stopped');
     });
 }
