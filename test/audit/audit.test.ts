@@ -99,6 +99,8 @@ test('audit findings on sockets with bad modes and directories', { skip: needRoo
   const ok = dir('ok', 0o755);
   const open = dir('open', 0o777);
   const sticky = dir('sticky', 0o1777);
+  const groupOpen = dir('group-open', 0o775);
+  const groupSticky = dir('group-sticky', 0o1775);
   const foreign = dir('foreign', 0o755, DAEMON.uid);
   const closed = dir('closed', 0o700);
   const abstractRoot = `@secpolicy-audit-${randomBytes(6).toString('hex')}`;
@@ -111,6 +113,8 @@ test('audit findings on sockets with bad modes and directories', { skip: needRoo
     { address: `${ok}/replaced.sock`, mode: 0o600 },
     { address: `${open}/s.sock`, mode: 0o600 },
     { address: `${sticky}/s.sock`, mode: 0o600 },
+    { address: `${groupOpen}/s.sock`, mode: 0o600 },
+    { address: `${groupSticky}/s.sock`, mode: 0o600 },
     { address: `${foreign}/s.sock`, mode: 0o600 },
     { address: `${closed}/world.sock`, mode: 0o666 },
     { address: abstractRoot },
@@ -138,6 +142,12 @@ test('audit findings on sockets with bad modes and directories', { skip: needRoo
   assert.equal(openDir.findings[0]!.severity, 'high');
   assert.match(openDir.findings[0]!.message, /writable by every user/);
   assert.deepEqual(find(`${sticky}/s.sock`).findings, [], 'a sticky world-writable directory is fine');
+  // listen() refuses these directories too: a member of the group could replace the socket.
+  const groupDir = find(`${groupOpen}/s.sock`);
+  assert.deepEqual(codes(groupDir), ['INSECURE_DIRECTORY']);
+  assert.equal(groupDir.findings[0]!.severity, 'medium');
+  assert.match(groupDir.findings[0]!.message, /writable by its group \(gid 0, mode 0775, no sticky bit\)/);
+  assert.deepEqual(find(`${groupSticky}/s.sock`).findings, [], 'a sticky group-writable directory is fine');
   const foreignDir = find(`${foreign}/s.sock`);
   assert.deepEqual(codes(foreignDir), ['INSECURE_DIRECTORY']);
   assert.match(foreignDir.findings[0]!.message, /belongs to uid 1/);
