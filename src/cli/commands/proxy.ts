@@ -1,7 +1,7 @@
 /** `secpolicy proxy`: a policy-enforcing proxy in front of an existing socket. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { loadPolicy } from '../../policy/file.js';
-import { closeProxy, createProxy } from '../../proxy/proxy.js';
+import { closeProxy, createProxy, proxyDataPath } from '../../proxy/proxy.js';
 import { milliseconds } from '../args.js';
 import { LISTEN_HELP, listenFlag, supervisor } from '../daemon.js';
 import { formatMode } from '../output.js';
@@ -11,6 +11,7 @@ interface ProxyFlags {
   listen: string;
   to: string;
   policy: string;
+  targetPolicy?: string;
   mode: number;
   grace: number;
   handshakeTimeout?: number;
@@ -32,11 +33,13 @@ export function registerProxy(program: Command): void {
     .requiredOption('--listen <path>', LISTEN_HELP)
     .requiredOption('--to <path>', 'the socket file of the service behind the proxy')
     .requiredOption('--policy <file>', 'the policy file (YAML or JSON) every client must pass')
+    .option('--target-policy <file>', 'a policy file the service behind the proxy must pass before a client byte reaches it')
     .addOption(new Option('--mode <octal>', 'mode of the socket file the proxy creates').argParser(octalMode).default(0o600, '0600'))
     .option('--grace <ms>', 'on SIGTERM, how long open connections may finish before they are cut', milliseconds, 5000)
     .option('--handshake-timeout <ms>', 'bound on verifying one client', milliseconds)
     .action(async (flags: ProxyFlags) => {
       const policy = await loadPolicy(flags.policy);
+      const targetPolicy = flags.targetPolicy === undefined ? undefined : await loadPolicy(flags.targetPolicy);
       const log = (line: string): void => void process.stderr.write(`secpolicy proxy: ${line}\n`);
       const listen = listenFlag(flags.listen);
       const daemon = supervisor(log);
@@ -44,13 +47,16 @@ export function registerProxy(program: Command): void {
         listen,
         target: flags.to,
         policy,
+        ...(targetPolicy && { targetPolicy }),
         mode: flags.mode,
         log,
         ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
       });
       const where =
         typeof listen === 'string' ? `${listen} (mode ${formatMode(flags.mode)})` : `the socket systemd passed (${flags.listen})`;
-      log(`listening on ${where}, forwarding allowed clients to ${flags.to}`);
+      const data = proxyDataPath(server);
+      const via = data.path === 'splice' ? 'splice relay' : `JavaScript streams: ${data.reason}`;
+      log(`listening on ${where}, forwarding allowed clients to ${flags.to} (${via})`);
       daemon.ready(`forwarding allowed clients to ${flags.to}`);
       // Only the first signal is ours: a second one ends the process the default way.
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
