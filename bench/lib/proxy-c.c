@@ -1,6 +1,6 @@
 /*
  * The proxy anchor: a plain C epoll proxy between two UNIX socket paths, moving bytes
- * with splice(2) through a pipe per direction, with half-close (an end of stream becomes
+ * with splice(2) through a 256 KiB pipe per direction, with half-close (an end of stream becomes
  * shutdown(SHUT_WR) on the other side once the pipe is empty). No policy, one thread.
  * Usage: proxy-c <listen-path> <target-path>
  */
@@ -67,6 +67,8 @@ static void join(int a) {
   c->a = a, c->b = b;
   c->ab = (struct dir){ .src = a, .dst = b }, c->ba = (struct dir){ .src = b, .dst = a };
   if (pipe2(c->ab.p, O_NONBLOCK | O_CLOEXEC) || pipe2(c->ba.p, O_NONBLOCK | O_CLOEXEC)) { perror("pipe2"); exit(1); }
+  // The pipe size the secpolicy relay asks for.
+  fcntl(c->ab.p[1], F_SETPIPE_SZ, 256 * 1024), fcntl(c->ba.p[1], F_SETPIPE_SZ, 256 * 1024);
   struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c };
   epoll_ctl(ep, EPOLL_CTL_ADD, a, &ev);
   epoll_ctl(ep, EPOLL_CTL_ADD, b, &ev);

@@ -43,8 +43,9 @@ interface Conn {
 }
 
 const MAX_EVENTS = 256;
-// Empty pipes kept for the next pairs: two pipe2() and four close() fewer per connection.
-const PIPE_POOL = 128;
+// Empty pipes kept for the next direction that has bytes to move: no pipe2() or close()
+// per connection, and a connection that is idle holds no pipe.
+const PIPE_POOL = 64;
 // Wakes now and then even when idle, so that a process exiting without stopping the
 // relay is not held up by a thread parked in epoll_wait.
 const IDLE_WAKE_MS = 500;
@@ -111,6 +112,18 @@ function main(port: MessagePort, pipeSize: number): void {
     return true;
   };
 
+  /** An empty pipe goes back to the pool (or is closed), so that an idle direction holds none. */
+  const releasePipe = (d: Direction): void => {
+    if (d.pr < 0) return;
+    if (d.inPipe === 0 && pool.length < PIPE_POOL) pool.push([d.pr, d.pw]);
+    else {
+      c.close(d.pr);
+      c.close(d.pw);
+    }
+    d.pr = d.pw = -1;
+    d.inPipe = 0;
+  };
+
   const closeAll = (conn: Conn, error?: string): void => {
     if (!conns.delete(conn.id)) return;
     // Removed from the epoll set first: the close below may not be the file's last reference.
@@ -118,14 +131,7 @@ function main(port: MessagePort, pipeSize: number): void {
     c.epoll_ctl(ep, K.EPOLL_CTL_DEL, conn.b, ev);
     c.close(conn.a);
     c.close(conn.b);
-    for (const d of [conn.ab, conn.ba]) {
-      if (d.pr < 0) continue;
-      if (d.inPipe === 0 && pool.length < PIPE_POOL) pool.push([d.pr, d.pw]);
-      else {
-        c.close(d.pr);
-        c.close(d.pw);
-      }
-    }
+    for (const d of [conn.ab, conn.ba]) releasePipe(d);
     closed.push(conn.id);
     if (error !== undefined) (errors ??= {})[conn.id] = error;
   };
@@ -178,6 +184,8 @@ function main(port: MessagePort, pipeSize: number): void {
       }
       if (!progress) break;
     }
+    // Pipes are counted against the user's pipe-buffer limit: only directions with bytes in flight hold one.
+    if (d.inPipe === 0) releasePipe(d);
     if (d.eof && d.inPipe === 0 && !d.pending && !d.shut) {
       d.shut = true;
       c.shutdown(d.dst, K.SHUT_WR);

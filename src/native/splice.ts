@@ -90,7 +90,11 @@ export function closeTaken(fd: number): void {
 
 /** Options of {@link startRelay}. */
 export interface RelayOptions {
-  /** Pipe size asked for each direction (F_SETPIPE_SZ); 0 keeps the kernel's default (64 KiB). @default 0 */
+  /**
+   * Pipe size asked for each direction (F_SETPIPE_SZ); 0 keeps the kernel's default (64 KiB).
+   * Larger pipes move more per splice(2) call (the C anchor of bench/proxy moved 2 GiB in 0.95 s with 256 KiB
+   * pipes against 1.5 s with 64 KiB). @default 262144
+   */
   pipeSize?: number;
 }
 
@@ -127,7 +131,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   }
   const { port1, port2 } = new MessageChannel();
   const worker = new Worker(new URL('./splice-worker.js', import.meta.url), {
-    workerData: { port: port2, pipeSize: options.pipeSize ?? 0 },
+    workerData: { port: port2, pipeSize: options.pipeSize ?? 256 * 1024 },
     transferList: [port2],
   });
   const wake = await new Promise<number>((resolve, reject) => {
