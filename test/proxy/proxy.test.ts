@@ -7,7 +7,8 @@ import { closeProxy, createProxy, Policy, proxyDataPath, type ProxyDataPath } fr
 import { closeServer, needCommand, needRoot, run, tempDir } from '../helpers/index.js';
 import { expectedDigest, receiveStream, sendStream } from './streams.js';
 
-const ROOT_ONLY = () => new Policy().uid(0);
+// The test process itself: allowed whether the suite runs as root or not.
+const SELF = () => new Policy().uid(process.getuid!());
 
 /** A target that answers each connection through `handle`; half-open so replies can follow the client's end. */
 async function target(path: string, handle: (s: net.Socket) => void): Promise<net.Server> {
@@ -27,7 +28,7 @@ function connectTo(path: string): Promise<net.Socket> {
 async function setup(
   t: { after: (fn: () => unknown) => void },
   handle: (s: net.Socket) => void,
-  policy = ROOT_ONLY(),
+  policy = SELF(),
   mode = 0o600,
   dataPath: ProxyDataPath = 'auto',
 ) {
@@ -52,7 +53,7 @@ async function setup(
 }
 
 test('an allowed client reaches the target through the proxy, with the socket file at the asked mode', async (t) => {
-  const { path } = await setup(t, (s) => s.pipe(s), ROOT_ONLY(), 0o660);
+  const { path } = await setup(t, (s) => s.pipe(s), SELF(), 0o660);
   assert.equal(statSync(path).mode & 0o777, 0o660);
   const c = await connectTo(path);
   const reply = receiveStream(c);
@@ -72,7 +73,7 @@ test(
         reached++;
         s.end();
       },
-      ROOT_ONLY(),
+      SELF(),
       0o666,
     );
     const script = `const s=require('net').connect(${JSON.stringify(path)});s.on('connect',()=>s.write('secret request'));s.on('close',()=>console.log('closed'));s.on('error',e=>console.log(e.code));s.resume()`;
@@ -120,7 +121,7 @@ for (const via of ['splice', 'streams'] as const) {
             await sendStream(s, 7, REPLY);
           });
         },
-        ROOT_ONLY(),
+        SELF(),
         0o600,
         via,
       );
@@ -149,7 +150,7 @@ print(n, h.hexdigest())`;
         received = receiveStream(s);
         s.end('bye'); // the target is done talking but keeps listening
       },
-      ROOT_ONLY(),
+      SELF(),
       0o600,
       via,
     );
@@ -178,7 +179,7 @@ print(n, h.hexdigest())`;
           sendStream(s, 1000 + id, SIZE).catch(() => {});
         });
       },
-      ROOT_ONLY(),
+      SELF(),
       0o600,
       via,
     );
@@ -202,7 +203,7 @@ test('target down: the client is closed cleanly and the reason logged', async (t
   const proxy = await createProxy({
     listen: tmp.path('p.sock'),
     target: tmp.path('missing.sock'),
-    policy: ROOT_ONLY(),
+    policy: SELF(),
     log: (l) => lines.push(l),
   });
   t.after(async () => {
@@ -216,7 +217,7 @@ test('target down: the client is closed cleanly and the reason logged', async (t
   c.end();
   await once(c, 'close');
   assert.equal(lines.length, 1);
-  assert.match(lines[0]!, /^target .*missing\.sock unavailable for pid=\d+ uid=0: ENOENT; client connection closed$/);
+  assert.match(lines[0]!, /^target .*missing\.sock unavailable for pid=\d+ uid=\d+: ENOENT; client connection closed$/);
 });
 
 test('closeProxy stops accepting, removes the socket file, and cuts connections after the grace period', async (t) => {
@@ -225,7 +226,7 @@ test('closeProxy stops accepting, removes the socket file, and cuts connections 
   // Never answers; closes only once the proxy has cut the connection.
   const backend = await target(tmp.path('t.sock'), (s) => s.on('end', () => s.destroy()));
   t.after(() => closeServer(backend));
-  const proxy = await createProxy({ listen: tmp.path('p.sock'), target: tmp.path('t.sock'), policy: ROOT_ONLY() });
+  const proxy = await createProxy({ listen: tmp.path('p.sock'), target: tmp.path('t.sock'), policy: SELF() });
   const forwarded = once(backend, 'connection');
   const c = await connectTo(tmp.path('p.sock'));
   t.after(() => c.destroy());
@@ -239,7 +240,7 @@ test('closeProxy stops accepting, removes the socket file, and cuts connections 
 });
 
 test('createProxy validates its options, naming the field', async () => {
-  const policy = ROOT_ONLY();
+  const policy = SELF();
   await assert.rejects(createProxy({ listen: '', target: '/x', policy }), {
     code: 'ERR_SECPOLICY_INVALID_ARG',
     message: /options\.listen/,

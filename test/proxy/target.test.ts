@@ -8,7 +8,8 @@ import { closeProxy, createProxy, Policy, proxyDataPath } from '../../src/index.
 import { closeServer, needCommand, needRoot, run, tempDir } from '../helpers/index.js';
 import { expectedDigest, receiveStream, sendStream } from './streams.js';
 
-const ROOT_ONLY = () => new Policy().uid(0);
+// The test process itself: allowed whether the suite runs as root or not.
+const SELF = () => new Policy().uid(process.getuid!());
 
 function connectTo(path: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
@@ -50,7 +51,7 @@ while True:
     const proxy = await createProxy({
       listen: tmp.path('p.sock'),
       target: tmp.path('t.sock'),
-      policy: ROOT_ONLY(),
+      policy: SELF(),
       log: (l) => lines.push(l),
     });
     t.after(() => closeProxy(proxy, { grace: 0 }));
@@ -102,7 +103,7 @@ test(
     const proxy = await createProxy({
       listen: tmp.path('p.sock'),
       target: tmp.path('t.sock'),
-      policy: ROOT_ONLY(),
+      policy: SELF(),
       targetTimeout: 200,
       log: (l) => lines.push(l),
     });
@@ -115,7 +116,7 @@ test(
     assert.equal(lines.length, 1, JSON.stringify(lines));
     assert.match(
       lines[0]!,
-      /^target .*t\.sock unavailable for pid=\d+ uid=0: ERR_SECPOLICY_TIMEOUT: .*t\.sock stayed busy \(its accept queue full\) for 200 ms; client connection closed$/,
+      /^target .*t\.sock unavailable for pid=\d+ uid=\d+: ERR_SECPOLICY_TIMEOUT: .*t\.sock stayed busy \(its accept queue full\) for 200 ms; client connection closed$/,
     );
   },
 );
@@ -151,7 +152,7 @@ while True:
     const proxy = await createProxy({
       listen: tmp.path('p.sock'),
       target: targetPath,
-      policy: ROOT_ONLY(),
+      policy: SELF(),
       targetPolicy: new Policy().uid(0),
       log: (l) => lines.push(l),
     });
@@ -188,7 +189,7 @@ test('targetPolicy: a target that passes gets the bytes; bytes either side sent 
   const proxy = await createProxy({
     listen: tmp.path('p.sock'),
     target: tmp.path('t.sock'),
-    policy: ROOT_ONLY(),
+    policy: SELF(),
     // Holds the decision on the target until the test has let both sides talk.
     targetPolicy: new Policy().uid(process.getuid!()).callback(async () => (await released, true)),
   });
@@ -218,7 +219,7 @@ test(`${'splice'}: 128 MiB each way to and from a python3 peer, sha256 compared`
   backend.listen(tmp.path('t.sock'));
   await once(backend, 'listening');
   t.after(() => closeServer(backend));
-  const proxy = await createProxy({ listen: tmp.path('p.sock'), target: tmp.path('t.sock'), policy: ROOT_ONLY(), dataPath: 'splice' });
+  const proxy = await createProxy({ listen: tmp.path('p.sock'), target: tmp.path('t.sock'), policy: SELF(), dataPath: 'splice' });
   t.after(() => closeProxy(proxy, { grace: 0 }));
   assert.deepEqual(proxyDataPath(proxy), { path: 'splice' });
   // The python3 client sends SIZE bytes of a repeating pattern while reading the reply.
