@@ -1,14 +1,19 @@
 /**
- * Accept rate of createServer() beside a plain net.Server running the same code, in the
- * same run: connections per second accepted (and verified) from a separate client
+ * Accept rate of createServer() beside a plain net.Server running the same code, and
+ * beside a plain C accept loop (bench/lib/accept-c.c, compiled with cc at bench time), in
+ * the same run: connections per second accepted (and verified) from a separate client
  * process. Policies: (a) uid + group + program, (b) the C library's full set uid, gid,
  * user, group, program, perms. Rounds alternate between the servers so that the noise of
  * a shared machine falls on all of them alike. Target: ratio >= 0.9. The server's CPU time
  * per connection is printed too (ratio > 1 means dearer): other processes disturb it less.
  *
+ * Memory: a separate server process (plain net.Server, then createServer with the full
+ * set) holds N connections from a client process; its resident memory grows by so much
+ * per held connection (after a GC), printed beside the plain server's as a ratio.
+ *
  *   node dist/bench/accept.js
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -17,12 +22,17 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { groupName, userName } from '../src/native/index.js';
+import { fileURLToPath } from 'node:url';
 import { Policy, createServer } from '../src/index.js';
+import { compile, cpuSeconds, rssBytes } from './lib/native.js';
 import { isMain, report } from './lib/stats.js';
 
 const ROUNDS = 15;
 const CONNECTIONS = 3000;
 const IN_FLIGHT = 16;
+const HELD = 2000;
+const MEMORY_ROUNDS = 3;
+const INDEX = fileURLToPath(new URL('../src/index.js', import.meta.url));
 
 /** The load process: on "<path> <n>" it makes n connections (IN_FLIGHT at a time), each closed at once. */
 const CLIENT = `
@@ -101,24 +111,158 @@ export async function run(): Promise<void> {
       const used = process.cpuUsage(cpu);
       return [(CONNECTIONS * 1000) / elapsed, (used.user + used.system) / CONNECTIONS];
     };
-    for (const t of targets) await round(t); // warm-up
-    for (let i = 0; i < ROUNDS; i++) {
-      for (const t of targets) {
-        const [rate, cpu] = await round(t);
-        t.samples.push(rate);
-        t.cpu.push(cpu);
+    const c = await startC(dir);
+    const cRate: number[] = [];
+    const cCpu: number[] = [];
+    /** One round against the C accept loop: the same client, the C process's own CPU time. */
+    const cRound = async (): Promise<[rate: number, cpu: number]> => {
+      const child = c.child!;
+      const cpu = cpuSeconds(child.pid!);
+      const start = performance.now();
+      child.stdin!.write(`${CONNECTIONS}\n`);
+      client.stdin!.write(`${c.path} ${CONNECTIONS}\n`);
+      const [line, own] = await Promise.all([lines.next(), c.lines!.next()]);
+      if (line.done || line.value !== 'done' || own.done || own.value !== 'done') throw new Error('the C bench stopped');
+      const elapsed = performance.now() - start;
+      return [(CONNECTIONS * 1000) / elapsed, ((cpuSeconds(child.pid!) - cpu) * 1e6) / CONNECTIONS];
+    };
+    try {
+      for (const t of targets) await round(t); // warm-up
+      if (!c.error) await cRound();
+      for (let i = 0; i < ROUNDS; i++) {
+        for (const t of targets) {
+          const [rate, cpu] = await round(t);
+          t.samples.push(rate);
+          t.cpu.push(cpu);
+        }
+        if (!c.error) {
+          const [rate, cpu] = await cRound();
+          cRate.push(rate);
+          cCpu.push(cpu);
+        }
       }
+    } finally {
+      c.child?.kill();
     }
     const [plain, ...verified] = targets;
-    report(plain!.name, plain!.samples, undefined, { unit: 'conn/s' });
-    for (const t of verified) report(t.name, t.samples, { name: 'plain', samples: plain!.samples }, { unit: 'conn/s' });
-    report(`${plain!.name}, server CPU`, plain!.cpu, undefined, { unit: 'µs/conn' });
+    const cAnchor = { name: 'C accept loop', samples: cRate };
+    if (c.error) console.log(`C accept loop skipped: ${c.error}`);
+    else report('C accept loop (accept, close)', cRate, undefined, { unit: 'conn/s' });
+    report(plain!.name, plain!.samples, !c.error ? cAnchor : undefined, { unit: 'conn/s' });
+    for (const t of verified) {
+      report(t.name, t.samples, { name: 'plain', samples: plain!.samples }, { unit: 'conn/s' });
+      if (!c.error) report(t.name, t.samples, cAnchor, { unit: 'conn/s' });
+    }
+    if (!c.error) report('C accept loop, server CPU (clock ticks of 10 ms)', cCpu, undefined, { unit: 'µs/conn' });
+    report(`${plain!.name}, server CPU`, plain!.cpu, !c.error ? { name: 'C', samples: cCpu } : undefined, { unit: 'µs/conn' });
     for (const t of verified) report(`${t.name}, server CPU`, t.cpu, { name: 'plain', samples: plain!.cpu }, { unit: 'µs/conn' });
   } finally {
     client.kill();
     for (const t of targets) t.server.close();
+  }
+  try {
+    await memory(dir, uid, gid, user, group);
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+interface CServer {
+  child?: ChildProcess;
+  lines?: AsyncIterator<string>;
+  path: string;
+  /** Why the anchor could not run. */
+  error?: string;
+}
+
+/** The C accept loop, started (or why it could not be built). */
+async function startC(dir: string): Promise<CServer> {
+  const built = compile('accept-c', dir);
+  const path = join(dir, 'c.sock');
+  if ('error' in built) return { error: built.error, path };
+  const child = spawn(built.exe, [path], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const ready = await lines.next();
+  if (ready.value !== 'ready') {
+    child.kill();
+    return { error: `accept-c said ${String(ready.value)}`, path };
+  }
+  return { child, path, lines };
+}
+
+/** A server process that holds every connection and, on "gc", collects and answers "rss". */
+const HOLDER = `
+const [index, kind, path, uid, gid, user, group] = process.argv.slice(1);
+import(index).then((m) => {
+  const held = [];
+  const keep = (s) => { held.push(s); s.on('error', () => {}); };
+  const server = kind === 'plain' ? require('net').createServer(keep)
+    : m.createServer({ policy: new m.Policy().uid(+uid).gid(+gid).user(user).group(group).program(process.execPath).perms(0o600) }, keep);
+  server.on('denied', (r) => { console.error('denied', JSON.stringify(r.failures ?? r.code)); process.exit(1); });
+  server.listen(path, () => { require('fs').chmodSync(path, 0o600); console.log('ready'); });
+  require('readline').createInterface({ input: process.stdin }).on('line', (n) => {
+    const wait = () => (held.length >= +n ? (globalThis.gc(), globalThis.gc(), console.log('held ' + held.length)) : setTimeout(wait, 5));
+    wait();
+  });
+});`;
+
+/** The client side: opens n connections to path and holds them until stdin ends. */
+const OPENER = `
+const [path, n] = process.argv.slice(1);
+const held = [];
+let open = 0;
+const one = () => {
+  const s = require('net').connect(path);
+  held.push(s);
+  s.on('connect', () => { if (++open === +n) console.log('open'); else if (held.length < +n) one(); });
+  s.on('error', (e) => { if (e.code === 'EAGAIN') { held.pop(); setTimeout(one, 1); } else { console.error(e.code); process.exit(1); } });
+};
+for (let i = 0; i < 16; i++) one();
+process.stdin.on('end', () => process.exit(0)).resume();`;
+
+/** RSS growth per held connection of a separate plain and verifying server process, rounds alternating. */
+async function memory(dir: string, uid: number, gid: number, user: string, group: string): Promise<void> {
+  const perConn: Record<'plain' | 'verified', number[]> = { plain: [], verified: [] };
+  for (let r = 0; r < MEMORY_ROUNDS; r++) {
+    for (const kind of ['plain', 'verified'] as const) {
+      const path = join(dir, `held-${kind}-${r}.sock`);
+      const server = spawn(process.execPath, ['--expose-gc', '-e', HOLDER, INDEX, kind, path, String(uid), String(gid), user, group], {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
+      const out = createInterface({ input: server.stdout! })[Symbol.asyncIterator]();
+      let opener: ChildProcess | undefined;
+      try {
+        const first = await out.next();
+        if (first.value !== 'ready') throw new Error(`the holding server did not start: ${JSON.stringify(first)} ${server.exitCode}`);
+        // The baseline: the server with one connection held, so that lazily loaded code is in.
+        opener = spawn(process.execPath, ['-e', OPENER, path, '1'], { stdio: ['pipe', 'pipe', 'inherit'] });
+        server.stdin!.write('1\n');
+        if (!String((await out.next()).value).startsWith('held')) throw new Error('the holding server stopped');
+        const before = rssBytes(server.pid!);
+        const many = spawn(process.execPath, ['-e', OPENER, path, String(HELD)], { stdio: ['pipe', 'pipe', 'inherit'] });
+        const opened = createInterface({ input: many.stdout! })[Symbol.asyncIterator]();
+        if ((await opened.next()).value !== 'open') throw new Error('the opener stopped');
+        server.stdin!.write(`${HELD + 1}\n`);
+        if (!String((await out.next()).value).startsWith('held')) throw new Error('the holding server stopped');
+        perConn[kind].push((rssBytes(server.pid!) - before) / HELD);
+        many.stdin!.end();
+        await once(many, 'exit');
+      } finally {
+        opener?.stdin!.end();
+        server.kill();
+        await once(server, 'exit');
+      }
+    }
+  }
+  const unit = { unit: 'B/conn', samples: 'rounds' };
+  console.log(`memory: RSS growth of a separate server process holding ${HELD} connections, after GC`);
+  report('held connection, plain net.Server', perConn.plain, undefined, unit);
+  report(
+    'held connection, createServer uid,gid,user,group,program,perms',
+    perConn.verified,
+    { name: 'plain', samples: perConn.plain },
+    unit,
+  );
 }
 
 if (isMain(import.meta.url)) await run();

@@ -197,6 +197,13 @@ export async function run(): Promise<void> {
       );
       report('C, the same system calls again on the same processes', c.full, anchor, per);
       report('C, getsockopt(SO_PEERCRED) alone', c.peercred, anchor, per);
+      // Each JS figure beside the C program making the same system calls: fresh processes, then warm ones.
+      const byName = (name: string) => cases.find((x) => x.name === name)!.samples;
+      const cFresh = { name: 'C, first time', samples: c.first };
+      report('apply vs C', byName('apply'), cFresh, per);
+      report('applySync vs C', byName('applySync'), cFresh, per);
+      report('applySync, 4 processes (warm) vs C', few.samples, { name: 'C, again', samples: c.full }, per);
+      report('raw SO_PEERCRED via koffi vs C', raw!.samples, { name: 'C SO_PEERCRED', samples: c.peercred }, per);
     }
   } finally {
     server.close();

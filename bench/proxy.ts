@@ -1,101 +1,37 @@
 /**
- * The policy-enforcing proxy (`secpolicy proxy`, its own process) beside
- * `socat -b 65536 UNIX-LISTEN:<path>,fork UNIX-CONNECT:<target>` and beside a direct
- * connection to the target, in the same run, rounds alternating between the three:
+ * The policy-enforcing proxy (`secpolicy proxy`, its own process, splice(2) relay) beside,
+ * in the same run and with rounds alternating between them:
+ *  - a plain C epoll proxy moving bytes with splice(2) (bench/lib/proxy-c.c, no policy);
+ *  - `socat -b 65536 UNIX-LISTEN:<path>,fork UNIX-CONNECT:<target>`;
+ *  - the proxy with its JavaScript data path (`dataPath: 'streams'`, the fallback);
+ *  - a direct connection to the target.
+ * Both ends are C (bench/lib/load.c) so that on a small machine they cost little beside
+ * the proxy under test. Figures:
  *  - throughput: one stream of SECPOLICY_BENCH_PROXY_MIB MiB (default 2048) client -> target;
- *  - connection rate: connect, 4-byte request, 4-byte reply, close; IN_FLIGHT (32) at a time.
- * Targets: throughput >= 1.0x socat, connection rate >= 3x socat (socat forks per connection).
+ *  - CPU per GiB: the proxy process's CPU time (all threads, and socat's forked children) per GiB moved;
+ *  - connection rate: connect, 4-byte request, 4-byte reply, close, from 8 client threads;
+ *  - CPU per connection, the same way.
+ * Targets: throughput >= 1.2x socat, connection rate >= 0.5x the C proxy, CPU per GiB <= socat's.
  *
  *   node dist/bench/proxy.js              SECPOLICY_BENCH_PROXY_MIB=256 node dist/bench/proxy.js
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { childPids, compile, cpuSeconds } from './lib/native.js';
 import { isMain, report } from './lib/stats.js';
 
 const MIB = Number(process.env.SECPOLICY_BENCH_PROXY_MIB ?? 2048);
 const THROUGHPUT_ROUNDS = Number(process.env.SECPOLICY_BENCH_PROXY_ROUNDS ?? 5);
 const RATE_ROUNDS = 9;
-const CONNECTIONS = 500;
-const IN_FLIGHT = 32;
-const CHUNK = Buffer.alloc(1 << 20, 0x5a);
+const CONNECTIONS = 3000;
+const THREADS = 8;
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-
-/** The target: counts bytes until the client's end, then answers with the count; "ping" gets "pong". */
-function target(path: string): Promise<net.Server> {
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    let n = 0;
-    s.on('data', (d: Buffer) => {
-      n += d.length;
-      if (n === 4 && d.length === 4) s.write('pong');
-    });
-    s.on('end', () => s.end(n === 4 ? '' : String(n)));
-    s.on('error', () => {});
-  });
-  server.listen(path);
-  return once(server, 'listening').then(() => server);
-}
-
-/** MiB/s of one MIB-MiB stream to `path`, timed until the target has acknowledged every byte. */
-function stream(path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const start = performance.now();
-    const s = net.connect({ path, allowHalfOpen: true });
-    let left = MIB;
-    const pump = (): void => {
-      while (left > 0) {
-        left--;
-        if (!s.write(CHUNK)) return void s.once('drain', pump);
-      }
-      s.end();
-    };
-    let reply = '';
-    s.on('connect', pump);
-    s.on('data', (d) => (reply += d));
-    s.on('end', () => {
-      if (Number(reply) !== MIB * CHUNK.length) return reject(new Error(`target received ${reply} bytes of ${MIB * CHUNK.length}`));
-      resolve(MIB / ((performance.now() - start) / 1000));
-    });
-    s.on('error', reject);
-  });
-}
-
-/** Connections per second: CONNECTIONS short exchanges, IN_FLIGHT at a time. */
-function connectionRate(path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const start = performance.now();
-    let started = 0;
-    let finished = 0;
-    const one = (): void => {
-      if (started >= CONNECTIONS) return;
-      started++;
-      const s = net.connect(path);
-      let ok = false;
-      s.on('connect', () => s.write('ping'));
-      s.on('data', () => {
-        ok = true;
-        s.end();
-      });
-      s.on('close', () => {
-        if (!ok) return;
-        if (++finished === CONNECTIONS) resolve(CONNECTIONS / ((performance.now() - start) / 1000));
-        else one();
-      });
-      s.on('error', (e: NodeJS.ErrnoException) => {
-        // A full accept queue (socat listens with a backlog of 5): try that one again.
-        if (e.code !== 'EAGAIN') return reject(e);
-        started--;
-        setTimeout(one, 1);
-      });
-    };
-    for (let i = 0; i < IN_FLIGHT; i++) one();
-  });
-}
+const INDEX = fileURLToPath(new URL('../src/index.js', import.meta.url));
 
 async function waitForFile(path: string, child: ChildProcess): Promise<void> {
   for (let i = 0; i < 500 && !existsSync(path); i++) {
@@ -105,7 +41,31 @@ async function waitForFile(path: string, child: ChildProcess): Promise<void> {
   if (!existsSync(path)) throw new Error(`${path} never appeared`);
 }
 
-/** Runs the benchmark and prints throughput and connection rate lines, each against socat. */
+/** Runs the load program and returns the seconds it printed. */
+function load(exe: string, args: string[]): number {
+  const out = spawnSync(exe, args, { encoding: 'utf8', timeout: 600_000 });
+  if (out.status !== 0) throw new Error(`load ${args.join(' ')} failed: ${out.stderr.trim() || out.signal}`);
+  return Number(out.stdout.trim());
+}
+
+/** CPU seconds of a proxy process, once its forked children (socat) have exited and been counted. */
+async function settledCpu(pid: number): Promise<number> {
+  for (let i = 0; i < 200 && childPids(pid).length > 0; i++) await new Promise((r) => setTimeout(r, 5));
+  return cpuSeconds(pid);
+}
+
+interface Subject {
+  name: string;
+  path: string;
+  /** The process whose CPU is counted (none for the direct connection). */
+  pid?: number;
+  mibps: number[];
+  cpuPerGiB: number[];
+  rate: number[];
+  cpuPerConn: number[];
+}
+
+/** Runs the benchmark and prints throughput, CPU and connection-rate lines, each against its anchors. */
 export async function run(): Promise<void> {
   if (spawnSync('sh', ['-c', 'command -v socat'], { stdio: 'ignore' }).status !== 0) {
     console.log('proxy: skipped (needs socat: apt-get install -y socat)');
@@ -114,45 +74,108 @@ export async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'secpolicy-bench-proxy-'));
   chmodSync(dir, 0o755);
   const children: ChildProcess[] = [];
-  let server: net.Server | undefined;
   try {
+    const loader = compile('load', dir, ['-lpthread']);
+    const cproxy = compile('proxy-c', dir);
+    if ('error' in loader || 'error' in cproxy) {
+      console.log(
+        `proxy: skipped (the C ends and anchor need a compiler: ${'error' in loader ? loader.error : (cproxy as { error: string }).error})`,
+      );
+      return;
+    }
     const targetPath = join(dir, 'target.sock');
-    server = await target(targetPath);
+    const target = spawn(loader.exe, ['target', targetPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(target);
+    const [ready] = (await once(createInterface({ input: target.stdout! }), 'line')) as [string];
+    if (ready !== 'ready') throw new Error(`the target said ${ready}`);
     writeFileSync(join(dir, 'policy.yaml'), `uid: ${process.getuid!()}\n`);
-    const proxyPath = join(dir, 'proxy.sock');
-    const socatPath = join(dir, 'socat.sock');
-    const proxy = spawn(process.execPath, [CLI, 'proxy', '--listen', proxyPath, '--to', targetPath, '--policy', join(dir, 'policy.yaml')], {
-      stdio: 'ignore',
-    });
-    const socat = spawn('socat', ['-b', '65536', `UNIX-LISTEN:${socatPath},fork`, `UNIX-CONNECT:${targetPath}`], { stdio: 'ignore' });
-    children.push(proxy, socat);
-    await Promise.all([waitForFile(proxyPath, proxy), waitForFile(socatPath, socat)]);
-
-    const paths = { direct: targetPath, secpolicy: proxyPath, socat: socatPath };
-    const measure = async (n: number, fn: (path: string) => Promise<number>): Promise<Record<keyof typeof paths, number[]>> => {
-      const out = { direct: [] as number[], secpolicy: [] as number[], socat: [] as number[] };
-      // One round of each in turn, so that the machine's noise falls on all three alike;
-      // the first (warm-up) round is not recorded.
-      for (let i = 0; i <= n; i++) {
-        for (const name of ['socat', 'secpolicy', 'direct'] as const) {
-          const figure = await fn(paths[name]);
-          if (i > 0) out[name].push(figure);
-        }
-      }
-      return out;
+    const start = (name: string, path: string, command: string, args: string[]): Subject => {
+      const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+      children.push(child);
+      return { name, path, pid: child.pid!, mibps: [], cpuPerGiB: [], rate: [], cpuPerConn: [] };
     };
-    const tput = await measure(THROUGHPUT_ROUNDS, stream);
-    report(`throughput ${MIB} MiB via secpolicy proxy`, tput.secpolicy, { name: 'socat -b 65536', samples: tput.socat }, { unit: 'MiB/s' });
-    report(`throughput ${MIB} MiB via secpolicy proxy`, tput.secpolicy, { name: 'direct', samples: tput.direct }, { unit: 'MiB/s' });
-    const rate = await measure(RATE_ROUNDS, connectionRate);
-    report('connection rate via secpolicy proxy', rate.secpolicy, { name: 'socat fork', samples: rate.socat }, { unit: 'conn/s' });
-    report('connection rate via secpolicy proxy', rate.secpolicy, { name: 'direct', samples: rate.direct }, { unit: 'conn/s' });
+    const p = (name: string) => join(dir, name);
+    const streamsScript = `import(${JSON.stringify(INDEX)}).then(async (m) => {
+      const server = await m.createProxy({ listen: process.argv[1], target: process.argv[2], policy: await m.loadPolicy(process.argv[3]), dataPath: 'streams' });
+      process.on('SIGTERM', () => m.closeProxy(server, { grace: 0 }));
+    })`;
+    const subjects = {
+      secpolicy: start('secpolicy proxy', p('secpolicy.sock'), process.execPath, [
+        CLI,
+        'proxy',
+        '--listen',
+        p('secpolicy.sock'),
+        '--to',
+        targetPath,
+        '--policy',
+        p('policy.yaml'),
+      ]),
+      streams: start('secpolicy proxy, JavaScript streams', p('streams.sock'), process.execPath, [
+        '-e',
+        streamsScript,
+        p('streams.sock'),
+        targetPath,
+        p('policy.yaml'),
+      ]),
+      c: start('C epoll proxy (splice)', p('c.sock'), cproxy.exe, [p('c.sock'), targetPath]),
+      socat: start('socat -b 65536', p('socat.sock'), 'socat', [
+        '-b',
+        '65536',
+        `UNIX-LISTEN:${p('socat.sock')},fork`,
+        `UNIX-CONNECT:${targetPath}`,
+      ]),
+      direct: { name: 'direct', path: targetPath, mibps: [], cpuPerGiB: [], rate: [], cpuPerConn: [] } as Subject,
+    };
+    const all = Object.values(subjects);
+    await Promise.all(children.slice(1).map((c, i) => waitForFile(all[i]!.path, c)));
+
+    // One round of each in turn, so that the machine's noise falls on all alike; the first round warms up.
+    for (let i = 0; i <= THROUGHPUT_ROUNDS; i++) {
+      for (const s of all) {
+        const cpu0 = s.pid ? cpuSeconds(s.pid) : 0;
+        const seconds = load(loader.exe, ['stream', s.path, String(MIB)]);
+        const cpu = s.pid ? (await settledCpu(s.pid)) - cpu0 : 0;
+        if (i === 0) continue;
+        s.mibps.push(MIB / seconds);
+        s.cpuPerGiB.push((cpu * 1024) / MIB);
+      }
+    }
+    for (let i = 0; i <= RATE_ROUNDS; i++) {
+      for (const s of all) {
+        const cpu0 = s.pid ? cpuSeconds(s.pid) : 0;
+        const seconds = load(loader.exe, ['rate', s.path, String(CONNECTIONS), String(THREADS)]);
+        const cpu = s.pid ? (await settledCpu(s.pid)) - cpu0 : 0;
+        if (i === 0) continue;
+        s.rate.push(CONNECTIONS / seconds);
+        s.cpuPerConn.push((cpu * 1e6) / CONNECTIONS);
+      }
+    }
+    const { secpolicy, streams, c, socat, direct } = subjects;
+    const anchor = (s: Subject, key: 'mibps' | 'cpuPerGiB' | 'rate' | 'cpuPerConn') => ({ name: s.name, samples: s[key] });
+    const tput = `throughput ${MIB} MiB`;
+    for (const s of [secpolicy, streams]) {
+      report(`${tput} via ${s.name}`, s.mibps, anchor(socat, 'mibps'), { unit: 'MiB/s' });
+      report(`${tput} via ${s.name}`, s.mibps, anchor(c, 'mibps'), { unit: 'MiB/s' });
+    }
+    report(`${tput} via ${c.name}`, c.mibps, anchor(socat, 'mibps'), { unit: 'MiB/s' });
+    report(`${tput} via ${secpolicy.name}`, secpolicy.mibps, anchor(direct, 'mibps'), { unit: 'MiB/s' });
+    for (const s of [secpolicy, streams]) {
+      report(`CPU per GiB, ${s.name}`, s.cpuPerGiB, anchor(socat, 'cpuPerGiB'), { unit: 's/GiB' });
+      report(`CPU per GiB, ${s.name}`, s.cpuPerGiB, anchor(c, 'cpuPerGiB'), { unit: 's/GiB' });
+    }
+    for (const s of [secpolicy, streams]) {
+      report(`connection rate via ${s.name}`, s.rate, anchor(c, 'rate'), { unit: 'conn/s' });
+      report(`connection rate via ${s.name}`, s.rate, anchor(socat, 'rate'), { unit: 'conn/s' });
+    }
+    report(`connection rate via ${secpolicy.name}`, secpolicy.rate, anchor(direct, 'rate'), { unit: 'conn/s' });
+    for (const s of [secpolicy, streams])
+      report(`CPU per connection, ${s.name}`, s.cpuPerConn, anchor(c, 'cpuPerConn'), { unit: 'µs/conn' });
+    report(`CPU per connection, ${secpolicy.name}`, secpolicy.cpuPerConn, anchor(socat, 'cpuPerConn'), { unit: 'µs/conn' });
   } finally {
     for (const c of children) {
       c.kill('SIGTERM');
-      if (c.exitCode === null) await once(c, 'exit');
+      if (c.exitCode === null && c.signalCode === null) await once(c, 'exit');
     }
-    await new Promise((r) => (server ? server.close(r) : r(undefined)));
     rmSync(dir, { recursive: true, force: true });
   }
 }

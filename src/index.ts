@@ -40,3 +40,4 @@ export {
   type Watchdog,
 } from './systemd/index.js';
 export * from './gateway/index.js';
+export { proxyDataPath, type ProxyDataPath, type ProxyDataPathInfo } from './proxy/index.js';

@@ -1,6 +1,11 @@
 /**
  * The C baseline of bench/apply: the system calls apply() makes for uid, gid, user,
  * group, program and perms (names come from a cache, so no NSS), with no JS in the way.
+ * strace of one apply() on an allowed peer shows exactly these, in this order:
+ * getsockopt(SO_PEERCRED), getsockopt(SO_PEERPIDFD) (the pin), statx("/proc/PID/exe"),
+ * pidfd_send_signal(pidfd, 0) (still the same process), statx(socket path,
+ * AT_SYMLINK_NOFOLLOW), close(pidfd). A fresh connection from a process nobody has looked
+ * at yet costs more (the kernel builds its /proc and pidfs entries): the "first" figures.
  * Usage of the compiled program: `apply-c <socket-path> <connections> <rounds>` (one
  * client process per connection); it prints
  * `first <µs, one per connection, round 0>`, `full <µs, later rounds>` and

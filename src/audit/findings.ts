@@ -158,10 +158,10 @@ function missingOrHidden(file: string, shown: string): Finding {
 function directoryProblem(d: FileStat, owner: number): { severity: Severity; why: string } | undefined {
   const sticky = (d.mode & 0o1000) !== 0;
   if (d.mode & 0o002 && !sticky) return { severity: 'high', why: `is writable by every user (mode ${formatMode(d.mode)}, no sticky bit)` };
+  if (d.uid !== 0 && d.uid !== owner) return { severity: 'medium', why: `belongs to uid ${d.uid}, neither root nor the socket's owner` };
   if (d.mode & 0o020 && !sticky) {
     return { severity: 'medium', why: `is writable by its group (gid ${d.gid}, mode ${formatMode(d.mode)}, no sticky bit)` };
   }
-  if (d.uid !== 0 && d.uid !== owner) return { severity: 'medium', why: `belongs to uid ${d.uid}, neither root nor the socket's owner` };
   return undefined;
 }
 

@@ -29,3 +29,13 @@ export { formatMode, statPath, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type
 export { userName, groupName, uidOf, gidOf, primaryGidOf, configureNameCache, clearNameCache, type NameCacheOptions } from './nss.js';
 export { sameFdTable } from './kcmp.js';
 export { readFdLinks, type FdLinks } from './fd-links.js';
+export {
+  takeSocket,
+  closeTaken,
+  connectUnix,
+  startRelay,
+  type ConnectFailure,
+  type TakenSocket,
+  type Relay,
+  type RelayOptions,
+} from './splice.js';

@@ -31,6 +31,19 @@ export interface ConnectOptions {
  * `peerOf(socket)` then gives the verified server.
  */
 export async function connect(options: ConnectOptions): Promise<net.Socket> {
+  return connectWith(options);
+}
+
+/** @internal Options of the socket that {@link connectWith} and {@link openSocket} open. */
+export interface SocketOptions {
+  allowHalfOpen?: boolean;
+  highWaterMark?: number;
+  /** How long a full accept queue is tried again, in ms, before ERR_SECPOLICY_TIMEOUT. @default until the signal ends it */
+  busyTimeout?: number;
+}
+
+/** @internal connect() opening its socket with `socketOptions` (the proxy's half-open upstream). */
+export async function connectWith(options: ConnectOptions, socketOptions: SocketOptions = {}): Promise<net.Socket> {
   const o = v.options<ConnectOptions>('options', options);
   const path = o.path;
   const abstract = typeof path === 'string' && path.startsWith('\0') && path.length > 1;
@@ -55,7 +68,7 @@ export async function connect(options: ConnectOptions): Promise<net.Socket> {
   signal?.addEventListener('abort', onAbort, { once: true });
   let socket: net.Socket | undefined;
   try {
-    socket = await openSocket(path, controller.signal);
+    socket = await openSocket(path, controller.signal, socketOptions);
     const decision = await untilAborted(
       policy.apply(socket, {
         side: 'client',
@@ -94,12 +107,14 @@ const MAX_RETRY_DELAY = 100;
  * signal ends the attempt, rejecting with its reason; other errors reject with
  * ERR_SECPOLICY_CONNECT. The socket keeps an error guard.
  */
-export function openSocket(path: string, signal: AbortSignal): Promise<net.Socket> {
+export function openSocket(path: string, signal: AbortSignal, socketOptions: SocketOptions = {}): Promise<net.Socket> {
+  const { busyTimeout, ...netOptions } = socketOptions;
   return new Promise((resolve, reject) => {
     let delay = 5;
+    let busySince = 0;
     const attempt = (): void => {
       if (signal.aborted) return reject(signal.reason);
-      const socket = net.connect({ path });
+      const socket = net.connect({ ...netOptions, path } as net.NetConnectOpts);
       const onAbort = (): void => {
         socket.destroy();
         reject(signal.reason);
@@ -113,6 +128,13 @@ export function openSocket(path: string, signal: AbortSignal): Promise<net.Socke
       const onError = (error: NodeJS.ErrnoException): void => {
         signal.removeEventListener('abort', onAbort);
         if (error.code !== 'EAGAIN') return reject(connectError(path, error));
+        const now = Date.now();
+        if (busySince === 0) busySince = now;
+        if (busyTimeout !== undefined && now - busySince + delay > busyTimeout) {
+          return reject(
+            new SecpolicyError(ErrorCode.TIMEOUT, `${display(path)} stayed busy (its accept queue full) for ${busyTimeout} ms`, { path }),
+          );
+        }
         setTimeout(attempt, delay);
         delay = Math.min(delay * 2, MAX_RETRY_DELAY);
       };

@@ -1,2 +1,11 @@
 /** The proxy room's front door. */
-export { createProxy, closeProxy, deniedLine, type ProxyOptions, type CloseProxyOptions } from './proxy.js';
+export {
+  createProxy,
+  closeProxy,
+  deniedLine,
+  proxyDataPath,
+  type ProxyOptions,
+  type CloseProxyOptions,
+  type ProxyDataPath,
+  type ProxyDataPathInfo,
+} from './proxy.js';

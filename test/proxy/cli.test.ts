@@ -128,3 +128,37 @@ test('secpolicy proxy: a bad policy file or mode is a one-line coded error, exit
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /ERR_SECPOLICY_INVALID_ARG: .*--to/);
 });
+
+test('secpolicy proxy --target-policy: a target that fails it never gets the client, and the proxy says why in one line', async (t) => {
+  const tmp = tempDir('secpolicy-proxy-cli-tp-');
+  t.after(() => tmp.cleanup());
+  writeFileSync(tmp.path('policy.yaml'), `uid: ${process.getuid!()}\n`);
+  // The real service would run as uid 4242; whoever listens there now does not.
+  writeFileSync(tmp.path('target.yaml'), 'uid: 4242\n');
+  let reached = 0;
+  const squatter = net.createServer((s) => s.on('data', () => reached++));
+  squatter.listen(tmp.path('target.sock'));
+  await once(squatter, 'listening');
+  t.after(() => closeServer(squatter));
+  const proxy = run(process.execPath, [
+    CLI,
+    'proxy',
+    '--listen',
+    tmp.path('p.sock'),
+    '--to',
+    tmp.path('target.sock'),
+    '--policy',
+    tmp.path('policy.yaml'),
+    '--target-policy',
+    tmp.path('target.yaml'),
+  ]);
+  t.after(() => proxy.kill('SIGKILL'));
+  const stderrLine = stderrOf(proxy);
+  await stderrLine(/listening on .*p\.sock/);
+  const client = await nodeClient(tmp.path('p.sock'), { send: 'secret' }).output();
+  assert.equal(client.stdout, '');
+  await stderrLine(/target .*target\.sock failed the target policy \(server pid=\d+ uid=\d+\) for pid=\d+ uid=\d+: [^\n]*4242[^\n]*\n/);
+  assert.equal(reached, 0, 'the squatter read nothing');
+  proxy.kill('SIGTERM');
+  assert.equal((await proxy.output()).code, 0);
+});

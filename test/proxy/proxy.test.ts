@@ -1,13 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { existsSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, statSync } from 'node:fs';
 import net from 'node:net';
-import { closeProxy, createProxy, Policy } from '../../src/index.js';
+import { closeProxy, createProxy, Policy, proxyDataPath, type ProxyDataPath } from '../../src/index.js';
 import { closeServer, needCommand, needRoot, run, tempDir } from '../helpers/index.js';
 import { expectedDigest, receiveStream, sendStream } from './streams.js';
 
-const ROOT_ONLY = () => new Policy().uid(0);
+// The test process itself: allowed whether the suite runs as root or not.
+const SELF = () => new Policy().uid(process.getuid!());
 
 /** A target that answers each connection through `handle`; half-open so replies can follow the client's end. */
 async function target(path: string, handle: (s: net.Socket) => void): Promise<net.Server> {
@@ -24,7 +25,13 @@ function connectTo(path: string): Promise<net.Socket> {
   });
 }
 
-async function setup(t: { after: (fn: () => unknown) => void }, handle: (s: net.Socket) => void, policy = ROOT_ONLY(), mode = 0o600) {
+async function setup(
+  t: { after: (fn: () => unknown) => void },
+  handle: (s: net.Socket) => void,
+  policy = SELF(),
+  mode = 0o600,
+  dataPath: ProxyDataPath = 'auto',
+) {
   const tmp = tempDir('secpolicy-proxy-');
   const lines: string[] = [];
   const backend = await target(tmp.path('target.sock'), handle);
@@ -34,7 +41,9 @@ async function setup(t: { after: (fn: () => unknown) => void }, handle: (s: net.
     policy,
     mode,
     log: (l) => lines.push(l),
+    dataPath,
   });
+  if (dataPath !== 'auto') assert.equal(proxyDataPath(proxy).path, dataPath);
   t.after(async () => {
     await closeProxy(proxy, { grace: 0 });
     await closeServer(backend);
@@ -44,7 +53,7 @@ async function setup(t: { after: (fn: () => unknown) => void }, handle: (s: net.
 }
 
 test('an allowed client reaches the target through the proxy, with the socket file at the asked mode', async (t) => {
-  const { path } = await setup(t, (s) => s.pipe(s), ROOT_ONLY(), 0o660);
+  const { path } = await setup(t, (s) => s.pipe(s), SELF(), 0o660);
   assert.equal(statSync(path).mode & 0o777, 0o660);
   const c = await connectTo(path);
   const reply = receiveStream(c);
@@ -64,7 +73,7 @@ test(
         reached++;
         s.end();
       },
-      ROOT_ONLY(),
+      SELF(),
       0o666,
     );
     const script = `const s=require('net').connect(${JSON.stringify(path)});s.on('connect',()=>s.write('secret request'));s.on('close',()=>console.log('closed'));s.on('error',e=>console.log(e.code));s.resume()`;
@@ -79,17 +88,45 @@ test(
   },
 );
 
-test('half-close: a client that shuts down its write side still receives the whole reply', { skip: needCommand('python3') }, async (t) => {
-  const REPLY = 4 * 1024 * 1024;
-  const { path } = await setup(t, (s) => {
-    const request = receiveStream(s);
-    request.then(async ({ bytes }) => {
-      assert.equal(bytes, 5);
-      await sendStream(s, 7, REPLY);
-    });
-  });
-  // python3 is a peer we did not write: it sends, shuts down SHUT_WR, then reads to EOF.
-  const script = `
+test(
+  'a client whose program path holds a newline cannot forge a log line: control characters are escaped',
+  { skip: needCommand('python3') },
+  async (t) => {
+    const { path, lines, tmp } = await setup(t, (s) => s.end(), new Policy().program('/bin/sh'));
+    // A copy of python3 whose file name carries a line of its own.
+    const evil = tmp.path('py\ndenied pid=1 uid=0 gid=0: forged');
+    copyFileSync('/usr/bin/python3', evil);
+    chmodSync(evil, 0o755);
+    const client = run(evil, ['-c', 'import socket, sys\ns = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.recv(1)', path]);
+    await client.output();
+    const denial = lines.find((l) => l.startsWith('denied'));
+    assert.ok(denial, JSON.stringify(lines));
+    assert.ok(!/[\n\r\x00-\x1f]/.test(denial), `one line, no control characters: ${JSON.stringify(denial)}`);
+    assert.ok(denial.includes('py\\x0adenied pid=1'), `the newline is shown escaped: ${denial}`);
+  },
+);
+
+for (const via of ['splice', 'streams'] as const) {
+  test(
+    `${via}: half-close: a client that shuts down its write side still receives the whole reply`,
+    { skip: needCommand('python3') },
+    async (t) => {
+      const REPLY = 4 * 1024 * 1024;
+      const { path } = await setup(
+        t,
+        (s) => {
+          const request = receiveStream(s);
+          request.then(async ({ bytes }) => {
+            assert.equal(bytes, 5);
+            await sendStream(s, 7, REPLY);
+          });
+        },
+        SELF(),
+        0o600,
+        via,
+      );
+      // python3 is a peer we did not write: it sends, shuts down SHUT_WR, then reads to EOF.
+      const script = `
 import hashlib, socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'hello'); s.shutdown(socket.SHUT_WR)
 h = hashlib.sha256(); n = 0
@@ -98,53 +135,67 @@ while True:
     if not d: break
     h.update(d); n += len(d)
 print(n, h.hexdigest())`;
-  const { stdout, code, stderr } = await run('/usr/bin/python3', ['-c', script, path]).output();
-  assert.equal(code, 0, stderr);
-  assert.equal(stdout.trim(), `${REPLY} ${expectedDigest(7, REPLY)}`);
-});
-
-test('half-close: after the target ends its side, the client still delivers everything it sends', async (t) => {
-  const SIZE = 8 * 1024 * 1024;
-  let received: Promise<{ digest: string; bytes: number }> | undefined;
-  const { path } = await setup(t, (s) => {
-    received = receiveStream(s);
-    s.end('bye'); // the target is done talking but keeps listening
-  });
-  const c = await connectTo(path);
-  const closed = once(c, 'close');
-  const greeting = receiveStream(c);
-  assert.equal((await greeting).bytes, 3, 'the client sees the end of the reply');
-  await sendStream(c, 11, SIZE);
-  const got = await received!;
-  assert.deepEqual(got, { digest: expectedDigest(11, SIZE), bytes: SIZE });
-  await closed;
-});
-
-test('16 concurrent connections x 16 MiB each way: no byte lost, duplicated or reordered', async (t) => {
-  const SIZE = 16 * 1024 * 1024;
-  const N = 16;
-  const results: Array<Promise<{ digest: string; bytes: number }>> = [];
-  const { path } = await setup(t, (s) => {
-    s.once('data', (first: Buffer) => {
-      // The first byte names the connection, so each side knows which stream to expect.
-      const id = first[0]!;
-      s.unshift(first.subarray(1));
-      results[id] = receiveStream(s);
-      sendStream(s, 1000 + id, SIZE).catch(() => {});
-    });
-  });
-  await Promise.all(
-    Array.from({ length: N }, async (_, id) => {
-      const c = await connectTo(path);
-      const back = receiveStream(c);
-      c.write(Buffer.from([id]));
-      await sendStream(c, id, SIZE);
-      assert.deepEqual(await back, { digest: expectedDigest(1000 + id, SIZE), bytes: SIZE }, `reply stream ${id}`);
-    }),
+      const { stdout, code, stderr } = await run('/usr/bin/python3', ['-c', script, path]).output();
+      assert.equal(code, 0, stderr);
+      assert.equal(stdout.trim(), `${REPLY} ${expectedDigest(7, REPLY)}`);
+    },
   );
-  for (let id = 0; id < N; id++)
-    assert.deepEqual(await results[id], { digest: expectedDigest(id, SIZE), bytes: SIZE }, `request stream ${id}`);
-});
+
+  test(`${via}: half-close: after the target ends its side, the client still delivers everything it sends`, async (t) => {
+    const SIZE = 8 * 1024 * 1024;
+    let received: Promise<{ digest: string; bytes: number }> | undefined;
+    const { path } = await setup(
+      t,
+      (s) => {
+        received = receiveStream(s);
+        s.end('bye'); // the target is done talking but keeps listening
+      },
+      SELF(),
+      0o600,
+      via,
+    );
+    const c = await connectTo(path);
+    const closed = once(c, 'close');
+    const greeting = receiveStream(c);
+    assert.equal((await greeting).bytes, 3, 'the client sees the end of the reply');
+    await sendStream(c, 11, SIZE);
+    const got = await received!;
+    assert.deepEqual(got, { digest: expectedDigest(11, SIZE), bytes: SIZE });
+    await closed;
+  });
+
+  test(`${via}: 16 concurrent connections x 16 MiB each way: no byte lost, duplicated or reordered`, async (t) => {
+    const SIZE = 16 * 1024 * 1024;
+    const N = 16;
+    const results: Array<Promise<{ digest: string; bytes: number }>> = [];
+    const { path } = await setup(
+      t,
+      (s) => {
+        s.once('data', (first: Buffer) => {
+          // The first byte names the connection, so each side knows which stream to expect.
+          const id = first[0]!;
+          s.unshift(first.subarray(1));
+          results[id] = receiveStream(s);
+          sendStream(s, 1000 + id, SIZE).catch(() => {});
+        });
+      },
+      SELF(),
+      0o600,
+      via,
+    );
+    await Promise.all(
+      Array.from({ length: N }, async (_, id) => {
+        const c = await connectTo(path);
+        const back = receiveStream(c);
+        c.write(Buffer.from([id]));
+        await sendStream(c, id, SIZE);
+        assert.deepEqual(await back, { digest: expectedDigest(1000 + id, SIZE), bytes: SIZE }, `reply stream ${id}`);
+      }),
+    );
+    for (let id = 0; id < N; id++)
+      assert.deepEqual(await results[id], { digest: expectedDigest(id, SIZE), bytes: SIZE }, `request stream ${id}`);
+  });
+}
 
 test('target down: the client is closed cleanly and the reason logged', async (t) => {
   const tmp = tempDir('secpolicy-proxy-down-');
@@ -152,7 +203,7 @@ test('target down: the client is closed cleanly and the reason logged', async (t
   const proxy = await createProxy({
     listen: tmp.path('p.sock'),
     target: tmp.path('missing.sock'),
-    policy: ROOT_ONLY(),
+    policy: SELF(),
     log: (l) => lines.push(l),
   });
   t.after(async () => {
@@ -166,7 +217,7 @@ test('target down: the client is closed cleanly and the reason logged', async (t
   c.end();
   await once(c, 'close');
   assert.equal(lines.length, 1);
-  assert.match(lines[0]!, /^target .*missing\.sock unavailable for pid=\d+ uid=0: ENOENT; client connection closed$/);
+  assert.match(lines[0]!, /^target .*missing\.sock unavailable for pid=\d+ uid=\d+: ENOENT; client connection closed$/);
 });
 
 test('closeProxy stops accepting, removes the socket file, and cuts connections after the grace period', async (t) => {
@@ -175,7 +226,7 @@ test('closeProxy stops accepting, removes the socket file, and cuts connections 
   // Never answers; closes only once the proxy has cut the connection.
   const backend = await target(tmp.path('t.sock'), (s) => s.on('end', () => s.destroy()));
   t.after(() => closeServer(backend));
-  const proxy = await createProxy({ listen: tmp.path('p.sock'), target: tmp.path('t.sock'), policy: ROOT_ONLY() });
+  const proxy = await createProxy({ listen: tmp.path('p.sock'), target: tmp.path('t.sock'), policy: SELF() });
   const forwarded = once(backend, 'connection');
   const c = await connectTo(tmp.path('p.sock'));
   t.after(() => c.destroy());
@@ -189,7 +240,7 @@ test('closeProxy stops accepting, removes the socket file, and cuts connections 
 });
 
 test('createProxy validates its options, naming the field', async () => {
-  const policy = ROOT_ONLY();
+  const policy = SELF();
   await assert.rejects(createProxy({ listen: '', target: '/x', policy }), {
     code: 'ERR_SECPOLICY_INVALID_ARG',
     message: /options\.listen/,

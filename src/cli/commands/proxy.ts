@@ -3,7 +3,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { statSync } from 'node:fs';
 import { escapeText } from '../../escape.js';
 import { loadPolicy } from '../../policy/file.js';
-import { closeProxy, createProxy } from '../../proxy/proxy.js';
+import { closeProxy, createProxy, proxyDataPath } from '../../proxy/proxy.js';
 import { milliseconds } from '../args.js';
 import { LISTEN_HELP, listenFlag, supervisor } from '../daemon.js';
 import { formatMode } from '../output.js';
@@ -13,6 +13,7 @@ interface ProxyFlags {
   listen: string;
   to: string;
   policy: string;
+  targetPolicy?: string;
   mode: number;
   grace: number;
   handshakeTimeout?: number;
@@ -53,6 +54,7 @@ export function registerProxy(program: Command): void {
     .requiredOption('--listen <path>', LISTEN_HELP)
     .requiredOption('--to <path>', 'the socket file of the service behind the proxy')
     .requiredOption('--policy <file>', 'the policy file (YAML or JSON) every client must pass')
+    .option('--target-policy <file>', 'a policy file the service behind the proxy must pass before a client byte reaches it')
     .addOption(new Option('--mode <octal>', 'mode of the socket file the proxy creates').argParser(octalMode).default(0o600, '0600'))
     .option('--grace <ms>', 'on SIGTERM, how long open connections may finish before they are cut', milliseconds, 5000)
     .option('--handshake-timeout <ms>', 'bound on verifying one client', milliseconds)
@@ -62,8 +64,9 @@ export function registerProxy(program: Command): void {
     .option('-q, --quiet', 'log only denials and failures, not start and stop')
     .action(async (flags: ProxyFlags) => {
       const policy = await loadPolicy(flags.policy);
-      // Paths and peer names in these lines come from others: escaped, one line each.
-      const log = (line: string): void => void process.stderr.write(`secpolicy proxy: ${escapeText(line)}\n`);
+      const targetPolicy = flags.targetPolicy === undefined ? undefined : await loadPolicy(flags.targetPolicy);
+      // createProxy escapes what it logs (peer names, paths); the lines made here escape their paths.
+      const log = (line: string): void => void process.stderr.write(`secpolicy proxy: ${line}\n`);
       const status = flags.quiet ? () => {} : log;
       const listen = listenFlag(flags.listen);
       const daemon = supervisor(log);
@@ -71,6 +74,7 @@ export function registerProxy(program: Command): void {
         listen,
         target: flags.to,
         policy,
+        ...(targetPolicy && { targetPolicy }),
         mode: flags.mode,
         log,
         ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
@@ -80,10 +84,12 @@ export function registerProxy(program: Command): void {
       });
       const where =
         typeof listen === 'string' ? `${listen} (mode ${formatMode(flags.mode)})` : `the socket systemd passed (${flags.listen})`;
-      status(`listening on ${where}, forwarding allowed clients to ${flags.to}`);
+      const data = proxyDataPath(server);
+      const via = data.path === 'splice' ? 'splice relay' : `JavaScript streams: ${data.reason}`;
+      status(escapeText(`listening on ${where}, forwarding allowed clients to ${flags.to} (${via})`));
       const problem = targetProblem(flags.to);
       // Not fatal: the service may start later; each client until then is closed.
-      if (problem) log(`warning: target ${flags.to} ${problem}; allowed clients are closed until it listens`);
+      if (problem) log(escapeText(`warning: target ${flags.to} ${problem}; allowed clients are closed until it listens`));
       daemon.ready(`forwarding allowed clients to ${flags.to}`);
       // Only the first signal is ours: a second one ends the process the default way.
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
