@@ -16,8 +16,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Policy, isSecpolicyError, resultNames, type Decision } from '../src/index.js';
-import { groupName, userName } from '../src/native/index.js';
+import { Policy, groupName, isSecpolicyError, resultNames, userName, type Decision } from '../src/index.js';
 
 const USAGE = `usage: basic-server [--serve] [--path P] [--uid N] [--gid N] [--user NAME] [--group NAME]
                     [--perms OCTAL] [--program PATH]... [--creds LABEL]

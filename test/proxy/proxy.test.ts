@@ -7,7 +7,8 @@ import { closeProxy, createProxy, Policy } from '../../src/index.js';
 import { closeServer, needCommand, needRoot, run, tempDir } from '../helpers/index.js';
 import { expectedDigest, receiveStream, sendStream } from './streams.js';
 
-const ROOT_ONLY = () => new Policy().uid(0);
+/** Only the user running the suite (root, or not): peers here are our own processes. */
+const OWN_UID = () => new Policy().uid(process.getuid!());
 
 /** A target that answers each connection through `handle`; half-open so replies can follow the client's end. */
 async function target(path: string, handle: (s: net.Socket) => void): Promise<net.Server> {
@@ -24,7 +25,7 @@ function connectTo(path: string): Promise<net.Socket> {
   });
 }
 
-async function setup(t: { after: (fn: () => unknown) => void }, handle: (s: net.Socket) => void, policy = ROOT_ONLY(), mode = 0o600) {
+async function setup(t: { after: (fn: () => unknown) => void }, handle: (s: net.Socket) => void, policy = OWN_UID(), mode = 0o600) {
   const tmp = tempDir('secpolicy-proxy-');
   const lines: string[] = [];
   const backend = await target(tmp.path('target.sock'), handle);
@@ -44,7 +45,7 @@ async function setup(t: { after: (fn: () => unknown) => void }, handle: (s: net.
 }
 
 test('an allowed client reaches the target through the proxy, with the socket file at the asked mode', async (t) => {
-  const { path } = await setup(t, (s) => s.pipe(s), ROOT_ONLY(), 0o660);
+  const { path } = await setup(t, (s) => s.pipe(s), OWN_UID(), 0o660);
   assert.equal(statSync(path).mode & 0o777, 0o660);
   const c = await connectTo(path);
   const reply = receiveStream(c);
@@ -64,7 +65,7 @@ test(
         reached++;
         s.end();
       },
-      ROOT_ONLY(),
+      OWN_UID(),
       0o666,
     );
     const script = `const s=require('net').connect(${JSON.stringify(path)});s.on('connect',()=>s.write('secret request'));s.on('close',()=>console.log('closed'));s.on('error',e=>console.log(e.code));s.resume()`;
@@ -152,7 +153,7 @@ test('target down: the client is closed cleanly and the reason logged', async (t
   const proxy = await createProxy({
     listen: tmp.path('p.sock'),
     target: tmp.path('missing.sock'),
-    policy: ROOT_ONLY(),
+    policy: OWN_UID(),
     log: (l) => lines.push(l),
   });
   t.after(async () => {
@@ -175,7 +176,7 @@ test('closeProxy stops accepting, removes the socket file, and cuts connections 
   // Never answers; closes only once the proxy has cut the connection.
   const backend = await target(tmp.path('t.sock'), (s) => s.on('end', () => s.destroy()));
   t.after(() => closeServer(backend));
-  const proxy = await createProxy({ listen: tmp.path('p.sock'), target: tmp.path('t.sock'), policy: ROOT_ONLY() });
+  const proxy = await createProxy({ listen: tmp.path('p.sock'), target: tmp.path('t.sock'), policy: OWN_UID() });
   const forwarded = once(backend, 'connection');
   const c = await connectTo(tmp.path('p.sock'));
   t.after(() => c.destroy());
@@ -189,7 +190,7 @@ test('closeProxy stops accepting, removes the socket file, and cuts connections 
 });
 
 test('createProxy validates its options, naming the field', async () => {
-  const policy = ROOT_ONLY();
+  const policy = OWN_UID();
   await assert.rejects(createProxy({ listen: '', target: '/x', policy }), {
     code: 'ERR_SECPOLICY_INVALID_ARG',
     message: /options\.listen/,
