@@ -27,9 +27,11 @@ export default tseslint.config(
   {
     languageOptions: { ecmaVersion: 2023, sourceType: 'module' },
     rules: {
+      // Style findings warn (code others are writing right now still lints); layering rules fail.
       // A variable that a hook registered earlier reads stays `let`.
-      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      'prefer-const': ['warn', { ignoreReadBeforeAssign: true }],
+      '@typescript-eslint/no-explicit-any': 'warn',
+      '@typescript-eslint/no-unused-vars': ['warn', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
       'no-restricted-imports': ['error', koffiOutsideNative],
       'no-restricted-syntax': ['error', ...handleOutsideNative],
     },

@@ -47,9 +47,12 @@ export function hasCommand(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
 }
 
-/** A reason to skip when not root, else false (for `{ skip: needRoot() }`). */
-export function needRoot(): string | false {
-  return isRoot ? false : 'needs root (setpriv to other users)';
+/**
+ * A reason to skip when not root, else false (for `{ skip: needRoot() }`); `why` names what
+ * root is for when it is not running peers as other users.
+ */
+export function needRoot(why = 'runs peers as other users (setpriv)'): string | false {
+  return isRoot ? false : `needs root: ${why}`;
 }
 
 /** A reason to skip when a command is missing, else false. */

@@ -89,7 +89,7 @@ console.log(JSON.stringify(out));
 
 /** A reason to skip when this process may not make a mount namespace (an unprivileged container). */
 function needMountNamespace(): string | false {
-  const skip = needRoot() || needCommand('unshare', 'mount');
+  const skip = needRoot('mounts over /etc/passwd in a private mount namespace') || needCommand('unshare', 'mount');
   if (skip) return skip;
   return spawnSync('unshare', ['--mount', 'true']).status === 0 ? false : 'needs permission to create a mount namespace (unshare --mount)';
 }
