@@ -14,7 +14,6 @@ const EMULATION_LIMITS = {
   program: "/proc/PID/exe of an emulated peer names the emulator, not the peer's program",
   netlink: 'qemu-user opens no NETLINK_SOCK_DIAG sockets (EPROTONOSUPPORT)',
   peergroups: "qemu-user's getsockopt does not return SO_PEERGROUPS lists (ERANGE)",
-  timing: 'its short TTL is less than a few NSS calls take under emulation',
 } as const;
 
 /**
