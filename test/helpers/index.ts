@@ -73,8 +73,8 @@ export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 let shared: string | undefined;
 
 /**
- * The path of `dist/<rel>` in a world-readable copy of the built package (dist/src, its
- * runtime dependencies and package.json), for peers that run as another user: the checkout
+ * The path of `dist/<rel>` in a world-readable copy of the built package (dist/src,
+ * dist/examples, their runtime dependencies and package.json), for peers that run as another user: the checkout
  * may sit in a directory only its owner can enter (a private temp dir, /root). Made once
  * per test file, removed when the process exits.
  */
@@ -83,6 +83,7 @@ export function sharedDist(rel: string): string {
     const dir = mkdtempSync(join(tmpdir(), 'secpolicy-shared-'));
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     cpSync(join(repoRoot, 'dist', 'src'), join(dir, 'dist', 'src'), { recursive: true });
+    cpSync(join(repoRoot, 'dist', 'examples'), join(dir, 'dist', 'examples'), { recursive: true });
     cpSync(join(repoRoot, 'package.json'), join(dir, 'package.json'));
     // The runtime dependency closure (optional ones only where installed, e.g. koffi's binary).
     const seen = new Set<string>();
