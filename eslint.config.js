@@ -31,6 +31,7 @@ export default tseslint.config(
       // A variable that a hook registered earlier reads stays `let`.
       'prefer-const': ['warn', { ignoreReadBeforeAssign: true }],
       '@typescript-eslint/no-explicit-any': 'warn',
+      'no-useless-assignment': 'warn',
       '@typescript-eslint/no-unused-vars': ['warn', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
       'no-restricted-imports': ['error', koffiOutsideNative],
       'no-restricted-syntax': ['error', ...handleOutsideNative],
