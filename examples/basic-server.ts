@@ -19,8 +19,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Policy, isSecpolicyError, listen, resultNames, type Decision } from '../src/index.js';
-import { groupName, primaryGidOf, userName } from '../src/native/index.js';
+import { Policy, groupName, isSecpolicyError, listen, primaryGidOf, resultNames, userName, type Decision } from '../src/index.js';
 
 const USAGE = `usage: basic-server [--serve] [--path P] [--uid N] [--gid N] [--user NAME] [--group NAME]
                     [--perms OCTAL] [--program PATH]... [--creds LABEL]

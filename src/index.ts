@@ -17,6 +17,7 @@ export {
   type Frame,
 } from './challenge/index.js';
 export { configureNameCache, clearNameCache, type NameCacheOptions } from './native/index.js';
+export { userName, groupName, primaryGidOf } from './native/index.js';
 export {
   audit,
   SEVERITIES,

@@ -449,7 +449,16 @@ function scanWorker(): Worker | undefined {
   try {
     // Our own flags only: an --input-type or --eval of the main program means nothing to this file.
     const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type') && a !== '-e' && a !== '--eval');
-    const w = new Worker(new URL('./holder-worker.js', import.meta.url), { execArgv });
+    const file = new URL('./holder-worker.js', import.meta.url);
+    let w: Worker;
+    try {
+      w = new Worker(file, { execArgv });
+    } catch (e) {
+      // Node 26's test runner (and a user's process-wide flags such as --stack-trace-limit)
+      // hand us flags a worker refuses; the scan needs none of them.
+      if ((e as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw e;
+      w = new Worker(file, { execArgv: [] });
+    }
     w.on('message', (m: { serial: number; scan?: HolderScan; error?: string }) => {
       const done = inflight.get(m.serial);
       inflight.delete(m.serial);

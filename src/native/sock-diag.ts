@@ -98,6 +98,7 @@ function openDiagIn(fd: number): number {
     } finally {
       // Without this the thread would stay in the peer's namespace: never skip it.
       if (c.setns(home, CLONE_NEWNET) !== 0)
+        // eslint-disable-next-line no-unsafe-finally -- a thread left in the peer's namespace is worse than a lost error
         throw errnoError('setns(CLONE_NEWNET)', c.errno(), ErrorCode.NATIVE, 'cannot return to our network namespace');
     }
   } finally {

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { audit, type SocketReport } from '../../src/index.js';
-import { closeServer, listenOn, needCommand, needRoot, run, tempDir } from '../helpers/index.js';
+import { closeServer, listenOn, needCommand, needRoot, run, sharedDist, tempDir } from '../helpers/index.js';
+import { pathToFileURL } from 'node:url';
 import { holdSockets } from './holder.js';
 import { ssListening } from './ss.js';
 
@@ -212,7 +213,7 @@ test(
     chownSync(nobodyDir, NOBODY.uid, NOBODY.gid);
     const ownHeld = await holdSockets([{ address: `${nobodyDir}/own.sock`, mode: 0o600 }], NOBODY);
     t.after(ownHeld.stop);
-    const module = new URL('../../src/audit/audit.js', import.meta.url).href;
+    const module = pathToFileURL(sharedDist('src/audit/audit.js')).href;
     const script = `import(${JSON.stringify(module)}).then(async (m) => console.log(JSON.stringify(await m.audit())))`;
     const { code, stdout, stderr } = await run(process.execPath, ['-e', script], { as: NOBODY }).output();
     assert.equal(code, 0, stderr);

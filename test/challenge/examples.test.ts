@@ -18,7 +18,7 @@ test('challenge-server and challenge-client (the C library example, twin)', asyn
   assert.equal(client.code, 0, client.stderr);
   assert.equal(client.stdout, 'welcome\nhi\n');
   server.kill('SIGTERM');
-  assert.match((await server.output()).stdout, /^listening on .*\nallowed pid=\d+ uid=0\n$/);
+  assert.match((await server.output()).stdout, new RegExp(`^listening on .*\\nallowed pid=\\d+ uid=${process.getuid!()}\n$`));
 });
 
 test('secret-server and secret-client with a key from secpolicy keygen', async (t) => {

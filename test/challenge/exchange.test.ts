@@ -117,7 +117,7 @@ test('a user callback that never settles is cut off by the same timeout', { skip
 });
 
 test('an abort signal stops the exchange with ERR_SECPOLICY_ABORTED', { skip }, async (t) => {
-  const { peer, socket } = await pythonClient(t, 'silent');
+  const { socket } = await pythonClient(t, 'silent');
   const ac = new AbortController();
   const pending = shiftPolicy().apply(socket, { timeout: 5000, signal: ac.signal });
   setImmediate(() => ac.abort(new Error('shutting down')));
@@ -224,8 +224,8 @@ test('frames written by encodeFrame in one burst are split between exchange and 
   const server = await a.next();
   t.after(() => server.destroy());
   // The peer's REQUEST, then application bytes, arrive before we even start.
-  client.write(Buffer.concat([encodeFrame(FrameType.REQUEST, Buffer.from('abc')), Buffer.from('after')]));
-  await new Promise((r) => setTimeout(r, 50));
+  // The write callback runs once the kernel holds the bytes in the server end's queue.
+  await new Promise((r) => client.write(Buffer.concat([encodeFrame(FrameType.REQUEST, Buffer.from('abc')), Buffer.from('after')]), r));
   const d = await new Policy().challengeReceive((c) => c).apply(server);
   assert.equal(d.allowed, true);
   const [resp] = await once(client, 'data');

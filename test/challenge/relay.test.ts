@@ -10,14 +10,12 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { ErrorCode, Policy, Result, connect, createServer, isSecpolicyError, type Decision, type SecpolicyError } from '../../src/index.js';
-import { needCommand, needRoot, run, tempDir } from '../helpers/index.js';
+import { needCommand, needRoot, run, sharedDist, tempDir } from '../helpers/index.js';
 import { PEER_PY, PYTHON, listening, pythonClient, pythonPeer, reap } from './peers.js';
 
 const skip = needCommand(PYTHON);
-const SECRET_SERVER = fileURLToPath(new URL('../../examples/secret-server.js', import.meta.url));
 
 /** A relay squatter: listens at argv[1], dials argv[2] per client and copies bytes both ways; before each forward it prints "up N" / "down N", the bytes of that direction so far. */
 const RELAY_PY = String.raw`
@@ -176,7 +174,7 @@ test(
     mkdirSync(sockDir);
     chownSync(sockDir, 65534, 65534);
     const path = `${sockDir}/s.sock`;
-    const server = run(process.execPath, [SECRET_SERVER, path, keyFile], { as: { uid: 65534, gid: 65534 } });
+    const server = run(process.execPath, [sharedDist('examples/secret-server.js'), path, keyFile], { as: { uid: 65534, gid: 65534 } });
     t.after(() => reap(server));
     await listening(server);
     const client = run('unshare', ['--net', PYTHON, '-c', PEER_PY, 'client', path, 'secret', key]);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { Policy, createServer, writeKeyFile } from '../../src/index.js';
 import { closeServer, needRoot, tempDir } from '../helpers/index.js';

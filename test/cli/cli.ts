@@ -104,4 +104,4 @@ export function fits(text: string, width = 80): boolean {
 }
 
 /** ANSI escape sequences (colour) present. */
-export const hasAnsi = (text: string) => /\x1b\[/.test(text);
+export const hasAnsi = (text: string) => text.includes('\x1b[');

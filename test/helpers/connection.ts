@@ -7,7 +7,7 @@
 import { once } from 'node:events';
 import { chmodSync } from 'node:fs';
 import net from 'node:net';
-import { closeServer, run, tempDir, type RunAs } from './index.js';
+import { closeServer, emulator, run, tempDir, type RunAs } from './index.js';
 
 /** What connects: a command line whose process connects to the path (`@name` for an abstract socket) and then waits. */
 export type PeerCommand = (path: string) => [string, string[]];
@@ -64,7 +64,8 @@ export interface Connection {
 }
 
 let counter = 0;
-const CONNECT_TIMEOUT = 15_000;
+/** A bound against a peer that never connects, not a measure: an emulated Node starts in seconds, not milliseconds. */
+const CONNECT_TIMEOUT = emulator ? 180_000 : 15_000;
 
 /** Listens on a fresh socket, starts the peer, and resolves with the accepted socket. */
 export async function connection(options: ConnectionOptions = {}): Promise<Connection> {

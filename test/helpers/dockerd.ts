@@ -367,6 +367,8 @@ export async function startDockerd(): Promise<Dockerd> {
       // A HOME the user can write: the CLI wants a config directory.
       env: { PATH: process.env.PATH, HOME: join(dir, 'home'), DOCKER_CONFIG: join(dir, 'home'), ...options.env },
     });
+    // The CLI may exit before it reads its input (its exit code and output say why): not an error here.
+    child.stdin!.on('error', () => {});
     child.stdin!.end(options.input ?? '');
     return child.output();
   };

@@ -1,21 +1,57 @@
 /** Shared test helpers: temporary directories, peers run as other users, commands present. */
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 
 export const isRoot = process.getuid?.() === 0;
+
+/** Why a test cannot show its point under a user-mode emulator, by what it relies on. */
+const EMULATION_LIMITS = {
+  program: "/proc/PID/exe of an emulated peer names the emulator, not the peer's program",
+  netlink: 'qemu-user opens no NETLINK_SOCK_DIAG sockets (EPROTONOSUPPORT)',
+  peergroups: "qemu-user's getsockopt does not return SO_PEERGROUPS lists (ERANGE)",
+} as const;
+
+/**
+ * The emulator the suite runs under, or undefined on native hardware: the Node binary is for
+ * another architecture than the kernel (qemu-user through binfmt_misc), or CI says so in
+ * SECPOLICY_TEST_EMULATED.
+ */
+export const emulator: string | undefined = (() => {
+  if (process.env.SECPOLICY_TEST_EMULATED) return process.env.SECPOLICY_TEST_EMULATED;
+  const kernel = (() => {
+    try {
+      return readFileSync('/proc/sys/kernel/arch', 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  })();
+  const ours = ({ x64: 'x86_64', arm64: 'aarch64', arm: 'armv7l', riscv64: 'riscv64' } as Record<string, string>)[process.arch];
+  return kernel && ours && !(kernel === ours || (process.arch === 'arm' && kernel.startsWith('arm')))
+    ? `${process.arch} on ${kernel}`
+    : undefined;
+})();
+
+/** A reason to skip under a user-mode emulator, when the test relies on `what`; else false. */
+export function needNative(what: keyof typeof EMULATION_LIMITS): string | false {
+  return emulator ? `under emulation (${emulator}): ${EMULATION_LIMITS[what]}` : false;
+}
 
 /** Whether a command is on PATH. */
 export function hasCommand(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
 }
 
-/** A reason to skip when not root, else false (for `{ skip: needRoot() }`). */
-export function needRoot(): string | false {
-  return isRoot ? false : 'needs root (setpriv to other users)';
+/**
+ * A reason to skip when not root, else false (for `{ skip: needRoot() }`); `why` names what
+ * root is for when it is not running peers as other users.
+ */
+export function needRoot(why = 'runs peers as other users (setpriv)'): string | false {
+  return isRoot ? false : `needs root: ${why}`;
 }
 
 /** A reason to skip when a command is missing, else false. */
@@ -29,6 +65,45 @@ export function tempDir(prefix = 'secpolicy-test-'): { dir: string; path: (name:
   const dir = mkdtempSync(join(tmpdir(), prefix));
   chmodSync(dir, 0o755);
   return { dir, path: (name) => join(dir, name), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** The checkout this suite runs from (tests run from dist/test/, helpers from dist/test/helpers/). */
+export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+let shared: string | undefined;
+
+/**
+ * The path of `dist/<rel>` in a world-readable copy of the built package (dist/src,
+ * dist/examples, their runtime dependencies and package.json), for peers that run as another user: the checkout
+ * may sit in a directory only its owner can enter (a private temp dir, /root). Made once
+ * per test file, removed when the process exits.
+ */
+export function sharedDist(rel: string): string {
+  if (!shared) {
+    const dir = mkdtempSync(join(tmpdir(), 'secpolicy-shared-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    cpSync(join(repoRoot, 'dist', 'src'), join(dir, 'dist', 'src'), { recursive: true });
+    cpSync(join(repoRoot, 'dist', 'examples'), join(dir, 'dist', 'examples'), { recursive: true });
+    cpSync(join(repoRoot, 'package.json'), join(dir, 'package.json'));
+    // The runtime dependency closure (optional ones only where installed, e.g. koffi's binary).
+    const seen = new Set<string>();
+    const copy = (name: string) => {
+      const from = join(repoRoot, 'node_modules', name);
+      if (seen.has(name) || !existsSync(from)) return;
+      seen.add(name);
+      cpSync(from, join(dir, 'node_modules', name), { recursive: true, dereference: true });
+      const pkg = JSON.parse(readFileSync(join(from, 'package.json'), 'utf8')) as Record<string, Record<string, string> | undefined>;
+      for (const dep of [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})]) copy(dep);
+    };
+    const own = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+    for (const dep of Object.keys(own.dependencies ?? {})) copy(dep);
+    // World-readable all the way down, whatever the umask was.
+    spawnSync('chmod', ['-R', 'a+rX', dir]);
+    shared = dir;
+  }
+  const path = join(shared, 'dist', rel);
+  if (!existsSync(path)) throw new Error(`sharedDist: ${rel} is not part of the built package`);
+  return path;
 }
 
 /** Identity for a peer process: uid, gid and supplementary groups (none unless given). */

@@ -16,7 +16,10 @@ let probed: string | false | undefined;
 /** A reason to skip container tests (not root, runc or a static busybox or cc missing, runc cannot run here), else false. */
 export function needRunc(): string | false {
   if (probed !== undefined) return probed;
-  probed = needRoot() || needCommand('runc', 'cc') || (BUSYBOX ? false : 'needs busybox-static (apt-get install -y busybox-static)');
+  probed =
+    needRoot('runs containers (runc)') ||
+    needCommand('runc', 'cc') ||
+    (BUSYBOX ? false : 'needs busybox-static (apt-get install -y busybox-static)');
   if (probed === false) {
     const libc = spawnSync('cc', ['-static', '-x', 'c', '-o', '/dev/null', '-'], { input: 'int main(void){return 0;}' });
     if (libc.status !== 0) probed = 'needs a static libc for cc -static (apt-get install -y libc6-dev)';

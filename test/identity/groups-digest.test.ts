@@ -3,35 +3,39 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, chmodSync, copyFileSync, readFileSync, realpathSync } from 'node:fs';
 import { test } from 'node:test';
 import { Policy, Result } from '../../src/index.js';
-import { needCommand, needRoot, run } from '../helpers/index.js';
+import { needCommand, needNative, needRoot, run } from '../helpers/index.js';
 import { PY, acceptFrom, pythonPeer, reap, socketServer } from './peers.js';
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
-test('memberOf sees supplementary groups from SO_PEERGROUPS (setpriv --groups)', { skip: needRoot() }, async (t) => {
-  const { path, server } = await socketServer(t);
-  const member = pythonPeer(path, { as: { uid: 1, gid: 1, groups: [4, 24] } });
-  t.after(() => reap(member));
-  const socket = await acceptFrom(server, member);
-  const d = await new Policy().memberOf('cdrom').apply(socket);
-  assert.equal(d.allowed, true, JSON.stringify(d.failures));
-  assert.deepEqual(
-    [...d.peer.groups].sort((a, b) => a - b),
-    [4, 24],
-  );
-  assert.equal((await new Policy().memberOf([4]).apply(socket)).allowed, true);
-  // The primary group counts too; a group the peer lacks does not.
-  assert.equal((await new Policy().memberOf('daemon').apply(socket)).allowed, true);
-  const bin = await new Policy().memberOf('bin').apply(socket);
-  assert.equal(bin.result, Result.MEMBER_OF);
+test(
+  'memberOf sees supplementary groups from SO_PEERGROUPS (setpriv --groups)',
+  { skip: needRoot() || needNative('peergroups') },
+  async (t) => {
+    const { path, server } = await socketServer(t);
+    const member = pythonPeer(path, { as: { uid: 1, gid: 1, groups: [4, 24] } });
+    t.after(() => reap(member));
+    const socket = await acceptFrom(server, member);
+    const d = await new Policy().memberOf('cdrom').apply(socket);
+    assert.equal(d.allowed, true, JSON.stringify(d.failures));
+    assert.deepEqual(
+      [...d.peer.groups].sort((a, b) => a - b),
+      [4, 24],
+    );
+    assert.equal((await new Policy().memberOf([4]).apply(socket)).allowed, true);
+    // The primary group counts too; a group the peer lacks does not.
+    assert.equal((await new Policy().memberOf('daemon').apply(socket)).allowed, true);
+    const bin = await new Policy().memberOf('bin').apply(socket);
+    assert.equal(bin.result, Result.MEMBER_OF);
 
-  const cleared = pythonPeer(path, { as: { uid: 1, gid: 1 } });
-  t.after(() => reap(cleared));
-  const other = await acceptFrom(server, cleared);
-  const none = await new Policy().memberOf('cdrom').apply(other);
-  assert.equal(none.result, Result.MEMBER_OF);
-  assert.deepEqual(none.peer.groups, []);
-});
+    const cleared = pythonPeer(path, { as: { uid: 1, gid: 1 } });
+    t.after(() => reap(cleared));
+    const other = await acceptFrom(server, cleared);
+    const none = await new Policy().memberOf('cdrom').apply(other);
+    assert.equal(none.result, Result.MEMBER_OF);
+    assert.deepEqual(none.peer.groups, []);
+  },
+);
 
 test('programDigest matches the content of the executable, whatever its path', { skip: needRoot() || needCommand('socat') }, async (t) => {
   const { tmp, path, server } = await socketServer(t);

@@ -7,7 +7,7 @@ import { ownNamespaces } from '../../src/identity/namespaces.js';
 import { needCommand, needRoot, run, tempDir } from '../helpers/index.js';
 import { PY, acceptFrom, pythonPeer, reap, socketServer, waitForOutput } from './peers.js';
 
-const skip = needRoot() || needCommand('unshare');
+const skip = needRoot('creates namespaces (unshare)') || needCommand('unshare');
 
 test('a peer in its own pid namespace: pid translated into ours, host() fails, other namespaces shared', { skip }, async (t) => {
   const { path, server } = await socketServer(t);

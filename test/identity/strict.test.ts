@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { copyFileSync, readlinkSync, realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { Policy, Result, connect, createServer, listen } from '../../src/index.js';
 import { Peer } from '../../src/identity/peer.js';
 import { checkHolders, checkHoldersAsync } from '../../src/policy/strict.js';
-import { isRoot, needCommand, needRoot, run, tempDir } from '../helpers/index.js';
+import { isRoot, needCommand, needRoot, run, sharedDist, tempDir } from '../helpers/index.js';
 import { PY, acceptFrom, pythonPeer, reap, socketServer, waitForOutput } from './peers.js';
 
 /**
@@ -232,10 +231,8 @@ console.log(JSON.stringify({ sync: sync.failures, async: async.failures }));
 process.exit(0);
 `;
 
-const indexUrl = new URL('../../src/index.js', import.meta.url).href;
-
 async function inProcessChild(prefix: string[]): Promise<{ sync: Array<{ message: string }>; async: Array<{ message: string }> }> {
-  const argv = [...prefix, process.execPath, '--input-type=module', '-e', IN_PROCESS, fileURLToPath(indexUrl)];
+  const argv = [...prefix, process.execPath, '--input-type=module', '-e', IN_PROCESS, sharedDist('src/index.js')];
   const child = run(argv[0]!, argv.slice(1));
   const out = await child.output();
   assert.equal(out.code, 0, out.stderr);

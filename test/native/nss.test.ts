@@ -60,10 +60,16 @@ const members = Array.from({ length: 600 }, (_, i) => 'member' + i).join(',');
 writeFileSync(dir + '/group', readFileSync('/etc/group', 'utf8') + 'secpolicybig:x:4343:' + members + '\\n');
 const out = {};
 
-configureNameCache({ ttl: 300 });
+// A long TTL while the cached miss is checked, a short one while it expires: no step
+// depends on how fast the one before it ran.
+configureNameCache({ ttl: 60000 });
 out.before = userName(4242) ?? null;
 bind(dir + '/passwd', '/etc/passwd');
 out.missCached = userName(4242) ?? null;
+configureNameCache({ ttl: 300 });
+unbind('/etc/passwd');
+out.expiring = userName(4242) ?? null;
+bind(dir + '/passwd', '/etc/passwd');
 await sleep(450);
 out.afterTtl = userName(4242) ?? null;
 out.uidOf = uidOf('secpolicycache') ?? null;
@@ -89,7 +95,7 @@ console.log(JSON.stringify(out));
 
 /** A reason to skip when this process may not make a mount namespace (an unprivileged container). */
 function needMountNamespace(): string | false {
-  const skip = needRoot() || needCommand('unshare', 'mount');
+  const skip = needRoot('mounts over /etc/passwd in a private mount namespace') || needCommand('unshare', 'mount');
   if (skip) return skip;
   return spawnSync('unshare', ['--mount', 'true']).status === 0 ? false : 'needs permission to create a mount namespace (unshare --mount)';
 }
@@ -106,6 +112,7 @@ test('the name cache: TTL, bound, clear, and NSS records larger than the first b
   assert.deepEqual(JSON.parse(stdout), {
     before: null,
     missCached: null, // "no such user" is cached too, until its TTL ends
+    expiring: null,
     afterTtl: 'secpolicycache',
     uidOf: 4242,
     fresh: 'secpolicycache',

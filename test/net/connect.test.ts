@@ -4,17 +4,7 @@ import { once } from 'node:events';
 import { chownSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
-import {
-  ErrorCode,
-  Policy,
-  Result,
-  connect,
-  isSecpolicyError,
-  peerOf,
-  type Decision,
-  type DeniedMessage,
-  type SecpolicyError,
-} from '../../src/index.js';
+import { ErrorCode, Policy, Result, connect, peerOf, type Decision, type DeniedMessage, type SecpolicyError } from '../../src/index.js';
 import { needCommand, needRoot, run, tempDir } from '../helpers/index.js';
 import { DAEMON, rejectsWith, serve } from './fixtures.js';
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import type net from 'node:net';
 import { test } from 'node:test';
 import { ErrorCode, Policy, Result, connect, createServer, isSecpolicyError, peerOf, type Decision } from '../../src/index.js';
@@ -80,7 +81,8 @@ test('handshake: createServer and connect pass maxPayload to the exchange', { ti
   const answer = new Policy().challengeReceive(() => new Uint8Array(64));
   const socket = await connect({ path, policy: answer }).catch((e: unknown) => e);
   if (!isSecpolicyError(socket)) (socket as net.Socket).destroy();
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  // The client may see its end fail before the server has emitted 'denied'.
+  if (denied.length === 0) await once(server, 'denied');
   assert.equal(denied.length, 1);
   const reason = denied[0]![0];
   assert.ok(isSecpolicyError(reason), 'an error, not a decision');

@@ -31,7 +31,7 @@ test('callbacks returning true, false, other values, throwing, async and rejecti
     [
       'a non-Error throw',
       () => {
-        throw 'plain'; // eslint-disable-line no-throw-literal
+        throw 'plain';
       },
       /callback threw: plain/,
       undefined,

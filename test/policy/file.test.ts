@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import { chmodSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { ErrorCode, Policy, loadPolicy, parsePolicy, resultNames, type Rule } from '../../src/index.js';
 import { connection, nodePeer, pythonPeer, NOBODY } from '../helpers/connection.js';
-import { needCommand, needRoot, tempDir } from '../helpers/index.js';
+import { needCommand, needRoot, sharedDist, tempDir } from '../helpers/index.js';
+import { pathToFileURL } from 'node:url';
 
 /** A rule as comparable data: name, flag and expectation, recursively through combinators. */
 const shape = (rules: readonly Rule[]) => rules.map((r) => ({ name: r.name, flag: r.flag, expected: r.expected }));
@@ -240,7 +241,7 @@ test('an unreadable policy file is an error with its cause', { skip: needRoot() 
   t.after(() => tmp.cleanup());
   writeFileSync(tmp.path('p.yaml'), 'uid: 0\n');
   chmodSync(tmp.path('p.yaml'), 0o600);
-  const script = `import(${JSON.stringify(new URL('../../src/index.js', import.meta.url).href)}).then((m) => m.loadPolicy(process.argv[1])).then(() => console.log('read'), (e) => console.log(e.code, e.cause && e.cause.code))`;
+  const script = `import(${JSON.stringify(pathToFileURL(sharedDist('src/index.js')).href)}).then((m) => m.loadPolicy(process.argv[1])).then(() => console.log('read'), (e) => console.log(e.code, e.cause && e.cause.code))`;
   const { spawnSync } = await import('node:child_process');
   const r = spawnSync(
     'setpriv',

@@ -8,12 +8,12 @@ import assert from 'node:assert/strict';
 import { copyFileSync, linkSync, realpathSync, symlinkSync } from 'node:fs';
 import { once } from 'node:events';
 import { Policy, Result } from '../../src/index.js';
-import { needCommand, tempDir } from '../helpers/index.js';
+import { needCommand, needNative, tempDir } from '../helpers/index.js';
 import { connection, nodePeer, pythonPeer, socatPeer } from '../helpers/connection.js';
 
 const node = realpathSync(process.execPath);
 
-test('a node peer passes program(this node) and fails program(socat)', async (t) => {
+test('a node peer passes program(this node) and fails program(socat)', { skip: needNative('program') }, async (t) => {
   const c = await connection();
   t.after(() => c.close());
   assert.equal((await new Policy().program(process.execPath).apply(c.socket)).allowed, true);
@@ -46,7 +46,7 @@ test('a python3 peer passes through the /usr/bin/python3 symlink and its target'
   assert.equal((await new Policy().program(process.execPath).apply(c.socket)).failures[0]!.actual, target);
 });
 
-test('a copy of node at another path fails program(node); a hard link to node passes', async (t) => {
+test('a copy of node at another path fails program(node); a hard link to node passes', { skip: needNative('program') }, async (t) => {
   const tmp = tempDir('secpolicy-program-');
   t.after(() => tmp.cleanup());
   const copy = tmp.path('node-copy');

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Policy, Result } from '../../src/index.js';
-import { needCommand, needRoot } from '../helpers/index.js';
+import { needCommand, needNative, needRoot } from '../helpers/index.js';
 import { connection, DAEMON, NOBODY } from '../helpers/connection.js';
 
 const skip = needRoot() || needCommand('setpriv');
@@ -58,7 +58,7 @@ test('arrays mean any of, for ids and names', { skip }, async (t) => {
   assert.equal(d.allowed, true, JSON.stringify(d.failures));
 });
 
-test('memberOf sees supplementary groups from SO_PEERGROUPS, by name and by gid', { skip }, async (t) => {
+test('memberOf sees supplementary groups from SO_PEERGROUPS, by name and by gid', { skip: skip || needNative('peergroups') }, async (t) => {
   const c = await connection({ as: { ...NOBODY, groups: [4, 24] } });
   t.after(() => c.close());
   const groups: Array<string | number | Array<string | number>> = ['adm', 4, 'cdrom', 24, 65534, 'nogroup', ['sudo', 24]];
