@@ -6,8 +6,8 @@
 
 // C0 and C1 controls, DEL, the backslash itself (so that the escaping is unambiguous),
 // line and paragraph separators, bidirectional overrides and isolates, and lone surrogates.
-// eslint-disable-next-line no-control-regex
 const UNSAFE =
+  // eslint-disable-next-line no-control-regex
   /[\x00-\x1f\x7f-\x9f\\\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /**

@@ -12,6 +12,7 @@ import { CLI, secpolicy } from './cli.js';
 
 const EVIL = 'a\nb\x1b[2Jc\x07';
 // What a forged line would need: a raw newline inside a name, or a raw escape or bell byte.
+// eslint-disable-next-line no-control-regex
 const RAW = /\x1b|\x07/;
 
 test('escapeText shows controls as \\xNN and leaves printable text alone', () => {

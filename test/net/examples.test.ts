@@ -69,7 +69,7 @@ test(
     const r = await run('npm', ['start', '--ignore-scripts', '--silent'], { cwd: root }).output();
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^ALLOWED pid \d+ uid 0 \(root\)/m);
-    assert.match(r.stdout, /^DENIED  pid \d+ uid 65534 .*result 0x3c \[UID GID USER GROUP\]$/m);
+    assert.match(r.stdout, /^DENIED {2}pid \d+ uid 65534 .*result 0x3c \[UID GID USER GROUP\]$/m);
     assert.match(r.stdout, /^demo: the expected decisions$/m);
     assert.doesNotMatch(r.stdout, /\.sock|listening on|UNIX-CONNECT/, 'no line points at the socket the demo deletes');
     const left = readdirSync(tmpdir()).filter((n) => n.startsWith('secpolicy-basic-') && !before.has(n));

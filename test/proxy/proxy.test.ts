@@ -101,6 +101,7 @@ test(
     await client.output();
     const denial = lines.find((l) => l.startsWith('denied'));
     assert.ok(denial, JSON.stringify(lines));
+    // eslint-disable-next-line no-control-regex
     assert.ok(!/[\n\r\x00-\x1f]/.test(denial), `one line, no control characters: ${JSON.stringify(denial)}`);
     assert.ok(denial.includes('py\\x0adenied pid=1'), `the newline is shown escaped: ${denial}`);
   },
