@@ -5,7 +5,7 @@
  */
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { run, type RunAs } from '../helpers/index.js';
+import { run, sharedDist, type RunAs } from '../helpers/index.js';
 
 /** The built CLI entry point. */
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -30,7 +30,8 @@ export async function secpolicy(
   delete env.FORCE_COLOR;
   // The width of piped output is 80 unless a test sets COLUMNS itself.
   delete env.COLUMNS;
-  const child = run(process.execPath, [CLI, ...args], {
+  // Another user may not reach this checkout (a private directory): it runs a world-readable copy.
+  const child = run(process.execPath, [options.as ? sharedDist('src/cli/main.js') : CLI, ...args], {
     env: { ...env, ...options.env },
     ...(options.as && { as: options.as }),
     ...(options.cwd && { cwd: options.cwd }),
