@@ -442,17 +442,22 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     }
     conn.upgraded = true;
     // The request body (exec start's JSON) is sent as the body; anything after it is stream data.
-    let pending = head;
+    // Node 26's parser keeps an upgrade request's body in `req` (older ones leave it in `head`).
+    const parsed: Buffer[] = [];
+    for (let chunk: Buffer | null; (chunk = req.read() as Buffer | null) !== null;) parsed.push(chunk);
+    let pending = parsed.length ? Buffer.concat([...parsed, head]) : head;
     const collect = (done: (body: Buffer) => void): void => {
       if (pending.length >= length) return done(pending);
       const onData = (chunk: Buffer): void => {
         pending = Buffer.concat([pending, chunk]);
         if (pending.length >= length) {
           socket.off('data', onData);
+          req.off('data', onData);
           socket.pause();
           done(pending);
         }
       };
+      if (!req.complete) req.on('data', onData);
       socket.on('data', onData);
     };
     collect((all) => {
