@@ -4,7 +4,7 @@ import net from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
 import { DEFAULT_TIMEOUT, Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
-import { publishDenied } from './channels.js';
+import { publishDenied } from '../diagnostics.js';
 import { rememberPeer } from './registry.js';
 import { asError } from './verify.js';
 

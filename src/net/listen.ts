@@ -19,7 +19,7 @@ import { escapeText } from '../escape.js';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { formatMode, gidOf, uidOf } from '../native/index.js';
 import * as v from '../policy/validate.js';
-import { log } from './channels.js';
+import { log } from '../diagnostics.js';
 import { checkCreated, checkDirectories, clearStaleSocket, pathErrorCode } from './socket-file.js';
 
 /** Options of {@link listen}. */

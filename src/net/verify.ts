@@ -10,7 +10,7 @@ import { maxPayloadOption } from '../challenge/index.js';
 import { Peer } from '../identity/peer.js';
 import { knownPeer, type ApplyOptions, type Decision, type InternalApplyOptions, type Policy } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
-import { publishDenied, type DeniedMessage } from './channels.js';
+import { publishDenied, type DeniedMessage } from '../diagnostics.js';
 import { UidLimiter } from './limits.js';
 import { rememberPeer } from './registry.js';
 

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
 import { closeTaken, connectUnix, startRelay, takeSocket, type Relay, type TakenSocket } from '../native/index.js';
-import { log as debug } from '../net/channels.js';
+import { log as debug } from '../diagnostics.js';
 import { connectWith, openSocket, type SocketOptions } from '../net/connect.js';
 import { createServer, listen, type VerifiedServer } from '../net/index.js';
 import type { Peer } from '../identity/peer.js';
