@@ -20,9 +20,9 @@ import { allOf, anyOfSync, not, record, runRules, withContext } from './combinat
 import { containerRule, hostRule, programDigestRule, sameNamespaceRule, type ContainerMatch } from './container-rules.js';
 import type { NamespaceKind } from '../identity/namespaces.js';
 import { Result } from './result.js';
-import { RULE_DEFS, tableRule, type TableRuleMethods, type TableRuleName } from './table.js';
+import { TABLE_KEYS, tableRule, type TableRuleMethods } from './table.js';
 import { PASS, isThenable, type Failure, type Rule, type RuleContext } from './rule.js';
-import { callbackRule, labelRule, memberOfRule, permsRule, programRule, type PeerCallback } from './rules.js';
+import { callbackRule, memberOfRule, programRule, type PeerCallback } from './rules.js';
 import * as v from './validate.js';
 import { prepareHolders } from './strict.js';
 
@@ -136,11 +136,6 @@ export class Policy {
     return this.#strict;
   }
 
-  /** Mode bits (& 0o777) of the socket file the connection came through; never passes for abstract or unnamed sockets. */
-  perms(mode: number): this {
-    return this.rule(permsRule(mode));
-  }
-
   /** The peer's executable is this file (compared by device and inode, not by path string). */
   program(path: string | string[]): this {
     return this.rule(programRule(path));
@@ -174,16 +169,6 @@ export class Policy {
   /** User code decides; anything but `true` (a throw, a rejection, a falsy value) fails. */
   callback(fn: PeerCallback): this {
     return this.rule(callbackRule(fn));
-  }
-
-  /** The peer's SO_PEERSEC security label is exactly this string. */
-  creds(label: string): this {
-    return this.rule(labelRule(label, 'creds'), 'creds');
-  }
-
-  /** Alias of {@link Policy.creds}. */
-  label(label: string): this {
-    return this.rule(labelRule(label, 'label'), 'creds');
   }
 
   /** We send `await create()`; the peer answers; `await verify(challenge, response)` must be true. */
@@ -445,12 +430,12 @@ function validateSecret(secret: unknown): SharedSecret {
 }
 
 // The table's builder methods, installed once on the prototype.
-for (const name of Object.keys(RULE_DEFS) as TableRuleName[]) {
-  Object.defineProperty(Policy.prototype, name, {
+for (const [key, name] of TABLE_KEYS) {
+  Object.defineProperty(Policy.prototype, key, {
     configurable: true,
     writable: true,
     value(this: Policy, ...args: unknown[]): Policy {
-      return this.rule(tableRule(name, args));
+      return this.rule(tableRule(key, args), name);
     },
   });
 }

@@ -1,6 +1,5 @@
 /** The identity rules of the C library, plus memberOf. Each returns a Rule value. */
-import { invalidArg } from '../errors.js';
-import { formatMode, gidOf, statPath, type FileStat } from '../native/index.js';
+import { gidOf, statPath, type FileStat } from '../native/index.js';
 import type { Peer } from '../identity/peer.js';
 import { idUnmapped } from '../identity/proc.js';
 import { Result } from './result.js';
@@ -10,38 +9,6 @@ import * as v from './validate.js';
 /** A rule's `expected` for a list: the one value, or the list ("any of"). */
 export const anyOf = (list: readonly unknown[]) => (list.length === 1 ? list[0] : list);
 const show = (list: readonly unknown[]) => (list.length === 1 ? String(list[0]) : `one of ${list.join(', ')}`);
-
-/** `perms(mode)`: the socket file the connection came through has exactly these mode bits. */
-export function permsRule(value: number): Rule {
-  const mode = v.mode('perms', value);
-  return {
-    name: 'perms',
-    flag: Result.PERMS,
-    expected: mode,
-    check(peer) {
-      const r = peer.attempt('perms');
-      if (!r.ok) return missing(r, 'socket file permissions');
-      const actual = r.value as number;
-      return actual === mode ? PASS : fail(actual, `socket file mode ${formatMode(actual)} is not ${formatMode(mode)}`);
-    },
-  };
-}
-
-/** `creds(label)` / `label(label)`: the peer's SO_PEERSEC label is exactly this string. */
-export function labelRule(value: string, name: 'creds' | 'label' = 'creds'): Rule {
-  if (!v.isName(value)) throw invalidArg(name, 'a non-empty security label string', value);
-  const expected = value;
-  return {
-    name,
-    flag: Result.CREDS,
-    expected,
-    check(peer) {
-      const r = peer.attempt('label');
-      if (!r.ok) return missing(r, 'peer label');
-      return r.value === expected ? PASS : fail(r.value, `peer label ${String(r.value)} is not ${expected}`);
-    },
-  };
-}
 
 /** `memberOf(group)`: the peer's primary or supplementary groups (SO_PEERGROUPS) include one of these. */
 export function memberOfRule(value: string | number | Array<string | number>): Rule {

@@ -9,9 +9,9 @@ import { describe, isSecpolicyError } from '../errors.js';
 import type { NamespaceKind } from '../identity/namespaces.js';
 import { allOf, anyOfSync, not } from './combinators.js';
 import type { Rule } from './rule.js';
-import { RULE_DEFS, tableRule, type TableRuleName } from './table.js';
+import { RULE_DEFS, TABLE_KEYS, tableRule } from './table.js';
 import { containerRule, hostRule, programDigestRule, sameNamespaceRule, type ContainerMatch } from './container-rules.js';
-import { labelRule, memberOfRule, permsRule, programRule } from './rules.js';
+import { memberOfRule, programRule } from './rules.js';
 
 /** A field path inside the document: keys and list indexes. */
 export type FieldPath = ReadonlyArray<string | number>;
@@ -38,9 +38,6 @@ export const RULE_KEYS: Readonly<Record<string, RuleMaker>> = Object.freeze(
     {
       memberOf: (value: unknown) => memberOfRule(value as string),
       program: (value: unknown) => programRule(value as string),
-      perms: (value: unknown, path: FieldPath, walk: Walk) => permsRule(fileMode(value, path, walk)),
-      creds: (value: unknown) => labelRule(value as string, 'creds'),
-      label: (value: unknown) => labelRule(value as string, 'label'),
       programDigest: (value: unknown, path: FieldPath, walk: Walk) => programDigestRule(asWritten(value, path, walk) as string),
       container: (value: unknown, path: FieldPath, walk: Walk) =>
         value === true || isMapping(value)
@@ -57,23 +54,22 @@ export const RULE_KEYS: Readonly<Record<string, RuleMaker>> = Object.freeze(
     } satisfies Record<string, RuleMaker>,
     // The rule table's keys: the file form and its validation come from each rule's declaration.
     Object.fromEntries(
-      (Object.keys(RULE_DEFS) as TableRuleName[]).map((name): [string, RuleMaker] => [
-        name,
-        (value, path, walk) => {
-          const r = RULE_DEFS[name].file(value);
-          return r.ok ? tableRule(name, r.args) : walk.fail(path, `${r.message}. Received ${show(value)}`);
-        },
-      ]),
+      [...TABLE_KEYS].flatMap(([key, name]): Array<[string, RuleMaker]> => {
+        const file = RULE_DEFS[name].file;
+        if (file === undefined) return [];
+        const maker: RuleMaker = (value, path, walk) => {
+          const r = file(value, (sub = []) => walk.source([...path, ...sub]));
+          return r.ok ? tableRule(key, r.args) : walk.fail(path, `${r.message}. Received ${show(value)}`);
+        };
+        return [[key, maker]];
+      }),
     ),
   ),
 );
 
-/** Keys that name the same Policy slot: at most one of each group per object. */
-const SAME_SLOT: Readonly<Record<string, string>> = { label: 'creds' };
-
-/** The Policy slot a rule key fills. */
+/** The Policy slot a rule key fills: an alias fills its rule's (at most one of them per object). */
 function slotOf(key: string): string {
-  return Object.hasOwn(SAME_SLOT, key) ? SAME_SLOT[key]! : key;
+  return TABLE_KEYS.get(key) ?? key;
 }
 
 /** Keys of the builder that a file cannot hold, with the reason given to the user. */
@@ -98,18 +94,6 @@ const ALL_KEYS = [...Object.keys(RULE_KEYS), ...COMBINATORS, ...TOP_KEYS];
 function asWritten(value: unknown, path: FieldPath, walk: Walk): unknown {
   if (Array.isArray(value)) return value.map((x, i) => asWritten(x, [...path, i], walk));
   return typeof value === 'number' ? (walk.source(path) ?? value) : value;
-}
-
-/** `perms` as a number (decimal, or YAML written like `0660` which is read as octal, as chmod would) or an octal string. */
-function fileMode(value: unknown, path: FieldPath, walk: Walk): number {
-  if (typeof value === 'number') {
-    // YAML 1.2 reads 0660 as decimal 660; whoever wrote it meant chmod's octal.
-    const src = walk.source(path);
-    if (src !== undefined && /^0[0-7]+$/.test(src)) return Number.parseInt(src, 8);
-    return value;
-  }
-  if (typeof value === 'string' && /^(0o?)?[0-7]{1,4}$/i.test(value)) return Number.parseInt(value.replace(/^0o/i, ''), 8);
-  return walk.fail(path, `must be a mode as a number or an octal string such as "0660". Received ${show(value)}`);
 }
 
 /** True for a plain mapping (not a list, null, or a typed value such as `!!binary`). */
