@@ -17,12 +17,9 @@ import { publishDecision } from '../diagnostics.js';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Peer, type PeerOptions } from '../identity/peer.js';
 import { allOf, anyOfSync, not, record, runRules, withContext } from './combinators.js';
-import { containerRule, hostRule, programDigestRule, sameNamespaceRule, type ContainerMatch } from './container-rules.js';
-import type { NamespaceKind } from '../identity/namespaces.js';
 import { Result } from './result.js';
 import { TABLE_KEYS, tableRule, type TableRuleMethods } from './table.js';
 import { PASS, isThenable, type Failure, type Rule, type RuleContext } from './rule.js';
-import { callbackRule, memberOfRule, programRule, type PeerCallback } from './rules.js';
 import * as v from './validate.js';
 import { prepareHolders } from './strict.js';
 
@@ -79,9 +76,10 @@ export interface InternalApplyOptions {
 export const DEFAULT_TIMEOUT = 5000;
 
 /**
- * The builder methods declared in the rule table (`uid`, `gid`, `user`, `group`, `unit`,
- * `slice`, `userUnit`, `noNewPrivs`): each adds its rule, replacing an earlier one of the
- * same name.
+ * The rule methods, declared in the rule table (src/policy/table.ts): `perms`, `program`,
+ * `uid`, `gid`, `user`, `group`, `callback`, `creds`/`label`, `memberOf`, `programDigest`,
+ * `container`, `host`, `sameNamespace`, `unit`, `slice`, `userUnit`, `noNewPrivs`. Each adds
+ * its rule, replacing an earlier one of the same name (`label` and `creds` are one rule).
  */
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
 export interface Policy extends TableRuleMethods<Policy> {}
@@ -134,41 +132,6 @@ export class Policy {
   /** Whether the exec-after-connect defence is on. */
   get strict(): boolean {
     return this.#strict;
-  }
-
-  /** The peer's executable is this file (compared by device and inode, not by path string). */
-  program(path: string | string[]): this {
-    return this.rule(programRule(path));
-  }
-
-  /** The SHA-256 (hex) of the peer's executable is one of these; hashed once per file version. */
-  programDigest(sha256: string | string[]): this {
-    return this.rule(programDigestRule(sha256));
-  }
-
-  /** The peer runs in a container: any (`true`, the default), or one matching `{ id, idPrefix, runtime }`. */
-  container(match?: ContainerMatch): this {
-    return this.rule(containerRule(match));
-  }
-
-  /** The peer runs on our host: it shares our pid and mount namespaces. */
-  host(): this {
-    return this.rule(hostRule());
-  }
-
-  /** The peer shares every one of these namespaces with us. */
-  sameNamespace(kinds: NamespaceKind | NamespaceKind[]): this {
-    return this.rule(sameNamespaceRule(kinds));
-  }
-
-  /** The peer is in one of these groups, as primary or supplementary group (SO_PEERGROUPS). */
-  memberOf(group: string | number | Array<string | number>): this {
-    return this.rule(memberOfRule(group));
-  }
-
-  /** User code decides; anything but `true` (a throw, a rejection, a falsy value) fails. */
-  callback(fn: PeerCallback): this {
-    return this.rule(callbackRule(fn));
   }
 
   /** We send `await create()`; the peer answers; `await verify(challenge, response)` must be true. */

@@ -11,8 +11,14 @@
  */
 import { invalidArg } from '../errors.js';
 import type { Peer } from '../identity/peer.js';
-import { formatMode } from '../native/index.js';
-import { PASS, fail, missing, type Check, type Rule, type RuleContext } from './rule.js';
+import type { Container } from '../identity/container.js';
+import { NAMESPACE_KINDS, ownNamespaces, type NamespaceKind } from '../identity/namespaces.js';
+import type { Outcome } from '../identity/outcome.js';
+import { idUnmapped } from '../identity/proc.js';
+import { formatMode, gidOf, type FileStat } from '../native/index.js';
+import { programFiles, programMatches } from './program-file.js';
+import { PASS, fail, isThenable, missing, unknown, type Check, type Rule, type RuleContext } from './rule.js';
+import { strictHoldersCheck } from './strict.js';
 import * as v from './validate.js';
 
 /** What a policy-file value is turned into: the builder's arguments, or a message for the file's error. */
@@ -98,6 +104,61 @@ function fileMode(value: unknown, source: FileSource): FileArgs {
   return { ok: false, message: 'must be a mode as a number or an octal string such as "0660"' };
 }
 
+/** User code deciding on a peer; only `true` (or a promise of it) passes. */
+export type PeerCallback = (peer: Peer) => boolean | Promise<boolean>;
+
+const verdict = (r: unknown): Check => (r === true ? PASS : fail(r, `callback returned ${String(r)}`));
+const thrown = (e: unknown): Check => fail(undefined, `callback threw: ${(e as Error)?.message ?? String(e)}`);
+
+const HEX64 = /^[0-9a-fA-F]{64}$/;
+
+/**
+ * Hex written without quotes can read as a number (`0123...` with only digits, or `1e5...`
+ * as a float); a digest means the characters as written.
+ */
+function asWritten(value: unknown, source: FileSource, at: Array<string | number>): unknown {
+  if (Array.isArray(value)) return value.map((x, i) => asWritten(x, source, [...at, i]));
+  return typeof value === 'number' ? (source(at) ?? value) : value;
+}
+
+/** What container() matches: any container (`true`), or one by id, id prefix and/or runtime. */
+export type ContainerMatch = true | { id?: string | string[]; idPrefix?: string; runtime?: string | string[] };
+
+function containerMatch(value: unknown): { id?: readonly string[]; idPrefix?: string; runtime?: readonly string[] } {
+  if (value === true || value === undefined) return {};
+  const o = v.options<{ id: unknown; idPrefix: unknown; runtime: unknown }>('container', value);
+  for (const key of Object.keys(o)) {
+    if (key !== 'id' && key !== 'idPrefix' && key !== 'runtime')
+      throw invalidArg(`container.${key}`, 'not present (known keys: id, idPrefix, runtime)', o[key as 'id']);
+  }
+  const out: { id?: readonly string[]; idPrefix?: string; runtime?: readonly string[] } = {};
+  if (o.id !== undefined) out.id = v.names('container.id', o.id);
+  if (o.idPrefix !== undefined) {
+    if (!v.isName(o.idPrefix)) throw invalidArg('container.idPrefix', 'a non-empty string', o.idPrefix);
+    out.idPrefix = o.idPrefix;
+  }
+  if (o.runtime !== undefined) out.runtime = v.names('container.runtime', o.runtime).map((r) => r.toLowerCase());
+  return out;
+}
+
+const HOST_KINDS: readonly NamespaceKind[] = Object.freeze(['pid', 'mnt']);
+const HOST_READS: readonly string[] = Object.freeze(HOST_KINDS.map((k) => `ns:${k}`));
+const namespaceWhat = (attribute: string) => `peer ${attribute.slice(3)} namespace`;
+
+/** Passes when the peer's namespaces (`theirs`, in the order of `kinds`) are ours. */
+function sameNamespaces(kinds: readonly NamespaceKind[], theirs: readonly number[]): Check {
+  const ours = ownNamespaces();
+  if (typeof ours === 'string') return unknown(`our own namespaces: ${ours}`);
+  const differ = kinds.flatMap((k, i) => (theirs[i] === ours[k] ? [] : [i]));
+  if (differ.length === 0) return PASS;
+  const names = differ.map((i) => kinds[i]!);
+  const actual = Object.fromEntries(differ.map((i) => [kinds[i], theirs[i]]));
+  return fail(
+    actual,
+    `peer is in other ${names.join(', ')} namespace${names.length > 1 ? 's' : ''} than ours (${differ.map((i) => `${kinds[i]}:[${theirs[i]}] vs [${ours[kinds[i]!]}]`).join(', ')})`,
+  );
+}
+
 const UNIT_NAME = /^[^/\s]+\.(?:service|scope|socket|mount|swap)$/;
 const SLICE_NAME = /^[^/\s]+\.slice$/;
 
@@ -132,6 +193,29 @@ export const RULE_DEFS = Object.freeze({
     signature: '`perms(mode)`',
     fileForm: '`perms: 0660` or `"0660"`',
     doc: 'mode bits (& 0o777) of the socket file the connection came through',
+  }),
+  /**
+   * The peer's executable is one of these files, compared by device and inode (not by path
+   * string, which a container can fake). In strict mode every holder of the peer end must be.
+   */
+  program: define({
+    flagName: 'PROGRAM',
+    flag: 2,
+    attribute: 'programStat',
+    what: 'peer program',
+    compile: (path: string | string[]) => programFiles(v.absolutePaths('program', path)),
+    expected: (files) => oneOrList(files.paths),
+    check: (exe: FileStat, files, env) => {
+      if (!programMatches(exe, files)) {
+        const shown = env?.peer.program ?? '(unreadable)';
+        return fail(shown, `peer program ${shown} is not the file at ${show(files.paths)} (compared by device and inode)`);
+      }
+      return env?.context.strict ? strictHoldersCheck(env.peer, files) : PASS;
+    },
+    file: asArgs,
+    signature: '`program(path \\| path[])`',
+    fileForm: '`program: /usr/bin/socat` or a list',
+    doc: 'executable of the peer (device and inode of the file at the path); strict mode: of every holder of the peer end',
   }),
   /** The peer's uid (SO_PEERCRED) is one of these. An unmapped uid (shown as 65534) is unknown. */
   uid: define({
@@ -189,6 +273,29 @@ export const RULE_DEFS = Object.freeze({
     fileForm: '`group: app` or a list',
     doc: 'NSS name of the peer primary gid',
   }),
+  /** User code decides; anything but `true` (a throw, a rejection, a falsy value) fails. */
+  callback: define({
+    flagName: 'CALLBACK',
+    flag: 64,
+    attribute: null,
+    what: 'callback',
+    async: true,
+    compile: (fn: PeerCallback) => v.func<PeerCallback>('callback', fn),
+    expected: () => true,
+    check: (_: undefined, fn, env): Check | Promise<Check> => {
+      let r: unknown;
+      try {
+        r = fn(env!.peer);
+      } catch (e) {
+        return thrown(e);
+      }
+      return isThenable(r) ? Promise.resolve(r).then(verdict, thrown) : verdict(r);
+    },
+    notInFiles: 'a callback is code and cannot be written in a policy file: add it with Policy.callback() after loading',
+    signature: '`callback(fn)`',
+    fileForm: '(code only)',
+    doc: 'user code: `fn(peer)` returns `true` or a promise of it; a throw or rejection fails',
+  }),
   /** The peer's SO_PEERSEC security label is exactly this string (alias: `label`). */
   creds: define({
     flagName: 'CREDS',
@@ -206,6 +313,128 @@ export const RULE_DEFS = Object.freeze({
     signature: '`creds(label)`, `label(label)`',
     fileForm: '`creds: <label>` or `label: <label>`',
     doc: 'SO_PEERSEC security label of the peer, exact string',
+  }),
+  /** The peer is in one of these groups (names or gids), as primary or supplementary group (SO_PEERGROUPS). */
+  memberOf: define({
+    flagName: 'MEMBER_OF',
+    flag: 512,
+    attribute: 'groups',
+    reads: () => ['gid', 'groups'],
+    outcome: true,
+    what: 'peer groups',
+    compile: (group: string | number | Array<string | number>) =>
+      v.oneOrMany('memberOf', group, (x): x is string | number => v.isId(x) || v.isName(x), 'a group name or gid'),
+    expected: (list) => oneOrList(list),
+    check: ([gid, groups]: [Outcome<number>, Outcome<number[]>], list) => {
+      const mine = groups.ok ? [gid.ok ? gid.value : -1, ...groups.value] : gid.ok ? [gid.value] : [];
+      for (const g of list) {
+        // Names are resolved now, not when the rule was made: NSS may change.
+        const id = typeof g === 'number' ? g : gidOf(g);
+        // An unmapped group shows as the overflow gid: it makes nobody a member of anything.
+        if (id !== undefined && mine.includes(id) && !idUnmapped('gid', id)) return PASS;
+      }
+      // Without the supplementary groups the answer may be yes: unknown, not no.
+      if (!groups.ok) return unknown(`supplementary groups: ${groups.reason}; peer's primary group is not ${show(list)}`, mine);
+      return fail(mine, `peer is not a member of ${show(list)}`);
+    },
+    file: asArgs,
+    signature: '`memberOf(group \\| group[])`',
+    fileForm: '`memberOf: docker` (name or gid) or a list',
+    doc: 'primary or supplementary group of the peer (SO_PEERGROUPS)',
+  }),
+  /** The SHA-256 (hex) of the peer's executable is one of these; hashed once per file version. */
+  programDigest: define({
+    flagName: 'PROGRAM_DIGEST',
+    flag: 1024,
+    attribute: 'programDigest',
+    what: 'peer program digest',
+    compile: (sha256: string | string[]) =>
+      new Set(
+        v
+          .oneOrMany(
+            'programDigest',
+            sha256,
+            (x): x is string => typeof x === 'string' && HEX64.test(x),
+            'a SHA-256 digest (64 hex digits)',
+          )
+          .map((d) => d.toLowerCase()),
+      ),
+    expected: (c) => oneOrList([...c]),
+    check: (digest: string, c, env) =>
+      c.has(digest)
+        ? PASS
+        : fail(digest, `peer program ${env?.peer.program ?? '(unreadable)'} has SHA-256 ${digest}, not an allowed digest`),
+    file: (value, source) => ({ ok: true, args: [asWritten(value, source, [])] }),
+    signature: '`programDigest(sha256 \\| sha256[])`',
+    fileForm: '`programDigest: <64 hex digits>` or a list',
+    doc: "SHA-256 of the peer's executable",
+  }),
+  /** The peer runs in a container: any (`true`, the default), or one matching `{ id, idPrefix, runtime }`. */
+  container: define({
+    flagName: 'CONTAINER',
+    flag: 2048,
+    attribute: 'container',
+    what: 'peer container',
+    compile: (match?: ContainerMatch) => containerMatch(match),
+    expected: (m) => (Object.keys(m).length === 0 ? 'any container' : m),
+    check: (c: Container | null, m, env) => {
+      if (c === null) return fail(null, `peer is not in a container (cgroup ${env?.peer.cgroup ?? 'unknown'})`);
+      const what = `${c.runtime} container ${c.id}`;
+      if (m.runtime && !m.runtime.includes(c.runtime)) return fail(c, `peer runs in a ${what}, not a ${m.runtime.join(' or ')} container`);
+      if (m.id && !m.id.includes(c.id)) return fail(c, `peer runs in ${what}, not in ${m.id.join(' or ')}`);
+      if (m.idPrefix !== undefined && !c.id.startsWith(m.idPrefix))
+        return fail(c, `peer runs in ${what}, whose id does not start with ${m.idPrefix}`);
+      return PASS;
+    },
+    file: (value) =>
+      value === true || v.isMapping(value)
+        ? asArgs(value)
+        : {
+            ok: false,
+            message:
+              'must be true (any container) or { id, idPrefix, runtime }; for "not in a container" write not: { container: true } or host: true',
+          },
+    signature: '`container(match?)`',
+    fileForm: '`container: true` or `{ id, idPrefix, runtime }`',
+    doc: 'container the peer runs in (from its cgroup), any or matching',
+  }),
+  /** The peer runs on our host: it shares our pid and mount namespaces. */
+  host: define({
+    flagName: 'HOST',
+    flag: 4096,
+    attribute: 'namespaces',
+    reads: () => HOST_READS,
+    what: namespaceWhat,
+    compile: () => HOST_KINDS,
+    expected: () => 'our pid and mnt namespaces',
+    check: (theirs: number[], kinds) => sameNamespaces(kinds, theirs),
+    file: (value) =>
+      value === true ? { ok: true, args: [] } : { ok: false, message: 'must be true; for "not on this host" write not: { host: true }' },
+    signature: '`host()`',
+    fileForm: '`host: true`',
+    doc: 'the peer shares our pid and mount namespaces',
+  }),
+  /** The peer shares every one of these namespaces with us. */
+  sameNamespace: define({
+    flagName: 'NAMESPACE',
+    flag: 8192,
+    attribute: 'namespaces',
+    reads: (kinds) => kinds.map((k) => `ns:${k}`),
+    what: namespaceWhat,
+    compile: (kinds: NamespaceKind | NamespaceKind[]) =>
+      v.oneOrMany(
+        'sameNamespace',
+        kinds,
+        (x): x is NamespaceKind => (NAMESPACE_KINDS as readonly unknown[]).includes(x),
+        `one of ${NAMESPACE_KINDS.join(', ')}`,
+      ),
+    // All of them, unlike the "any of" lists of other rules.
+    expected: (kinds) => kinds,
+    check: (theirs: number[], kinds) => sameNamespaces(kinds, theirs),
+    file: asArgs,
+    signature: '`sameNamespace(kind \\| kind[])`',
+    fileForm: '`sameNamespace: net` or a list (all of them)',
+    doc: 'the peer shares these namespaces with us (pid, mnt, net, user, uts, ipc, cgroup)',
   }),
   /** The peer runs in one of these systemd system units (e.g. `nginx.service`), read from its cgroup. */
   unit: define({
