@@ -5,7 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Peer } from '../identity/peer.js';
-import { decisionOf, type Decision } from '../policy/policy.js';
+import { makeDecision, type Decision } from '../policy/policy.js';
 import { Result } from '../policy/result.js';
 
 /** @internal Live connections per uid, bounded by `max`. */
@@ -37,7 +37,7 @@ export class UidLimiter {
 }
 
 function limitDecision(peer: Peer, max: number, current: number): Decision {
-  return decisionOf(peer, [
+  return makeDecision(peer, [
     {
       flag: Result.LIMIT,
       rule: 'maxConnectionsPerUid',

@@ -370,11 +370,19 @@ function bounded(pending: Pending, timeout: number | undefined, signal: AbortSig
   });
 }
 
-/** @internal The one place a Decision is made (also for a server's connection limit). */
-export function decisionOf(peer: Peer, failures: Failure[]): Decision {
+/**
+ * @internal The one place a Decision is made, also for a server's connection limit (whose
+ * denial the server publishes itself, as its own).
+ */
+export function makeDecision(peer: Peer, failures: Failure[]): Decision {
   let result = 0;
   for (const f of failures) result |= f.flag;
-  const decision: Decision = { result, allowed: result === 0, peer, failures, attributes: peer.seen };
+  return { result, allowed: result === 0, peer, failures, attributes: peer.seen };
+}
+
+/** A policy's Decision, published on `secpolicy:decision` (and logged when denied). */
+function decisionOf(peer: Peer, failures: Failure[]): Decision {
+  const decision = makeDecision(peer, failures);
   publishDecision(decision);
   return decision;
 }
