@@ -5,7 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Peer } from '../identity/peer.js';
-import type { Decision } from '../policy/policy.js';
+import { makeDecision, type Decision } from '../policy/policy.js';
 import { Result } from '../policy/result.js';
 
 /** @internal Live connections per uid, bounded by `max`. */
@@ -37,19 +37,13 @@ export class UidLimiter {
 }
 
 function limitDecision(peer: Peer, max: number, current: number): Decision {
-  return {
-    result: Result.LIMIT,
-    allowed: false,
-    peer,
-    failures: [
-      {
-        flag: Result.LIMIT,
-        rule: 'maxConnectionsPerUid',
-        expected: max,
-        actual: current,
-        message: `uid ${peer.uid} already holds ${current} connection${current === 1 ? '' : 's'} (maxConnectionsPerUid is ${max})`,
-      },
-    ],
-    attributes: {},
-  };
+  return makeDecision(peer, [
+    {
+      flag: Result.LIMIT,
+      rule: 'maxConnectionsPerUid',
+      expected: max,
+      actual: current,
+      message: `uid ${peer.uid} already holds ${current} connection${current === 1 ? '' : 's'} (maxConnectionsPerUid is ${max})`,
+    },
+  ]);
 }

@@ -17,12 +17,9 @@ import { publishDecision } from '../diagnostics.js';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Peer, type PeerOptions } from '../identity/peer.js';
 import { allOf, anyOfSync, not, record, runRules, withContext } from './combinators.js';
-import { containerRule, hostRule, programDigestRule, sameNamespaceRule, type ContainerMatch } from './container-rules.js';
-import type { NamespaceKind } from '../identity/namespaces.js';
 import { Result } from './result.js';
-import { RULE_DEFS, tableRule, type TableRuleMethods, type TableRuleName } from './table.js';
+import { TABLE_KEYS, tableRule, type TableRuleMethods } from './table.js';
 import { PASS, isThenable, type Failure, type Rule, type RuleContext } from './rule.js';
-import { callbackRule, labelRule, memberOfRule, permsRule, programRule, type PeerCallback } from './rules.js';
 import * as v from './validate.js';
 import { prepareHolders } from './strict.js';
 
@@ -79,9 +76,10 @@ export interface InternalApplyOptions {
 export const DEFAULT_TIMEOUT = 5000;
 
 /**
- * The builder methods declared in the rule table (`uid`, `gid`, `user`, `group`, `unit`,
- * `slice`, `userUnit`, `noNewPrivs`): each adds its rule, replacing an earlier one of the
- * same name.
+ * The rule methods, declared in the rule table (src/policy/table.ts): `perms`, `program`,
+ * `uid`, `gid`, `user`, `group`, `callback`, `creds`/`label`, `memberOf`, `programDigest`,
+ * `container`, `host`, `sameNamespace`, `unit`, `slice`, `userUnit`, `noNewPrivs`. Each adds
+ * its rule, replacing an earlier one of the same name (`label` and `creds` are one rule).
  */
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
 export interface Policy extends TableRuleMethods<Policy> {}
@@ -134,56 +132,6 @@ export class Policy {
   /** Whether the exec-after-connect defence is on. */
   get strict(): boolean {
     return this.#strict;
-  }
-
-  /** Mode bits (& 0o777) of the socket file the connection came through; never passes for abstract or unnamed sockets. */
-  perms(mode: number): this {
-    return this.rule(permsRule(mode));
-  }
-
-  /** The peer's executable is this file (compared by device and inode, not by path string). */
-  program(path: string | string[]): this {
-    return this.rule(programRule(path));
-  }
-
-  /** The SHA-256 (hex) of the peer's executable is one of these; hashed once per file version. */
-  programDigest(sha256: string | string[]): this {
-    return this.rule(programDigestRule(sha256));
-  }
-
-  /** The peer runs in a container: any (`true`, the default), or one matching `{ id, idPrefix, runtime }`. */
-  container(match?: ContainerMatch): this {
-    return this.rule(containerRule(match));
-  }
-
-  /** The peer runs on our host: it shares our pid and mount namespaces. */
-  host(): this {
-    return this.rule(hostRule());
-  }
-
-  /** The peer shares every one of these namespaces with us. */
-  sameNamespace(kinds: NamespaceKind | NamespaceKind[]): this {
-    return this.rule(sameNamespaceRule(kinds));
-  }
-
-  /** The peer is in one of these groups, as primary or supplementary group (SO_PEERGROUPS). */
-  memberOf(group: string | number | Array<string | number>): this {
-    return this.rule(memberOfRule(group));
-  }
-
-  /** User code decides; anything but `true` (a throw, a rejection, a falsy value) fails. */
-  callback(fn: PeerCallback): this {
-    return this.rule(callbackRule(fn));
-  }
-
-  /** The peer's SO_PEERSEC security label is exactly this string. */
-  creds(label: string): this {
-    return this.rule(labelRule(label, 'creds'), 'creds');
-  }
-
-  /** Alias of {@link Policy.creds}. */
-  label(label: string): this {
-    return this.rule(labelRule(label, 'label'), 'creds');
   }
 
   /** We send `await create()`; the peer answers; `await verify(challenge, response)` must be true. */
@@ -422,11 +370,19 @@ function bounded(pending: Pending, timeout: number | undefined, signal: AbortSig
   });
 }
 
-/** @internal The one place a Decision is made (also for a server's connection limit). */
-export function decisionOf(peer: Peer, failures: Failure[]): Decision {
+/**
+ * @internal The one place a Decision is made, also for a server's connection limit (whose
+ * denial the server publishes itself, as its own).
+ */
+export function makeDecision(peer: Peer, failures: Failure[]): Decision {
   let result = 0;
   for (const f of failures) result |= f.flag;
-  const decision: Decision = { result, allowed: result === 0, peer, failures, attributes: peer.seen };
+  return { result, allowed: result === 0, peer, failures, attributes: peer.seen };
+}
+
+/** A policy's Decision, published on `secpolicy:decision` (and logged when denied). */
+function decisionOf(peer: Peer, failures: Failure[]): Decision {
+  const decision = makeDecision(peer, failures);
   publishDecision(decision);
   return decision;
 }
@@ -445,12 +401,12 @@ function validateSecret(secret: unknown): SharedSecret {
 }
 
 // The table's builder methods, installed once on the prototype.
-for (const name of Object.keys(RULE_DEFS) as TableRuleName[]) {
-  Object.defineProperty(Policy.prototype, name, {
+for (const [key, name] of TABLE_KEYS) {
+  Object.defineProperty(Policy.prototype, key, {
     configurable: true,
     writable: true,
     value(this: Policy, ...args: unknown[]): Policy {
-      return this.rule(tableRule(name, args));
+      return this.rule(tableRule(key, args), name);
     },
   });
 }

@@ -1,16 +1,11 @@
 import { TABLE_FLAGS, type TableFlags } from './table.js';
 
-/** The flags, in the C library's order; the rule table's entries (same values for its C rules) are laid over them. */
+/** The flags that are not a rule of the rule table (those come from their declarations). */
 const FLAGS = {
-  PERMS: 1,
   PROGRAM: 2,
-  UID: 4,
-  GID: 8,
-  USER: 16,
-  GROUP: 32,
   CALLBACK: 64,
+  /** A challenge exchange (challengeSend, sharedSecret) failed. */
   CHALLENGE: 128,
-  CREDS: 256,
   MEMBER_OF: 512,
   /** programDigest(): SHA-256 of the peer's executable. */
   PROGRAM_DIGEST: 1024,
@@ -30,7 +25,10 @@ const FLAGS = {
  * the OR of the flags of every failed rule; 0 means trusted. The rule table's new rules
  * (unit, slice, userUnit, noNewPrivs) take the bits from 32768 up.
  */
-export const Result: Readonly<Omit<typeof FLAGS, keyof TableFlags> & TableFlags> = Object.freeze(Object.assign({ ...FLAGS }, TABLE_FLAGS));
+export const Result: Readonly<Omit<typeof FLAGS, keyof TableFlags> & TableFlags> = Object.freeze(
+  // In bit order, which is the C library's order for its flags.
+  Object.fromEntries(Object.entries({ ...FLAGS, ...TABLE_FLAGS }).sort((a, b) => a[1] - b[1])) as typeof FLAGS & TableFlags,
+);
 
 /** The name of any Result flag. */
 export type ResultFlag = keyof typeof Result;

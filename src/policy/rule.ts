@@ -64,3 +64,6 @@ export function missing(r: { reason: string; absent?: true }, what: string, actu
 export function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }
+
+/** A placeholder context for rules checked outside a policy. */
+export const DEFAULT_CONTEXT: RuleContext = Object.freeze({ strict: false });

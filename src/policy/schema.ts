@@ -6,12 +6,10 @@
  * strings for perms, and refusing what a file cannot express.
  */
 import { describe, isSecpolicyError } from '../errors.js';
-import type { NamespaceKind } from '../identity/namespaces.js';
 import { allOf, anyOfSync, not } from './combinators.js';
 import type { Rule } from './rule.js';
-import { RULE_DEFS, tableRule, type TableRuleName } from './table.js';
-import { containerRule, hostRule, programDigestRule, sameNamespaceRule, type ContainerMatch } from './container-rules.js';
-import { labelRule, memberOfRule, permsRule, programRule } from './rules.js';
+import { RULE_DEFS, TABLE_KEYS, tableRule, type RuleDef } from './table.js';
+import * as v from './validate.js';
 
 /** A field path inside the document: keys and list indexes. */
 export type FieldPath = ReadonlyArray<string | number>;
@@ -35,50 +33,30 @@ type RuleMaker = (value: unknown, path: FieldPath, walk: Walk) => Rule;
 export const RULE_KEYS: Readonly<Record<string, RuleMaker>> = Object.freeze(
   Object.assign(
     Object.create(null) as Record<string, RuleMaker>,
-    {
-      memberOf: (value: unknown) => memberOfRule(value as string),
-      program: (value: unknown) => programRule(value as string),
-      perms: (value: unknown, path: FieldPath, walk: Walk) => permsRule(fileMode(value, path, walk)),
-      creds: (value: unknown) => labelRule(value as string, 'creds'),
-      label: (value: unknown) => labelRule(value as string, 'label'),
-      programDigest: (value: unknown, path: FieldPath, walk: Walk) => programDigestRule(asWritten(value, path, walk) as string),
-      container: (value: unknown, path: FieldPath, walk: Walk) =>
-        value === true || isMapping(value)
-          ? containerRule(value as ContainerMatch)
-          : walk.fail(
-              path,
-              `must be true (any container) or { id, idPrefix, runtime }; for "not in a container" write not: { container: true } or host: true. Received ${show(value)}`,
-            ),
-      host: (value: unknown, path: FieldPath, walk: Walk) =>
-        value === true
-          ? hostRule()
-          : walk.fail(path, `must be true; for "not on this host" write not: { host: true }. Received ${show(value)}`),
-      sameNamespace: (value: unknown) => sameNamespaceRule(value as NamespaceKind),
-    } satisfies Record<string, RuleMaker>,
     // The rule table's keys: the file form and its validation come from each rule's declaration.
     Object.fromEntries(
-      (Object.keys(RULE_DEFS) as TableRuleName[]).map((name): [string, RuleMaker] => [
-        name,
-        (value, path, walk) => {
-          const r = RULE_DEFS[name].file(value);
-          return r.ok ? tableRule(name, r.args) : walk.fail(path, `${r.message}. Received ${show(value)}`);
-        },
-      ]),
+      [...TABLE_KEYS].flatMap(([key, name]): Array<[string, RuleMaker]> => {
+        const def = RULE_DEFS[name] as { file?: RuleDef<unknown[], unknown, unknown>['file']; notInFiles?: string };
+        const { file, notInFiles } = def;
+        // A rule that is code: its key is known, and refused with the reason.
+        if (file === undefined) return [[key, (_value, path, walk) => walk.fail(path, notInFiles ?? 'not allowed in a policy file', true)]];
+        const maker: RuleMaker = (value, path, walk) => {
+          const r = file(value, (sub = []) => walk.source([...path, ...sub]));
+          return r.ok ? tableRule(key, r.args) : walk.fail(path, `${r.message}. Received ${show(value)}`);
+        };
+        return [[key, maker]];
+      }),
     ),
   ),
 );
 
-/** Keys that name the same Policy slot: at most one of each group per object. */
-const SAME_SLOT: Readonly<Record<string, string>> = { label: 'creds' };
-
-/** The Policy slot a rule key fills. */
+/** The Policy slot a rule key fills: an alias fills its rule's (at most one of them per object). */
 function slotOf(key: string): string {
-  return Object.hasOwn(SAME_SLOT, key) ? SAME_SLOT[key]! : key;
+  return TABLE_KEYS.get(key) ?? key;
 }
 
 /** Keys of the builder that a file cannot hold, with the reason given to the user. */
 const NOT_IN_FILES: Readonly<Record<string, string>> = {
-  callback: 'a callback is code and cannot be written in a policy file: add it with Policy.callback() after loading',
   challengeSend: 'custom challenges are code: use sharedSecret: { keyFile } in a file, or Policy.challengeSend() in code',
   challengeReceive: 'custom challenges are code: use sharedSecret: { keyFile } in a file, or Policy.challengeReceive() in code',
 };
@@ -88,36 +66,14 @@ const TOP_KEYS = Object.freeze(['version', 'strict', 'sharedSecret']);
 
 const COMBINATORS = Object.freeze(['allOf', 'anyOf', 'not']);
 
+/** The rule keys a file can hold a value for (not the code-only ones). */
+const FILE_KEYS = [...TABLE_KEYS].filter(([, name]) => (RULE_DEFS[name] as { file?: unknown }).file !== undefined).map(([key]) => key);
+
 /** Every key a file may hold, for "did you mean" hints. */
-const ALL_KEYS = [...Object.keys(RULE_KEYS), ...COMBINATORS, ...TOP_KEYS];
-
-/**
- * Hex written without quotes can read as a number (`0123...` with only digits, or `1e5...`
- * as a float); a digest means the characters as written.
- */
-function asWritten(value: unknown, path: FieldPath, walk: Walk): unknown {
-  if (Array.isArray(value)) return value.map((x, i) => asWritten(x, [...path, i], walk));
-  return typeof value === 'number' ? (walk.source(path) ?? value) : value;
-}
-
-/** `perms` as a number (decimal, or YAML written like `0660` which is read as octal, as chmod would) or an octal string. */
-function fileMode(value: unknown, path: FieldPath, walk: Walk): number {
-  if (typeof value === 'number') {
-    // YAML 1.2 reads 0660 as decimal 660; whoever wrote it meant chmod's octal.
-    const src = walk.source(path);
-    if (src !== undefined && /^0[0-7]+$/.test(src)) return Number.parseInt(src, 8);
-    return value;
-  }
-  if (typeof value === 'string' && /^(0o?)?[0-7]{1,4}$/i.test(value)) return Number.parseInt(value.replace(/^0o/i, ''), 8);
-  return walk.fail(path, `must be a mode as a number or an octal string such as "0660". Received ${show(value)}`);
-}
+const ALL_KEYS = [...FILE_KEYS, ...COMBINATORS, ...TOP_KEYS];
 
 /** True for a plain mapping (not a list, null, or a typed value such as `!!binary`). */
-export function isMapping(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
+export const isMapping = v.isMapping;
 
 /**
  * One rule object (or a list of them, meaning any of) as a single Rule: several keys in
@@ -190,7 +146,7 @@ function anyOfList(list: unknown[], at: FieldPath, walk: Walk): Rule {
 
 function hint(key: string): string {
   const near = ALL_KEYS.find((k) => k.toLowerCase() === key.toLowerCase().replace(/[-_]/g, ''));
-  return near ? ` (did you mean "${near}"?)` : ` (rule keys: ${Object.keys(RULE_KEYS).join(', ')}, ${COMBINATORS.join(', ')})`;
+  return near ? ` (did you mean "${near}"?)` : ` (rule keys: ${FILE_KEYS.join(', ')}, ${COMBINATORS.join(', ')})`;
 }
 
 /** A short rendering of a file value for messages. */

@@ -13,8 +13,8 @@ import { readlinkSync } from 'node:fs';
 import { socketInode, statPath, unixSocket, type UnixSocketInfo } from '../native/index.js';
 import { scanHolders, scanHoldersAsync, stillHolds, type Holder, type HolderScan } from '../identity/holders.js';
 import type { Peer } from '../identity/peer.js';
-import { PASS, fail, type Check } from './rule.js';
-import { programMatches } from './rules.js';
+import { programFiles, programMatches, type ProgramFiles } from './program-file.js';
+import { PASS, fail, unknown as unknownCheck, type Check } from './rule.js';
 
 /** The answer of a strict-mode holder check. */
 export interface HolderVerdict {
@@ -84,7 +84,7 @@ function pidList(pids: readonly number[]): string {
  * after the scan, and the queue of our end last: bytes the peer wrote before a holder
  * exec'd the program are queued by the time that exec is visible.
  */
-function judge(peer: Peer, paths: readonly string[], ends: Ends, scan: HolderScan): HolderVerdict {
+function judge(peer: Peer, files: ProgramFiles, ends: Ends, scan: HolderScan): HolderVerdict {
   // Which scan decided: concurrent verifications share one.
   const scanInfo = { serial: scan.serial, thread: scan.threadId, startedAt: scan.startedAt, processes: scan.processes, fds: scan.fds };
   // A peer end with no inode that no listener queues has closed: a denial whatever else the scan saw.
@@ -122,7 +122,7 @@ function judge(peer: Peer, paths: readonly string[], ends: Ends, scan: HolderSca
     // Re-read the fd after the stat: a holder that exited must not be judged by whoever got its pid.
     const still = stillHolds(h, heldAs);
     if (exe === undefined || !still) vanished.push(h.pid);
-    else if (!programMatches(exe, paths)) failing.push({ pid: h.pid, program: exeOf(h) });
+    else if (!programMatches(exe, files)) failing.push({ pid: h.pid, program: exeOf(h) });
     else verified.add(h.pid);
   }
   const holderPids = [...new Set(holders.map((h) => h.pid))];
@@ -133,7 +133,7 @@ function judge(peer: Peer, paths: readonly string[], ends: Ends, scan: HolderSca
     return {
       verdict: 'fail',
       actual: { holders: holderPids, failing: unique, ...(listener !== undefined && { listener }) },
-      message: `strict mode: ${where} is also held by process ${shown}, which is not the file at ${paths.join(', ')}`,
+      message: `strict mode: ${where} is also held by process ${shown}, which is not the file at ${files.paths.join(', ')}`,
     };
   }
   if (vanished.length > 0)
@@ -192,9 +192,10 @@ function judge(peer: Peer, paths: readonly string[], ends: Ends, scan: HolderSca
  * by {@link SYNC_SCAN_BUDGET_MS}; past it the verdict is unknown). For applySync; apply()
  * uses {@link checkHoldersAsync}, which keeps the event loop free.
  */
-export function checkHolders(peer: Peer, paths: readonly string[]): HolderVerdict {
+export function checkHolders(peer: Peer, paths: readonly string[] | ProgramFiles): HolderVerdict {
+  const files = filesOf(paths);
   const prepared = preparedScans.get(peer);
-  if (prepared !== undefined) return judge(peer, paths, prepared.ends, prepared.scan);
+  if (prepared !== undefined) return judge(peer, files, prepared.ends, prepared.scan);
   const ends = findEnds(peer);
   if (isVerdict(ends)) return ends;
   let scan: HolderScan;
@@ -203,7 +204,7 @@ export function checkHolders(peer: Peer, paths: readonly string[]): HolderVerdic
   } catch (e) {
     return unknown(undefined, `the holder scan failed: ${(e as Error).message}`);
   }
-  return judge(peer, paths, ends, scan);
+  return judge(peer, files, ends, scan);
 }
 
 /**
@@ -211,11 +212,12 @@ export function checkHolders(peer: Peer, paths: readonly string[]): HolderVerdic
  * begun after this call and shared with every verification asking in the same turn of
  * the event loop.
  */
-export async function checkHoldersAsync(peer: Peer, paths: readonly string[]): Promise<HolderVerdict> {
+export async function checkHoldersAsync(peer: Peer, paths: readonly string[] | ProgramFiles): Promise<HolderVerdict> {
+  const files = filesOf(paths);
   const ends = findEnds(peer);
   if (isVerdict(ends)) return ends;
   const scan = await scanHoldersAsync(wantedOf(ends));
-  return judge(peer, paths, ends, scan);
+  return judge(peer, files, ends, scan);
 }
 
 const preparedScans = new WeakMap<Peer, { ends: Ends; scan: HolderScan }>();
@@ -231,8 +233,12 @@ export async function prepareHolders(peer: Peer): Promise<{ release(): void }> {
   return { release: () => preparedScans.delete(peer) };
 }
 
-/** Every holder of the peer end passes the program rule with these paths (the Check form of {@link checkHolders}). */
-export function strictHoldersCheck(peer: Peer, paths: readonly string[]): Check {
-  const r = checkHolders(peer, paths);
-  return r.verdict === 'pass' ? PASS : fail(r.actual, r.message);
+/** The program rule's paths as compiled by the rule, or compiled now for a caller that has only the paths. */
+const filesOf = (paths: readonly string[] | ProgramFiles): ProgramFiles =>
+  Array.isArray(paths) ? programFiles(paths) : (paths as ProgramFiles);
+
+/** Every holder of the peer end passes the program rule: {@link checkHolders}'s three-valued verdict as a rule's Check. */
+export function strictHoldersCheck(peer: Peer, files: ProgramFiles): Check {
+  const r = checkHolders(peer, files);
+  return r.verdict === 'pass' ? PASS : r.verdict === 'unknown' ? unknownCheck(r.message, r.actual) : fail(r.actual, r.message);
 }

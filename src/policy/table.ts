@@ -10,43 +10,154 @@
  * check runs.
  */
 import { invalidArg } from '../errors.js';
-import { PASS, fail, missing, type Check, type Rule } from './rule.js';
+import type { Peer } from '../identity/peer.js';
+import type { Container } from '../identity/container.js';
+import { NAMESPACE_KINDS, ownNamespaces, type NamespaceKind } from '../identity/namespaces.js';
+import type { Outcome } from '../identity/outcome.js';
+import { idUnmapped } from '../identity/proc.js';
+import { formatMode, gidOf, type FileStat } from '../native/index.js';
+import { programFiles, programMatches } from './program-file.js';
+import { PASS, fail, isThenable, missing, unknown, type Check, type Rule, type RuleContext } from './rule.js';
+import { strictHoldersCheck } from './strict.js';
 import * as v from './validate.js';
 
 /** What a policy-file value is turned into: the builder's arguments, or a message for the file's error. */
 export type FileArgs = { ok: true; args: unknown[] } | { ok: false; message: string };
 
+/** The source text of a scalar of the file value (`sub` is a path inside it), when known: `"0660"` for the YAML number 0660. */
+export type FileSource = (sub?: ReadonlyArray<string | number>) => string | undefined;
+
+/** What compile() is called on: the key (rule name or alias) the rule is made under, for the argument's name in errors. */
+export interface CompileContext {
+  key: string;
+}
+
+/** What a check may consult besides the attribute: the peer (for other attributes, read only when needed) and the policy's context. */
+export interface CheckEnv {
+  peer: Peer;
+  context: RuleContext;
+}
+
 /** One rule of the table. */
-export interface RuleDef<A extends unknown[], C, V, N extends string = string, F extends number = number> {
+export interface RuleDef<
+  A extends unknown[],
+  C,
+  V,
+  N extends string = string,
+  F extends number = number,
+  R extends Check | Promise<Check> = Check | Promise<Check>,
+> {
   /** Name of the flag in `Result`; its value is `flag`, fixed forever once released. */
   flagName: N;
   flag: F;
-  /** The peer attribute the check compares (read through the pinned Peer). */
-  attribute: string;
-  /** What the attribute is called in failure messages. */
-  what: string;
+  /** The peer attribute the check compares (read through the pinned Peer); null for a rule that reads the peer itself (callback). */
+  attribute: string | null;
+  /**
+   * The attributes read, when the check needs several (their values reach the check as a
+   * list, in this order); by default `[attribute]`.
+   */
+  reads?(compiled: C): readonly string[];
+  /** The check gets the attribute's Outcome, not its value: it decides itself what an unreadable attribute means. */
+  outcome?: true;
+  /** What the attribute is called in failure messages (per attribute, for a rule reading several). */
+  what: string | ((attribute: string) => string);
+  /** Other builder methods and file keys for the same rule (same flag, and one replaces the other). */
+  aliases?: readonly string[];
+  /** True when the check may return a promise. */
+  async?: true;
   /** Validates the builder's arguments (ERR_SECPOLICY_INVALID_ARG naming the argument) and compiles them into what the check compares. */
   compile(...args: A): C;
   /** A compiled argument as data, for failure records and `describeRule`. */
   expected(compiled: C): unknown;
-  /** The check on the attribute's value. */
-  check(value: V, compiled: C): Check;
-  /** The policy-file value as builder arguments. */
-  file(value: unknown): FileArgs;
+  /** The check on the attribute's value; `env` only for what the value alone cannot tell (strict mode, a message). */
+  check(value: V, compiled: C, env?: CheckEnv): R;
+  /** The policy-file value as builder arguments; `source` gives the text as written. */
+  file?(value: unknown, source: FileSource): FileArgs;
+  /** Why a file cannot hold the rule, for one that has no file form (code). */
+  notInFiles?: string;
   /** For the docs table: the builder's signature, the file's form, and what it checks. */
   signature: string;
   fileForm: string;
   doc: string;
 }
 
-const define = <A extends unknown[], C, V, const N extends string, const F extends number>(
-  def: RuleDef<A, C, V, N, F>,
-): RuleDef<A, C, V, N, F> => Object.freeze(def);
+const define = <A extends unknown[], C, V, const N extends string, const F extends number, R extends Check | Promise<Check> = Check>(
+  def: RuleDef<A, C, V, N, F, R>,
+): RuleDef<A, C, V, N, F, R> => Object.freeze(def);
 
 /** A rule's `expected` for a list: the one value, or the list ("any of"). */
 const oneOrList = (list: readonly unknown[]) => (list.length === 1 ? list[0] : list);
 const show = (list: readonly unknown[]) => (list.length === 1 ? String(list[0]) : `one of ${list.join(', ')}`);
 const asArgs = (value: unknown): FileArgs => ({ ok: true, args: [value] });
+
+/**
+ * `perms` in a file: a number (YAML written like `0660`, which YAML 1.2 reads as decimal
+ * 660, means chmod's octal) or an octal string.
+ */
+function fileMode(value: unknown, source: FileSource): FileArgs {
+  if (typeof value === 'number') {
+    const src = source();
+    return { ok: true, args: [src !== undefined && /^0[0-7]+$/.test(src) ? Number.parseInt(src, 8) : value] };
+  }
+  if (typeof value === 'string' && /^(0o?)?[0-7]{1,4}$/i.test(value))
+    return { ok: true, args: [Number.parseInt(value.replace(/^0o/i, ''), 8)] };
+  return { ok: false, message: 'must be a mode as a number or an octal string such as "0660"' };
+}
+
+/** User code deciding on a peer; only `true` (or a promise of it) passes. */
+export type PeerCallback = (peer: Peer) => boolean | Promise<boolean>;
+
+const verdict = (r: unknown): Check => (r === true ? PASS : fail(r, `callback returned ${String(r)}`));
+const thrown = (e: unknown): Check => fail(undefined, `callback threw: ${(e as Error)?.message ?? String(e)}`);
+
+const HEX64 = /^[0-9a-fA-F]{64}$/;
+
+/**
+ * Hex written without quotes can read as a number (`0123...` with only digits, or `1e5...`
+ * as a float); a digest means the characters as written.
+ */
+function asWritten(value: unknown, source: FileSource, at: Array<string | number>): unknown {
+  if (Array.isArray(value)) return value.map((x, i) => asWritten(x, source, [...at, i]));
+  return typeof value === 'number' ? (source(at) ?? value) : value;
+}
+
+/** What container() matches: any container (`true`), or one by id, id prefix and/or runtime. */
+export type ContainerMatch = true | { id?: string | string[]; idPrefix?: string; runtime?: string | string[] };
+
+function containerMatch(value: unknown): { id?: readonly string[]; idPrefix?: string; runtime?: readonly string[] } {
+  if (value === true || value === undefined) return {};
+  const o = v.options<{ id: unknown; idPrefix: unknown; runtime: unknown }>('container', value);
+  for (const key of Object.keys(o)) {
+    if (key !== 'id' && key !== 'idPrefix' && key !== 'runtime')
+      throw invalidArg(`container.${key}`, 'not present (known keys: id, idPrefix, runtime)', o[key as 'id']);
+  }
+  const out: { id?: readonly string[]; idPrefix?: string; runtime?: readonly string[] } = {};
+  if (o.id !== undefined) out.id = v.names('container.id', o.id);
+  if (o.idPrefix !== undefined) {
+    if (!v.isName(o.idPrefix)) throw invalidArg('container.idPrefix', 'a non-empty string', o.idPrefix);
+    out.idPrefix = o.idPrefix;
+  }
+  if (o.runtime !== undefined) out.runtime = v.names('container.runtime', o.runtime).map((r) => r.toLowerCase());
+  return out;
+}
+
+const HOST_KINDS: readonly NamespaceKind[] = Object.freeze(['pid', 'mnt']);
+const HOST_READS: readonly string[] = Object.freeze(HOST_KINDS.map((k) => `ns:${k}`));
+const namespaceWhat = (attribute: string) => `peer ${attribute.slice(3)} namespace`;
+
+/** Passes when the peer's namespaces (`theirs`, in the order of `kinds`) are ours. */
+function sameNamespaces(kinds: readonly NamespaceKind[], theirs: readonly number[]): Check {
+  const ours = ownNamespaces();
+  if (typeof ours === 'string') return unknown(`our own namespaces: ${ours}`);
+  const differ = kinds.flatMap((k, i) => (theirs[i] === ours[k] ? [] : [i]));
+  if (differ.length === 0) return PASS;
+  const names = differ.map((i) => kinds[i]!);
+  const actual = Object.fromEntries(differ.map((i) => [kinds[i], theirs[i]]));
+  return fail(
+    actual,
+    `peer is in other ${names.join(', ')} namespace${names.length > 1 ? 's' : ''} than ours (${differ.map((i) => `${kinds[i]}:[${theirs[i]}] vs [${ours[kinds[i]!]}]`).join(', ')})`,
+  );
+}
 
 const UNIT_NAME = /^[^/\s]+\.(?:service|scope|socket|mount|swap)$/;
 const SLICE_NAME = /^[^/\s]+\.slice$/;
@@ -68,6 +179,44 @@ const isNot = (what: string, actual: unknown, c: ReadonlySet<unknown>) => fail(a
 
 /** The rules declared in the table, by name (builder method and policy-file key). */
 export const RULE_DEFS = Object.freeze({
+  /** The socket file the connection came through has exactly these mode bits; never passes for abstract or unnamed sockets. */
+  perms: define({
+    flagName: 'PERMS',
+    flag: 1,
+    attribute: 'perms',
+    what: 'socket file permissions',
+    compile: (mode: number) => v.mode('perms', mode),
+    expected: (mode) => mode,
+    check: (actual: number, mode) =>
+      actual === mode ? PASS : fail(actual, `socket file mode ${formatMode(actual)} is not ${formatMode(mode)}`),
+    file: fileMode,
+    signature: '`perms(mode)`',
+    fileForm: '`perms: 0660` or `"0660"`',
+    doc: 'mode bits (& 0o777) of the socket file the connection came through',
+  }),
+  /**
+   * The peer's executable is one of these files, compared by device and inode (not by path
+   * string, which a container can fake). In strict mode every holder of the peer end must be.
+   */
+  program: define({
+    flagName: 'PROGRAM',
+    flag: 2,
+    attribute: 'programStat',
+    what: 'peer program',
+    compile: (path: string | string[]) => programFiles(v.absolutePaths('program', path)),
+    expected: (files) => oneOrList(files.paths),
+    check: (exe: FileStat, files, env) => {
+      if (!programMatches(exe, files)) {
+        const shown = env?.peer.program ?? '(unreadable)';
+        return fail(shown, `peer program ${shown} is not the file at ${show(files.paths)} (compared by device and inode)`);
+      }
+      return env?.context.strict ? strictHoldersCheck(env.peer, files) : PASS;
+    },
+    file: asArgs,
+    signature: '`program(path \\| path[])`',
+    fileForm: '`program: /usr/bin/socat` or a list',
+    doc: 'executable of the peer (device and inode of the file at the path); strict mode: of every holder of the peer end',
+  }),
   /** The peer's uid (SO_PEERCRED) is one of these. An unmapped uid (shown as 65534) is unknown. */
   uid: define({
     flagName: 'UID',
@@ -123,6 +272,169 @@ export const RULE_DEFS = Object.freeze({
     signature: '`group(name \\| name[])`',
     fileForm: '`group: app` or a list',
     doc: 'NSS name of the peer primary gid',
+  }),
+  /** User code decides; anything but `true` (a throw, a rejection, a falsy value) fails. */
+  callback: define({
+    flagName: 'CALLBACK',
+    flag: 64,
+    attribute: null,
+    what: 'callback',
+    async: true,
+    compile: (fn: PeerCallback) => v.func<PeerCallback>('callback', fn),
+    expected: () => true,
+    check: (_: undefined, fn, env): Check | Promise<Check> => {
+      let r: unknown;
+      try {
+        r = fn(env!.peer);
+      } catch (e) {
+        return thrown(e);
+      }
+      return isThenable(r) ? Promise.resolve(r).then(verdict, thrown) : verdict(r);
+    },
+    notInFiles: 'a callback is code and cannot be written in a policy file: add it with Policy.callback() after loading',
+    signature: '`callback(fn)`',
+    fileForm: '(code only)',
+    doc: 'user code: `fn(peer)` returns `true` or a promise of it; a throw or rejection fails',
+  }),
+  /** The peer's SO_PEERSEC security label is exactly this string (alias: `label`). */
+  creds: define({
+    flagName: 'CREDS',
+    flag: 256,
+    attribute: 'label',
+    what: 'peer label',
+    aliases: ['label'],
+    compile(this: Partial<CompileContext> | void, label: string) {
+      if (!v.isName(label)) throw invalidArg(this?.key ?? 'creds', 'a non-empty security label string', label);
+      return label;
+    },
+    expected: (label) => label,
+    check: (actual: string, label) => (actual === label ? PASS : fail(actual, `peer label ${actual} is not ${label}`)),
+    file: asArgs,
+    signature: '`creds(label)`, `label(label)`',
+    fileForm: '`creds: <label>` or `label: <label>`',
+    doc: 'SO_PEERSEC security label of the peer, exact string',
+  }),
+  /** The peer is in one of these groups (names or gids), as primary or supplementary group (SO_PEERGROUPS). */
+  memberOf: define({
+    flagName: 'MEMBER_OF',
+    flag: 512,
+    attribute: 'groups',
+    reads: () => ['gid', 'groups'],
+    outcome: true,
+    what: 'peer groups',
+    compile: (group: string | number | Array<string | number>) =>
+      v.oneOrMany('memberOf', group, (x): x is string | number => v.isId(x) || v.isName(x), 'a group name or gid'),
+    expected: (list) => oneOrList(list),
+    check: ([gid, groups]: [Outcome<number>, Outcome<number[]>], list) => {
+      const mine = groups.ok ? [gid.ok ? gid.value : -1, ...groups.value] : gid.ok ? [gid.value] : [];
+      for (const g of list) {
+        // Names are resolved now, not when the rule was made: NSS may change.
+        const id = typeof g === 'number' ? g : gidOf(g);
+        // An unmapped group shows as the overflow gid: it makes nobody a member of anything.
+        if (id !== undefined && mine.includes(id) && !idUnmapped('gid', id)) return PASS;
+      }
+      // Without the supplementary groups the answer may be yes: unknown, not no.
+      if (!groups.ok) return unknown(`supplementary groups: ${groups.reason}; peer's primary group is not ${show(list)}`, mine);
+      return fail(mine, `peer is not a member of ${show(list)}`);
+    },
+    file: asArgs,
+    signature: '`memberOf(group \\| group[])`',
+    fileForm: '`memberOf: docker` (name or gid) or a list',
+    doc: 'primary or supplementary group of the peer (SO_PEERGROUPS)',
+  }),
+  /** The SHA-256 (hex) of the peer's executable is one of these; hashed once per file version. */
+  programDigest: define({
+    flagName: 'PROGRAM_DIGEST',
+    flag: 1024,
+    attribute: 'programDigest',
+    what: 'peer program digest',
+    compile: (sha256: string | string[]) =>
+      new Set(
+        v
+          .oneOrMany(
+            'programDigest',
+            sha256,
+            (x): x is string => typeof x === 'string' && HEX64.test(x),
+            'a SHA-256 digest (64 hex digits)',
+          )
+          .map((d) => d.toLowerCase()),
+      ),
+    expected: (c) => oneOrList([...c]),
+    check: (digest: string, c, env) =>
+      c.has(digest)
+        ? PASS
+        : fail(digest, `peer program ${env?.peer.program ?? '(unreadable)'} has SHA-256 ${digest}, not an allowed digest`),
+    file: (value, source) => ({ ok: true, args: [asWritten(value, source, [])] }),
+    signature: '`programDigest(sha256 \\| sha256[])`',
+    fileForm: '`programDigest: <64 hex digits>` or a list',
+    doc: "SHA-256 of the peer's executable",
+  }),
+  /** The peer runs in a container: any (`true`, the default), or one matching `{ id, idPrefix, runtime }`. */
+  container: define({
+    flagName: 'CONTAINER',
+    flag: 2048,
+    attribute: 'container',
+    what: 'peer container',
+    compile: (match?: ContainerMatch) => containerMatch(match),
+    expected: (m) => (Object.keys(m).length === 0 ? 'any container' : m),
+    check: (c: Container | null, m, env) => {
+      if (c === null) return fail(null, `peer is not in a container (cgroup ${env?.peer.cgroup ?? 'unknown'})`);
+      const what = `${c.runtime} container ${c.id}`;
+      if (m.runtime && !m.runtime.includes(c.runtime)) return fail(c, `peer runs in a ${what}, not a ${m.runtime.join(' or ')} container`);
+      if (m.id && !m.id.includes(c.id)) return fail(c, `peer runs in ${what}, not in ${m.id.join(' or ')}`);
+      if (m.idPrefix !== undefined && !c.id.startsWith(m.idPrefix))
+        return fail(c, `peer runs in ${what}, whose id does not start with ${m.idPrefix}`);
+      return PASS;
+    },
+    file: (value) =>
+      value === true || v.isMapping(value)
+        ? asArgs(value)
+        : {
+            ok: false,
+            message:
+              'must be true (any container) or { id, idPrefix, runtime }; for "not in a container" write not: { container: true } or host: true',
+          },
+    signature: '`container(match?)`',
+    fileForm: '`container: true` or `{ id, idPrefix, runtime }`',
+    doc: 'container the peer runs in (from its cgroup), any or matching',
+  }),
+  /** The peer runs on our host: it shares our pid and mount namespaces. */
+  host: define({
+    flagName: 'HOST',
+    flag: 4096,
+    attribute: 'namespaces',
+    reads: () => HOST_READS,
+    what: namespaceWhat,
+    compile: () => HOST_KINDS,
+    expected: () => 'our pid and mnt namespaces',
+    check: (theirs: number[], kinds) => sameNamespaces(kinds, theirs),
+    file: (value) =>
+      value === true ? { ok: true, args: [] } : { ok: false, message: 'must be true; for "not on this host" write not: { host: true }' },
+    signature: '`host()`',
+    fileForm: '`host: true`',
+    doc: 'the peer shares our pid and mount namespaces',
+  }),
+  /** The peer shares every one of these namespaces with us. */
+  sameNamespace: define({
+    flagName: 'NAMESPACE',
+    flag: 8192,
+    attribute: 'namespaces',
+    reads: (kinds) => kinds.map((k) => `ns:${k}`),
+    what: namespaceWhat,
+    compile: (kinds: NamespaceKind | NamespaceKind[]) =>
+      v.oneOrMany(
+        'sameNamespace',
+        kinds,
+        (x): x is NamespaceKind => (NAMESPACE_KINDS as readonly unknown[]).includes(x),
+        `one of ${NAMESPACE_KINDS.join(', ')}`,
+      ),
+    // All of them, unlike the "any of" lists of other rules.
+    expected: (kinds) => kinds,
+    check: (theirs: number[], kinds) => sameNamespaces(kinds, theirs),
+    file: asArgs,
+    signature: '`sameNamespace(kind \\| kind[])`',
+    fileForm: '`sameNamespace: net` or a list (all of them)',
+    doc: 'the peer shares these namespaces with us (pid, mnt, net, user, uts, ipc, cgroup)',
   }),
   /** The peer runs in one of these systemd system units (e.g. `nginx.service`), read from its cgroup. */
   unit: define({
@@ -221,10 +533,15 @@ type AnyDef = RuleDef<unknown[], unknown, unknown>;
 
 /** The builder arguments of a table rule. */
 export type TableRuleArgs<K extends TableRuleName> =
-  (typeof RULE_DEFS)[K] extends RuleDef<infer A, infer _C, infer _V, string, number> ? A : never;
+  (typeof RULE_DEFS)[K] extends RuleDef<infer A, infer _C, infer _V, string, number, infer _R> ? A : never;
+
+/** A table rule's name or one of its aliases: each is a builder method and a policy-file key. */
+export type TableRuleKey = TableRuleName | 'label';
 
 /** The Policy builder methods the table declares: each takes the rule's arguments and returns the policy. */
-export type TableRuleMethods<P> = { [K in TableRuleName]: (...args: TableRuleArgs<K>) => P };
+export type TableRuleMethods<P> = { [K in TableRuleName]: (...args: TableRuleArgs<K>) => P } & {
+  label: (...args: TableRuleArgs<'creds'>) => P;
+};
 
 /** The `Result` flags the table declares. */
 export type TableFlags = { readonly [K in TableRuleName as (typeof RULE_DEFS)[K]['flagName']]: (typeof RULE_DEFS)[K]['flag'] };
@@ -234,26 +551,64 @@ export const TABLE_FLAGS = Object.freeze(
   Object.fromEntries(Object.values(RULE_DEFS).map((d) => [d.flagName, d.flag])) as unknown as TableFlags,
 );
 
-/** A Rule value from a table rule and its builder arguments (validated and compiled here, once). */
-export function tableRule(name: TableRuleName, args: readonly unknown[]): Rule {
+/** Every builder method and file key of the table, with the rule (its Policy slot) it names. */
+export const TABLE_KEYS: ReadonlyMap<string, TableRuleName> = new Map(
+  (Object.entries(RULE_DEFS) as Array<[TableRuleName, AnyDef]>).flatMap(([name, d]) => [
+    [name, name] as const,
+    ...(d.aliases ?? []).map((a) => [a, name] as const),
+  ]),
+);
+
+/**
+ * A Rule value from a table rule and its builder arguments (validated and compiled here,
+ * once). `key` is the name it was asked for by (an alias names the rule it makes).
+ */
+export function tableRule(key: string, args: readonly unknown[]): Rule {
+  const name = TABLE_KEYS.get(key);
+  if (name === undefined) throw invalidArg('rule', `a rule of the table (${[...TABLE_KEYS.keys()].join(', ')})`, key);
   const def = RULE_DEFS[name] as unknown as AnyDef;
-  const compiled = def.compile(...args);
-  const { attribute, what } = def;
-  return {
-    name,
-    flag: def.flag,
-    expected: def.expected(compiled),
-    check(peer) {
+  const compiled = def.compile.apply({ key }, args as unknown[]);
+  const { attribute, what, outcome } = def;
+  const whatOf = typeof what === 'string' ? () => what : what;
+  // Only checks that take `env` get one (made per check): the common rules allocate nothing.
+  const withEnv = def.check.length >= 3;
+  const judge = (value: unknown, peer: Peer, context: RuleContext) =>
+    withEnv ? def.check(value, compiled, { peer, context }) : def.check(value, compiled);
+  const reads = def.reads?.(compiled);
+  let check: Rule['check'];
+  if (reads !== undefined) {
+    check = (peer, context) => {
+      const values: unknown[] = [];
+      for (const a of reads) {
+        const r = peer.attempt(a);
+        if (outcome) values.push(r);
+        else if (r.ok) values.push(r.value);
+        else return missing(r, whatOf(a));
+      }
+      return judge(values, peer, context);
+    };
+  } else if (attribute === null) {
+    check = (peer, context) => judge(undefined, peer, context);
+  } else if (outcome) {
+    check = (peer, context) => judge(peer.attempt(attribute), peer, context);
+  } else {
+    const shown = whatOf(attribute);
+    check = (peer, context) => {
       const r = peer.attempt(attribute);
-      return r.ok ? def.check(r.value, compiled) : missing(r, what);
-    },
-  };
+      return r.ok ? judge(r.value, peer, context) : missing(r, shown);
+    };
+  }
+  return { name: key, flag: def.flag, expected: def.expected(compiled), ...(def.async && { async: true }), check };
 }
 
 /** The Markdown table of the table's rules, as docs/attributes.md carries it (a test keeps them equal). */
 export function rulesDocTable(): string {
-  const rows = Object.entries(RULE_DEFS).map(
-    ([, d]) => `| ${d.signature} | ${d.fileForm} | \`Result.${d.flagName}\` = ${d.flag} | \`${d.attribute}\` | ${d.doc} |`,
+  const rows = (Object.values(RULE_DEFS) as AnyDef[]).map(
+    (d) => `| ${d.signature} | ${d.fileForm} | \`Result.${d.flagName}\` = ${d.flag} | ${attributeCell(d)} | ${d.doc} |`,
   );
   return ['| builder | policy file | flag | attribute | checks |', '|---|---|---|---|---|', ...rows].join('\n');
+}
+
+function attributeCell(d: AnyDef): string {
+  return d.attribute === null ? '(the peer)' : `\`${d.attribute}\``;
 }

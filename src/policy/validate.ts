@@ -74,3 +74,10 @@ export function options<T extends object>(name: string, value: unknown): Partial
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalidArg(name, 'an object', value);
   return Object.assign(Object.create(null), value) as Partial<T>;
 }
+
+/** True for a plain mapping (not a list, null, or a typed value such as `!!binary`). */
+export function isMapping(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}

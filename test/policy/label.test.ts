@@ -8,7 +8,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Policy, Result, type Check, type Peer, type Rule } from '../../src/index.js';
 import { peerSecurityLabel, socketFd } from '../../src/native/index.js';
-import { DEFAULT_CONTEXT, labelRule } from '../../src/policy/rules.js';
+import { DEFAULT_CONTEXT } from '../../src/policy/rule.js';
+import { tableRule } from '../../src/policy/table.js';
+
+const labelRule = (label: string): Rule => tableRule('creds', [label]);
 import { connection } from '../helpers/connection.js';
 
 test('without an LSM, SO_PEERSEC gives no label and creds/label rules fail with that reason', async (t) => {
