@@ -43,3 +43,16 @@ export function supervisor(log: (line: string) => void): Supervisor {
     },
   };
 }
+
+/** Resolves with the first SIGTERM or SIGINT; only that one is ours, a second ends the process the default way. */
+export function stopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (name: NodeJS.Signals): void => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve(name);
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}

@@ -654,9 +654,7 @@ export interface CloseGatewayOptions {
 export async function closeGateway(server: net.Server, options?: CloseGatewayOptions): Promise<void> {
   const state = gateways.get(server);
   if (!state) throw invalidArg('server', 'a server made by createGateway()', server);
-  const grace = v.options<CloseGatewayOptions>('options', options).grace ?? 10_000;
-  if (typeof grace !== 'number' || !(grace >= 0) || grace > 2 ** 31 - 1)
-    throw invalidArg('options.grace', 'a number of milliseconds from 0', grace);
+  const grace = v.grace('options.grace', v.options<CloseGatewayOptions>('options', options).grace, 10_000);
   state.closing = true;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   const drained = new Promise<void>((resolve) => {

@@ -55,6 +55,13 @@ export function timeout(name: string, value: unknown, fallback: number): number 
   return value;
 }
 
+/** A number of milliseconds from 0 (timer range), or `fallback` when undefined. */
+export function grace(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value >= 0) || value > 2 ** 31 - 1) throw invalidArg(name, 'a number of milliseconds from 0', value);
+  return value;
+}
+
 /** A function, else ERR_SECPOLICY_INVALID_ARG naming `name`. */
 export function func<T extends (...args: never[]) => unknown>(name: string, value: unknown): T {
   if (typeof value !== 'function') throw invalidArg(name, 'a function', value);

@@ -340,9 +340,7 @@ export interface CloseProxyOptions {
 export async function closeProxy(server: net.Server, options?: CloseProxyOptions): Promise<void> {
   const active = proxies.get(server);
   if (!active) throw invalidArg('server', 'a server made by createProxy()', server);
-  const grace = v.options<CloseProxyOptions>('options', options).grace ?? 10_000;
-  if (typeof grace !== 'number' || !(grace >= 0) || grace > 2 ** 31 - 1)
-    throw invalidArg('options.grace', 'a number of milliseconds from 0', grace);
+  const grace = v.grace('options.grace', v.options<CloseProxyOptions>('options', options).grace, 10_000);
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   const drained = new Promise<void>((resolve) => {
     if (active.pairs.size === 0) resolve();

@@ -3,7 +3,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { closeGateway, createGateway } from '../../gateway/gateway.js';
 import { loadGatewayPolicy } from '../../gateway/policy.js';
 import { milliseconds } from '../args.js';
-import { LISTEN_HELP, listenFlag, supervisor } from '../daemon.js';
+import { LISTEN_HELP, listenFlag, stopSignal, supervisor } from '../daemon.js';
 import { formatMode } from '../output.js';
 
 /** Options of the gateway command as commander parses them. */
@@ -55,16 +55,7 @@ export function registerGateway(program: Command): void {
       const what = `${policy.rules.length} rule(s), ${policy.mode} mode${policy.api ? `, ${policy.api} API` : ''}`;
       say(`listening on ${where}, forwarding to ${flags.to}: ${what}`);
       daemon.ready(`forwarding to ${flags.to}: ${what}`);
-      // Only the first signal is ours: a second one ends the process the default way.
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        const stop = (name: NodeJS.Signals): void => {
-          process.off('SIGTERM', stop);
-          process.off('SIGINT', stop);
-          resolve(name);
-        };
-        process.on('SIGTERM', stop);
-        process.on('SIGINT', stop);
-      });
+      const signal = await stopSignal();
       daemon.stopping();
       const closing = closeGateway(server, { grace: flags.grace });
       say(`${signal}: no new connections; requests in progress have ${flags.grace} ms to finish`);

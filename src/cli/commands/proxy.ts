@@ -5,7 +5,7 @@ import { escapeText } from '../../escape.js';
 import { loadPolicy } from '../../policy/file.js';
 import { closeProxy, createProxy, proxyDataPath } from '../../proxy/proxy.js';
 import { milliseconds } from '../args.js';
-import { LISTEN_HELP, listenFlag, supervisor } from '../daemon.js';
+import { LISTEN_HELP, listenFlag, stopSignal, supervisor } from '../daemon.js';
 import { formatMode } from '../output.js';
 
 /** Options of the proxy command as commander parses them. */
@@ -91,16 +91,7 @@ export function registerProxy(program: Command): void {
       // Not fatal: the service may start later; each client until then is closed.
       if (problem) log(escapeText(`warning: target ${flags.to} ${problem}; allowed clients are closed until it listens`));
       daemon.ready(`forwarding allowed clients to ${flags.to}`);
-      // Only the first signal is ours: a second one ends the process the default way.
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        const stop = (name: NodeJS.Signals): void => {
-          process.off('SIGTERM', stop);
-          process.off('SIGINT', stop);
-          resolve(name);
-        };
-        process.on('SIGTERM', stop);
-        process.on('SIGINT', stop);
-      });
+      const signal = await stopSignal();
       // Close first, then say so: whoever reads the line may rely on it being true.
       daemon.stopping();
       const closing = closeProxy(server, { grace: flags.grace });
