@@ -79,6 +79,8 @@ export function installVerifier(server: Server, config: VerifierConfig): void {
   const emit = server.emit as (this: Server, event: string | symbol, ...args: unknown[]) => boolean;
   const { policy, limiter, source } = config;
   const refuse = config.refuse ?? ((socket: Socket) => socket.destroy());
+  // The policy is a frozen snapshot: whether it can be decided at once is known here, not per connection.
+  const sync = isSyncPolicy(policy);
 
   const allow = (socket: Socket, peer: Peer): void => {
     rememberPeer(socket, peer);
@@ -102,7 +104,7 @@ export function installVerifier(server: Server, config: VerifierConfig): void {
         else options[knownPeer] = peer;
       }
       if (outcome === undefined) {
-        if (!isSyncPolicy(policy)) return verifyAsync(socket, options, config, allow, deny);
+        if (!sync) return verifyAsync(socket, options, config, allow, deny);
         // Fast path: decided before this emit returns, so no byte is read meanwhile.
         outcome = policy.applySync(socket, options);
       }
