@@ -6,10 +6,10 @@
  * resolved through the Docker API.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { invalidArg } from '../errors.js';
+
 import type { Peer } from '../identity/peer.js';
 import { allOf, anyOfSync, not } from '../policy/combinators.js';
-import { ObjectSource, readPolicyText, TextSource } from '../policy/file.js';
+import { parseDocumentWith, readPolicyText } from '../policy/file.js';
 import { Policy } from '../policy/policy.js';
 import { Result } from '../policy/result.js';
 import { fail, PASS, type Rule } from '../policy/rule.js';
@@ -77,14 +77,7 @@ export interface ParseGatewayPolicyOptions {
  * ERR_SECPOLICY_POLICY_FILE naming the field and line of the first problem.
  */
 export function parseGatewayPolicy(input: string | object, options?: ParseGatewayPolicyOptions): GatewayPolicy {
-  const o = v.options<ParseGatewayPolicyOptions>('options', options);
-  if (o.source !== undefined && !v.isName(o.source)) throw invalidArg('options.source', 'a non-empty string', o.source);
-  if (typeof input === 'string') {
-    const text = new TextSource(input, o.source);
-    return build(text.value(), text, o.source);
-  }
-  if (typeof input !== 'object' || input === null) throw invalidArg('input', 'policy text or a policy object', input);
-  return build(input, new ObjectSource(o.source), o.source);
+  return parseDocumentWith(build, input, options);
 }
 
 /** Reads a gateway policy file with the policy-file checks and parses it. */

@@ -35,6 +35,18 @@ const VERSIONS: readonly unknown[] = [1];
  * Throws ERR_SECPOLICY_POLICY_FILE naming the field and line of the first problem.
  */
 export function parsePolicy(input: string | object, options?: ParsePolicyOptions): Policy {
+  return parseDocumentWith(build, input, options);
+}
+
+/**
+ * @internal Validates a document's input and options and hands the parsed document, with
+ * the walk that names fields and lines, to `build` (policy files and gateway policies alike).
+ */
+export function parseDocumentWith<T>(
+  build: (doc: unknown, walk: Walk, source: string | undefined) => T,
+  input: string | object,
+  options?: ParsePolicyOptions,
+): T {
   const o = v.options<ParsePolicyOptions>('options', options);
   if (o.source !== undefined && !v.isName(o.source)) throw invalidArg('options.source', 'a non-empty string', o.source);
   if (typeof input === 'string') {
