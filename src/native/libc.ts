@@ -90,15 +90,18 @@ export function libc(): Libc {
   }
 }
 
+/** @internal libc as a koffi library: glibc names its shared object libc.so.6, musl's loader answers to libc.so. */
+export function openLibc(koffi: Koffi): Koffi {
+  try {
+    return koffi.load('libc.so.6');
+  } catch {
+    return koffi.load('libc.so');
+  }
+}
+
 function load(): Libc {
   const koffi: Koffi = require('koffi');
-  // glibc names its shared object libc.so.6; musl's loader answers to libc.so.
-  let lib: Koffi;
-  try {
-    lib = koffi.load('libc.so.6');
-  } catch {
-    lib = koffi.load('libc.so');
-  }
+  const lib = openLibc(koffi);
   handle = lib;
   const passwd = koffi.struct('secpolicy_passwd', {
     pw_name: 'const char *',

@@ -1,11 +1,11 @@
 /**
  * The system calls of the zero-copy relay: epoll, eventfd, pipes, splice(2), shutdown and
- * fcntl, bound through koffi. Loaded on its own (not through libc.ts) because the relay's
- * worker thread loads it in its own isolate; every symbol is resolved up front, so a libc
+ * fcntl, bound through koffi. Bound on their own (only the library is opened the way libc.ts
+ * opens it) because the relay's worker thread loads them in its own isolate; every symbol is resolved up front, so a libc
  * or koffi without one of them is found at start, not in the middle of a connection.
  */
 import { createRequire } from 'node:module';
-import type { Koffi, NativeFn } from './libc.js';
+import { openLibc, type Koffi, type NativeFn } from './libc.js';
 
 const require = createRequire(import.meta.url);
 
@@ -34,12 +34,7 @@ export function spliceCalls(): SpliceCalls {
   if (cached) return cached;
   if (process.platform !== 'linux') throw new Error(`splice(2) is Linux only; this platform is ${process.platform}`);
   const koffi: Koffi = require('koffi');
-  let lib: Koffi;
-  try {
-    lib = koffi.load('libc.so.6');
-  } catch {
-    lib = koffi.load('libc.so');
-  }
+  const lib: Koffi = openLibc(koffi);
   cached = {
     epoll_create1: lib.func('int epoll_create1(int flags)'),
     epoll_ctl: lib.func('int epoll_ctl(int epfd, int op, int fd, void *event)'),
