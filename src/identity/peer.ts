@@ -15,6 +15,7 @@ import {
   remoteAddress,
   socketFd,
   statPath,
+  statProcExe,
   userName,
   S_IFMT,
   S_IFSOCK,
@@ -24,7 +25,6 @@ import {
 import { absent, no, ok, type Outcome } from './outcome.js';
 import { Pin, type Pinning } from './pin.js';
 import {
-  PROC_ATTRIBUTES,
   PROC_ATTRIBUTE_DEFS,
   PUBLIC_PROC_ATTRIBUTES,
   resolveProcAttribute,
@@ -60,26 +60,45 @@ export class Peer {
   readonly #socket: Socket;
   readonly #side: Side;
   readonly #knownPath: string | undefined;
-  readonly #cred: PeerCred;
-  #cache = new Map<string, Outcome<unknown>>();
+  readonly #pid: number;
+  readonly #uid: number;
+  readonly #gid: number;
+  // Attributes fixed at connect, each read at most once: one slot each, no map per connection.
+  #uidR: Outcome<unknown> | undefined;
+  #gidR: Outcome<unknown> | undefined;
+  #userR: Outcome<unknown> | undefined;
+  #groupR: Outcome<unknown> | undefined;
+  #groupsR: Outcome<unknown> | undefined;
+  #labelR: Outcome<unknown> | undefined;
+  #pathR: Outcome<unknown> | undefined;
+  #permsR: Outcome<unknown> | undefined;
+  // Attributes of the live process, kept only while a hold lasts: the executable in a slot
+  // (the program rule reads it on every connection), the rest in a map made when needed.
+  #exeR: Outcome<unknown> | undefined;
+  #live: Map<string, Outcome<unknown>> | undefined;
   #pin: Pin | undefined;
   #pinMethod: Pinning | undefined;
   /** Why the process could not be pinned (pid 0, exited): remembered, never retried. */
   #pinBroken: string | undefined;
   #holding = 0;
-  /** What the /proc attributes were while the last hold lasted (the values an apply()'s rules saw). */
-  #seen: Readonly<Record<string, unknown>> = EMPTY;
+  /** What the live attributes were while the last hold lasted (made into `seen` when asked for). */
+  #seenExe: FileStat | undefined;
+  #seenLive: Map<string, Outcome<unknown>> | undefined;
+  #seen: Readonly<Record<string, unknown>> | undefined;
 
   /** @internal Use `policy.apply()` or `peerOf()`; a Peer made by hand reads the socket it is given. */
-  constructor(socket: Socket, options: PeerOptions = {}) {
+  constructor(socket: Socket, options?: PeerOptions) {
     // socketFd first: it validates the argument before anything reads from it.
     const fd = socketFd(socket);
     this.#socket = socket;
-    this.#side = options.side ?? ((socket as { server?: unknown }).server ? 'server' : 'client');
-    this.#knownPath = options.socketPath;
+    this.#side = options?.side ?? ((socket as { server?: unknown }).server ? 'server' : 'client');
+    this.#knownPath = options?.socketPath;
     // Credentials are read at once: they are what every policy needs, and reading them
     // now (not when a getter is first touched) ties the Peer to this connection.
-    this.#cred = peerCred(fd);
+    const cred = peerCred(fd);
+    this.#pid = cred.pid;
+    this.#uid = cred.uid;
+    this.#gid = cred.gid;
   }
 
   /** Which end of the connection this process is. */
@@ -89,17 +108,17 @@ export class Peer {
 
   /** Peer process id as of connect(); 0 when the process is not visible in our pid namespace. */
   get pid(): number {
-    return this.#cred.pid;
+    return this.#pid;
   }
 
   /** Peer user id (65534 when the id has no mapping in our user namespace). */
   get uid(): number {
-    return this.#cred.uid;
+    return this.#uid;
   }
 
   /** Peer primary group id (65534 when unmapped). */
   get gid(): number {
-    return this.#cred.gid;
+    return this.#gid;
   }
 
   /** Supplementary groups from the kernel (SO_PEERGROUPS); empty when unavailable. */
@@ -195,16 +214,49 @@ export class Peer {
    * lasts, so that a read after apply() is of the process as it is then, pinned again.
    */
   attempt(name: string): Outcome<unknown> {
-    let r = this.#cache.get(name);
-    if (r === undefined) {
-      r = this.#resolve(name);
-      if (this.#holding > 0 || !isLiveAttribute(name)) this.#cache.set(name, r);
+    switch (name) {
+      case 'uid':
+        return (this.#uidR ??= this.#resolve(name));
+      case 'gid':
+        return (this.#gidR ??= this.#resolve(name));
+      case 'user':
+        return (this.#userR ??= this.#resolve(name));
+      case 'group':
+        return (this.#groupR ??= this.#resolve(name));
+      case 'groups':
+        return (this.#groupsR ??= this.#resolve(name));
+      case 'label':
+        return (this.#labelR ??= this.#resolve(name));
+      case 'socketPath':
+        return (this.#pathR ??= this.#resolve(name));
+      case 'perms':
+        return (this.#permsR ??= this.#resolve(name));
+      case 'programStat': {
+        if (this.#exeR !== undefined) return this.#exeR;
+        const r = this.#resolve(name);
+        if (this.#holding > 0) this.#exeR = r;
+        return r;
+      }
+      default: {
+        let r = this.#live?.get(name);
+        if (r === undefined) {
+          r = this.#resolve(name);
+          if (this.#holding > 0) (this.#live ??= new Map()).set(name, r);
+        }
+        return r;
+      }
     }
-    return r;
   }
 
   /** @internal The live attributes read during the last hold (an apply()): what its rules saw. */
   get seen(): Readonly<Record<string, unknown>> {
+    if (this.#seen !== undefined) return this.#seen;
+    let seen: Record<string, unknown> | undefined;
+    if (this.#seenExe !== undefined) seen = { programStat: fileIdentity(this.#seenExe) };
+    if (this.#seenLive !== undefined) {
+      for (const [name, r] of this.#seenLive) if (r.ok && isPublicAttribute(name)) (seen ??= {})[name] = r.value;
+    }
+    this.#seen = seen === undefined ? EMPTY : Object.freeze(seen);
     return this.#seen;
   }
 
@@ -247,22 +299,27 @@ export class Peer {
     if (this.#holding > 0 && --this.#holding === 0) this.#endHold(true);
   }
 
-  /** The last hold ended: the pin is released and the live attributes are let go (kept in `seen`). */
+  /** The last hold ended: the pin is released and the live attributes are let go (kept for `seen`). */
   #endHold(keep: boolean): void {
     this.#unpin();
-    let seen: Record<string, unknown> | undefined;
-    for (const [name, r] of this.#cache) {
-      if (!isLiveAttribute(name)) continue;
-      this.#cache.delete(name);
-      if (keep && r.ok && isPublicAttribute(name))
-        (seen ??= {})[name] = name === 'programStat' ? fileIdentity(r.value as FileStat) : r.value;
-    }
-    if (keep) this.#seen = seen ? Object.freeze(seen) : EMPTY;
+    const exe = this.#exeR;
+    const live = this.#live;
+    this.#exeR = undefined;
+    this.#live = undefined;
+    if (!keep) return;
+    this.#seenExe = exe?.ok ? (exe.value as FileStat) : undefined;
+    this.#seenLive = live;
+    this.#seen = exe === undefined && live === undefined ? EMPTY : undefined;
   }
 
   /** @internal True when the kernel could not map the peer's uid / gid into our user namespace (it shows 65534). */
   idUnmapped(kind: 'uid' | 'gid'): boolean {
-    return idUnmapped(kind, kind === 'uid' ? this.uid : this.gid);
+    return idUnmapped(kind, kind === 'uid' ? this.#uid : this.#gid);
+  }
+
+  /** @internal True when this Peer was made for `socket` (the registry checks what it finds on a socket). */
+  isPeerOf(socket: Socket): boolean {
+    return this.#socket === socket;
   }
 
   /** @internal The socket's fd (strict mode looks up its peer end). */
@@ -280,14 +337,14 @@ export class Peer {
   // struct pid from connect() on the socket.
   #pinned(): Pin {
     if (this.#pin) return this.#pin;
-    if (this.#pinBroken !== undefined) return Pin.broken(this.#pinMethod ?? 'none', this.pid, this.#pinBroken);
+    if (this.#pinBroken !== undefined) return Pin.broken(this.#pinMethod ?? 'none', this.#pid, this.#pinBroken);
     let fd = -1;
     try {
       fd = socketFd(this.#socket);
     } catch {
       // A closed socket: Pin.of reports it as a pin that cannot be made.
     }
-    const pin = Pin.of(fd, this.pid);
+    const pin = Pin.of(fd, this.#pid);
     this.#pinMethod = pin.method;
     this.#pin = pin;
     return pin;
@@ -320,15 +377,15 @@ export class Peer {
       case 'uid':
       case 'gid': {
         // An id the kernel shows as the overflow id has no mapping here: it is no identity.
-        const id = name === 'uid' ? this.uid : this.gid;
+        const id = name === 'uid' ? this.#uid : this.#gid;
         return this.idUnmapped(name) ? no(`${name} is unmapped in our user namespace (shown as ${id})`) : ok(id);
       }
       case 'user':
-        if (this.idUnmapped('uid')) return no(`uid is unmapped in our user namespace (shown as ${this.uid})`);
-        return named(userName(this.uid), `uid ${this.uid} has no user name`);
+        if (this.idUnmapped('uid')) return no(`uid is unmapped in our user namespace (shown as ${this.#uid})`);
+        return named(userName(this.#uid), `uid ${this.#uid} has no user name`);
       case 'group':
-        if (this.idUnmapped('gid')) return no(`gid is unmapped in our user namespace (shown as ${this.gid})`);
-        return named(groupName(this.gid), `gid ${this.gid} has no group name`);
+        if (this.idUnmapped('gid')) return no(`gid is unmapped in our user namespace (shown as ${this.#gid})`);
+        return named(groupName(this.#gid), `gid ${this.#gid} has no group name`);
       case 'program':
         return this.procRead((proc) => {
           try {
@@ -338,8 +395,8 @@ export class Peer {
           }
         });
       case 'programStat':
-        return this.procRead((proc) => {
-          const s = statPath(`${proc}/exe`);
+        return this.procRead(() => {
+          const s = statProcExe(this.#pid);
           return s ? ok(s) : no('cannot read /proc/PID/exe: the peer exited or its executable is not visible to us');
         });
       case 'socketPath':
@@ -394,9 +451,6 @@ function fileIdentity(s: FileStat): { dev: number; ino: number | string } {
 
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({});
 
-/** Attributes fixed at connect are not in this list: credentials, groups, label, names, the socket file. */
-const LIVE = new Set(['program', 'programStat', ...PROC_ATTRIBUTES]);
-const isLiveAttribute = (name: string): boolean => LIVE.has(name) || name.startsWith('ns:');
 // The executable's file identity (programStat) is what program() compares: kept in a Decision's snapshot.
 const INTERNAL = new Set(['cgroupInfo']);
 const isPublicAttribute = (name: string): boolean => !INTERNAL.has(name) && !name.includes(':');

@@ -10,7 +10,8 @@ import { libc } from './libc.js';
 export interface FileStat {
   /** Device as major * 2^20 + minor (the kernel's internal dev_t layout). */
   dev: number;
-  ino: bigint;
+  /** A number when it fits (no BigInt per stat on the accept path), else a bigint: one value always has the same form. */
+  ino: number | bigint;
   /** Full st_mode: type and permission bits. */
   mode: number;
   uid: number;
@@ -39,21 +40,51 @@ export function statPath(path: string, noFollow = false): FileStat | undefined {
     if (len >= PATH_MAX) return undefined;
     pathBuf[len] = 0;
     if (fn(AT_FDCWD, pathBuf, noFollow ? AT_SYMLINK_NOFOLLOW : 0, STATX_BASIC, statxBuf) !== 0) return undefined;
-    return {
-      dev: statxBuf.readUInt32LE(0x88) * 1048576 + statxBuf.readUInt32LE(0x8c),
-      ino: statxBuf.readBigUInt64LE(0x20),
-      mode: statxBuf.readUInt16LE(0x1c),
-      uid: statxBuf.readUInt32LE(0x14),
-      gid: statxBuf.readUInt32LE(0x18),
-    };
+    return fromStatx();
   }
   try {
     const s = (noFollow ? lstatSync : statSync)(path, { bigint: true, throwIfNoEntry: false });
     if (!s) return undefined;
-    return { dev: kernelDev(s.dev), ino: s.ino, mode: Number(s.mode), uid: Number(s.uid), gid: Number(s.gid) };
+    return {
+      dev: kernelDev(s.dev),
+      ino: s.ino <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(s.ino) : s.ino,
+      mode: Number(s.mode),
+      uid: Number(s.uid),
+      gid: Number(s.gid),
+    };
   } catch {
     return undefined;
   }
+}
+
+/** The FileStat in statxBuf. */
+function fromStatx(): FileStat {
+  const hi = statxBuf.readUInt32LE(0x24);
+  return {
+    dev: statxBuf.readUInt32LE(0x88) * 1048576 + statxBuf.readUInt32LE(0x8c),
+    ino: hi < 0x200000 ? hi * 4294967296 + statxBuf.readUInt32LE(0x20) : statxBuf.readBigUInt64LE(0x20),
+    mode: statxBuf.readUInt16LE(0x1c),
+    uid: statxBuf.readUInt32LE(0x14),
+    gid: statxBuf.readUInt32LE(0x18),
+  };
+}
+
+// "/proc/" then the pid's digits then "/exe" and a NUL, written byte by byte: no string per call.
+const procExePath = Buffer.from('/proc/\0\0\0\0\0\0\0\0\0\0/exe\0\0\0\0\0\0\0\0', 'latin1');
+const SLASH_EXE = [0x2f, 0x65, 0x78, 0x65, 0];
+
+/** stat() of /proc/PID/exe, the peer's executable (followed), with the path built in a preallocated buffer. */
+export function statProcExe(pid: number): FileStat | undefined {
+  const fn = statxImpl();
+  if (!fn || !Number.isSafeInteger(pid) || pid <= 0) return statPath(`/proc/${pid}/exe`);
+  let digits = 1;
+  for (let n = pid; n >= 10; n = Math.floor(n / 10)) digits++;
+  let at = 6 + digits;
+  for (let n = pid; at > 6; n = Math.floor(n / 10)) procExePath[--at] = 0x30 + (n % 10);
+  at = 6 + digits;
+  for (const b of SLASH_EXE) procExePath[at++] = b;
+  if (fn(AT_FDCWD, procExePath, 0, STATX_BASIC, statxBuf) !== 0) return undefined;
+  return fromStatx();
 }
 
 /** glibc's dev_t (major and minor split across the word) as major * 2^20 + minor, like statx. */

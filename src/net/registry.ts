@@ -1,11 +1,13 @@
 /**
- * The verified peer of each connection, kept beside the socket in a WeakMap so that it
- * goes away with the socket and cannot be set or forged through the socket object.
+ * The verified peer of each connection, kept on the socket itself under a symbol only this
+ * module holds: no table per connection, and it goes away with the socket. The property is
+ * read-only and cannot be redefined once set, and a value counts only if it is a Peer made
+ * for that very socket, so a peer cannot be set or moved through the socket object.
  */
 import type { Socket } from 'node:net';
-import type { Peer } from '../identity/peer.js';
+import { Peer } from '../identity/peer.js';
 
-const peers = new WeakMap<Socket, Peer>();
+const PEER = Symbol('secpolicy.peer');
 
 /**
  * The verified peer of a connection accepted by {@link createServer} or {@link guard}, or
@@ -13,10 +15,12 @@ const peers = new WeakMap<Socket, Peer>();
  * Works on `req.socket` in an HTTP handler.
  */
 export function peerOf(socket: Socket): Peer | undefined {
-  return typeof socket === 'object' && socket !== null ? peers.get(socket) : undefined;
+  if (typeof socket !== 'object' || socket === null) return undefined;
+  const peer = (socket as unknown as Record<symbol, unknown>)[PEER];
+  return peer instanceof Peer && peer.isPeerOf(socket) ? peer : undefined;
 }
 
-/** @internal Records the peer of a socket that passed verification. */
+/** @internal Records the peer of a socket that passed verification (once: a socket is verified once). */
 export function rememberPeer(socket: Socket, peer: Peer): void {
-  peers.set(socket, peer);
+  if (!Object.hasOwn(socket, PEER)) Object.defineProperty(socket, PEER, { value: peer });
 }

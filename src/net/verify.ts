@@ -8,7 +8,7 @@ import type { Server, Socket } from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
 import { maxPayloadOption } from '../challenge/index.js';
 import { Peer } from '../identity/peer.js';
-import { knownPeer, type ApplyOptions, type Decision, type InternalApplyOptions, type Policy } from '../policy/policy.js';
+import { SERVER_SIDE, knownPeer, type ApplyOptions, type Decision, type InternalApplyOptions, type Policy } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
 import { publishDenied, type DeniedMessage } from '../diagnostics.js';
 import { UidLimiter } from './limits.js';
@@ -95,13 +95,12 @@ export function installVerifier(server: Server, config: VerifierConfig): void {
   const verify = (socket: Socket): void => {
     let outcome: Decision | SecpolicyError | undefined;
     try {
-      // The limiter's Peer is the one the policy then checks: credentials are read once.
-      const options: ApplyOptions & InternalApplyOptions = { side: 'server' };
+      let options: ApplyOptions & InternalApplyOptions = SERVER_SIDE;
       if (limiter) {
+        // The limiter's Peer is the one the policy then checks: credentials are read once.
         const peer = new Peer(socket, { side: 'server' });
-        const over = limiter.admit(socket, peer);
-        if (over) outcome = over;
-        else options[knownPeer] = peer;
+        outcome = limiter.admit(socket, peer);
+        options = { side: 'server', [knownPeer]: peer };
       }
       if (outcome === undefined) {
         if (!sync) return verifyAsync(socket, options, config, allow, deny);

@@ -262,8 +262,7 @@ export class Policy {
     if (this.hasChallenge) {
       throw new SecpolicyError(ErrorCode.ASYNC_RULE, 'this policy has a challenge, which needs I/O: use apply()');
     }
-    const o = v.options<ApplyOptions>('options', options);
-    const peer = (o as InternalApplyOptions)[knownPeer] ?? new Peer(socket, peerOptions(o));
+    const peer = peerFor(socket, options);
     const failures = this.#evaluate(peer);
     if (isThenable(failures)) {
       // The pin is released when the callback settles (#evaluate); nobody waits for it.
@@ -319,6 +318,17 @@ export class Policy {
 
 const STRICT: RuleContext = Object.freeze({ strict: true });
 const LOOSE: RuleContext = Object.freeze({ strict: false });
+
+/** @internal The options of a server's verification without a limiter: one frozen object, taken as it is. */
+export const SERVER_SIDE: ApplyOptions = Object.freeze({ side: 'server' });
+const SERVER_PEER: PeerOptions = Object.freeze({ side: 'server' });
+
+/** The Peer an apply() checks: the one the caller made already, or a new one for these options. */
+function peerFor(socket: Socket, options: Partial<ApplyOptions> | undefined): Peer {
+  if (options === SERVER_SIDE) return new Peer(socket, SERVER_PEER);
+  const o = v.options<ApplyOptions>('options', options);
+  return (o as InternalApplyOptions)[knownPeer] ?? new Peer(socket, peerOptions(o));
+}
 
 function peerOptions(o: Partial<ApplyOptions>): PeerOptions {
   const out: PeerOptions = {};

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, lstatSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, statPath } from '../../src/native/index.js';
+import { S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, statPath, statProcExe } from '../../src/native/index.js';
 import { needCommand, run, tempDir } from '../helpers/index.js';
 import { connection } from '../helpers/connection.js';
 
@@ -20,7 +20,8 @@ test('statPath agrees with stat(1) on device, inode, mode and owner', { skip: ne
       s,
       {
         dev: Number(major) * 2 ** 20 + Number(minor),
-        ino: BigInt(ino!),
+        // A number while it fits a double exactly (a bigint past that).
+        ino: Number(ino!),
         mode: parseInt(mode!, 16),
         uid: Number(uid),
         gid: Number(gid),
@@ -29,7 +30,7 @@ test('statPath agrees with stat(1) on device, inode, mode and owner', { skip: ne
     );
   }
   assert.equal(statPath(file)!.mode, S_IFREG | 0o640);
-  assert.equal(statPath(file)!.ino, statSync(file, { bigint: true }).ino);
+  assert.equal(BigInt(statPath(file)!.ino), statSync(file, { bigint: true }).ino);
 });
 
 test('statPath follows symlinks unless told not to, and sees sockets', async (t) => {
@@ -39,7 +40,7 @@ test('statPath follows symlinks unless told not to, and sees sockets', async (t)
   symlinkSync(process.execPath, link);
   assert.equal(statPath(link)!.ino, statPath(process.execPath)!.ino);
   assert.equal(statPath(link, true)!.mode & S_IFMT, S_IFLNK);
-  assert.equal(statPath(link, true)!.ino, lstatSync(link, { bigint: true }).ino);
+  assert.equal(BigInt(statPath(link, true)!.ino), lstatSync(link, { bigint: true }).ino);
   const c = await connection();
   t.after(() => c.close());
   assert.equal(statPath(c.path, true)!.mode, S_IFSOCK | 0o777);
@@ -51,4 +52,19 @@ test('statPath gives undefined for missing, too long and NUL-carrying paths', ()
   // The C string would end at the NUL and stat /usr/bin/node: refused.
   assert.equal(statPath(`${process.execPath}\0.copy`), undefined);
   assert.equal(statPath(''), undefined);
+});
+
+test('statProcExe stats /proc/PID/exe as statPath does, for pids of any length', async (t) => {
+  assert.deepEqual(statProcExe(process.pid), statPath(`/proc/${process.pid}/exe`));
+  assert.deepEqual(statProcExe(process.pid), statPath(process.execPath));
+  const child = run('sleep', ['30']);
+  t.after(() => child.kill());
+  const pid = child.pid!;
+  assert.deepEqual(statProcExe(pid), statPath(`/proc/${pid}/exe`));
+  // A one-digit pid after a longer one: no digits of the earlier path are left behind.
+  if (statPath('/proc/1/exe')) assert.deepEqual(statProcExe(1), statPath('/proc/1/exe'));
+  assert.deepEqual(statProcExe(pid), statPath(`/proc/${pid}/exe`));
+  assert.equal(statProcExe(2 ** 22 + 1), undefined, 'no such pid');
+  assert.equal(statProcExe(0), undefined);
+  assert.equal(statProcExe(-1), undefined);
 });
