@@ -56,7 +56,10 @@ export function pidfdAlive(pidfd: number): boolean {
   pollBuf.writeInt32LE(pidfd, 0);
   pollBuf.writeInt16LE(POLLIN, 4);
   pollBuf.writeInt16LE(0, 6);
-  const n = Number(c.poll(pollBuf, 1, 0));
+  let n = Number(c.poll(pollBuf, 1, 0));
+  // poll() is never restarted after a signal handler ran (signal(7)): a signal that arrives
+  // during it (a profiler's SIGPROF, SIGCHLD) says nothing about the process. Ask again.
+  for (let tries = 0; n < 0 && c.errno() === Errno.EINTR && tries < 100; tries++) n = Number(c.poll(pollBuf, 1, 0));
   // An error (EBADF: not a pidfd any more) proves nothing: not alive.
   if (n < 0) return false;
   return n === 0 || (pollBuf.readInt16LE(6) & POLLIN) === 0;

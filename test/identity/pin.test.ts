@@ -164,3 +164,36 @@ test('500 verified connections leave the number of open fds where it was', { ski
   assert.equal(allowed, 501);
   assert.equal(fdCount(), before);
 });
+
+test('signals arriving during the liveness check do not make a live peer look exited', { skip: needNative('program') }, async (t) => {
+  const { path, server } = await socketServer(t);
+  const child = pythonPeer(path);
+  t.after(() => reap(child));
+  const socket = await acceptFrom(server, child);
+  // A signal whose handler runs while poll() waits makes poll() fail with EINTR (it is never
+  // restarted): a profiler's SIGPROF does this. Another process sends them to us without pause.
+  const onSignal = (): void => {};
+  process.on('SIGUSR2', onSignal);
+  const sender = run('/bin/sh', ['-c', `while kill -USR2 ${process.pid} 2>/dev/null; do :; done`]);
+  // The sender is gone before the handler is: a signal with no handler would end the test process.
+  t.after(async () => {
+    if (sender.exitCode === null && sender.signalCode === null) {
+      sender.kill('SIGKILL');
+      await once(sender, 'exit');
+    }
+    process.off('SIGUSR2', onSignal);
+  });
+  const policy = new Policy().program(PY).uid(me);
+  let denied = 0;
+  let first: unknown;
+  for (let i = 0; i < 3000; i++) {
+    const d = policy.applySync(socket);
+    if (!d.allowed) {
+      denied++;
+      first ??= d.failures;
+    }
+    // Let the signals' handlers run between checks as well.
+    if (i % 100 === 0) await new Promise((r) => setImmediate(r));
+  }
+  assert.equal(denied, 0, `denied ${denied} times: ${JSON.stringify(first)}`);
+});
