@@ -317,11 +317,6 @@ export class Peer {
     return idUnmapped(kind, kind === 'uid' ? this.#uid : this.#gid);
   }
 
-  /** @internal True when this Peer was made for `socket` (the registry checks what it finds on a socket). */
-  isPeerOf(socket: Socket): boolean {
-    return this.#socket === socket;
-  }
-
   /** @internal The socket's fd (strict mode looks up its peer end). */
   fd(): number {
     return socketFd(this.#socket);

@@ -1,13 +1,36 @@
 /**
- * The verified peer of each connection, kept on the socket itself under a symbol only this
- * module holds: no table per connection, and it goes away with the socket. The property is
- * read-only and cannot be redefined once set, and a value counts only if it is a Peer made
- * for that very socket, so a peer cannot be set or moved through the socket object.
+ * The verified peer of each connection, kept on the socket itself in a private field
+ * stamped onto it: no table per connection, it goes away with the socket, and no code
+ * outside this module can read, set, replace or forge it through the socket object.
  */
 import type { Socket } from 'node:net';
-import { Peer } from '../identity/peer.js';
+import type { Peer } from '../identity/peer.js';
 
-const PEER = Symbol('secpolicy.peer');
+/** A constructor that hands back the object it is given, so that a subclass stamps its private field onto that object. */
+class Stamp {
+  constructor(target: object) {
+    return target;
+  }
+}
+
+/** The peer slot of a socket: a private field only this class can see. */
+class PeerSlot extends Stamp {
+  #peer: Peer;
+
+  private constructor(socket: Socket, peer: Peer) {
+    super(socket);
+    this.#peer = peer;
+  }
+
+  static get(socket: object): Peer | undefined {
+    return #peer in socket ? (socket as PeerSlot).#peer : undefined;
+  }
+
+  static set(socket: Socket, peer: Peer): void {
+    // A socket is verified once; a second verification leaves the first peer in place.
+    if (!(#peer in socket)) new PeerSlot(socket, peer);
+  }
+}
 
 /**
  * The verified peer of a connection accepted by {@link createServer} or {@link guard}, or
@@ -15,12 +38,10 @@ const PEER = Symbol('secpolicy.peer');
  * Works on `req.socket` in an HTTP handler.
  */
 export function peerOf(socket: Socket): Peer | undefined {
-  if (typeof socket !== 'object' || socket === null) return undefined;
-  const peer = (socket as unknown as Record<symbol, unknown>)[PEER];
-  return peer instanceof Peer && peer.isPeerOf(socket) ? peer : undefined;
+  return typeof socket === 'object' && socket !== null ? PeerSlot.get(socket) : undefined;
 }
 
-/** @internal Records the peer of a socket that passed verification (once: a socket is verified once). */
+/** @internal Records the peer of a socket that passed verification. */
 export function rememberPeer(socket: Socket, peer: Peer): void {
-  if (!Object.hasOwn(socket, PEER)) Object.defineProperty(socket, PEER, { value: peer });
+  PeerSlot.set(socket, peer);
 }
