@@ -22,7 +22,7 @@ import {
   type FileStat,
   type PeerCred,
 } from '../native/index.js';
-import { absent, no, ok, type Outcome } from './outcome.js';
+import { absent, isMissing, no, ok, type Outcome } from './outcome.js';
 import { Pin, type Pinning } from './pin.js';
 import {
   PROC_ATTRIBUTE_DEFS,
@@ -63,15 +63,16 @@ export class Peer {
   readonly #pid: number;
   readonly #uid: number;
   readonly #gid: number;
-  // Attributes fixed at connect, each read at most once: one slot each, no map per connection.
-  #uidR: Outcome<unknown> | undefined;
-  #gidR: Outcome<unknown> | undefined;
-  #userR: Outcome<unknown> | undefined;
-  #groupR: Outcome<unknown> | undefined;
-  #groupsR: Outcome<unknown> | undefined;
-  #labelR: Outcome<unknown> | undefined;
-  #pathR: Outcome<unknown> | undefined;
-  #permsR: Outcome<unknown> | undefined;
+  // Attributes fixed at connect, each read at most once, one slot each (no map per
+  // connection): the value itself once read (a failure as the Outcome saying why).
+  #uidV: unknown;
+  #gidV: unknown;
+  #userV: unknown;
+  #groupV: unknown;
+  #pathV: unknown;
+  #permsV: unknown;
+  /** The rarer ones: supplementary groups, label, and what the last hold saw besides the executable. */
+  #more: { groups?: unknown; label?: unknown; seenLive?: Map<string, Outcome<unknown>> } | undefined;
   // Attributes of the live process, kept only while a hold lasts: the executable in a slot
   // (the program rule reads it on every connection), the rest in a map made when needed.
   #exeR: Outcome<unknown> | undefined;
@@ -81,10 +82,8 @@ export class Peer {
   /** Why the process could not be pinned (pid 0, exited): remembered, never retried. */
   #pinBroken: string | undefined;
   #holding = 0;
-  /** What the live attributes were while the last hold lasted (made into `seen` when asked for). */
+  /** The executable's identity while the last hold lasted (`seen` is made from it when asked for). */
   #seenExe: FileStat | undefined;
-  #seenLive: Map<string, Outcome<unknown>> | undefined;
-  #seen: Readonly<Record<string, unknown>> | undefined;
 
   /** @internal Use `policy.apply()` or `peerOf()`; a Peer made by hand reads the socket it is given. */
   constructor(socket: Socket, options?: PeerOptions) {
@@ -216,21 +215,22 @@ export class Peer {
   attempt(name: string): Outcome<unknown> {
     switch (name) {
       case 'uid':
-        return (this.#uidR ??= this.#resolve(name));
+        return outcome((this.#uidV ??= this.#read(name)));
       case 'gid':
-        return (this.#gidR ??= this.#resolve(name));
+        return outcome((this.#gidV ??= this.#read(name)));
       case 'user':
-        return (this.#userR ??= this.#resolve(name));
+        return outcome((this.#userV ??= this.#read(name)));
       case 'group':
-        return (this.#groupR ??= this.#resolve(name));
-      case 'groups':
-        return (this.#groupsR ??= this.#resolve(name));
-      case 'label':
-        return (this.#labelR ??= this.#resolve(name));
+        return outcome((this.#groupV ??= this.#read(name)));
       case 'socketPath':
-        return (this.#pathR ??= this.#resolve(name));
+        return outcome((this.#pathV ??= this.#read(name)));
       case 'perms':
-        return (this.#permsR ??= this.#resolve(name));
+        return outcome((this.#permsV ??= this.#read(name)));
+      case 'groups':
+      case 'label': {
+        const more = (this.#more ??= {});
+        return outcome((more[name] ??= this.#read(name)));
+      }
       case 'programStat': {
         if (this.#exeR !== undefined) return this.#exeR;
         const r = this.#resolve(name);
@@ -248,16 +248,24 @@ export class Peer {
     }
   }
 
-  /** @internal The live attributes read during the last hold (an apply()): what its rules saw. */
+  /** An attribute fixed at connect, as its slot keeps it: the value, or the failure. */
+  #read(name: string): unknown {
+    const r = this.#resolve(name);
+    return r.ok ? r.value : r;
+  }
+
+  /**
+   * @internal The live attributes read during the last hold (an apply()): what its rules
+   * saw. Made when asked for, so that a verified connection keeps no copy of it.
+   */
   get seen(): Readonly<Record<string, unknown>> {
-    if (this.#seen !== undefined) return this.#seen;
     let seen: Record<string, unknown> | undefined;
     if (this.#seenExe !== undefined) seen = { programStat: fileIdentity(this.#seenExe) };
-    if (this.#seenLive !== undefined) {
-      for (const [name, r] of this.#seenLive) if (r.ok && isPublicAttribute(name)) (seen ??= {})[name] = r.value;
+    const live = this.#more?.seenLive;
+    if (live !== undefined) {
+      for (const [name, r] of live) if (r.ok && isPublicAttribute(name)) (seen ??= {})[name] = r.value;
     }
-    this.#seen = seen === undefined ? EMPTY : Object.freeze(seen);
-    return this.#seen;
+    return seen === undefined ? EMPTY : Object.freeze(seen);
   }
 
   /** @internal The value of an attribute, or undefined when it could not be read. */
@@ -308,8 +316,7 @@ export class Peer {
     this.#live = undefined;
     if (!keep) return;
     this.#seenExe = exe?.ok ? (exe.value as FileStat) : undefined;
-    this.#seenLive = live;
-    this.#seen = exe === undefined && live === undefined ? EMPTY : undefined;
+    if (live !== undefined || this.#more?.seenLive !== undefined) (this.#more ??= {}).seenLive = live;
   }
 
   /** @internal True when the kernel could not map the peer's uid / gid into our user namespace (it shows 65534). */
@@ -445,6 +452,9 @@ function fileIdentity(s: FileStat): { dev: number; ino: number | string } {
 }
 
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/** A slot's content as an Outcome. */
+const outcome = (slot: unknown): Outcome<unknown> => (isMissing(slot) ? slot : ok(slot));
 
 // The executable's file identity (programStat) is what program() compares: kept in a Decision's snapshot.
 const INTERNAL = new Set(['cgroupInfo']);

@@ -41,7 +41,7 @@ test('attributes are read once per connection and keep their first answer', asyn
   const peer = new Peer(c.socket);
   const first = peer.attempt('perms');
   chmodSync(c.path, 0o600);
-  assert.equal(peer.attempt('perms'), first, 'the same outcome object: no second stat');
+  assert.deepEqual(peer.attempt('perms'), first, 'the same answer: no second stat');
   assert.equal(peer.perms, 0o777);
   assert.equal(new Peer(c.socket).perms, 0o600, 'a new Peer (a new apply) reads afresh');
   const missing = peer.attempt('no-such-attribute');
