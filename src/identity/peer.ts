@@ -20,7 +20,6 @@ import {
   S_IFMT,
   S_IFSOCK,
   type FileStat,
-  type PeerCred,
 } from '../native/index.js';
 import { absent, isMissing, no, ok, type Outcome } from './outcome.js';
 import { Pin, type Pinning } from './pin.js';
