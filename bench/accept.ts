@@ -31,7 +31,7 @@ const ROUNDS = 15;
 const CONNECTIONS = 3000;
 const IN_FLIGHT = 16;
 const HELD = 2000;
-const MEMORY_ROUNDS = 3;
+const MEMORY_ROUNDS = 5;
 const INDEX = fileURLToPath(new URL('../src/index.js', import.meta.url));
 
 /** The load process: on "<path> <n>" it makes n connections (IN_FLIGHT at a time), each closed at once. */
@@ -201,7 +201,7 @@ import(index).then((m) => {
   server.on('denied', (r) => { console.error('denied', JSON.stringify(r.failures ?? r.code)); process.exit(1); });
   server.listen(path, () => { require('fs').chmodSync(path, 0o600); console.log('ready'); });
   require('readline').createInterface({ input: process.stdin }).on('line', (n) => {
-    const wait = () => (held.length >= +n ? (globalThis.gc(), globalThis.gc(), console.log('held ' + held.length)) : setTimeout(wait, 5));
+    const wait = () => (held.length >= +n ? (globalThis.gc(), globalThis.gc(), console.log('held ' + held.length + ' ' + process.memoryUsage().heapUsed)) : setTimeout(wait, 5));
     wait();
   });
 });`;
@@ -223,6 +223,8 @@ process.stdin.on('end', () => process.exit(0)).resume();`;
 /** RSS growth per held connection of a separate plain and verifying server process, rounds alternating. */
 async function memory(dir: string, uid: number, gid: number, user: string, group: string): Promise<void> {
   const perConn: Record<'plain' | 'verified', number[]> = { plain: [], verified: [] };
+  const heapPerConn: Record<'plain' | 'verified', number[]> = { plain: [], verified: [] };
+  const heapOf = (line: unknown): number => Number(String(line).split(' ')[2]);
   for (let r = 0; r < MEMORY_ROUNDS; r++) {
     for (const kind of ['plain', 'verified'] as const) {
       const path = join(dir, `held-${kind}-${r}.sock`);
@@ -237,14 +239,17 @@ async function memory(dir: string, uid: number, gid: number, user: string, group
         // The baseline: the server with one connection held, so that lazily loaded code is in.
         opener = spawn(process.execPath, ['-e', OPENER, path, '1'], { stdio: ['pipe', 'pipe', 'inherit'] });
         server.stdin!.write('1\n');
-        if (!String((await out.next()).value).startsWith('held')) throw new Error('the holding server stopped');
+        const one = (await out.next()).value;
+        if (!String(one).startsWith('held')) throw new Error('the holding server stopped');
         const before = rssBytes(server.pid!);
         const many = spawn(process.execPath, ['-e', OPENER, path, String(HELD)], { stdio: ['pipe', 'pipe', 'inherit'] });
         const opened = createInterface({ input: many.stdout! })[Symbol.asyncIterator]();
         if ((await opened.next()).value !== 'open') throw new Error('the opener stopped');
         server.stdin!.write(`${HELD + 1}\n`);
-        if (!String((await out.next()).value).startsWith('held')) throw new Error('the holding server stopped');
+        const all = (await out.next()).value;
+        if (!String(all).startsWith('held')) throw new Error('the holding server stopped');
         perConn[kind].push((rssBytes(server.pid!) - before) / HELD);
+        heapPerConn[kind].push((heapOf(all) - heapOf(one)) / HELD);
         many.stdin!.end();
         await once(many, 'exit');
       } finally {
@@ -261,6 +266,13 @@ async function memory(dir: string, uid: number, gid: number, user: string, group
     'held connection, createServer uid,gid,user,group,program,perms',
     perConn.verified,
     { name: 'plain', samples: perConn.plain },
+    unit,
+  );
+  report('held connection, plain net.Server, V8 heap only', heapPerConn.plain, undefined, unit);
+  report(
+    'held connection, createServer uid,gid,user,group,program,perms, V8 heap only',
+    heapPerConn.verified,
+    { name: 'plain', samples: heapPerConn.plain },
     unit,
   );
 }

@@ -67,23 +67,30 @@ export async function run(): Promise<void> {
       t.server.listen(t.path);
       await once(t.server, 'listening');
     }
-    const round = async (path: string, keepAlive: boolean): Promise<number> => {
+    // Both servers live in this process and rounds run one at a time: its CPU time in a round is that server's.
+    const round = async (path: string, keepAlive: boolean, cpu?: number[]): Promise<number> => {
+      const used = process.cpuUsage();
       load.stdin!.write(`${path} ${REQUESTS} ${keepAlive}\n`);
       const line = await lines.next();
       if (line.done) throw new Error('the load process stopped');
+      const u = process.cpuUsage(used);
+      cpu?.push((u.user + u.system) / REQUESTS);
       return (REQUESTS * 1000) / Number(line.value);
     };
     for (const keepAlive of [false, true]) {
       const samples = { plain: [] as number[], guarded: [] as number[] };
+      const cpu = { plain: [] as number[], guarded: [] as number[] };
       await round(plain.path, keepAlive); // warm-up
       await round(guarded.path, keepAlive);
       for (let i = 0; i < ROUNDS; i++) {
-        samples.plain.push(await round(plain.path, keepAlive));
-        samples.guarded.push(await round(guarded.path, keepAlive));
+        samples.plain.push(await round(plain.path, keepAlive, cpu.plain));
+        samples.guarded.push(await round(guarded.path, keepAlive, cpu.guarded));
       }
       const mode = keepAlive ? 'keep-alive' : 'new connection per request';
       report(`${plain.name} (${mode})`, samples.plain, undefined, { unit: 'req/s' });
       report(`${guarded.name} (${mode})`, samples.guarded, { name: 'unguarded', samples: samples.plain }, { unit: 'req/s' });
+      report(`${plain.name} (${mode}), server CPU`, cpu.plain, undefined, { unit: 'µs/req' });
+      report(`${guarded.name} (${mode}), server CPU`, cpu.guarded, { name: 'unguarded', samples: cpu.plain }, { unit: 'µs/req' });
     }
   } finally {
     load.kill();
