@@ -200,3 +200,35 @@ test('createServer: net.Server options pass through (pauseOnConnect)', { timeout
   const path = await serve(t, server);
   assert.equal((await nodeClient(path).output()).stdout, 'paused');
 });
+
+test('peerOf: the verified peer is not a property anyone can read, copy or set on the socket', async (t) => {
+  const me = process.getuid!();
+  const accepted: net.Socket[] = [];
+  const server = createServer({ policy: new Policy().uid(me) }, (socket) => accepted.push(socket));
+  const path = await serve(t, server);
+  const { createConnection } = await import('node:net');
+  const clients = [createConnection(path), createConnection(path)];
+  t.after(() => clients.forEach((c) => c.destroy()));
+  while (accepted.length < 2) await once(server, 'connection');
+  const [verified, other] = accepted as [net.Socket, net.Socket];
+  const peer = peerOf(verified)!;
+  assert.equal(peer.uid, me);
+  // Nothing reachable through the socket's own keys leads to the Peer.
+  for (const key of Reflect.ownKeys(verified)) {
+    assert.notEqual(Reflect.get(verified, key), peer, `socket[${String(key)}] is the peer`);
+  }
+  // A socket the verifier never saw, given every own property of a verified one, is still unverified.
+  const unverified = clients[0]!;
+  for (const key of Reflect.ownKeys(verified)) {
+    const d = Object.getOwnPropertyDescriptor(verified, key)!;
+    try {
+      Object.defineProperty(unverified, key, d);
+    } catch {
+      // A non-configurable property of the client's own: left as it is.
+    }
+  }
+  assert.equal(peerOf(unverified), undefined);
+  assert.notEqual(peerOf(other), undefined);
+  assert.notEqual(peerOf(other), peer, 'each connection has its own Peer');
+  for (const value of [undefined, null, 1, 'socket', {}, Object.create(verified)]) assert.equal(peerOf(value as never), undefined);
+});
