@@ -5,7 +5,7 @@
  * so that the rules needing it fail closed and say why.
  */
 import { readlinkSync } from 'node:fs';
-import type { Socket } from 'node:net';
+import { Server, type Socket } from 'node:net';
 import {
   groupName,
   localAddress,
@@ -21,6 +21,7 @@ import {
   S_IFSOCK,
   type FileStat,
 } from '../native/index.js';
+import { listenerFileMode } from './listener-file.js';
 import { absent, isMissing, no, ok, type Outcome } from './outcome.js';
 import { Pin, type Pinning } from './pin.js';
 import {
@@ -407,6 +408,9 @@ export class Peer {
         if (!path.ok) return path;
         const p = path.value as string;
         if (p.startsWith('@')) return absent('abstract sockets have no file permissions');
+        // A listener's own file, held since listen(): not whatever the path names now.
+        const server = this.#knownPath === undefined && this.#side === 'server' ? (this.#socket as { server?: unknown }).server : undefined;
+        if (server instanceof Server) return listenerFileMode(server, p);
         const s = statPath(p, true);
         if (!s) return no(`cannot stat the socket file ${p}`);
         if ((s.mode & S_IFMT) !== S_IFSOCK) return no(`${p} is no longer a socket`);

@@ -8,6 +8,8 @@ export {
   localAddress,
   remoteAddress,
   closeFd,
+  listenerHandle,
+  handleFd,
   type PeerCred,
   type UnixAddress,
 } from './socket.js';
@@ -24,6 +26,7 @@ export {
   type UnixSocketQuery,
 } from './sock-diag.js';
 export { socketInode, procNetUnix } from './unix-sockets.js';
+export { openPathFd, closePathFd, fdMode, fdIdentity, sameBoundFile, listenerBoundFile, errnoName, type FdIdentity } from './bound-file.js';
 export { connectAbstract } from './unix-connect.js';
 export { formatMode, statPath, statProcExe, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';
 export { userName, groupName, uidOf, gidOf, primaryGidOf, configureNameCache, clearNameCache, type NameCacheOptions } from './nss.js';

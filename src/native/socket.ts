@@ -1,9 +1,10 @@
 /**
  * Socket-level identity from the kernel: SO_PEERCRED, SO_PEERGROUPS, SO_PEERSEC and the
  * addresses of both ends (SO_PEERPIDFD lives in pidfd.ts). Every function takes a raw fd; the fd of
- * a net.Socket comes from {@link socketFd}, the only reader of `_handle.fd`.
+ * a net.Socket comes from {@link socketFd} and that of a listening net.Server from
+ * {@link listenerHandle}, the only readers of `_handle`.
  */
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Errno, errnoError, libc } from './libc.js';
 
@@ -41,6 +42,23 @@ export function socketFd(socket: Socket): number {
     throw new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, 'the socket has no file descriptor (closed, or not yet connected)');
   }
   return fd;
+}
+
+/**
+ * The listening handle of a net.Server, or undefined while it is not listening. The handle
+ * object tells one listen() from the next: a server closed and listening again has a new
+ * one. Returned as an opaque object (no allocation: it is compared on every connection).
+ */
+export function listenerHandle(server: Server): object | undefined {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const handle = (server as any)?._handle;
+  return handle != null && typeof handle === 'object' ? handle : undefined;
+}
+
+/** The fd of a handle from {@link listenerHandle}; undefined when it has none (closed, or a cluster worker's). */
+export function handleFd(handle: object): number | undefined {
+  const fd = (handle as { fd?: unknown }).fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }
 
 // Preallocated out-buffers: calls are synchronous on one thread, so one set serves all.

@@ -18,6 +18,7 @@ import { isMainThread } from 'node:worker_threads';
 import { escapeText } from '../escape.js';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { formatMode, gidOf, uidOf } from '../native/index.js';
+import { holdListenerFile, type HoldResult } from '../identity/listener-file.js';
 import * as v from '../policy/validate.js';
 import { log } from '../diagnostics.js';
 import { checkCreated, checkDirectories, clearStaleSocket, pathErrorCode } from './socket-file.js';
@@ -78,6 +79,7 @@ export async function listen(server: Server, path: string, options?: ListenOptio
   await clearStaleSocket(file);
 
   const listening = once(server, 'listening');
+  let held: HoldResult;
   try {
     const previous = process.umask(0o777 & ~mode);
     try {
@@ -86,6 +88,9 @@ export async function listen(server: Server, path: string, options?: ListenOptio
     } finally {
       process.umask(previous);
     }
+    // The bind is synchronous: the file is held before anyone can connect, and the perms
+    // rule reads this file for the server's life (src/identity/listener-file.ts).
+    held = holdListenerFile(server, file);
     await listening;
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
@@ -94,6 +99,8 @@ export async function listen(server: Server, path: string, options?: ListenOptio
     throw new SecpolicyError(pathErrorCode(cause), `${file}: cannot listen (${code ?? (cause as Error).message})`, { path: file, cause });
   }
   try {
+    // The path names another file than the one we bound: owner and group must not go to it.
+    if (!held.ok && held.replaced) throw new SecpolicyError(ErrorCode.UNSAFE_PATH, `${file}: ${held.reason}`, { path: file });
     checkCreated(file, mode);
     if (uid !== -1 || gid !== -1) lchownSync(file, uid, gid);
   } catch (cause) {

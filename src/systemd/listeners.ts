@@ -7,6 +7,8 @@
 import net from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { notUnixStreamListener, ownPidfdId, setCloseOnExec } from '../native/activation.js';
+import { localAddress } from '../native/index.js';
+import { holdListenerFile } from '../identity/listener-file.js';
 import * as v from '../policy/validate.js';
 
 /** The first fd systemd passes (SD_LISTEN_FDS_START). */
@@ -125,7 +127,8 @@ export interface SystemdListenersOptions {
  * where systemd gave none; a repeated name gets `#2`, `#3`, ... in fd order). Every passed
  * fd must be a listening UNIX stream socket, else ERR_SECPOLICY_SOCKET_ACTIVATION and no
  * server is made. Servers made by `createServer()` verify their peers as they do on a
- * socket from `listen()`; the perms rule reads the mode of the activated socket's file.
+ * socket from `listen()`; the perms rule reads the mode of the activated socket's file,
+ * held open from here on (not whatever its path names later).
  */
 export function systemdListeners(options?: SystemdListenersOptions): Map<string, net.Server> {
   const o = v.options<SystemdListenersOptions>('options', options ?? {});
@@ -151,7 +154,25 @@ export function listenOnFd<S extends net.Server>(server: S, fd: number): S {
   }
   if (server.listening) throw invalidArg('server', 'a server that is not listening yet', server);
   server.listen({ fd });
+  holdActivatedFile(server, fd);
   return server;
+}
+
+/**
+ * Holds the file an inherited listener is bound to (its path from getsockname), so that
+ * the perms rule reads that file for the server's life, not what the path names later.
+ * Nothing to hold for an abstract or unbound socket; a hold that fails is tried again on
+ * the first read, and the mode is unknown unless that proves the file.
+ */
+function holdActivatedFile(server: net.Server, fd: number): void {
+  let path: string | undefined;
+  try {
+    const address = localAddress(fd);
+    if (address.kind === 'path') path = address.path;
+  } catch {
+    // Not a UNIX socket: the server's own error path reports it.
+  }
+  if (path !== undefined) holdListenerFile(server, path);
 }
 
 /**
