@@ -1,6 +1,7 @@
 /**
  * The perms rule reads the mode of the socket file the connection came through, at apply
- * time; abstract and unnamed sockets have no file, so the rule never passes for them.
+ * time (on the server side through the listener's held fd: perms-held.test.ts); abstract
+ * and unnamed sockets have no file, so the rule never passes for them.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,16 +35,32 @@ test('an extra group bit on the socket file fails perms(0o600)', async (t) => {
   assert.match(d.failures[0]!.message, /socket file mode 0620 is not 0600/);
 });
 
-test('a socket file replaced by another file fails perms with a reason', async (t) => {
+test('a socket file removed before the first read: perms is unknown on the server side, and a file put at the path is not read', async (t) => {
   const c = await connection();
   t.after(() => c.close());
   rmSync(c.path);
   const gone = await new Policy().perms(0o777).apply(c.socket);
   assert.equal(gone.result, Result.PERMS);
-  assert.match(gone.failures[0]!.message, /cannot stat the socket file/);
+  assert.equal(gone.failures[0]!.unknown, true);
+  assert.match(gone.failures[0]!.message, /cannot open the socket file .*: ENOENT/);
   writeFileSync(c.path, '', { mode: 0o777 });
   chmodSync(c.path, 0o777);
   const swapped = await new Policy().perms(0o777).apply(c.socket);
+  assert.equal(swapped.result, Result.PERMS);
+  assert.equal(swapped.failures[0]!.unknown, true);
+  assert.equal(swapped.failures[0]!.actual, undefined);
+});
+
+test('a socket path given to apply() is stat()ed: a missing file or a non-socket fails perms with a reason', async (t) => {
+  const c = await connection();
+  t.after(() => c.close());
+  rmSync(c.path);
+  const gone = await new Policy().perms(0o777).apply(c.socket, { socketPath: c.path });
+  assert.equal(gone.result, Result.PERMS);
+  assert.match(gone.failures[0]!.message, /cannot stat the socket file/);
+  writeFileSync(c.path, '', { mode: 0o777 });
+  chmodSync(c.path, 0o777);
+  const swapped = await new Policy().perms(0o777).apply(c.socket, { socketPath: c.path });
   assert.equal(swapped.result, Result.PERMS);
   assert.match(swapped.failures[0]!.message, /no longer a socket/);
 });
