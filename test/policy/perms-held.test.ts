@@ -116,36 +116,32 @@ test(
   },
 );
 
-test(
-  'a plain net.Server whose path is replaced before the first apply: perms is unknown, never the impostor mode',
-  { skip },
-  async (t) => {
-    const tmp = openDir(t);
-    const path = tmp.path('plain.sock');
-    const server = pausedServer(t);
-    server.listen(path);
-    await once(server, 'listening');
-    chmodSync(path, 0o600);
-    linkSync(path, tmp.path('kept.sock'));
-    const socket = await accept(t, server, path);
-    await swapIn(t, tmp.dir, path);
+test('a plain net.Server whose path is replaced before the first apply: perms is unknown, never the impostor mode', { skip }, async (t) => {
+  const tmp = openDir(t);
+  const path = tmp.path('plain.sock');
+  const server = pausedServer(t);
+  server.listen(path);
+  await once(server, 'listening');
+  chmodSync(path, 0o600);
+  linkSync(path, tmp.path('kept.sock'));
+  const socket = await accept(t, server, path);
+  await swapIn(t, tmp.dir, path);
 
-    for (const mode of [0o666, 0o600]) {
-      const d = await new Policy().perms(mode).apply(socket);
-      assert.equal(d.allowed, false);
-      assert.equal(d.result, Result.PERMS);
-      assert.equal(d.failures[0]!.unknown, true, JSON.stringify(d.failures));
-      assert.equal(d.failures[0]!.actual, undefined);
-      assert.match(d.failures[0]!.message, /not the one this server listens on \(it was replaced after bind\)/);
-      assert.equal(d.peer.perms, undefined);
-    }
-    // Putting our file back (through a link kept before the swap) does not revive a mode
-    // once unproven for this listen(): what the path named is not evidence, so it stays unknown.
-    renameSync(tmp.path('kept.sock'), path);
-    const again = await new Policy().perms(0o600).apply(socket);
-    assert.equal(again.failures[0]?.unknown, true);
-  },
-);
+  for (const mode of [0o666, 0o600]) {
+    const d = await new Policy().perms(mode).apply(socket);
+    assert.equal(d.allowed, false);
+    assert.equal(d.result, Result.PERMS);
+    assert.equal(d.failures[0]!.unknown, true, JSON.stringify(d.failures));
+    assert.equal(d.failures[0]!.actual, undefined);
+    assert.match(d.failures[0]!.message, /not the one this server listens on \(it was replaced after bind\)/);
+    assert.equal(d.peer.perms, undefined);
+  }
+  // Putting our file back (through a link kept before the swap) does not revive a mode
+  // once unproven for this listen(): what the path named is not evidence, so it stays unknown.
+  renameSync(tmp.path('kept.sock'), path);
+  const again = await new Policy().perms(0o600).apply(socket);
+  assert.equal(again.failures[0]?.unknown, true);
+});
 
 test('a plain net.Server is held on its first apply: a later swap does not change what perms reads', { skip }, async (t) => {
   const tmp = openDir(t);
@@ -182,22 +178,26 @@ test('chmod of the real socket file after listen() is seen: the held fd names th
   }
 });
 
-test('the socket file unlinked after listen(): the mode is still read from the held fd, and a file put at the path is not', { skip }, async (t) => {
-  const tmp = tempDir('secpolicy-held-');
-  t.after(() => tmp.cleanup());
-  const path = tmp.path('app.sock');
-  const server = pausedServer(t);
-  await listen(server, path, { mode: 0o660 });
-  const socket = await accept(t, server, path);
-  rmSync(path);
-  const gone = await new Policy().perms(0o660).apply(socket);
-  assert.equal(gone.allowed, true, JSON.stringify(gone.failures));
-  writeFileSync(path, '', { mode: 0o666 });
-  const other = await new Policy().perms(0o666).apply(socket);
-  assert.equal(other.allowed, false);
-  assert.equal(other.failures[0]!.actual, 0o660);
-  rmSync(path);
-});
+test(
+  'the socket file unlinked after listen(): the mode is still read from the held fd, and a file put at the path is not',
+  { skip },
+  async (t) => {
+    const tmp = tempDir('secpolicy-held-');
+    t.after(() => tmp.cleanup());
+    const path = tmp.path('app.sock');
+    const server = pausedServer(t);
+    await listen(server, path, { mode: 0o660 });
+    const socket = await accept(t, server, path);
+    rmSync(path);
+    const gone = await new Policy().perms(0o660).apply(socket);
+    assert.equal(gone.allowed, true, JSON.stringify(gone.failures));
+    writeFileSync(path, '', { mode: 0o666 });
+    const other = await new Policy().perms(0o666).apply(socket);
+    assert.equal(other.allowed, false);
+    assert.equal(other.failures[0]!.actual, 0o660);
+    rmSync(path);
+  },
+);
 
 test('the held fd is one O_PATH fd per listener, closed when the server closes (listen() and plain servers)', { skip }, async (t) => {
   const tmp = tempDir('secpolicy-held-');

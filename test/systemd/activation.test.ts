@@ -5,10 +5,10 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, lstatSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { needCommand, run, tempDir } from '../helpers/index.js';
+import { isRoot, needCommand, needNative, run, tempDir } from '../helpers/index.js';
 import { watch, type Watched } from './watch.js';
 
 const INDEX = fileURLToPath(new URL('../../src/index.js', import.meta.url));
@@ -100,6 +100,45 @@ test(
     chmodSync(`${dir}/perm.sock`, 0o666);
     assert.equal(await exchange(`${dir}/perm.sock`), '', 'a 0666 socket file fails perms(0o600): no bytes');
     await service.stderr(/denied: perms: /);
+  },
+);
+
+test(
+  'perms on an activated socket reads the file systemd bound, held from activation: a socket renamed over its path changes nothing',
+  { skip: needCommand('systemd-socket-activate') || needNative('netlink') },
+  async (t) => {
+    const { dir } = await activate(
+      t,
+      `
+      import { readdirSync, readlinkSync } from 'node:fs';
+      const [server] = sp.systemdListeners({
+        server: () => sp.createServer({ policy: new sp.Policy().perms(0o600) }, (socket, peer) => socket.end(JSON.stringify({ perms: peer.perms, held }))),
+      }).values();
+      // Our fds on the socket file right after activation, before any connection was verified.
+      const held = readdirSync('/proc/self/fd').filter((fd) => {
+        try { return readlinkSync('/proc/self/fd/' + fd).endsWith('/api.sock'); } catch { return false; }
+      }).length;
+      `,
+      (d) => ['-l', `${d}/api.sock`],
+    );
+    const path = `${dir}/api.sock`;
+    chmodSync(path, 0o600);
+    // A second name for our socket file: connections through it still reach our listener after the swap.
+    linkSync(path, `${dir}/ours.sock`);
+    assert.deepEqual(JSON.parse(await exchange(path)), { perms: 0o600, held: 1 });
+
+    // The attacker (another user when we are root) renames a 0666 socket of its own over the path.
+    chmodSync(dir, 0o777);
+    const impostor = `${dir}/impostor.sock`;
+    const script = `import os,socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(${JSON.stringify(impostor)})\nos.chmod(${JSON.stringify(impostor)},0o666)\ns.listen(1)\nos.rename(${JSON.stringify(impostor)},${JSON.stringify(path)})\nprint('swapped',flush=True)\nsys.stdin.read()`;
+    const attacker = watch(run('/usr/bin/python3', ['-c', script], isRoot ? { as: { uid: 1, gid: 1 } } : {}));
+    t.after(() => attacker.child.kill('SIGKILL'));
+    await attacker.stdout(/swapped/);
+    assert.equal(lstatSync(path).mode & 0o777, 0o666, 'the path now names the impostor');
+
+    const reply = await exchange(`${dir}/ours.sock`);
+    assert.notEqual(reply, '', 'a connection to the activated listener is not judged by the impostor file');
+    assert.deepEqual(JSON.parse(reply), { perms: 0o600, held: 1 });
   },
 );
 
