@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ErrorCode, Peer, Policy, Result, isSecpolicyError } from '../../src/index.js';
 import { connection } from '../helpers/connection.js';
+import { needNative } from '../helpers/index.js';
 
 test('callbacks returning true, false, other values, throwing, async and rejecting', async (t) => {
   const c = await connection();
@@ -87,7 +88,7 @@ test('applySync runs sync callbacks and refuses async ones with ERR_SECPOLICY_AS
   }
 });
 
-test('a callback sees lazily resolved attributes of the peer', async (t) => {
+test('a callback sees lazily resolved attributes of the peer', { skip: needNative('netlink') }, async (t) => {
   const c = await connection();
   t.after(() => c.close());
   const d = await new Policy()
