@@ -50,7 +50,10 @@ const MAX_PATH_BYTES = 107;
  * (`ERR_SECPOLICY_UNSAFE_PATH`), a stale socket replaced only when nobody listens on it
  * (a live one is `ERR_SECPOLICY_ADDRESS_IN_USE`), and a directory that its group or other
  * users could write to without the sticky bit refused unless `allowInsecureDirectory` is set. Must run on the main thread (the
- * umask cannot be changed from a worker). Node removes the file when the server closes.
+ * umask cannot be changed from a worker). The file is held open (O_PATH) from the bind until
+ * the server closes, and the perms rule reads its mode through that fd, not the path; a path
+ * that names another file right after the bind is `ERR_SECPOLICY_UNSAFE_PATH`. Node removes
+ * the file when the server closes.
  */
 export async function listen(server: Server, path: string, options?: ListenOptions): Promise<void> {
   if (typeof server !== 'object' || server === null || typeof (server as Server).listen !== 'function')
