@@ -12,7 +12,7 @@ import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { listen, Policy, Result } from '../../src/index.js';
 import { nodePeer, DAEMON } from '../helpers/connection.js';
-import { closeServer, isRoot, needNative, run, tempDir } from '../helpers/index.js';
+import { closeServer, isRoot, needNative, needRoot, run, tempDir } from '../helpers/index.js';
 import { watch } from '../systemd/watch.js';
 
 const PY = '/usr/bin/python3';
@@ -246,3 +246,35 @@ test('a server closed and listening again on another path reads its new file', {
   assert.deepEqual(fdsOnFile(tmp.path('a.sock')), []);
   assert.equal(fdsOnFile(tmp.path('b.sock')).length, 1);
 });
+
+test(
+  'listen() refuses a path that names another socket right after its bind, and gives that socket neither owner nor group',
+  { skip: skip || needRoot('chowns the socket file') },
+  async (t) => {
+    const tmp = openDir(t);
+    const path = tmp.path('app.sock');
+    // The impostor: a live socket of the very mode asked for, so that a check of the path alone passes.
+    const impostor = net.createServer();
+    t.after(() => (impostor.listening ? closeServer(impostor) : undefined));
+    impostor.listen(tmp.path('impostor.sock'));
+    await once(impostor, 'listening');
+    chmodSync(tmp.path('impostor.sock'), 0o600);
+    // A second name for the impostor's file: Node unlinks the path when the refused server closes.
+    linkSync(tmp.path('impostor.sock'), tmp.path('impostor-link.sock'));
+    const server = net.createServer();
+    t.after(() => (server.listening ? closeServer(server) : undefined));
+    // The swap lands in the narrowest window there is: inside server.listen(), after its bind.
+    const bind = server.listen.bind(server) as (...args: unknown[]) => net.Server;
+    (server as { listen: unknown }).listen = (...args: unknown[]) => {
+      const r = bind(...args);
+      renameSync(tmp.path('impostor.sock'), path);
+      return r;
+    };
+    await assert.rejects(listen(server, path, { mode: 0o600, allowInsecureDirectory: true, group: 1 }), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'ERR_SECPOLICY_UNSAFE_PATH');
+      assert.match(e.message, /not the one this server listens on/);
+      return true;
+    });
+    assert.equal(lstatSync(tmp.path('impostor-link.sock')).gid, 0, 'the impostor socket was not given our group');
+  },
+);
