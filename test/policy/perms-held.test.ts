@@ -10,12 +10,15 @@ import { once } from 'node:events';
 import { chmodSync, linkSync, lstatSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { listen, Policy, Result } from '../../src/index.js';
 import { nodePeer, DAEMON } from '../helpers/connection.js';
-import { closeServer, isRoot, needNative, needRoot, run, tempDir } from '../helpers/index.js';
+import { closeServer, isRoot, needCommand, needNative, needRoot, run, tempDir } from '../helpers/index.js';
 import { watch } from '../systemd/watch.js';
 
 const PY = '/usr/bin/python3';
+const INDEX = fileURLToPath(new URL('../../src/index.js', import.meta.url));
+const LISTENERS = fileURLToPath(new URL('../../src/systemd/listeners.js', import.meta.url));
 const skip = needNative('netlink');
 
 /** A directory that other users may write to (no sticky bit): anyone can rename a file over ours. */
@@ -276,5 +279,48 @@ test(
       return true;
     });
     assert.equal(lstatSync(tmp.path('impostor-link.sock')).gid, 0, 'the impostor socket was not given our group');
+  },
+);
+
+test(
+  'a listener that sock_diag cannot see (made in another network namespace): perms is unknown, not the mode at the path',
+  { skip: skip || needRoot('enters network namespaces') || needCommand('unshare', 'nsenter') },
+  async (t) => {
+    const tmp = tempDir('secpolicy-held-');
+    t.after(() => tmp.cleanup());
+    const path = tmp.path('ns.sock');
+    const service = tmp.path('service.mjs');
+    // Runs in our network namespace with a listener made in another one: our sock_diag does not know it.
+    writeFileSync(
+      service,
+      `import net from 'node:net';
+      import { Policy } from ${JSON.stringify(INDEX)};
+      import { listenOnFd } from ${JSON.stringify(LISTENERS)};
+      const server = listenOnFd(net.createServer({ pauseOnConnect: true }), Number(process.argv[2]));
+      server.on('connection', async (socket) => {
+        const d = await new Policy().perms(0o600).apply(socket);
+        process.stdout.write(JSON.stringify({ allowed: d.allowed, failure: d.failures[0] }) + '\\n');
+        process.exit(0);
+      });
+      net.connect(${JSON.stringify(path)});`,
+    );
+    // python binds and listens inside a new network namespace, then execs node back in ours (fd kept).
+    const script = [
+      'import os,socket,sys',
+      's=socket.socket(socket.AF_UNIX)',
+      `s.bind(${JSON.stringify(path)})`,
+      `os.chmod(${JSON.stringify(path)},0o600)`,
+      's.listen(4)',
+      's.set_inheritable(True)',
+      `os.execvp('nsenter',['nsenter','--net=/proc/${process.pid}/ns/net','--',${JSON.stringify(process.execPath)},${JSON.stringify(service)},str(s.fileno())])`,
+    ].join('\n');
+    const child = run('unshare', ['-n', PY, '-c', script]);
+    t.after(() => child.kill('SIGKILL'));
+    const out = await child.output();
+    assert.equal(out.code, 0, out.stderr);
+    const r = JSON.parse(out.stdout) as { allowed: boolean; failure: { unknown?: boolean; message: string } };
+    assert.equal(r.allowed, false);
+    assert.equal(r.failure.unknown, true);
+    assert.match(r.failure.message, /cannot tell which file the server listens on: sock_diag does not know the listening socket/);
   },
 );
