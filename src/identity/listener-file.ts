@@ -117,7 +117,10 @@ function release(held: Held): void {
 export function listenerFileMode(server: Server, path: string): Outcome<number> {
   if (isAbstract(path)) return absent('abstract sockets have no file permissions');
   let held = (server as Holder)[HELD];
-  if (held === undefined || held.handle !== listenerHandle(server)) {
+  const handle = listenerHandle(server);
+  // A closed server still draining its connections keeps its file until 'close'; a server
+  // listening again has a new handle, and its new file is held.
+  if (held === undefined || (handle !== undefined && held.handle !== handle)) {
     const r = holdListenerFile(server, path);
     if (!r.ok) return no(r.reason);
     held = (server as Holder)[HELD]!;

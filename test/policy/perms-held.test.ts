@@ -233,6 +233,23 @@ test('the held fd is one O_PATH fd per listener, closed when the server closes (
   assert.equal(count(), before, 'no fd left behind after ten listeners came and went');
 });
 
+test('a server closed while connections remain still reads its file for them, and lets it go at its close event', { skip }, async (t) => {
+  const tmp = tempDir('secpolicy-held-');
+  t.after(() => tmp.cleanup());
+  const path = tmp.path('app.sock');
+  const server = pausedServer(t);
+  await listen(server, path, { mode: 0o640 });
+  const socket = await accept(t, server, path);
+  const closed = once(server, 'close');
+  server.close();
+  const d = await new Policy().perms(0o640).apply(socket);
+  assert.equal(d.allowed, true, JSON.stringify(d.failures));
+  assert.equal(fdsOnFile(path).length, 1);
+  socket.destroy();
+  await closed;
+  assert.deepEqual(fdsOnFile(path), []);
+});
+
 test('a server closed and listening again on another path reads its new file', { skip }, async (t) => {
   const tmp = tempDir('secpolicy-held-');
   t.after(() => tmp.cleanup());
