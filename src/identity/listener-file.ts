@@ -42,6 +42,7 @@ export type HoldResult = { ok: true } | { ok: false; reason: string; replaced: b
 const HELD = Symbol('secpolicy.listenerFile');
 type Holder = Server & { [HELD]?: Held };
 
+const ENOENT = 2;
 // errno values that say nothing about the file (no fds or memory left).
 const ENOMEM = 12;
 const ENFILE = 23;
@@ -82,7 +83,7 @@ export function holdListenerFile(server: Server, path: string): HoldResult {
     const reason = `cannot open the socket file ${path}: ${errnoName(errno)}`;
     // Out of fds or memory: not a property of the file, so not kept.
     if (errno === ENFILE || errno === EMFILE || errno === ENOMEM) return { ok: false, reason, replaced: false };
-    return keep(s, handle, path, -1, `${reason} (it was removed or replaced after bind)`);
+    return keep(s, handle, path, -1, errno === ENOENT ? `${reason} (it was removed or replaced after bind)` : reason);
   }
   const id = fdIdentity(file);
   if (id === undefined || (id.mode & S_IFMT) !== S_IFSOCK || !sameBoundFile(bound, id)) {
