@@ -57,12 +57,14 @@ const isAbstract = (path: string) => path.startsWith('@') || path.startsWith('\0
 /**
  * Opens the socket file at `path` (O_PATH, a final symlink not followed), proves through
  * sock_diag that it is the very file the listening `server` is bound to, and keeps the fd
- * until the server closes. Call it right after the bind. When the proof fails the reason is
+ * until the server closes. Call it right after the bind. `witnessed`: the caller bound the
+ * socket itself in a directory only it (or root) may write to, which proves the file when
+ * sock_diag cannot. When the proof fails the reason is
  * kept and the mode stays unknown for this listen(); `replaced` says the path names
  * another file than the one the listener is bound to. A failure that may pass (no fds left,
  * sock_diag unavailable) is not kept: the next read tries again.
  */
-export function holdListenerFile(server: Server, path: string): HoldResult {
+export function holdListenerFile(server: Server, path: string, witnessed = false): HoldResult {
   const s = server as Holder;
   const handle = listenerHandle(server);
   const fd = handle === undefined ? undefined : handleFd(handle);
@@ -76,7 +78,11 @@ export function holdListenerFile(server: Server, path: string): HoldResult {
   }
   if (isAbstract(path)) return { ok: false, reason: 'abstract sockets have no file', replaced: false };
   const bound = listenerBoundFile(fd);
-  if (typeof bound === 'string') return { ok: false, reason: `cannot tell which file the server listens on: ${bound}`, replaced: false };
+  // Without sock_diag (a seccomp filter, RestrictAddressFamilies=, qemu-user) the proof may
+  // be the caller's own: listen() binds in a directory nobody else may write to and opens
+  // the file right after, so nobody else can have put another file there in between.
+  if (typeof bound === 'string' && !witnessed)
+    return { ok: false, reason: `cannot tell which file the server listens on: ${bound}`, replaced: false };
   const file = openPathFd(path);
   if (file < 0) {
     const errno = -file;
@@ -86,7 +92,7 @@ export function holdListenerFile(server: Server, path: string): HoldResult {
     return keep(s, handle, path, -1, errno === ENOENT ? `${reason} (it was removed or replaced after bind)` : reason);
   }
   const id = fdIdentity(file);
-  if (id === undefined || (id.mode & S_IFMT) !== S_IFSOCK || !sameBoundFile(bound, id)) {
+  if (id === undefined || (id.mode & S_IFMT) !== S_IFSOCK || (typeof bound !== 'string' && !sameBoundFile(bound, id))) {
     closePathFd(file);
     return keep(s, handle, path, -1, `the socket file ${path} is not the one this server listens on (it was replaced after bind)`);
   }

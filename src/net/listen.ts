@@ -93,7 +93,8 @@ export async function listen(server: Server, path: string, options?: ListenOptio
     }
     // The bind is synchronous: the file is held before anyone can connect, and the perms
     // rule reads this file for the server's life (src/identity/listener-file.ts).
-    held = holdListenerFile(server, file);
+    // In a directory checked above, nobody else can have swapped the file since the bind.
+    held = holdListenerFile(server, file, !o.allowInsecureDirectory);
     await listening;
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;

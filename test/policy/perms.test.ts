@@ -6,9 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, rmSync, writeFileSync } from 'node:fs';
-import { Policy, Result } from '../../src/index.js';
+import { once } from 'node:events';
+import net from 'node:net';
+import { Policy, Result, listen } from '../../src/index.js';
 import { connection } from '../helpers/connection.js';
-import { needNative } from '../helpers/index.js';
+import { needNative, tempDir } from '../helpers/index.js';
 
 // The server side proves its socket file through sock_diag (which qemu-user lacks) before it reads the mode.
 test(
@@ -94,4 +96,34 @@ test('perms never passes for an unnamed socket (the client end of a connection, 
   const d = await new Policy().perms(0o777).apply(c.socket, { side: 'client' });
   assert.equal(d.result, Result.PERMS);
   assert.match(d.failures[0]!.message, /unnamed/);
+});
+
+// Runs under qemu-user too, where no sock_diag exists: there the file listen() bound in a
+// directory nobody else may write to, and opened right after, is proof enough.
+test('a socket file made by listen() is read through the fd held since the bind, with or without sock_diag', async (t) => {
+  const tmp = tempDir('secpolicy-perms-listen-');
+  t.after(() => tmp.cleanup());
+  const path = tmp.path('s.sock');
+  const server = net.createServer({ pauseOnConnect: true });
+  const accepted: net.Socket[] = [];
+  server.on('connection', (s) => accepted.push(s));
+  await listen(server, path, { mode: 0o660 });
+  const client = net.connect(path);
+  t.after(() => {
+    client.destroy();
+    for (const s of accepted) s.destroy();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  while (accepted.length === 0) await once(server, 'connection');
+  const socket = accepted[0]!;
+  assert.equal(new Policy().perms(0o660).applySync(socket).allowed, true);
+  chmodSync(path, 0o600);
+  assert.equal(new Policy().perms(0o600).applySync(socket).allowed, true, 'a chmod of the bound file is seen');
+  // Another file at the path is not the one the connection came through.
+  rmSync(path);
+  writeFileSync(path, '');
+  chmodSync(path, 0o666);
+  const d = new Policy().perms(0o600).applySync(socket);
+  assert.equal(d.allowed, true, JSON.stringify(d.failures));
+  assert.equal(new Policy().perms(0o666).applySync(socket).result, Result.PERMS);
 });
