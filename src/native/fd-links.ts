@@ -6,6 +6,7 @@
  */
 import { Errno, libc } from './libc.js';
 
+const EACCES = 13;
 const O_RDONLY_DIRECTORY_CLOEXEC = 0o200000 | 0o2000000;
 // getdents64 has a different number on x86-64 and on arm64 (generic table).
 const SYS_GETDENTS64: Partial<Record<string, number>> = { x64: 217, arm64: 61 };
@@ -71,7 +72,13 @@ export function readFdLinks(dir: string, out: FdLinks): number | 'gone' | 'denie
         nameBuf[digits] = 0;
         count++;
         const k = Number(c.readlinkat(dfd, nameBuf, linkBuf, linkBuf.length));
-        if (k <= 0) continue; // closed since getdents
+        if (k <= 0) {
+          // The kernel checks ptrace access to the task on every fd link, not per fd: once one
+          // is refused, so is every other in this table, and reading on costs a lookup each.
+          const e = c.errno();
+          if (e === EACCES || e === Errno.EPERM) return count;
+          continue; // closed since getdents
+        }
         if (k > SOCKET.length && linkBuf.compare(SOCKET, 0, SOCKET.length, 0, SOCKET.length) === 0) {
           let inode = 0;
           for (let j = SOCKET.length; j < k; j++) {

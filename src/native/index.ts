@@ -18,6 +18,7 @@ export {
   dumpUnixSockets,
   unixSocket,
   unixPeerInode,
+  queuedToRead,
   type UnixSocketInfo,
   type UnixSocketList,
   type UnixSocketState,

@@ -8,7 +8,7 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
-import { Errno, errnoError, libc } from './libc.js';
+import { Errno, errnoError, libc, libcFunction } from './libc.js';
 import { SOCKET_TYPES, procNetUnix, type UnixSocketInfo, type UnixSocketState } from './unix-sockets.js';
 
 export type { UnixSocketInfo, UnixSocketState, UnixSocketType } from './unix-sockets.js';
@@ -333,4 +333,20 @@ function queryOne(fd: number, inode: number, close = true): UnixSocketInfo | und
 /** The inode of the socket connected to socket `inode`; undefined when it has none (or is gone). */
 export function unixPeerInode(inode: number, options: UnixSocketQuery = {}): number | undefined {
   return unixSocket(inode, options)?.peer;
+}
+
+// FIONREAD, the same number on x86-64 and arm64 (asm-generic).
+const SIOCINQ = 0x541b;
+const inq = Buffer.alloc(4);
+
+/**
+ * Bytes queued to read on connected UNIX socket `fd` (ioctl SIOCINQ): the kernel computes
+ * it with the function that fills sock_diag's UNIX_DIAG_RQLEN, without a netlink round
+ * trip, and in whatever network namespace the socket lives. Throws ERR_SECPOLICY_NATIVE.
+ */
+export function queuedToRead(fd: number): number {
+  if (!Number.isInteger(fd) || fd < 0) throw invalidArg('fd', 'a file descriptor', fd);
+  const ioctl = libcFunction('int ioctl(int fd, unsigned long request, void *arg)');
+  if (ioctl(fd, SIOCINQ, inq) !== 0) throw errnoError('ioctl(SIOCINQ)', libc().errno());
+  return inq.readInt32LE(0);
 }
