@@ -8,7 +8,7 @@
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { Worker, threadId } from 'node:worker_threads';
-import { dumpUnixSockets, readFdLinks, sameFdTable, unixSocket, type FdLinks, type UnixSocketInfo } from '../native/index.js';
+import { dumpUnixSockets, readFdLinks, readTaskIds, sameFdTable, unixSocket, type FdLinks, type UnixSocketInfo } from '../native/index.js';
 
 /** A process holding a socket, and the fd it holds it under. */
 export interface Holder {
@@ -185,6 +185,9 @@ export interface ScanOptions {
   serial?: number;
 }
 
+// The scan never looks at the bound files' identity: the kernel need not find them.
+const SCAN_DUMP = { vfs: false };
+
 // The initial pid namespace has a fixed inode (PROC_PID_INIT_INO).
 const INIT_PID_NS = 'pid:[4026531836]';
 let visibility: string | null | undefined;
@@ -252,26 +255,20 @@ export function mayCarryFds(s: UnixSocketInfo, byInode: ReadonlyMap<number, Unix
   return undefined;
 }
 
-const SOCKET_LINK = 'socket:[';
-const IO_URING_LINK = 'anon_inode:[io_uring]';
-
 /**
  * The fd tables of one process: /proc/PID/fd, plus /proc/PID/task/TID/fd for each thread
  * whose table is not one already listed (kcmp KCMP_FILES). A process whose main thread
  * called pthread_exit shows an empty /proc/PID/fd while its other threads hold files.
  */
+const tids: number[] = [];
+
 function fdTables(pid: number, proc: string): Array<{ dir: string; task?: number }> | 'gone' {
-  let tids: string[];
-  try {
-    tids = readdirSync(`${proc}/${pid}/task`);
-  } catch {
-    return 'gone';
-  }
+  tids.length = 0;
+  if (!readTaskIds(`${proc}/${pid}/task`, tids)) return 'gone';
   const tables: Array<{ dir: string; task?: number }> = [{ dir: `${proc}/${pid}/fd/` }];
   if (tids.length <= 1) return tables;
   const seen = [pid];
-  for (const name of tids) {
-    const tid = Number(name);
+  for (const tid of tids) {
     if (tid === pid) continue;
     // undefined (no kcmp, no ptrace access): read the table rather than assume it is shared.
     if (seen.some((other) => sameFdTable(other, tid) === true)) continue;
@@ -327,7 +324,7 @@ export function scanHolders(ours: readonly OurEnd[], options: ScanOptions): Hold
   if (problem !== null) scan.incomplete = problem;
   let before: UnixSocketInfo[] = [];
   try {
-    before = dumpUnixSockets();
+    before = dumpUnixSockets(undefined, SCAN_DUMP);
   } catch (e) {
     scan.incomplete ??= `cannot list UNIX sockets through sock_diag: ${(e as Error).message}`;
   }
@@ -408,7 +405,7 @@ export function scanHolders(ours: readonly OurEnd[], options: ScanOptions): Hold
 
   let after: UnixSocketInfo[] = [];
   try {
-    after = dumpUnixSockets();
+    after = dumpUnixSockets(undefined, SCAN_DUMP);
   } catch (e) {
     scan.incomplete ??= `cannot list UNIX sockets through sock_diag: ${(e as Error).message}`;
   }
