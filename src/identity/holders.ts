@@ -259,13 +259,13 @@ export function mayCarryFds(s: UnixSocketInfo, byInode: ReadonlyMap<number, Unix
   return undefined;
 }
 
+const tids: number[] = [];
+
 /**
  * The fd tables of one process: /proc/PID/fd, plus /proc/PID/task/TID/fd for each thread
  * whose table is not one already listed (kcmp KCMP_FILES). A process whose main thread
  * called pthread_exit shows an empty /proc/PID/fd while its other threads hold files.
  */
-const tids: number[] = [];
-
 function fdTables(pid: number, proc: string): Array<{ dir: string; task?: number }> | 'gone' {
   tids.length = 0;
   if (!readTaskIds(`${proc}/${pid}/task`, tids)) return 'gone';
@@ -293,9 +293,9 @@ interface WalkSink {
 /**
  * Reads the fd tables of `pids` into `sink`: `part` -1 every table (the process's and each
  * thread's own); 0 the same but the process tables of odd pids; 1 only those (the helper
- * thread's half; the thread tables are read by part 0). Two threads
- * reading one table at once gain nothing (they contend in the kernel): the split is by
- * process. Returns why it stopped early (its bound), else undefined.
+ * thread's half; the thread tables are read by part 0). Two threads reading one table at
+ * once gain nothing (they contend in the kernel): the split is by process. Returns why it
+ * stopped early (its bound), else undefined.
  */
 function walk(
   pids: readonly number[],
