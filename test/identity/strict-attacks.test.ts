@@ -14,7 +14,10 @@ import { needCommand, needRoot, tempDir } from '../helpers/index.js';
 import { PY, acceptFrom, pythonPeer, reap, socketServer } from './peers.js';
 
 const TRUSTED = '/usr/bin/sleep';
-const ATTACKER = { uid: 1234, gid: 1234 };
+// A uid of this run alone: the parked-descriptor check suspects every process of the peer's
+// uid, so another run of these tests on the same host must not lend its processes to this one.
+const ATTACKER_ID = 30000 + (process.pid % 20000);
+const ATTACKER = { uid: ATTACKER_ID, gid: ATTACKER_ID };
 
 async function waitForExe(pid: number, exe: string): Promise<void> {
   // Polls for a state, bounded: the exec follows the child's signal at once.
@@ -320,9 +323,9 @@ function userNamespaces(): string | false {
     'setpriv',
     [
       '--reuid',
-      '1234',
+      String(ATTACKER_ID),
       '--regid',
-      '1234',
+      String(ATTACKER_ID),
       '--clear-groups',
       '--',
       PY,
