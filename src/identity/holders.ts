@@ -7,7 +7,7 @@
  * runs it on a worker thread (holder-worker.ts), one scan per batch of verifications.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { MessageChannel, Worker, receiveMessageOnPort, threadId, type MessagePort } from 'node:worker_threads';
+import { Worker, threadId } from 'node:worker_threads';
 import { dumpUnixSockets, readFdLinks, readTaskIds, sameFdTable, unixSocket, type FdLinks, type UnixSocketInfo } from '../native/index.js';
 
 /** A process holding a socket, and the fd it holds it under. */
@@ -175,8 +175,6 @@ export interface HolderScan {
   /** Processes and fds read. */
   processes: number;
   fds: number;
-  /** True when a helper thread read the fd tables of the processes with odd pids. */
-  helped?: boolean;
 }
 
 /** Options of {@link scanHolders}. */
@@ -185,8 +183,6 @@ export interface ScanOptions {
   budgetMs: number;
   proc?: string;
   serial?: number;
-  /** A thread that reads the fd tables of the processes with odd pids meanwhile (the scan thread's helper). */
-  helper?: WalkHelper;
 }
 
 // The scan never looks at the bound files' identity: the kernel need not find them.
@@ -282,230 +278,6 @@ function fdTables(pid: number, proc: string): Array<{ dir: string; task?: number
   return tables;
 }
 
-/** Where one thread's part of the /proc walk goes. `fd` -1: a socket held, not one of the wanted. */
-interface WalkSink {
-  note(inode: number, pid: number, fd: number, task?: number, via?: 'io_uring'): void;
-  unreadable(pid: number): void;
-  fds: number;
-  processes: number;
-}
-
-/**
- * Reads the fd tables of `pids` into `sink`: `part` -1 every table (the process's and each
- * thread's own); 0 the same but the process tables of odd pids; 1 only those (the helper
- * thread's half; the thread tables are read by part 0). Two threads reading one table at
- * once gain nothing (they contend in the kernel): the split is by process. Returns why it
- * stopped early (its bound), else undefined.
- */
-function walk(
-  pids: readonly number[],
-  proc: string,
-  want: ReadonlySet<number>,
-  deadline: number,
-  part: -1 | 0 | 1,
-  sink: WalkSink,
-): string | undefined {
-  const links: FdLinks = { sockets: [], ioUring: [] };
-  const processTable = [{ dir: '', task: undefined as number | undefined }];
-  for (let p = 0; p < pids.length; p++) {
-    if ((p & 15) === 15 && Date.now() > deadline) return `${p} of ${pids.length} processes read`;
-    const pid = pids[p]!;
-    let tables: Array<{ dir: string; task?: number }>;
-    if (part === 1) {
-      if ((pid & 1) === 0) continue;
-      processTable[0]!.dir = `${proc}/${pid}/fd/`;
-      tables = processTable;
-    } else {
-      const found = fdTables(pid, proc);
-      if (found === 'gone') continue;
-      sink.processes++;
-      tables = found;
-    }
-    for (const { dir, task } of tables) {
-      links.sockets.length = 0;
-      links.ioUring.length = 0;
-      // Part 0 leaves the process tables of odd pids to the helper.
-      if (part === 0 && task === undefined && (pid & 1) === 1) continue;
-      const read = readFdLinks(dir, links);
-      // gone: the process or thread exited, and holds nothing now.
-      if (read === 'gone') continue;
-      if (read === 'denied') {
-        sink.unreadable(pid);
-        continue;
-      }
-      sink.fds += read;
-      const sockets = links.sockets;
-      for (let i = 0; i < sockets.length; i += 2) {
-        const inode = sockets[i + 1]!;
-        sink.note(inode, pid, want.has(inode) ? sockets[i]! : -1, task);
-      }
-      for (const fd of links.ioUring) {
-        // Files registered with an io_uring hold the socket without any fd of their own.
-        let files: number[] = [];
-        try {
-          files = ioUringFiles(`${dir.slice(0, -3)}fdinfo/${fd}`);
-        } catch {
-          sink.unreadable(pid);
-        }
-        for (const i of files) sink.note(i, pid, fd, task, 'io_uring');
-      }
-    }
-  }
-  return undefined;
-}
-
-/** The helper's half of a walk, as it crosses back: plain arrays. */
-export interface WalkPart {
-  /** Flat pairs: socket inode, pid (each socket a process holds, once per process). */
-  held: number[];
-  /** Holders of wanted inodes: inode, pid, fd, 1 for io_uring else 0. */
-  holders: number[];
-  unreadable: number[];
-  fds: number;
-  stopped?: string;
-}
-
-/** What the scanning thread asks its helper: the process tables of the odd pids of `pids`. */
-export interface WalkRequest {
-  pids: number[];
-  want: number[];
-  proc: string;
-  deadline: number;
-}
-
-/** A second thread that reads the fd tables of the processes with odd pids while the scan reads the rest. */
-export interface WalkHelper {
-  /** Hands the helper its half of a walk; false when it cannot take one now (not started, stopped). */
-  start(request: WalkRequest): boolean;
-  /** The helper's half, waited for until `deadline`; a string says why there is none. */
-  finish(deadline: number): WalkPart | string;
-  /** Settles once the helper takes requests (it never rejects: a helper that cannot start stays unused). */
-  ready: Promise<void>;
-}
-
-/** The helper's side: its half of the walk `request` asks for. */
-export function walkHalf(request: WalkRequest): WalkPart {
-  const out: WalkPart = { held: [], holders: [], unreadable: [], fds: 0 };
-  let lastPid = -1;
-  const seen = new Set<number>();
-  const sink: WalkSink = {
-    note(inode, pid, fd, _task, via) {
-      if (pid !== lastPid) {
-        lastPid = pid;
-        seen.clear();
-      }
-      if (!seen.has(inode)) {
-        seen.add(inode);
-        out.held.push(inode, pid);
-      }
-      if (fd >= 0) out.holders.push(inode, pid, fd, via === 'io_uring' ? 1 : 0);
-    },
-    unreadable(pid) {
-      if (!out.unreadable.includes(pid)) out.unreadable.push(pid);
-    },
-    fds: 0,
-    processes: 0,
-  };
-  const stopped = walk(request.pids, request.proc, new Set(request.want), request.deadline, 1, sink);
-  out.fds = sink.fds;
-  if (stopped !== undefined) out.stopped = stopped;
-  return out;
-}
-
-/** The helper's reply to one walk request. */
-interface WalkReply {
-  serial: number;
-  part?: WalkPart;
-  error?: string;
-}
-
-/**
- * Starts the helper of a scanning thread: a thread of its own (holder-worker.ts in helper
- * mode) that reads the fd tables of the processes with odd pids while the scan reads the
- * others and the thread tables, so one scan takes two cores. The scan waits for it
- * synchronously (Atomics.wait on a shared counter, then receiveMessageOnPort). Undefined
- * when no thread can be started here; the scan then reads every table itself.
- */
-export function startWalkHelper(): WalkHelper | undefined {
-  // [0]: serial of the last walk answered; [1]: 1 once the helper listens.
-  const signal = new Int32Array(new SharedArrayBuffer(8));
-  const { port1, port2 } = new MessageChannel();
-  let w: Worker;
-  try {
-    w = new Worker(new URL('./holder-worker.js', import.meta.url), {
-      workerData: { helper: { port: port2, signal } },
-      transferList: [port2],
-      execArgv: [],
-    });
-  } catch {
-    return undefined;
-  }
-  let stopped: string | undefined;
-  let listening!: () => void;
-  // Referenced until it listens (someone may be waiting for `ready`), then not: it must never keep a process alive.
-  const ready = new Promise<void>((resolve) => (listening = resolve)).then(() => void w.unref());
-  w.once('message', () => listening());
-  w.on('error', (e) => {
-    stopped ??= e.message;
-    listening();
-  });
-  w.on('exit', (code) => {
-    stopped ??= `exit code ${code}`;
-    listening();
-  });
-  port1.unref();
-  let serial = 0;
-  return {
-    ready,
-    start(request) {
-      if (stopped !== undefined || Atomics.load(signal, 1) !== 1) return false;
-      port1.postMessage({ serial: ++serial, request });
-      return true;
-    },
-    finish(deadline) {
-      for (let done = Atomics.load(signal, 0); done < serial; done = Atomics.load(signal, 0)) {
-        const left = deadline - Date.now();
-        if (left <= 0) return 'the helper thread did not answer within the bound';
-        Atomics.wait(signal, 0, done, left);
-      }
-      for (;;) {
-        const m = receiveMessageOnPort(port1)?.message as WalkReply | undefined;
-        if (m === undefined) return 'the helper thread answered nothing';
-        // A late answer to an earlier walk, whose scan stopped waiting.
-        if (m.serial !== serial) continue;
-        return m.part ?? `the helper thread failed: ${m.error ?? 'no reason'}`;
-      }
-    },
-  };
-}
-
-/** The helper thread's loop: one half walk per request on `port`, counted in `signal` once answered. */
-export function serveWalkHelper(port: MessagePort, signal: Int32Array, parent: MessagePort | null): void {
-  port.on('message', (m: { serial: number; request: WalkRequest }) => {
-    let reply: WalkReply;
-    try {
-      reply = { serial: m.serial, part: walkHalf(m.request) };
-    } catch (e) {
-      reply = { serial: m.serial, error: (e as Error)?.message ?? String(e) };
-    }
-    port.postMessage(reply);
-    Atomics.store(signal, 0, m.serial);
-    Atomics.notify(signal, 0);
-  });
-  Atomics.store(signal, 1, 1);
-  parent?.postMessage('ready');
-}
-
-function mergePart(part: WalkPart, sink: WalkSink): void {
-  for (let i = 0; i < part.held.length; i += 2) sink.note(part.held[i]!, part.held[i + 1]!, -1);
-  for (let i = 0; i < part.holders.length; i += 4) {
-    const [inode, pid, fd, uring] = [part.holders[i]!, part.holders[i + 1]!, part.holders[i + 2]!, part.holders[i + 3]!];
-    sink.note(inode, pid, fd, undefined, uring === 1 ? 'io_uring' : undefined);
-  }
-  for (const pid of part.unreadable) sink.unreadable(pid);
-  sink.fds += part.fds;
-}
-
 /**
  * The peer end of `end`, from the sock_diag dump of our network namespace (`byInode`);
  * a connection from another network namespace (not in it) is asked for in its own.
@@ -580,49 +352,56 @@ export function scanHolders(ours: readonly OurEnd[], options: ScanOptions): Hold
 
   // Every socket seen, inode -> pids holding it: the queued-socket and foreign checks need them.
   const held = new Map<number, number[]>();
-  const sink: WalkSink = {
-    note(inode, pid, fd, task, via) {
-      const pids = held.get(inode);
-      if (pids === undefined) held.set(inode, [pid]);
-      else if (pids[pids.length - 1] !== pid) pids.push(pid);
-      if (fd < 0) return;
-      const list = scan.holders.get(inode);
-      if (list === undefined) return;
-      const h: Holder = { pid, fd };
-      if (task !== undefined) h.task = task;
-      if (via !== undefined) h.via = via;
-      list.push(h);
-    },
-    unreadable(pid) {
-      if (!scan.unreadable.includes(pid)) scan.unreadable.push(pid);
-    },
-    fds: 0,
-    processes: 0,
+  const note = (inode: number, pid: number, holder: Holder | undefined): void => {
+    const pids = held.get(inode);
+    if (pids === undefined) held.set(inode, [pid]);
+    else if (pids[pids.length - 1] !== pid) pids.push(pid);
+    if (holder && want.has(inode)) scan.holders.get(inode)!.push(holder);
   };
+  const links: FdLinks = { sockets: [], ioUring: [] };
 
   const pids: number[] = [];
   for (const name of readdirSync(proc)) {
     const c = name.charCodeAt(0);
     if (c >= 49 && c <= 57) pids.push(Number(name));
   }
-  // A helper thread reads the process tables of odd pids meanwhile, when there is one.
-  const wanted = [...want];
-  const helped = options.helper?.start({ pids, want: wanted, proc, deadline }) ?? false;
-  let stopped = walk(pids, proc, want, deadline, helped ? 0 : -1, sink);
-  if (helped) {
-    const part = options.helper!.finish(deadline);
-    if (typeof part === 'string') {
-      // No answer from the helper: its half is read here (past the bound, the scan is incomplete anyway).
-      stopped ??= walk(pids, proc, want, deadline, 1, sink);
-    } else {
-      stopped ??= part.stopped;
-      mergePart(part, sink);
-      scan.helped = true;
+  for (let p = 0; p < pids.length; p++) {
+    if ((p & 15) === 15 && Date.now() > deadline) {
+      scan.incomplete ??= `the holder scan did not finish within its bound of ${options.budgetMs} ms (${p} of ${pids.length} processes read)`;
+      break;
+    }
+    const pid = pids[p]!;
+    const tables = fdTables(pid, proc);
+    if (tables === 'gone') continue;
+    scan.processes++;
+    for (const { dir, task } of tables) {
+      links.sockets.length = 0;
+      links.ioUring.length = 0;
+      const read = readFdLinks(dir, links);
+      // gone: the process or thread exited, and holds nothing now.
+      if (read === 'gone') continue;
+      if (read === 'denied') {
+        if (!scan.unreadable.includes(pid)) scan.unreadable.push(pid);
+        continue;
+      }
+      scan.fds += read;
+      const sockets = links.sockets;
+      for (let i = 0; i < sockets.length; i += 2) {
+        const inode = sockets[i + 1]!;
+        note(inode, pid, want.has(inode) ? (task === undefined ? { pid, fd: sockets[i]! } : { pid, fd: sockets[i]!, task }) : undefined);
+      }
+      for (const fd of links.ioUring) {
+        // Files registered with an io_uring hold the socket without any fd of their own.
+        let files: number[] = [];
+        try {
+          files = ioUringFiles(`${dir.slice(0, -3)}fdinfo/${fd}`);
+        } catch {
+          if (!scan.unreadable.includes(pid)) scan.unreadable.push(pid);
+        }
+        for (const i of files) note(i, pid, { pid, fd, via: 'io_uring', ...(task !== undefined && { task }) });
+      }
     }
   }
-  if (stopped !== undefined) scan.incomplete ??= `the holder scan did not finish within its bound of ${options.budgetMs} ms (${stopped})`;
-  scan.processes = sink.processes;
-  scan.fds = sink.fds;
 
   let after: UnixSocketInfo[] = [];
   try {

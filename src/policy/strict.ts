@@ -73,14 +73,7 @@ function pidList(pids: readonly number[]): string {
  */
 function judge(peer: Peer, files: ProgramFiles, end: OurEnd, scan: HolderScan): HolderVerdict {
   // Which scan decided: concurrent verifications share one.
-  const scanInfo = {
-    serial: scan.serial,
-    thread: scan.threadId,
-    startedAt: scan.startedAt,
-    processes: scan.processes,
-    fds: scan.fds,
-    helped: scan.helped === true,
-  };
+  const scanInfo = { serial: scan.serial, thread: scan.threadId, startedAt: scan.startedAt, processes: scan.processes, fds: scan.fds };
   const found = scan.ends.get(end.inode);
   // No answer for our end: the scan failed before it looked (its reason says why).
   if (found === undefined) return unknown({ scan: scanInfo }, scan.incomplete ?? 'the holder scan did not look up the peer end');
