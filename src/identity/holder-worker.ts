@@ -3,18 +3,18 @@
  * never stalls the event loop that serves connections. One scan per message.
  */
 import { parentPort } from 'node:worker_threads';
-import { scanHolders } from './holders.js';
+import { scanHolders, type OurEnd } from './holders.js';
 
 /** A scan request from the main thread. */
 export interface ScanRequest {
   serial: number;
-  wanted: number[];
+  ours: OurEnd[];
   budgetMs: number;
 }
 
 parentPort?.on('message', (m: ScanRequest) => {
   try {
-    parentPort!.postMessage({ serial: m.serial, scan: scanHolders(m.wanted, { budgetMs: m.budgetMs, serial: m.serial }) });
+    parentPort!.postMessage({ serial: m.serial, scan: scanHolders(m.ours, { budgetMs: m.budgetMs, serial: m.serial }) });
   } catch (e) {
     parentPort!.postMessage({ serial: m.serial, error: (e as Error)?.message ?? String(e) });
   }

@@ -8,7 +8,7 @@
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { Worker, threadId } from 'node:worker_threads';
-import { dumpUnixSockets, readFdLinks, sameFdTable, type FdLinks, type UnixSocketInfo } from '../native/index.js';
+import { dumpUnixSockets, readFdLinks, readTaskIds, sameFdTable, unixSocket, type FdLinks, type UnixSocketInfo } from '../native/index.js';
 
 /** A process holding a socket, and the fd it holds it under. */
 export interface Holder {
@@ -125,6 +125,27 @@ export interface ForeignHolder {
   uids: number[];
 }
 
+/** Our end of a connection being verified: the scan looks up its peer end. */
+export interface OurEnd {
+  /** Our end's socket inode. */
+  inode: number;
+  /** Our fd for it: a connection from another network namespace is looked up in that namespace through it. */
+  fd: number;
+}
+
+/**
+ * The peer end of one of our ends as sock_diag described it when the scan began. `peer`
+ * undefined: our end is gone or has no peer (closed); 0: the peer end has no socket file
+ * of its own (closed, or a connection still in a listener's accept queue).
+ */
+export interface PeerEnd {
+  peer?: number;
+  /** The peer end's owner uid. */
+  owner?: number;
+  /** Why the peer end could not be looked up. */
+  error?: string;
+}
+
 /** What one holder scan saw. Plain data: it crosses from the scanning thread by structured clone. */
 export interface HolderScan {
   /** Serial number of the scan (scans shared by concurrent verifications have the same one). */
@@ -134,7 +155,9 @@ export interface HolderScan {
   /** When the scan began and ended (ms, performance.timeOrigin-independent epoch time). */
   startedAt: number;
   endedAt: number;
-  /** Holders of each wanted inode, and of each listener whose accept queue holds a connection from a wanted inode. */
+  /** The peer end of each of our ends asked about, by our end's inode. */
+  ends: Map<number, PeerEnd>;
+  /** Holders of each peer end (and our end), and of each listener whose accept queue holds a connection from our end. */
   holders: Map<number, Holder[]>;
   /**
    * Wanted inode of a connecting socket -> the listener whose accept queue holds its
@@ -161,6 +184,9 @@ export interface ScanOptions {
   proc?: string;
   serial?: number;
 }
+
+// The scan never looks at the bound files' identity: the kernel need not find them.
+const SCAN_DUMP = { vfs: false };
 
 // The initial pid namespace has a fixed inode (PROC_PID_INIT_INO).
 const INIT_PID_NS = 'pid:[4026531836]';
@@ -229,8 +255,7 @@ export function mayCarryFds(s: UnixSocketInfo, byInode: ReadonlyMap<number, Unix
   return undefined;
 }
 
-const SOCKET_LINK = 'socket:[';
-const IO_URING_LINK = 'anon_inode:[io_uring]';
+const tids: number[] = [];
 
 /**
  * The fd tables of one process: /proc/PID/fd, plus /proc/PID/task/TID/fd for each thread
@@ -238,17 +263,12 @@ const IO_URING_LINK = 'anon_inode:[io_uring]';
  * called pthread_exit shows an empty /proc/PID/fd while its other threads hold files.
  */
 function fdTables(pid: number, proc: string): Array<{ dir: string; task?: number }> | 'gone' {
-  let tids: string[];
-  try {
-    tids = readdirSync(`${proc}/${pid}/task`);
-  } catch {
-    return 'gone';
-  }
+  tids.length = 0;
+  if (!readTaskIds(`${proc}/${pid}/task`, tids)) return 'gone';
   const tables: Array<{ dir: string; task?: number }> = [{ dir: `${proc}/${pid}/fd/` }];
   if (tids.length <= 1) return tables;
   const seen = [pid];
-  for (const name of tids) {
-    const tid = Number(name);
+  for (const tid of tids) {
     if (tid === pid) continue;
     // undefined (no kcmp, no ptrace access): read the table rather than assume it is shared.
     if (seen.some((other) => sameFdTable(other, tid) === true)) continue;
@@ -259,13 +279,30 @@ function fdTables(pid: number, proc: string): Array<{ dir: string; task?: number
 }
 
 /**
- * One holder scan for strict mode: who holds each of `wanted` (peer-end socket inodes),
- * which listener queues a wanted connection not yet accepted, and which processes hold
- * UNIX sockets that may be carrying file descriptors in queued messages (a descriptor
- * parked in flight has no holder). sock_diag is read before and after the /proc walk, so
- * a message queued during it is seen too. Bounded by `budgetMs`; runs on any thread.
+ * The peer end of `end`, from the sock_diag dump of our network namespace (`byInode`);
+ * a connection from another network namespace (not in it) is asked for in its own.
  */
-export function scanHolders(wanted: readonly number[], options: ScanOptions): HolderScan {
+function peerEndOf(end: OurEnd, byInode: ReadonlyMap<number, UnixSocketInfo>): PeerEnd {
+  try {
+    const peer = (byInode.get(end.inode) ?? unixSocket(end.inode, { via: end.fd }))?.peer;
+    if (peer === undefined) return {};
+    const info = peer === 0 ? undefined : (byInode.get(peer) ?? unixSocket(peer, { via: end.fd }));
+    return info?.uid === undefined ? { peer } : { peer, owner: info.uid };
+  } catch (e) {
+    return { error: `cannot find the peer end of the socket: ${(e as Error).message}` };
+  }
+}
+
+/**
+ * One holder scan for strict mode: the peer end of each of `ours` (our ends of the
+ * connections being verified), who holds each peer end, which listener queues one of our
+ * connections not yet accepted, and which processes hold UNIX sockets that may be carrying
+ * file descriptors in queued messages (a descriptor parked in flight has no holder).
+ * sock_diag is read before and after the /proc walk, so a message queued during it is seen
+ * too; the peer ends come from the first dump, one listing for the whole batch instead of
+ * queries per connection. Bounded by `budgetMs`; runs on any thread.
+ */
+export function scanHolders(ours: readonly OurEnd[], options: ScanOptions): HolderScan {
   const proc = options.proc ?? '/proc';
   const startedAt = Date.now();
   const deadline = startedAt + options.budgetMs;
@@ -274,6 +311,7 @@ export function scanHolders(wanted: readonly number[], options: ScanOptions): Ho
     threadId,
     startedAt,
     endedAt: startedAt,
+    ends: new Map(),
     holders: new Map(),
     listenerOf: new Map(),
     queued: [],
@@ -286,11 +324,21 @@ export function scanHolders(wanted: readonly number[], options: ScanOptions): Ho
   if (problem !== null) scan.incomplete = problem;
   let before: UnixSocketInfo[] = [];
   try {
-    before = dumpUnixSockets();
+    before = dumpUnixSockets(undefined, SCAN_DUMP);
   } catch (e) {
     scan.incomplete ??= `cannot list UNIX sockets through sock_diag: ${(e as Error).message}`;
   }
-  const want = new Set(wanted);
+  const beforeByInode = new Map<number, UnixSocketInfo>();
+  for (const s of before) beforeByInode.set(s.inode, s);
+  // Our end too: a connection still in an accept queue is found by it (UNIX_DIAG_ICONS).
+  const want = new Set<number>();
+  for (const end of ours) {
+    const found = peerEndOf(end, beforeByInode);
+    scan.ends.set(end.inode, found);
+    if (found.error !== undefined || found.peer === undefined) continue;
+    if (found.peer !== 0) want.add(found.peer);
+    want.add(end.inode);
+  }
   for (const s of before) {
     if (s.state !== 'listen' || !s.icons) continue;
     for (const i of s.icons) {
@@ -357,7 +405,7 @@ export function scanHolders(wanted: readonly number[], options: ScanOptions): Ho
 
   let after: UnixSocketInfo[] = [];
   try {
-    after = dumpUnixSockets();
+    after = dumpUnixSockets(undefined, SCAN_DUMP);
   } catch (e) {
     scan.incomplete ??= `cannot list UNIX sockets through sock_diag: ${(e as Error).message}`;
   }
@@ -370,7 +418,7 @@ export function scanHolders(wanted: readonly number[], options: ScanOptions): Ho
   const unix = new Set<number>();
   const queued = new Map<number, QueuedSocket>();
   for (const dump of [before, after]) {
-    const byInode = new Map(dump.map((s) => [s.inode, s]));
+    const byInode = dump === before ? beforeByInode : new Map(dump.map((s) => [s.inode, s]));
     for (const s of dump) {
       unix.add(s.inode);
       if (queued.has(s.inode)) continue;
@@ -421,7 +469,7 @@ let worker: Worker | undefined;
 let workerBroken: string | undefined;
 let serials = 0;
 const inflight = new Map<number, (scan: HolderScan) => void>();
-const waiting: Array<{ inodes: readonly number[]; resolve: (scan: HolderScan) => void }> = [];
+const waiting: Array<{ end: OurEnd; resolve: (scan: HolderScan) => void }> = [];
 let running = false;
 let scheduled = false;
 
@@ -433,6 +481,7 @@ function failedScan(serial: number, reason: string): HolderScan {
     threadId,
     startedAt: now,
     endedAt: now,
+    ends: new Map(),
     holders: new Map(),
     listenerOf: new Map(),
     queued: [],
@@ -491,7 +540,9 @@ function startBatch(): void {
   running = true;
   const batch = waiting.splice(0);
   const serial = ++serials;
-  const wanted = [...new Set(batch.flatMap((b) => b.inodes))];
+  const byInode = new Map<number, OurEnd>();
+  for (const b of batch) byInode.set(b.end.inode, b.end);
+  const ours = [...byInode.values()];
   const finish = (scan: HolderScan): void => {
     running = false;
     kick();
@@ -509,7 +560,7 @@ function startBatch(): void {
     // No worker threads here: the scan still runs, on this thread.
     let scan: HolderScan;
     try {
-      scan = scanHolders(wanted, { budgetMs: ASYNC_SCAN_BUDGET_MS, serial });
+      scan = scanHolders(ours, { budgetMs: ASYNC_SCAN_BUDGET_MS, serial });
     } catch (e) {
       scan = failedScan(serial, `the holder scan failed: ${(e as Error).message}`);
     }
@@ -519,7 +570,7 @@ function startBatch(): void {
   inflight.set(serial, finish);
   // Referenced while a scan runs: a verification in progress keeps the process alive.
   w.ref();
-  w.postMessage({ serial, wanted, budgetMs: ASYNC_SCAN_BUDGET_MS });
+  w.postMessage({ serial, ours, budgetMs: ASYNC_SCAN_BUDGET_MS });
 }
 
 function kick(): void {
@@ -530,14 +581,14 @@ function kick(): void {
 }
 
 /**
- * A holder scan covering `inodes`, made off the event loop (a worker thread) and begun
- * after this call: verifications asking in the same turn of the event loop share one scan;
- * those asking while a scan runs wait for the next one (a scan that began before they
- * asked could miss a process that forked since).
+ * A holder scan covering our end `end` (and its peer end), made off the event loop (a
+ * worker thread) and begun after this call: verifications asking in the same turn of the
+ * event loop share one scan; those asking while a scan runs wait for the next one (a scan
+ * that began before they asked could miss a process that forked since).
  */
-export function scanHoldersAsync(inodes: readonly number[]): Promise<HolderScan> {
+export function scanHoldersAsync(end: OurEnd): Promise<HolderScan> {
   return new Promise((resolve) => {
-    waiting.push({ inodes, resolve });
+    waiting.push({ end, resolve });
     kick();
   });
 }

@@ -6,6 +6,7 @@
  */
 import { Errno, libc } from './libc.js';
 
+const EACCES = 13;
 const O_RDONLY_DIRECTORY_CLOEXEC = 0o200000 | 0o2000000;
 // getdents64 has a different number on x86-64 and on arm64 (generic table).
 const SYS_GETDENTS64: Partial<Record<string, number>> = { x64: 217, arm64: 61 };
@@ -71,7 +72,13 @@ export function readFdLinks(dir: string, out: FdLinks): number | 'gone' | 'denie
         nameBuf[digits] = 0;
         count++;
         const k = Number(c.readlinkat(dfd, nameBuf, linkBuf, linkBuf.length));
-        if (k <= 0) continue; // closed since getdents
+        if (k <= 0) {
+          // The kernel checks ptrace access to the task on every fd link, not per fd: once one
+          // is refused, so is every other in this table, and reading on costs a lookup each.
+          const e = c.errno();
+          if (e === EACCES || e === Errno.EPERM) return count;
+          continue; // closed since getdents
+        }
         if (k > SOCKET.length && linkBuf.compare(SOCKET, 0, SOCKET.length, 0, SOCKET.length) === 0) {
           let inode = 0;
           for (let j = SOCKET.length; j < k; j++) {
@@ -89,4 +96,46 @@ export function readFdLinks(dir: string, out: FdLinks): number | 'gone' | 'denie
     c.close(dfd);
   }
   return count;
+}
+
+/**
+ * Appends the numeric entries of directory `dir` (the thread ids of `/proc/PID/task`) to
+ * `out`; false when it cannot be read (the process exited). The holder scan reads one per
+ * process, so this too avoids building a string per entry.
+ */
+export function readTaskIds(dir: string, out: number[]): boolean {
+  const c = libc();
+  const nr = SYS_GETDENTS64[process.arch];
+  if (nr === undefined) return false;
+  const len = pathBuf.write(dir, 0, pathBuf.length - 1, 'latin1');
+  pathBuf[len] = 0;
+  const dfd = c.open(pathBuf, O_RDONLY_DIRECTORY_CLOEXEC) as number;
+  if (dfd < 0) return false;
+  try {
+    for (;;) {
+      const n = Number(c.getdents64(nr, dfd, dents, dents.length));
+      if (n === 0) return true;
+      if (n < 0) {
+        if (c.errno() === Errno.EINTR) continue;
+        return false;
+      }
+      for (let off = 0; off < n;) {
+        const reclen = dents.readUInt16LE(off + 16);
+        let id = 0;
+        let i = off + 19;
+        for (; dents[i] !== 0 && i < off + reclen; i++) {
+          const d = dents[i]! - 48;
+          if (d < 0 || d > 9) {
+            id = -1;
+            break;
+          }
+          id = id * 10 + d;
+        }
+        off += reclen;
+        if (id > 0) out.push(id);
+      }
+    }
+  } finally {
+    c.close(dfd);
+  }
 }

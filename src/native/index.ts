@@ -18,6 +18,7 @@ export {
   dumpUnixSockets,
   unixSocket,
   unixPeerInode,
+  queuedToRead,
   type UnixSocketInfo,
   type UnixSocketList,
   type UnixSocketState,
@@ -31,7 +32,7 @@ export { connectAbstract } from './unix-connect.js';
 export { formatMode, statPath, statProcExe, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';
 export { userName, groupName, uidOf, gidOf, primaryGidOf, configureNameCache, clearNameCache, type NameCacheOptions } from './nss.js';
 export { sameFdTable } from './kcmp.js';
-export { readFdLinks, type FdLinks } from './fd-links.js';
+export { readFdLinks, readTaskIds, type FdLinks } from './fd-links.js';
 export {
   takeSocket,
   closeTaken,

@@ -8,7 +8,7 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
-import { Errno, errnoError, libc } from './libc.js';
+import { Errno, errnoError, libc, libcFunction } from './libc.js';
 import { SOCKET_TYPES, procNetUnix, type UnixSocketInfo, type UnixSocketState } from './unix-sockets.js';
 
 export type { UnixSocketInfo, UnixSocketState, UnixSocketType } from './unix-sockets.js';
@@ -107,7 +107,7 @@ function openDiagIn(fd: number): number {
   }
 }
 
-function sendRequest(fd: number, flags: number, states: number, inode: number): number {
+function sendRequest(fd: number, flags: number, states: number, inode: number, show = SHOW_ALL): number {
   seq = (seq + 1) >>> 0;
   request.fill(0);
   request.writeUInt32LE(REQUEST_SIZE, 0);
@@ -117,7 +117,7 @@ function sendRequest(fd: number, flags: number, states: number, inode: number): 
   request[16] = AF_UNIX;
   request.writeUInt32LE(states >>> 0, 20);
   request.writeUInt32LE(inode >>> 0, 24);
-  request.writeUInt32LE(SHOW_ALL, 28);
+  request.writeUInt32LE(show, 28);
   // No cookie: the kernel accepts ~0 as "any socket with this inode".
   request.writeUInt32LE(0xffffffff, 32);
   request.writeUInt32LE(0xffffffff, 36);
@@ -238,12 +238,16 @@ function stateMask(states: readonly UnixSocketState[] | undefined): number {
   return mask >>> 0;
 }
 
-/** Every UNIX socket of our network namespace, through one netlink dump. Throws ERR_SECPOLICY_NATIVE on failure. */
-export function dumpUnixSockets(states: number = ALL_STATES): UnixSocketInfo[] {
+/**
+ * Every UNIX socket of our network namespace, through one netlink dump. `vfs: false`
+ * leaves out the bound file's identity (a third of the kernel's work for the dump), for
+ * a caller that never looks at it. Throws ERR_SECPOLICY_NATIVE on failure.
+ */
+export function dumpUnixSockets(states: number = ALL_STATES, options: { vfs?: boolean } = {}): UnixSocketInfo[] {
   const fd = openDiag();
   try {
     const out: UnixSocketInfo[] = [];
-    const s = sendRequest(fd, NLM_F_REQUEST | NLM_F_DUMP, states, 0);
+    const s = sendRequest(fd, NLM_F_REQUEST | NLM_F_DUMP, states, 0, options.vfs === false ? SHOW_ALL & ~UDIAG_SHOW_VFS : SHOW_ALL);
     receive(fd, s, true, (buf, start, end) => out.push(parseMessage(buf, start, end)));
     return out;
   } finally {
@@ -333,4 +337,20 @@ function queryOne(fd: number, inode: number, close = true): UnixSocketInfo | und
 /** The inode of the socket connected to socket `inode`; undefined when it has none (or is gone). */
 export function unixPeerInode(inode: number, options: UnixSocketQuery = {}): number | undefined {
   return unixSocket(inode, options)?.peer;
+}
+
+// FIONREAD, the same number on x86-64 and arm64 (asm-generic).
+const SIOCINQ = 0x541b;
+const inq = Buffer.alloc(4);
+
+/**
+ * Bytes queued to read on connected UNIX socket `fd` (ioctl SIOCINQ): the kernel computes
+ * it with the function that fills sock_diag's UNIX_DIAG_RQLEN, without a netlink round
+ * trip, and in whatever network namespace the socket lives. Throws ERR_SECPOLICY_NATIVE.
+ */
+export function queuedToRead(fd: number): number {
+  if (!Number.isInteger(fd) || fd < 0) throw invalidArg('fd', 'a file descriptor', fd);
+  const ioctl = libcFunction('int ioctl(int fd, unsigned long request, void *arg)');
+  if (ioctl(fd, SIOCINQ, inq) !== 0) throw errnoError('ioctl(SIOCINQ)', libc().errno());
+  return inq.readInt32LE(0);
 }

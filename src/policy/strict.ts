@@ -10,8 +10,8 @@
  * its bound). Only `pass` lets the peer in. docs/containers.md says what each covers.
  */
 import { readlinkSync } from 'node:fs';
-import { socketInode, statPath, unixSocket, type UnixSocketInfo } from '../native/index.js';
-import { scanHolders, scanHoldersAsync, stillHolds, type Holder, type HolderScan } from '../identity/holders.js';
+import { queuedToRead, socketInode, statPath } from '../native/index.js';
+import { scanHolders, scanHoldersAsync, stillHolds, type Holder, type HolderScan, type OurEnd } from '../identity/holders.js';
 import type { Peer } from '../identity/peer.js';
 import { programFiles, programMatches, type ProgramFiles } from './program-file.js';
 import { PASS, fail, unknown as unknownCheck, type Check } from './rule.js';
@@ -28,14 +28,6 @@ export interface HolderVerdict {
 /** Bound on a scan made on the calling thread (applySync), in ms: past it the verdict is unknown. */
 export const SYNC_SCAN_BUDGET_MS = 1000;
 
-/** The connection as sock_diag sees it: our end, the peer end, and the peer end's owner. */
-interface Ends {
-  fd: number;
-  ours: number;
-  peerEnd: number;
-  peerOwner?: number;
-}
-
 // A thread's own exe link: a process whose main thread exited has none at /proc/PID/exe.
 const exePath = (h: Holder): string => (h.task === undefined ? `/proc/${h.pid}/exe` : `/proc/${h.pid}/task/${h.task}/exe`);
 
@@ -49,19 +41,17 @@ function exeOf(h: Holder): string | undefined {
 
 const unknown = (actual: unknown, message: string): HolderVerdict => ({ verdict: 'unknown', actual, message: `strict mode: ${message}` });
 
-/** Our end and the peer end of `peer`'s socket, or the verdict when they cannot be found. */
-function findEnds(peer: Peer): Ends | HolderVerdict {
+/**
+ * Our end of `peer`'s socket, or the verdict when it cannot be found. The peer end is
+ * looked up by the scan, from its sock_diag dump (for a peer in another network namespace,
+ * a container, in that namespace through our fd).
+ */
+function ourEnd(peer: Peer): OurEnd | HolderVerdict {
   try {
     const fd = peer.fd();
-    const ours = socketInode(fd);
-    if (ours === undefined) return unknown(undefined, 'our end of the connection is not a socket');
-    // A peer in another network namespace (a container) owns both ends' namespace: `via` finds it there.
-    const peerEnd = unixSocket(ours, { via: fd })?.peer;
-    if (peerEnd === undefined) return closed();
-    // 0: a peer end with no socket file of its own, either closed or a connection still in a
-    // listener's accept queue (not yet accept()ed); the scan tells which.
-    const info = peerEnd === 0 ? undefined : unixSocket(peerEnd, { via: fd });
-    return { fd, ours, peerEnd, ...(info?.uid !== undefined && { peerOwner: info.uid }) };
+    const inode = socketInode(fd);
+    if (inode === undefined) return unknown(undefined, 'our end of the connection is not a socket');
+    return { inode, fd };
   } catch (e) {
     return unknown(undefined, `cannot find the peer end of the socket: ${(e as Error).message}`);
   }
@@ -69,10 +59,7 @@ function findEnds(peer: Peer): Ends | HolderVerdict {
 
 const closed = (): HolderVerdict => ({ verdict: 'fail', actual: undefined, message: 'strict mode: the peer end of the socket is closed' });
 
-/** What a scan must look for: the peer end's holders, and (for a connection not yet accepted) our end in accept queues. */
-const wantedOf = (ends: Ends): number[] => (ends.peerEnd === 0 ? [ends.ours] : [ends.peerEnd, ends.ours]);
-
-const isVerdict = (x: Ends | HolderVerdict): x is HolderVerdict => 'verdict' in x;
+const isVerdict = (x: OurEnd | HolderVerdict): x is HolderVerdict => 'verdict' in x;
 
 function pidList(pids: readonly number[]): string {
   const shown = pids.slice(0, 8).join(', ');
@@ -84,10 +71,18 @@ function pidList(pids: readonly number[]): string {
  * after the scan, and the queue of our end last: bytes the peer wrote before a holder
  * exec'd the program are queued by the time that exec is visible.
  */
-function judge(peer: Peer, files: ProgramFiles, ends: Ends, scan: HolderScan): HolderVerdict {
+function judge(peer: Peer, files: ProgramFiles, end: OurEnd, scan: HolderScan): HolderVerdict {
   // Which scan decided: concurrent verifications share one.
   const scanInfo = { serial: scan.serial, thread: scan.threadId, startedAt: scan.startedAt, processes: scan.processes, fds: scan.fds };
-  // A peer end with no inode that no listener queues has closed: a denial whatever else the scan saw.
+  const found = scan.ends.get(end.inode);
+  // No answer for our end: the scan failed before it looked (its reason says why).
+  if (found === undefined) return unknown({ scan: scanInfo }, scan.incomplete ?? 'the holder scan did not look up the peer end');
+  if (found.error !== undefined) return unknown(undefined, found.error);
+  if (found.peer === undefined) return closed();
+  const ends = { fd: end.fd, ours: end.inode, peerEnd: found.peer, peerOwner: found.owner };
+  // 0: a peer end with no socket file of its own, either closed or a connection still in a
+  // listener's accept queue (not yet accept()ed). One that no listener queues has closed:
+  // a denial whatever else the scan saw.
   if (ends.peerEnd === 0 && !scan.listenerOf.has(ends.ours)) return closed();
   if (peer.pid === 0) return unknown({ scan: scanInfo }, 'the peer is in a pid namespace we cannot see into');
   if (scan.incomplete !== undefined) return unknown({ scan: scanInfo }, scan.incomplete);
@@ -166,15 +161,13 @@ function judge(peer: Peer, files: ProgramFiles, ends: Ends, scan: HolderScan): H
   }
 
   // Last: bytes that reached us before the holders were verified cannot be attributed to the program.
-  let ours: UnixSocketInfo | undefined;
+  let queuedBytes: number;
   try {
-    ours = unixSocket(ends.ours, { via: ends.fd });
+    queuedBytes = queuedToRead(ends.fd);
   } catch (e) {
     return unknown({ holders: holderPids }, `cannot read the queue of our end of the socket: ${(e as Error).message}`);
   }
-  const queuedBytes = ours?.queue?.read;
   const readBytes = peer.bytesRead();
-  if (queuedBytes === undefined) return unknown({ holders: holderPids }, 'the queue of our end of the socket is unknown');
   if (queuedBytes > 0 || readBytes > 0)
     return unknown(
       { holders: holderPids, queuedBytes, readBytes },
@@ -195,16 +188,16 @@ function judge(peer: Peer, files: ProgramFiles, ends: Ends, scan: HolderScan): H
 export function checkHolders(peer: Peer, paths: readonly string[] | ProgramFiles): HolderVerdict {
   const files = filesOf(paths);
   const prepared = preparedScans.get(peer);
-  if (prepared !== undefined) return judge(peer, files, prepared.ends, prepared.scan);
-  const ends = findEnds(peer);
-  if (isVerdict(ends)) return ends;
+  if (prepared !== undefined) return judge(peer, files, prepared.end, prepared.scan);
+  const end = ourEnd(peer);
+  if (isVerdict(end)) return end;
   let scan: HolderScan;
   try {
-    scan = scanHolders(wantedOf(ends), { budgetMs: SYNC_SCAN_BUDGET_MS });
+    scan = scanHolders([end], { budgetMs: SYNC_SCAN_BUDGET_MS });
   } catch (e) {
     return unknown(undefined, `the holder scan failed: ${(e as Error).message}`);
   }
-  return judge(peer, files, ends, scan);
+  return judge(peer, files, end, scan);
 }
 
 /**
@@ -214,13 +207,13 @@ export function checkHolders(peer: Peer, paths: readonly string[] | ProgramFiles
  */
 export async function checkHoldersAsync(peer: Peer, paths: readonly string[] | ProgramFiles): Promise<HolderVerdict> {
   const files = filesOf(paths);
-  const ends = findEnds(peer);
-  if (isVerdict(ends)) return ends;
-  const scan = await scanHoldersAsync(wantedOf(ends));
-  return judge(peer, files, ends, scan);
+  const end = ourEnd(peer);
+  if (isVerdict(end)) return end;
+  const scan = await scanHoldersAsync(end);
+  return judge(peer, files, end, scan);
 }
 
-const preparedScans = new WeakMap<Peer, { ends: Ends; scan: HolderScan }>();
+const preparedScans = new WeakMap<Peer, { end: OurEnd; scan: HolderScan }>();
 
 /**
  * For apply(): makes the holder scan of `peer` off the event loop before the rules run,
@@ -228,8 +221,8 @@ const preparedScans = new WeakMap<Peer, { ends: Ends; scan: HolderScan }>();
  * verification ends: a later verification of the same peer scans again.
  */
 export async function prepareHolders(peer: Peer): Promise<{ release(): void }> {
-  const ends = findEnds(peer);
-  if (!isVerdict(ends)) preparedScans.set(peer, { ends, scan: await scanHoldersAsync(wantedOf(ends)) });
+  const end = ourEnd(peer);
+  if (!isVerdict(end)) preparedScans.set(peer, { end, scan: await scanHoldersAsync(end) });
   return { release: () => preparedScans.delete(peer) };
 }
 

@@ -14,7 +14,10 @@ import { needCommand, needRoot, tempDir } from '../helpers/index.js';
 import { PY, acceptFrom, pythonPeer, reap, socketServer } from './peers.js';
 
 const TRUSTED = '/usr/bin/sleep';
-const ATTACKER = { uid: 1234, gid: 1234 };
+// A uid of this run alone: the parked-descriptor check suspects every process of the peer's
+// uid, so another run of these tests on the same host must not lend its processes to this one.
+const ATTACKER_ID = 30000 + (process.pid % 20000);
+const ATTACKER = { uid: ATTACKER_ID, gid: ATTACKER_ID };
 
 async function waitForExe(pid: number, exe: string): Promise<void> {
   // Polls for a state, bounded: the exec follows the child's signal at once.
@@ -154,6 +157,55 @@ os.execv(${JSON.stringify(TRUSTED)}, ['sleep', '60'])
   );
 });
 
+// The child keeps the socket only under a high fd number, past 3,000 other fds (its fd
+// table takes several getdents64 buffers), and closes the number it had.
+const HIGH_FD = `
+import resource
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+top = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+p, q = os.pipe()
+filler = [os.dup(p) for _ in range(3000)]
+os.dup2(s.fileno(), top - 1)
+s.close()
+`;
+
+// A thread gives itself an fd table of its own (unshare(CLONE_FILES)) holding the socket;
+// the process's table, /proc/PID/fd, then closes it.
+const OWN_TABLE = `
+import threading, ctypes, time
+fd = s.fileno()
+shared = threading.Event()
+def hold():
+    assert ctypes.CDLL(None, use_errno=True).unshare(0x400) == 0
+    shared.set()
+    time.sleep(60)
+holder = threading.Thread(target=hold, daemon=True)
+holder.start()
+shared.wait()
+s.close()
+assert not os.path.exists('/proc/%d/fd/%d' % (os.getpid(), fd))
+assert os.path.exists('/proc/%d/task/%d/fd/%d' % (os.getpid(), holder.native_id, fd))
+`;
+
+for (const [kind, child] of [
+  ['under a high fd number behind 3,000 other fds', HIGH_FD],
+  ['only in the fd table a thread unshared for itself', OWN_TABLE],
+] as const) {
+  test(`strict mode: a forked child holding the socket ${kind} is named`, { skip: needRoot() }, async (t) => {
+    const { socket, childPid } = await attack(t, forkThenExec(child));
+    for (const d of [await strictPolicy().apply(socket), strictPolicy().applySync(socket)]) {
+      assert.equal(d.result, Result.PROGRAM);
+      const actual = d.failures[0]!.actual as { failing: Array<{ pid: number; program: string }> };
+      assert.deepEqual(
+        actual.failing.map((f) => f.pid),
+        [childPid],
+      );
+      assert.match(d.failures[0]!.message, /also held by process \d+ \(\/usr\/bin\/python3/);
+    }
+  });
+}
+
 /** True while /proc/PID/task/PID/fd still lists an fd (the main thread has not exited yet). */
 function readlinkSafe(dir: string): boolean {
   try {
@@ -271,9 +323,9 @@ function userNamespaces(): string | false {
     'setpriv',
     [
       '--reuid',
-      '1234',
+      String(ATTACKER_ID),
       '--regid',
-      '1234',
+      String(ATTACKER_ID),
       '--clear-groups',
       '--',
       PY,
