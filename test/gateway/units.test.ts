@@ -1,7 +1,7 @@
 /** The gateway's pure parts: canonical targets, patterns, the Go-compatible JSON decoder, policy documents. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalTarget, dockerPath } from '../../src/gateway/path.js';
+import { canonicalTarget, dockerPath, general } from '../../src/gateway/path.js';
 import { compileHostPattern, compileRequestPattern } from '../../src/gateway/pattern.js';
 import { decodeGo, foldName, GoJsonError, GoSlice, parseGoJson, T } from '../../src/gateway/gojson.js';
 import { cleanHostPath, normalizeCap } from '../../src/gateway/docker.js';
@@ -248,4 +248,52 @@ test('decision log lines are exactly JSON.stringify of the entry; a file sink ke
   } finally {
     tmp.cleanup();
   }
+});
+
+test('canonicalTarget: a path taken as already canonical gives what the segment-by-segment decoder gives', () => {
+  // A fixed pseudo-random sequence (xorshift): the same paths on every run.
+  let x = 0x9e3779b9;
+  const next = (n: number) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+  const alphabet = [
+    'a',
+    'B',
+    '0',
+    '.',
+    '.',
+    '/',
+    '/',
+    '%',
+    '2',
+    'e',
+    'F',
+    '~',
+    ':',
+    '@',
+    '\\',
+    ' ',
+    '\u00e9',
+    '-',
+    '_',
+    '!',
+    '*',
+    '\u0000',
+    '\u007f',
+  ];
+  let fast = 0;
+  for (let i = 0; i < 20_000; i++) {
+    let p = '/';
+    for (let n = next(12); n > 0; n--) p += alphabet[next(alphabet.length)];
+    const t = canonicalTarget(p);
+    assert.deepEqual(t, general(p, ''), p);
+    if (!('error' in t) && t.path === p) fast++;
+  }
+  // Both kinds were drawn: plain paths and ones that need decoding or cleaning.
+  assert.ok(fast > 1000 && fast < 19_000, String(fast));
+  for (const plain of ['/', '/_ping', '/v1.41/containers/json', "/a-b_c.d~e!$&'()*+,;=:@/x", '/...', '/a.', '/.a', '/a..b'])
+    assert.deepEqual(canonicalTarget(plain), general(plain, ''), plain);
 });
