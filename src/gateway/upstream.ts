@@ -18,11 +18,30 @@ import net from 'node:net';
 const MAX_FREE = 256;
 
 /** A socket of the pool between two requests: the request that used it is done with it. */
-type PooledSocket = net.Socket & { _httpMessage?: http.ClientRequest | null };
+type PooledSocket = net.Socket & { _httpMessage?: (http.ClientRequest & { res?: http.IncomingMessage | null }) | null };
 
 /** An error on an idle connection (the upstream went away): it leaves the pool by closing. */
 function onIdleError(this: net.Socket): void {
   this.destroy();
+}
+
+/** An idle connection whose upstream's keep-alive time is nearly over. */
+function onIdleTimeout(this: net.Socket): void {
+  this.destroy();
+}
+
+/** How much sooner than the upstream's stated keep-alive time an idle connection is closed, in ms. */
+const KEEP_ALIVE_BUFFER = 1000;
+
+/** The `timeout=N` of a response's Keep-Alive header, in ms, or undefined. */
+export function keepAliveHint(raw: string[] | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length !== 10 || raw[i]!.toLowerCase() !== 'keep-alive') continue;
+    const m = /(?:^|[,;\s])timeout\s*=\s*(\d{1,9})(?:$|[,;\s])/i.exec(raw[i + 1]!);
+    if (m) return Number(m[1]) * 1000;
+  }
+  return undefined;
 }
 
 /** An http.Agent for one UNIX socket. */
@@ -45,6 +64,8 @@ export class UpstreamPool extends http.Agent {
     while ((socket = free.pop()) !== undefined && socket.destroyed);
     if (socket !== undefined) {
       socket.removeListener('error', onIdleError);
+      socket.removeListener('timeout', onIdleTimeout);
+      if (socket.timeout) socket.setTimeout(0);
       socket.ref();
       req.reusedSocket = true;
     } else {
@@ -68,8 +89,16 @@ export class UpstreamPool extends http.Agent {
   #release(socket: PooledSocket): void {
     if (this.#destroyed || !socket.writable || this.#free.length >= MAX_FREE || socket._httpMessage?.shouldKeepAlive === false)
       return void socket.destroy();
+    // An upstream that says how long it keeps an idle connection (`Keep-Alive: timeout=N`,
+    // as Node's servers do) would close it under a request sent at that moment: the pool
+    // lets it go a second earlier, as http.Agent does on newer Node versions.
+    const hint = keepAliveHint(socket._httpMessage?.res?.rawHeaders);
+    if (hint !== undefined && hint <= KEEP_ALIVE_BUFFER) return void socket.destroy();
     socket._httpMessage = null;
-    if (socket.timeout) socket.setTimeout(0);
+    if (hint !== undefined) {
+      socket.setTimeout(hint - KEEP_ALIVE_BUFFER);
+      socket.once('timeout', onIdleTimeout);
+    } else if (socket.timeout) socket.setTimeout(0);
     // Between requests nothing listens for errors on the socket but this.
     socket.once('error', onIdleError);
     // An idle upstream connection does not keep the process alive.

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type net from 'node:net';
 import { closeGateway } from '../../src/index.js';
-import { UpstreamPool } from '../../src/gateway/upstream.js';
+import { keepAliveHint, UpstreamPool } from '../../src/gateway/upstream.js';
 import { closeServer, isRoot, tempDir } from '../helpers/index.js';
 import { gatewayFixture, upstream } from './helpers.js';
 
@@ -168,3 +168,52 @@ test('closing the gateway closes its upstream connections', async (t: TestContex
   // Without the gateway's close these would stay open until the upstream's own idle timeout.
   await Promise.all(closed);
 });
+
+// The test's own timeout only ends a pool that never lets the connection go (it would wait forever).
+test(
+  'an upstream that states its keep-alive time: a connection is let go before it, or not kept when that time is a second or less',
+  { timeout: 20_000 },
+  async (t) => {
+    assert.equal(keepAliveHint(['Keep-Alive', 'timeout=5']), 5000);
+    assert.equal(keepAliveHint(['keep-alive', 'max=100, timeout = 2']), 2000);
+    assert.equal(keepAliveHint(['Keep-Alive', 'maxtimeout=5']), undefined);
+    assert.equal(keepAliveHint(['Content-Type', 'timeout=5']), undefined);
+    assert.equal(keepAliveHint(undefined), undefined);
+    const tmp = tempDir('secpolicy-upstream-');
+    t.after(() => tmp.cleanup());
+    const up = await upstream(t, tmp.path('up.sock'));
+    const sockets = accepted(up.server);
+    const pool = new UpstreamPool(tmp.path('up.sock'));
+    t.after(() => pool.destroy());
+    const request = (path: string) =>
+      new Promise<net.Socket>((resolve, reject) => {
+        const r = http.get({ agent: pool, socketPath: tmp.path('up.sock'), path }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(r.socket!));
+        });
+        r.on('error', reject);
+      });
+    // Node's server says `Keep-Alive: timeout=1` for a 1 s keepAliveTimeout: too short to reuse.
+    up.server.keepAliveTimeout = 1000;
+    const a = await request('/a');
+    await once(a, 'close');
+    await request('/b');
+    assert.equal(sockets.length, 2);
+    // With 2 s stated, the pool keeps the connection and closes it itself about a second later
+    // (the upstream would only after 2 s, and has no timeout of its own at all here).
+    up.server.keepAliveTimeout = 2000;
+    const c = await request('/c');
+    const d = await request('/d');
+    assert.equal(d, c);
+    assert.equal(sockets.length, 3);
+    // The pool's side ends it: the upstream's side reads the end of the stream (its own
+    // timeout would close it without one), and that timeout is turned off to be sure.
+    const upstreamSide = sockets[2]!;
+    upstreamSide.setTimeout(0);
+    let ended = false;
+    upstreamSide.on('end', () => (ended = true));
+    await once(upstreamSide, 'close');
+    assert.ok(ended);
+    assert.ok(c.destroyed);
+  },
+);
