@@ -198,7 +198,7 @@ test('decision log lines are exactly JSON.stringify of the entry; a file sink ke
   const { logLine, logSink } = await import('../../src/gateway/log.js');
   const { readFileSync } = await import('node:fs');
   const { tempDir } = await import('../helpers/index.js');
-  const peer = { pid: 7, uid: 0, gid: 0, user: 'r\u00f6\"ot\n', container: { runtime: 'docker', id: 'a'.repeat(64) } };
+  const peer = { pid: 7, uid: 0, gid: 0, user: 'r\u00f6"ot\n', container: { runtime: 'docker', id: 'a'.repeat(64) } };
   const entries = [
     {
       time: '2026-01-01T00:00:00.000Z',
