@@ -2,7 +2,8 @@
  * The Docker API gateway against its anchors, all in front of one offline dockerd in the
  * same run: requests per second straight to dockerd, through HAProxy configured as
  * docker-socket-proxy configures it (http mode, `option http-server-close`, one path
- * regex ACL per API section on `(/v1.xx)?/section`, a UNIX socket listener), and
+ * regex ACL per API section on `(/v1.xx)?/section`, a UNIX socket listener), through the
+ * same HAProxy keeping its upstream connections alive (as the gateway does), and
  * through `secpolicy gateway` (the CLI, a policy of a few rules with the Docker profile).
  * GET /_ping and GET /containers/json, keep-alive and one connection per request; the
  * latency each proxy adds over direct (p50, p99 of sequential keep-alive requests); and
@@ -36,15 +37,18 @@ const VERIFIED_HTTP = fileURLToPath(new URL('./lib/verified-http.js', import.met
 /**
  * An HAProxy configuration equivalent to docker-socket-proxy's for a read-mostly setup
  * (sections PING, VERSION, INFO, CONTAINERS, IMAGES on; POST off), in front of `target`.
+ * docker-socket-proxy closes the upstream connection after each response
+ * (`http-server-close`); with `upstreamKeepAlive` HAProxy keeps and reuses it, as the
+ * gateway does, which makes a stricter anchor for the gateway's keep-alive figures.
  */
-export function haproxyConfig(listen: string, target: string): string {
+export function haproxyConfig(listen: string, target: string, upstreamKeepAlive = false): string {
   const sections = ['_ping', 'version', 'info', 'containers', 'images'];
   return [
     'global',
     '    maxconn 4000',
     'defaults',
     '    mode http',
-    '    option http-server-close',
+    upstreamKeepAlive ? '    option http-keep-alive' : '    option http-server-close',
     '    option dontlognull',
     '    timeout http-request 10s',
     '    timeout connect 10s',
@@ -140,12 +144,16 @@ export async function run(): Promise<void> {
   const load = startLoad();
   try {
     const direct = { name: 'direct dockerd', socket: daemon.socket };
-    const haproxySock = join(daemon.dir, 'haproxy.sock');
-    writeFileSync(join(daemon.dir, 'haproxy.cfg'), haproxyConfig(haproxySock, daemon.socket));
-    const haproxy = spawnLogged('haproxy', ['-db', '-f', join(daemon.dir, 'haproxy.cfg')]);
-    children.push(haproxy.child);
-    await waitForSocket(haproxySock, haproxy.child, haproxy.log);
-    const targets = [direct, { name: 'haproxy (docker-socket-proxy config)', socket: haproxySock }];
+    const targets = [direct];
+    for (const keep of [false, true]) {
+      const name = keep ? 'haproxy-ka' : 'haproxy';
+      const socket = join(daemon.dir, `${name}.sock`);
+      writeFileSync(join(daemon.dir, `${name}.cfg`), haproxyConfig(socket, daemon.socket, keep));
+      const haproxy = spawnLogged('haproxy', ['-db', '-f', join(daemon.dir, `${name}.cfg`)]);
+      children.push(haproxy.child);
+      await waitForSocket(socket, haproxy.child, haproxy.log);
+      targets.push({ name: keep ? 'haproxy with upstream keep-alive' : 'haproxy (docker-socket-proxy config)', socket });
+    }
 
     const missing = gatewayCliMissing();
     if (missing) console.log(`gateway figures skipped: ${missing}`);
@@ -198,11 +206,14 @@ export async function run(): Promise<void> {
         const label = `GET ${path} ${keepAlive ? 'keep-alive' : 'connection per request'}`;
         const d = { name: direct.name, samples: samples.get(direct.name)! };
         const h = { name: targets[1]!.name, samples: samples.get(targets[1]!.name)! };
+        const hk = { name: targets[2]!.name, samples: samples.get(targets[2]!.name)! };
         report(`${label}, ${h.name}`, h.samples, d, { unit: 'req/s' });
+        report(`${label}, ${hk.name}`, hk.samples, d, { unit: 'req/s' });
         if (gateway) {
           const g = samples.get('secpolicy gateway')!;
           report(`${label}, secpolicy gateway`, g, d, { unit: 'req/s' });
           report(`${label}, secpolicy gateway`, g, h, { unit: 'req/s' });
+          report(`${label}, secpolicy gateway`, g, hk, { unit: 'req/s' });
         }
       }
     }
@@ -230,6 +241,9 @@ export async function run(): Promise<void> {
     const ha = added.get(targets[1]!.name)!;
     report(`added latency p50 GET /_ping keep-alive, ${targets[1]!.name}`, ha.p50);
     report(`added latency p99 GET /_ping keep-alive, ${targets[1]!.name}`, ha.p99);
+    const hka = added.get(targets[2]!.name)!;
+    report(`added latency p50 GET /_ping keep-alive, ${targets[2]!.name}`, hka.p50);
+    report(`added latency p99 GET /_ping keep-alive, ${targets[2]!.name}`, hka.p99);
     const ga = added.get('secpolicy gateway');
     if (ga) {
       report('added latency p50 GET /_ping keep-alive, secpolicy gateway', ga.p50, { name: 'haproxy', samples: ha.p50 });

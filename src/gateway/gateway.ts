@@ -24,6 +24,7 @@ import { logPeer, logSink, type GatewayLog, type GatewayLogEntry, type LogPeer, 
 import { canonicalTarget, dockerPath, type CanonicalTarget } from './path.js';
 import { isGatewayPolicy, resolvedContainers, type ContainerInfo, type GatewayPolicy, type GatewayRule } from './policy.js';
 import type { RequestPattern } from './pattern.js';
+import { UpstreamPool } from './upstream.js';
 
 /** Options of {@link createGateway}. */
 export interface GatewayOptions {
@@ -96,6 +97,44 @@ const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 't
 
 const JSON_HEADERS = 'application/json';
 
+/** Where a forwarded request's pieces find each other, without a closure per request. */
+const kDownstream = Symbol('downstream');
+const kUpstream = Symbol('upstream');
+const kConn = Symbol('conn');
+type Upstream = http.ClientRequest & { [kDownstream]: http.ServerResponse };
+type UpstreamResponse = http.IncomingMessage & { [kDownstream]: http.ServerResponse };
+type Downstream = http.ServerResponse & { [kUpstream]?: http.ClientRequest; [kConn]: Conn };
+
+/** The upstream's body to the client, with backpressure (what pipe() does, for two streams that stay paired). */
+function relayData(this: UpstreamResponse, chunk: Buffer): void {
+  const res = this[kDownstream];
+  if (res.destroyed) return;
+  if (!res.write(chunk)) {
+    this.pause();
+    res.once('drain', () => this.resume());
+  }
+}
+
+function relayEnd(this: UpstreamResponse): void {
+  const res = this[kDownstream];
+  if (!res.destroyed) res.end();
+}
+
+function relayError(this: UpstreamResponse): void {
+  this[kDownstream].destroy();
+}
+
+/**
+ * Header names a Connection header lists, lower case (removed before forwarding), or
+ * undefined when it names none but the hop-by-hop `keep-alive` and `close`.
+ */
+function connectionListed(value: string | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const v = value.toLowerCase();
+  if (v === 'keep-alive' || v === 'close') return undefined;
+  return new Set(v.split(',').map((s) => s.trim()));
+}
+
 /**
  * Listens on `options.listen` and forwards the requests the policy allows to
  * `options.target`. Resolves with the listening server once the socket file exists; stop
@@ -119,7 +158,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   const key = policy.forward.signKeyFile === undefined ? undefined : readKeyFile(policy.forward.signKeyFile);
   const sink = logSink(o.log);
   const log = sink?.write;
-  const agent = new http.Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' });
+  const agent = new UpstreamPool(target);
   const state: State = { sockets: new Set(), closing: false, agent, sink };
   const conns = new WeakMap<net.Socket, Conn>();
   const resolver = new ContainerResolver(agent, target, cacheMs);
@@ -220,15 +259,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   ): string[] => {
     const raw = req.rawHeaders;
     const out: string[] = [];
-    const connectionTokens = req.headers.connection;
-    const listed = connectionTokens
-      ? new Set(
-          connectionTokens
-            .toLowerCase()
-            .split(',')
-            .map((s) => s.trim()),
-        )
-      : undefined;
+    const listed = connectionListed(req.headers.connection);
     let host = false;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
@@ -278,10 +309,15 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     const method = req.method!;
     const path = t.forward + t.query;
     const headers = forwardHeaders(req, conn, verdict, method, path, false);
+    // Framed as it was read: a request with neither Content-Length nor Transfer-Encoding has no body.
+    let bodiless = false;
     if (body !== undefined) headers.push('Content-Length', String(body.length));
     else if (req.headers['content-length'] !== undefined) headers.push('Content-Length', req.headers['content-length']);
     else if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked');
-    else if (method !== 'GET' && method !== 'HEAD') headers.push('Content-Length', '0');
+    else {
+      bodiless = prefix === undefined;
+      if (method !== 'GET' && method !== 'HEAD') headers.push('Content-Length', '0');
+    }
     const up = http.request({
       agent,
       socketPath: target,
@@ -291,30 +327,48 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       setHost: false,
       insecureHTTPParser: false,
     } as http.RequestOptions);
-    up.on('response', (ures) => {
-      res.writeHead(ures.statusCode!, ures.statusMessage, responseHeaders(ures.rawHeaders));
-      // A response of unknown length is a stream (container wait, logs -f, events): its
-      // head goes out at once, as the daemon sent it, since clients wait for it before the
-      // body (docker run starts the container only once the wait's head has arrived).
-      if (ures.headers['content-length'] === undefined) res.flushHeaders();
-      ures.pipe(res);
-      ures.on('error', () => res.destroy());
-    });
-    up.on('error', (error) => {
-      if (!res.headersSent)
-        reply(res, 502, `secpolicy: the upstream is unavailable (${(error as NodeJS.ErrnoException).code ?? error.message})`, true);
-      else res.destroy();
-    });
-    res.on('close', () => {
-      if (!res.writableFinished) up.destroy();
-    });
-    if (body !== undefined) {
-      up.end(body);
-    } else {
+    (up as Upstream)[kDownstream] = res;
+    (res as Downstream)[kUpstream] = up;
+    up.on('response', onUpstreamResponse);
+    up.on('error', onUpstreamError);
+    if (body !== undefined) up.end(body);
+    else if (bodiless) up.end();
+    else {
       for (const chunk of prefix ?? []) up.write(chunk);
       req.pipe(up);
     }
   };
+
+  /** The upstream's answer: its head at once (without hop-by-hop headers), then its body as it comes. */
+  function onUpstreamResponse(this: Upstream, ures: http.IncomingMessage): void {
+    const res = this[kDownstream];
+    const raw = ures.rawHeaders;
+    const out: string[] = [];
+    let length = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const lower = raw[i]!.toLowerCase();
+      if (RESPONSE_HOP.has(lower)) continue;
+      if (lower === 'content-length') length = true;
+      out.push(raw[i]!, raw[i + 1]!);
+    }
+    if (state.closing) out.push('Connection', 'close');
+    res.writeHead(ures.statusCode!, ures.statusMessage, out);
+    // A response of unknown length is a stream (container wait, logs -f, events): its
+    // head goes out at once, as the daemon sent it, since clients wait for it before the
+    // body (docker run starts the container only once the wait's head has arrived).
+    if (!length) res.flushHeaders();
+    (ures as UpstreamResponse)[kDownstream] = res;
+    ures.on('data', relayData);
+    ures.on('end', relayEnd);
+    ures.on('error', relayError);
+  }
+
+  function onUpstreamError(this: Upstream, error: Error): void {
+    const res = this[kDownstream];
+    if (!res.headersSent)
+      reply(res, 502, `secpolicy: the upstream is unavailable (${(error as NodeJS.ErrnoException).code ?? error.message})`, true);
+    else res.destroy();
+  }
 
   /** Reads an inspected body (bounded), checks it, then forwards or refuses it. */
   const inspect = (
@@ -403,6 +457,15 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       else res.destroy();
     }
   };
+
+  /** A response is done (sent or cut): an upstream request still running is cut too. */
+  function onResponseClose(this: Downstream): void {
+    const up = this[kUpstream];
+    if (up !== undefined && !this.writableFinished) up.destroy();
+    const conn = this[kConn];
+    conn.active--;
+    if (state.closing && conn.active === 0 && !conn.upgraded) this.req.socket.destroySoon();
+  }
 
   // ---- upgrades (docker attach, exec start): spliced once the upstream says 101 -------
 
@@ -524,10 +587,8 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     (req, res) => {
       const conn = conns.get(req.socket)!;
       conn.active++;
-      res.on('close', () => {
-        conn.active--;
-        if (state.closing && conn.active === 0 && !conn.upgraded) req.socket.destroySoon();
-      });
+      (res as Downstream)[kConn] = conn;
+      res.on('close', onResponseClose);
       if (state.closing) res.shouldKeepAlive = false;
       if (!needsNames) return safely(req, res, conn);
       const pending = prepare(conn);

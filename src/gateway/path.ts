@@ -48,6 +48,38 @@ export function canonicalTarget(raw: string): CanonicalTarget | TargetError {
     const c = query.charCodeAt(i);
     if (c <= 0x20 || c >= 0x7f) return { error: 'control or non-ASCII characters in the query' };
   }
+  if (isPlain(rawPath)) {
+    // Nothing to decode, clean or encode: the path is its own canonical form.
+    return { path: rawPath, segments: rawPath.length === 1 ? [] : rawPath.slice(1).split('/'), forward: rawPath, query };
+  }
+  return general(rawPath, query);
+}
+
+/**
+ * Whether a path is already canonical: only unreserved and sub-delim characters, `:`
+ * and `@` (no `%`, so nothing decodes), no empty segment, no `.` or `..` segment.
+ */
+function isPlain(rawPath: string): boolean {
+  if (rawPath === '/') return true;
+  let start = 1;
+  for (let i = 1; i <= rawPath.length; i++) {
+    const c = i < rawPath.length ? rawPath.charCodeAt(i) : 0x2f;
+    if (c === 0x2f) {
+      const n = i - start;
+      if (n === 0) return false;
+      if (rawPath.charCodeAt(start) === 0x2e && (n === 1 || (n === 2 && rawPath.charCodeAt(start + 1) === 0x2e))) return false;
+      start = i + 1;
+    } else if (!PLAIN[c]) return false;
+  }
+  return true;
+}
+
+/** The characters of RFC 3986 pchar other than `%`, by code. */
+const PLAIN = new Uint8Array(128);
+for (const ch of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@") PLAIN[ch.charCodeAt(0)] = 1;
+
+/** Decodes and cleans a path segment by segment (canonicalTarget for any path it does not take as already canonical). */
+export function general(rawPath: string, query: string): CanonicalTarget | TargetError {
   const segments: string[] = [];
   let start = 1;
   for (let i = 1; i <= rawPath.length; i++) {

@@ -1,7 +1,7 @@
 /** The gateway's pure parts: canonical targets, patterns, the Go-compatible JSON decoder, policy documents. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalTarget, dockerPath } from '../../src/gateway/path.js';
+import { canonicalTarget, dockerPath, general } from '../../src/gateway/path.js';
 import { compileHostPattern, compileRequestPattern } from '../../src/gateway/pattern.js';
 import { decodeGo, foldName, GoJsonError, GoSlice, parseGoJson, T } from '../../src/gateway/gojson.js';
 import { cleanHostPath, normalizeCap } from '../../src/gateway/docker.js';
@@ -192,4 +192,108 @@ test('gateway policy documents: unknown keys and bad values name the field and l
   assert.equal(p.rules[1]!.dockerNames, true);
   assert.equal(p.mode, 'enforce');
   assert.equal(p.maxBodyBytes, 1024 * 1024);
+});
+
+test('decision log lines are exactly JSON.stringify of the entry; a file sink keeps order and close() writes what is queued', async () => {
+  const { logLine, logSink } = await import('../../src/gateway/log.js');
+  const { readFileSync } = await import('node:fs');
+  const { tempDir } = await import('../helpers/index.js');
+  const peer = { pid: 7, uid: 0, gid: 0, user: 'r\u00f6"ot\n', container: { runtime: 'docker', id: 'a'.repeat(64) } };
+  const entries = [
+    {
+      time: '2026-01-01T00:00:00.000Z',
+      peer,
+      method: 'GET',
+      path: '/a\u2028"\\',
+      rule: 'r',
+      allowed: true,
+      reason: 'allowed by "GET /**"',
+      mode: 'enforce' as const,
+      forwarded: true,
+    },
+    {
+      time: 't',
+      peer: { ...peer, user: null, container: null },
+      method: null,
+      path: null,
+      rule: null,
+      allowed: false,
+      reason: '\u0000\ud800',
+      mode: 'audit' as const,
+      forwarded: false,
+      status: 403,
+    },
+  ];
+  for (const e of entries) assert.equal(logLine(e), JSON.stringify(e) + '\n');
+  // The peer part is cached per LogPeer object: the same object gives the same text.
+  assert.equal(logLine(entries[0]!), JSON.stringify(entries[0]) + '\n');
+  const tmp = tempDir('secpolicy-log-');
+  try {
+    const sink = logSink(tmp.path('d.log'))!;
+    for (let i = 0; i < 1000; i++) sink.write({ ...entries[0]!, path: `/${i}` });
+    // Written once per turn of the event loop: after one turn, all of them are there.
+    await new Promise((r) => setImmediate(r));
+    assert.equal(readFileSync(tmp.path('d.log'), 'utf8').split('\n').length - 1, 1000);
+    for (let i = 1000; i < 1010; i++) sink.write({ ...entries[0]!, path: `/${i}` });
+    sink.close();
+    sink.write({ ...entries[0]!, path: '/after-close' });
+    const lines = readFileSync(tmp.path('d.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).path);
+    assert.deepEqual(
+      lines,
+      Array.from({ length: 1010 }, (_, i) => `/${i}`),
+    );
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('canonicalTarget: a path taken as already canonical gives what the segment-by-segment decoder gives', () => {
+  // A fixed pseudo-random sequence (xorshift): the same paths on every run.
+  let x = 0x9e3779b9;
+  const next = (n: number) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+  const alphabet = [
+    'a',
+    'B',
+    '0',
+    '.',
+    '.',
+    '/',
+    '/',
+    '%',
+    '2',
+    'e',
+    'F',
+    '~',
+    ':',
+    '@',
+    '\\',
+    ' ',
+    '\u00e9',
+    '-',
+    '_',
+    '!',
+    '*',
+    '\u0000',
+    '\u007f',
+  ];
+  let fast = 0;
+  for (let i = 0; i < 20_000; i++) {
+    let p = '/';
+    for (let n = next(12); n > 0; n--) p += alphabet[next(alphabet.length)];
+    const t = canonicalTarget(p);
+    assert.deepEqual(t, general(p, ''), p);
+    if (!('error' in t) && t.path === p) fast++;
+  }
+  // Both kinds were drawn: plain paths and ones that need decoding or cleaning.
+  assert.ok(fast > 1000 && fast < 19_000, String(fast));
+  for (const plain of ['/', '/_ping', '/v1.41/containers/json', "/a-b_c.d~e!$&'()*+,;=:@/x", '/...', '/a.', '/.a', '/a..b'])
+    assert.deepEqual(canonicalTarget(plain), general(plain, ''), plain);
 });
