@@ -6,8 +6,8 @@
  * the same system calls on its own connections. Target: apply() <= 5 µs median.
  *
  * Reading the figures: with the program rule, apply() makes SO_PEERCRED, SO_PEERPIDFD (the
- * pin against pid reuse), statx of /proc/PID/exe, poll(pidfd) after it, and statx
- * of the socket file. The first time anyone looks at a process, the kernel builds its
+ * pin against pid reuse), statx of /proc/PID/exe, poll(pidfd) after it, and statx of
+ * the socket file through the O_PATH fd held since the listener was first checked. The first time anyone looks at a process, the kernel builds its
  * /proc/PID entries and its pidfs inode; that first-touch cost is most of the figure for
  * one-process-per-connection load, in C as in JS (compare the C "first time" line).
  *
@@ -190,7 +190,7 @@ export async function run(): Promise<void> {
     if (typeof c === 'string') console.log(`C baseline skipped: ${c}`);
     else {
       report(
-        'C, the same system calls, first time on each process (SO_PEERCRED, SO_PEERPIDFD, statx exe, pidfd alive, statx socket, close)',
+        'C, the same system calls, first time on each process (SO_PEERCRED, SO_PEERPIDFD, statx exe, poll pidfd, statx socket file fd, close)',
         c.first,
         anchor,
         per,

@@ -3,8 +3,9 @@
  * group, program and perms (names come from a cache, so no NSS), with no JS in the way.
  * strace of one apply() on an allowed peer shows exactly these, in this order:
  * getsockopt(SO_PEERCRED), getsockopt(SO_PEERPIDFD) (the pin), statx("/proc/PID/exe"),
- * poll(pidfd, POLLIN, 0) (still alive: a pidfd turns readable when its process exits), statx(socket path,
- * AT_SYMLINK_NOFOLLOW), close(pidfd). A fresh connection from a process nobody has looked
+ * poll(pidfd, POLLIN, 0) (still alive: a pidfd turns readable when its process exits),
+ * statx(socket file fd, "", AT_EMPTY_PATH) (the listener's file, held open with O_PATH since
+ * the bind), close(pidfd). A fresh connection from a process nobody has looked
  * at yet costs more (the kernel builds its /proc and pidfs entries): the "first" figures.
  * Usage of the compiled program: `apply-c <socket-path> <connections> <rounds>` (one
  * client process per connection); it prints
@@ -58,6 +59,9 @@ int main(int argc, char **argv) {
   }
   int *fds = malloc(n * sizeof *fds);
   for (int i = 0; i < n; i++) if ((fds[i] = accept(l, NULL, NULL)) < 0) { perror("accept"); return 1; }
+  // The socket file, held as listen() holds it: perms is one statx of this fd per connection.
+  int sf = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (sf < 0) { perror("open O_PATH"); return 1; }
   struct statx rule;
   if (statx(AT_FDCWD, "/proc/self/exe", 0, STATX_BASIC_STATS, &rule)) { perror("statx"); return 1; } // the children run this binary
   // One sample per connection and round, in microseconds.
@@ -76,7 +80,7 @@ int main(int argc, char **argv) {
       if (statx(AT_FDCWD, exe, 0, STATX_BASIC_STATS, &sx) == 0 && sx.stx_ino == rule.stx_ino && sx.stx_dev_major == rule.stx_dev_major && sx.stx_dev_minor == rule.stx_dev_minor) matched++;
       if (pidfd >= 0) { struct pollfd pf = { .fd = pidfd, .events = POLLIN }; if (poll(&pf, 1, 0) == 0) matched++; }
       struct statx ss;
-      if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &ss) == 0 && (ss.stx_mode & 0777) == 0755) matched++;
+      if (statx(sf, "", AT_EMPTY_PATH, STATX_TYPE | STATX_MODE, &ss) == 0 && (ss.stx_mode & 0777) == 0755) matched++;
       if (pidfd >= 0) close(pidfd);
       full[r * n + i] = now_us() - t0;
     }
