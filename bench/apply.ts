@@ -99,16 +99,20 @@ interface Case {
 }
 
 /**
- * Each round makes fresh connections and deals them out to the cases in turn, so every
- * case samples the same moments of a noisy shared machine; each connection is timed on
- * its own and the median is taken over all connections of all rounds.
+ * Each round makes fresh connections and deals them out to the cases in contiguous blocks,
+ * one block per case, the blocks rotating between rounds, so that every case samples the
+ * same stretch of a noisy shared machine; each connection is timed on its own and the median
+ * is taken over all connections of all rounds. Within a block a case runs back to back, as
+ * the C anchor's loop does: dealt out one connection at a time, every case would run with
+ * the caches the seven others left it, which the C program never does.
  */
 async function measure(server: net.Server, path: string, procs: number, per: number, cases: Case[]): Promise<void> {
   for (let r = 0; r <= ROUNDS; r++) {
     const b = await batch(server, path, procs, per);
+    const block = Math.floor(b.sockets.length / cases.length);
     try {
-      for (let i = 0; i < b.sockets.length; i++) {
-        const c = cases[(i + r) % cases.length]!;
+      for (let i = 0; i < block * cases.length; i++) {
+        const c = cases[(Math.floor(i / block) + r) % cases.length]!;
         const start = performance.now();
         let own = c.fn(b.sockets[i]!);
         if (own instanceof Promise) own = await own; // no microtask hop for the sync cases
