@@ -2,8 +2,8 @@
  * Accept rate of createServer() beside a plain net.Server running the same code, and
  * beside a plain C accept loop (bench/lib/accept-c.c, compiled with cc at bench time), in
  * the same run: connections per second accepted (and verified) from a separate client
- * process. Policies: (a) uid + group + program, (b) the C library's full set uid, gid,
- * user, group, program, perms. Rounds alternate between the servers so that the noise of
+ * process. Policies: (a) uid only, (b) uid + group + program, (c) the C library's full set
+ * uid, gid, user, group, program, perms. Rounds alternate between the servers so that the noise of
  * a shared machine falls on all of them alike. Target: ratio >= 0.9. The server's CPU time
  * per connection is printed too (ratio > 1 means dearer): other processes disturb it less.
  *
@@ -74,6 +74,7 @@ export async function run(): Promise<void> {
   };
   const targets: Target[] = [
     { name: 'net.Server (plain)', server: net.createServer(handler) },
+    { name: 'createServer uid', server: createServer({ policy: new Policy().uid(uid) }, handler) },
     {
       name: 'createServer uid+group+program',
       server: createServer({ policy: new Policy().uid(uid).group(group).program(process.execPath) }, handler),
