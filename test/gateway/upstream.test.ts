@@ -40,6 +40,26 @@ function accepted(server: http.Server): net.Socket[] {
   return sockets;
 }
 
+/** An upstream server and a pool in front of it; `request` GETs a path through the pool, with the socket it used and the body. */
+async function pooled(t: TestContext) {
+  const tmp = tempDir('secpolicy-upstream-');
+  t.after(() => tmp.cleanup());
+  const up = await upstream(t, tmp.path('up.sock'));
+  const sockets = accepted(up.server);
+  const pool = new UpstreamPool(tmp.path('up.sock'));
+  t.after(() => pool.destroy());
+  const request = (path: string) =>
+    new Promise<{ socket: net.Socket; body: string }>((resolve, reject) => {
+      const r = http.get({ agent: pool, socketPath: tmp.path('up.sock'), path }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ socket: r.socket!, body }));
+      });
+      r.on('error', reject);
+    });
+  return { up, sockets, pool, request };
+}
+
 test('sequential requests of different clients share one upstream connection', async (t) => {
   const gw = await gatewayFixture(t, POLICY);
   const sockets = accepted(gw.up.server);
@@ -108,21 +128,7 @@ test('an upstream answer with Connection: close is not reused, and the client co
 });
 
 test('a pooled connection the upstream closed while idle is dropped; the next request opens a new one', async (t) => {
-  const tmp = tempDir('secpolicy-upstream-');
-  t.after(() => tmp.cleanup());
-  const up = await upstream(t, tmp.path('up.sock'));
-  const sockets = accepted(up.server);
-  const pool = new UpstreamPool(tmp.path('up.sock'));
-  t.after(() => pool.destroy());
-  const request = (path: string) =>
-    new Promise<{ socket: net.Socket; body: string }>((resolve, reject) => {
-      const r = http.get({ agent: pool, socketPath: tmp.path('up.sock'), path }, (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => resolve({ socket: r.socket!, body }));
-      });
-      r.on('error', reject);
-    });
+  const { sockets, request } = await pooled(t);
   const one = await request('/one');
   assert.equal(sockets.length, 1);
   // The upstream goes away from the idle connection; the pool's side sees it close.
@@ -179,20 +185,8 @@ test(
     assert.equal(keepAliveHint(['Keep-Alive', 'maxtimeout=5']), undefined);
     assert.equal(keepAliveHint(['Content-Type', 'timeout=5']), undefined);
     assert.equal(keepAliveHint(undefined), undefined);
-    const tmp = tempDir('secpolicy-upstream-');
-    t.after(() => tmp.cleanup());
-    const up = await upstream(t, tmp.path('up.sock'));
-    const sockets = accepted(up.server);
-    const pool = new UpstreamPool(tmp.path('up.sock'));
-    t.after(() => pool.destroy());
-    const request = (path: string) =>
-      new Promise<net.Socket>((resolve, reject) => {
-        const r = http.get({ agent: pool, socketPath: tmp.path('up.sock'), path }, (res) => {
-          res.resume();
-          res.on('end', () => resolve(r.socket!));
-        });
-        r.on('error', reject);
-      });
+    const { up, sockets, request: get } = await pooled(t);
+    const request = async (path: string) => (await get(path)).socket;
     // Node's server says `Keep-Alive: timeout=1` for a 1 s keepAliveTimeout: too short to reuse.
     up.server.keepAliveTimeout = 1000;
     const a = await request('/a');

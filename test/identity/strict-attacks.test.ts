@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import { Policy, Result } from '../../src/index.js';
+import { Policy, Result, type Decision } from '../../src/index.js';
 import { needCommand, needRoot, tempDir } from '../helpers/index.js';
 import { PY, acceptFrom, pythonPeer, reap, socketServer } from './peers.js';
 
@@ -113,6 +113,17 @@ for (const [kind, send] of [
   });
 }
 
+/** The program rule failed, naming exactly `pid` (a python3) as the holder that does not pass. */
+function assertNamedHolder(d: Decision, pid: number): void {
+  assert.equal(d.result, Result.PROGRAM);
+  const actual = d.failures[0]!.actual as { failing: Array<{ pid: number; program: string }> };
+  assert.deepEqual(
+    actual.failing.map((f) => f.pid),
+    [pid],
+  );
+  assert.match(d.failures[0]!.message, /also held by process \d+ \(\/usr\/bin\/python3/);
+}
+
 test('strict mode: threads of a process whose main thread called pthread_exit hold the socket', { skip: needRoot() }, async (t) => {
   // The child's main thread exits through pthread_exit (ctypes releases the GIL for the call):
   // /proc/CHILD/fd is empty, the remaining thread's fd table still holds `s`.
@@ -140,21 +151,8 @@ os.execv(${JSON.stringify(TRUSTED)}, ['sleep', '60'])
   const { socket, childPid } = await attack(t, body);
   // The main thread is gone: its /proc/PID/fd lists nothing.
   for (let i = 0; i < 500 && readlinkSafe(`/proc/${childPid}/task/${childPid}/fd`); i++) await sleep(10);
-  const d = await strictPolicy().apply(socket);
-  assert.equal(d.result, Result.PROGRAM);
-  const actual = d.failures[0]!.actual as { failing: Array<{ pid: number; program: string }> };
-  assert.deepEqual(
-    actual.failing.map((f) => f.pid),
-    [childPid],
-  );
-  assert.match(d.failures[0]!.message, /also held by process \d+ \(\/usr\/bin\/python3/);
-  // Synchronous path: the same holder.
-  const sync = strictPolicy().applySync(socket);
-  assert.equal(sync.result, Result.PROGRAM);
-  assert.deepEqual(
-    (sync.failures[0]!.actual as { failing: Array<{ pid: number }> }).failing.map((f) => f.pid),
-    [childPid],
-  );
+  // Both paths name the same holder.
+  for (const d of [await strictPolicy().apply(socket), strictPolicy().applySync(socket)]) assertNamedHolder(d, childPid);
 });
 
 // The child keeps the socket only under a high fd number, past 3,000 other fds (its fd
@@ -194,15 +192,7 @@ for (const [kind, child] of [
 ] as const) {
   test(`strict mode: a forked child holding the socket ${kind} is named`, { skip: needRoot() }, async (t) => {
     const { socket, childPid } = await attack(t, forkThenExec(child));
-    for (const d of [await strictPolicy().apply(socket), strictPolicy().applySync(socket)]) {
-      assert.equal(d.result, Result.PROGRAM);
-      const actual = d.failures[0]!.actual as { failing: Array<{ pid: number; program: string }> };
-      assert.deepEqual(
-        actual.failing.map((f) => f.pid),
-        [childPid],
-      );
-      assert.match(d.failures[0]!.message, /also held by process \d+ \(\/usr\/bin\/python3/);
-    }
+    for (const d of [await strictPolicy().apply(socket), strictPolicy().applySync(socket)]) assertNamedHolder(d, childPid);
   });
 }
 
