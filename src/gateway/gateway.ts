@@ -19,7 +19,7 @@ import { knownPeer, Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
 import { dockerEndpoint, type DockerEndpoint } from './docker.js';
 import { GoJsonError } from './gojson.js';
-import { identityValues, sign, IDENTITY_HEADERS } from './identity.js';
+import { identityValues, sign } from './identity.js';
 import { logPeer, logSink, type GatewayLog, type GatewayLogEntry, type LogPeer, type LogSink } from './log.js';
 import { canonicalTarget, dockerPath, type CanonicalTarget } from './path.js';
 import { isGatewayPolicy, resolvedContainers, type ContainerInfo, type GatewayPolicy, type GatewayRule } from './policy.js';
@@ -651,7 +651,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       const conn: Conn = { peer, who: [], whoUntil: [], logPeer: undefined, active: 0, upgraded: false };
       if (audit && connectPolicy) {
         let allowed = false;
-        let why = '';
+        let why: string;
         try {
           const d = connectPolicy.applySync(socket, { [knownPeer]: peer } as object);
           allowed = d.allowed;

@@ -29,8 +29,8 @@ test('stop() with a container still running leaves no process, mount, cgroup or 
     }
   }
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    let cmdline = '';
-    let cgroup = '';
+    let cmdline: string;
+    let cgroup: string;
     try {
       cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');

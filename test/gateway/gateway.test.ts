@@ -459,7 +459,7 @@ test('streaming bodies both ways are piped whole (8 MiB up, 8 MiB down) with a n
   const size = 8 * 1024 * 1024;
   const gw = await gatewayFixture(t, DOCKER_POLICY, {
     upstream: {
-      handle: (req, res, body) => {
+      handle: (req, res) => {
         if (!req.url!.startsWith('/big')) return false;
         res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
         res.end(Buffer.alloc(size, 'z'));
