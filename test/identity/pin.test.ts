@@ -172,16 +172,17 @@ test('signals arriving during the liveness check do not make a live peer look ex
   const socket = await acceptFrom(server, child);
   // A signal whose handler runs while poll() waits makes poll() fail with EINTR (it is never
   // restarted): a profiler's SIGPROF does this. Another process sends them to us without pause.
+  // SIGALRM: nothing in Node uses it (SIGUSR2 may write a diagnostic report in a test runner's child).
   const onSignal = (): void => {};
-  process.on('SIGUSR2', onSignal);
-  const sender = run('/bin/sh', ['-c', `while kill -USR2 ${process.pid} 2>/dev/null; do :; done`]);
+  process.on('SIGALRM', onSignal);
+  const sender = run('/bin/sh', ['-c', `while kill -ALRM ${process.pid} 2>/dev/null; do :; done`]);
   // The sender is gone before the handler is: a signal with no handler would end the test process.
   t.after(async () => {
     if (sender.exitCode === null && sender.signalCode === null) {
       sender.kill('SIGKILL');
       await once(sender, 'exit');
     }
-    process.off('SIGUSR2', onSignal);
+    process.off('SIGALRM', onSignal);
   });
   const policy = new Policy().program(PY).uid(me);
   let denied = 0;
