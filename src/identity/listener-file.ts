@@ -57,18 +57,24 @@ const isAbstract = (path: string) => path.startsWith('@') || path.startsWith('\0
 /**
  * Opens the socket file at `path` (O_PATH, a final symlink not followed), proves through
  * sock_diag that it is the very file the listening `server` is bound to, and keeps the fd
- * until the server closes. Call it right after the bind. `witnessed`: the caller bound the
+ * until the server closes. Call it right after the bind. `connection`: the fd of a connection
+ * accepted through the listener, which names the same file where the server has no
+ * listening fd of its own (a cluster worker). `witnessed`: the caller bound the
  * socket itself in a directory only it (or root) may write to, which proves the file when
  * sock_diag cannot. When the proof fails the reason is
  * kept and the mode stays unknown for this listen(); `replaced` says the path names
  * another file than the one the listener is bound to. A failure that may pass (no fds left,
  * sock_diag unavailable) is not kept: the next read tries again.
  */
-export function holdListenerFile(server: Server, path: string, witnessed = false): HoldResult {
+export function holdListenerFile(server: Server, path: string, witnessed = false, connection?: number): HoldResult {
   const s = server as Holder;
   const handle = listenerHandle(server);
-  const fd = handle === undefined ? undefined : handleFd(handle);
-  if (handle === undefined || fd === undefined) return { ok: false, reason: 'the server is not listening', replaced: false };
+  // A cluster worker's server has no listening fd of its own (the primary accepts); a
+  // connection it was handed shares the listener's bound file, and sock_diag says which.
+  const fd = handle === undefined ? undefined : (handleFd(handle) ?? connection);
+  if (handle === undefined) return { ok: false, reason: 'the server is not listening', replaced: false };
+  if (fd === undefined)
+    return { ok: false, reason: 'the server has no listening socket of its own to tell its file by (a cluster worker)', replaced: false };
   const current = s[HELD];
   if (current !== undefined) {
     if (current.handle === handle) return current.reason === undefined ? HOLD_OK : { ok: false, reason: current.reason, replaced: true };
@@ -118,17 +124,18 @@ function release(held: Held): void {
 /**
  * The mode bits (& 0o777) of the socket file the listening `server` is bound to, read
  * through the fd held since {@link holdListenerFile} (one fstat). A server nobody held
- * (a plain `net.Server` the application made listen) is held on first use. Unknown (`no`)
+ * (a plain `net.Server` the application made listen, a cluster worker's, proven through
+ * `connection`) is held on first use. Unknown (`no`)
  * when the file could not be proven to be the listener's, absent for an abstract socket.
  */
-export function listenerFileMode(server: Server, path: string): Outcome<number> {
+export function listenerFileMode(server: Server, path: string, connection?: number): Outcome<number> {
   if (isAbstract(path)) return absent('abstract sockets have no file permissions');
   let held = (server as Holder)[HELD];
   const handle = listenerHandle(server);
   // A closed server still draining its connections keeps its file until 'close'; a server
   // listening again has a new handle, and its new file is held.
   if (held === undefined || (handle !== undefined && held.handle !== handle)) {
-    const r = holdListenerFile(server, path);
+    const r = holdListenerFile(server, path, false, connection);
     if (!r.ok) return no(r.reason);
     held = (server as Holder)[HELD]!;
   }

@@ -341,3 +341,33 @@ test(
     assert.match(r.failure.message, /cannot tell which file the server listens on: sock_diag does not know the listening socket/);
   },
 );
+
+// A cluster worker's server has no listening fd (the primary accepts for it): the file is
+// proven through a connection it was handed, whose sock_diag record names the same file.
+test('a cluster worker reads the socket file it serves through a connection it was handed', { skip }, async (t) => {
+  const tmp = tempDir('secpolicy-cluster-');
+  t.after(() => tmp.cleanup());
+  const path = tmp.path('s.sock');
+  const script = `
+const cluster = require('node:cluster');
+const net = require('node:net');
+const path = ${JSON.stringify(path)};
+if (cluster.isPrimary) {
+  const w = cluster.fork();
+  w.on('message', (m) => { console.log(m); w.kill(); });
+  w.on('listening', () => net.connect(path).on('error', () => {}));
+} else {
+  import(${JSON.stringify(INDEX)}).then(({ Policy }) => {
+    const server = net.createServer({ pauseOnConnect: true }, (socket) => {
+      const say = (p) => { const d = p.applySync(socket); return d.allowed ? 'allowed' : d.failures.map((f) => (f.unknown ? 'unknown ' : '') + f.rule).join(','); };
+      process.send(say(new Policy().perms(0o755)) + ' ' + say(new Policy().perms(0o600)));
+    });
+    server.listen(path, () => require('node:fs').chmodSync(path, 0o755));
+  });
+}`;
+  // cluster.fork() runs the primary's script file again: a file, not -e.
+  const file = tmp.path('cluster.cjs');
+  writeFileSync(file, script);
+  const out = await run(process.execPath, [file]).output();
+  assert.equal(out.stdout.trim(), 'allowed perms', out.stderr);
+});
