@@ -4,6 +4,7 @@
  * connection.
  */
 import { lstatSync, statSync } from 'node:fs';
+import { ErrorCode, SecpolicyError } from '../errors.js';
 import { libc } from './libc.js';
 
 /** What the rules need of a file: its identity, type, mode and owner. */
@@ -29,19 +30,28 @@ function statxImpl() {
   return libc().statx;
 }
 
+/**
+ * `path` as a C string in a shared buffer, valid until the next call; undefined for a path
+ * with a NUL (the C string would end early and name a shorter path) or of PATH_MAX bytes or
+ * more (one encoding pass: a path that fills the buffer may have been cut).
+ */
+export function cPath(path: string): Buffer | undefined {
+  if (path.includes('\0')) return undefined;
+  const len = pathBuf.write(path, 0, PATH_MAX, 'utf8');
+  if (len >= PATH_MAX) return undefined;
+  pathBuf[len] = 0;
+  return pathBuf;
+}
+
 /** stat() a path (following symlinks unless `noFollow`); undefined when missing or unreadable. */
 export function statPath(path: string, noFollow = false): FileStat | undefined {
-  // A NUL would end the C string early and stat a different, shorter path.
-  if (path.includes('\0')) return undefined;
   const fn = statxImpl();
   if (fn) {
-    // One encoding pass; a path that fills the buffer may have been cut, and is too long anyway (PATH_MAX).
-    const len = pathBuf.write(path, 0, PATH_MAX, 'utf8');
-    if (len >= PATH_MAX) return undefined;
-    pathBuf[len] = 0;
-    if (fn(AT_FDCWD, pathBuf, noFollow ? AT_SYMLINK_NOFOLLOW : 0, STATX_BASIC, statxBuf) !== 0) return undefined;
+    const arg = cPath(path);
+    if (arg === undefined || fn(AT_FDCWD, arg, noFollow ? AT_SYMLINK_NOFOLLOW : 0, STATX_BASIC, statxBuf) !== 0) return undefined;
     return fromStatx();
   }
+  if (path.includes('\0')) return undefined;
   try {
     const s = (noFollow ? lstatSync : statSync)(path, { bigint: true, throwIfNoEntry: false });
     if (!s) return undefined;
@@ -55,6 +65,30 @@ export function statPath(path: string, noFollow = false): FileStat | undefined {
   } catch {
     return undefined;
   }
+}
+
+const AT_EMPTY_PATH = 0x1000;
+const STATX_TYPE = 0x1;
+const STATX_MODE = 0x2;
+const EMPTY_PATH = Buffer.from([0]);
+
+function statxFd(fd: number, mask: number): boolean {
+  const fn = statxImpl();
+  if (fn === null) throw new SecpolicyError(ErrorCode.UNSUPPORTED_PLATFORM, 'statx(2) is not available in this C library');
+  return fn(fd, EMPTY_PATH, AT_EMPTY_PATH, mask, statxBuf) === 0;
+}
+
+/** stat() of an open fd (an O_PATH one too) through statx(fd, "", AT_EMPTY_PATH); undefined when it fails. */
+export function statFd(fd: number): FileStat | undefined {
+  return statxFd(fd, STATX_BASIC) ? fromStatx() : undefined;
+}
+
+/**
+ * st_mode (type and permission bits) of an open fd: one statx call asking for those only,
+ * no allocation (the perms rule on every connection). -1 when the call fails (a closed fd).
+ */
+export function fdMode(fd: number): number {
+  return statxFd(fd, STATX_TYPE | STATX_MODE) ? statxBuf.readUInt16LE(0x1c) : -1;
 }
 
 /** The FileStat in statxBuf. */

@@ -1,5 +1,5 @@
 /** The native room's front door: typed functions over libc. Only this room imports koffi. */
-export { assertPlatform, Errno } from './libc.js';
+export { assertPlatform, Errno, errnoName } from './libc.js';
 export {
   socketFd,
   peerCred,
@@ -27,9 +27,9 @@ export {
   type UnixSocketQuery,
 } from './sock-diag.js';
 export { socketInode, procNetUnix } from './unix-sockets.js';
-export { openPathFd, closePathFd, fdMode, fdIdentity, sameBoundFile, listenerBoundFile, errnoName, type FdIdentity } from './bound-file.js';
+export { openPathFd, closePathFd, fdIdentity, sameBoundFile, listenerBoundFile, type FdIdentity } from './bound-file.js';
 export { connectAbstract } from './unix-connect.js';
-export { formatMode, statPath, statProcExe, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';
+export { fdMode, formatMode, statPath, statProcExe, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';
 export { userName, groupName, uidOf, gidOf, primaryGidOf, configureNameCache, clearNameCache, type NameCacheOptions } from './nss.js';
 export { sameFdTable } from './kcmp.js';
 export { readFdLinks, readTaskIds, type FdLinks } from './fd-links.js';

@@ -194,10 +194,22 @@ export const Errno = Object.freeze({
   ENOPROTOOPT: 92,
   EOPNOTSUPP: 95,
   ENOTCONN: 107,
+  EACCES: 13,
+  ENOTDIR: 20,
+  ENFILE: 23,
+  EMFILE: 24,
+  ENAMETOOLONG: 36,
+  ELOOP: 40,
 });
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(Errno).map(([name, value]) => [value, name]));
+
+/** The name of an errno for messages (`ENOENT`), or `errno N`. */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+}
 
 /** An ERR_SECPOLICY_NATIVE (or the given code) error for a failed system call. */
 export function errnoError(syscall: string, errno: number, code: SecpolicyError['code'] = ErrorCode.NATIVE, detail = ''): SecpolicyError {
-  const name = Object.entries(Errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
-  return new SecpolicyError(code, `${syscall} failed: ${name}${detail ? ` (${detail})` : ''}`, { errno, syscall });
+  return new SecpolicyError(code, `${syscall} failed: ${errnoName(errno)}${detail ? ` (${detail})` : ''}`, { errno, syscall });
 }
