@@ -7,14 +7,13 @@
  * exact bytes that were checked. Upgraded (hijacked) streams are spliced both ways once
  * allowed; the upstream connection of a stream is never pooled.
  */
-import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import { invalidArg, type SecpolicyError } from '../errors.js';
 import type { Peer } from '../identity/peer.js';
 import { readKeyFile } from '../challenge/key-file.js';
-import { createServer, listen } from '../net/index.js';
-import { listenOnFd, listenTarget } from '../systemd/listeners.js';
+import { createServer } from '../net/index.js';
+import { listenAt, listenTarget } from '../systemd/listeners.js';
 import { knownPeer, Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
 import { dockerEndpoint, type DockerEndpoint } from './docker.js';
@@ -683,15 +682,10 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   });
   gateways.set(server, state);
   try {
-    if (typeof where === 'number') {
-      listenOnFd(server, where);
-      await once(server, 'listening');
-    } else {
-      await listen(server, where, {
-        mode,
-        ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
-      });
-    }
+    await listenAt(server, where, {
+      mode,
+      ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
+    });
   } catch (e) {
     sink?.close();
     agent.destroy();

@@ -5,18 +5,17 @@
  * both ways with backpressure and half-close: through splice(2) in a worker thread where
  * the platform allows it, through JavaScript streams otherwise.
  */
-import { once } from 'node:events';
 import net from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
 import { closeTaken, connectUnix, startRelay, takeSocket, type Relay, type TakenSocket } from '../native/index.js';
 import { log as debug } from '../diagnostics.js';
 import { connectWith, openSocket, type SocketOptions } from '../net/connect.js';
-import { createServer, listen, type VerifiedServer } from '../net/index.js';
+import { createServer, type VerifiedServer } from '../net/index.js';
 import type { Peer } from '../identity/peer.js';
 import { DEFAULT_TIMEOUT, Policy, type Decision } from '../policy/policy.js';
 import { escapeText } from '../escape.js';
 import * as v from '../policy/validate.js';
-import { listenOnFd, listenTarget } from '../systemd/listeners.js';
+import { listenAt, listenTarget } from '../systemd/listeners.js';
 import { endClient, pipeStreams, type Pair } from './streams.js';
 
 /** How the proxy moves bytes: `splice` (a worker thread, zero-copy), `streams` (JavaScript), or `auto`. */
@@ -182,17 +181,12 @@ export async function createProxy(options: ProxyOptions): Promise<VerifiedServer
   if (o.log !== undefined) server.on('denied', (reason: Decision | SecpolicyError) => log(deniedLine(reason)));
   proxies.set(server, active);
   try {
-    if (typeof where === 'number') {
-      listenOnFd(server, where);
-      await once(server, 'listening');
-    } else {
-      await listen(server, where, {
-        mode,
-        ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
-        ...(o.owner !== undefined && { owner: o.owner }),
-        ...(o.group !== undefined && { group: o.group }),
-      });
-    }
+    await listenAt(server, where, {
+      mode,
+      ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
+      ...(o.owner !== undefined && { owner: o.owner }),
+      ...(o.group !== undefined && { group: o.group }),
+    });
   } catch (error) {
     await active.relay?.stop();
     throw error;

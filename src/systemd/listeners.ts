@@ -4,11 +4,13 @@
  * systemd, LISTEN_PIDFDID. The variables are read once and removed, and every passed fd is
  * marked close-on-exec, so that children of the process do not take the sockets for theirs.
  */
+import { once } from 'node:events';
 import net from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { notUnixStreamListener, ownPidfdId, setCloseOnExec } from '../native/activation.js';
 import { localAddress } from '../native/index.js';
 import { holdListenerFile } from '../identity/listener-file.js';
+import { listen, type ListenOptions } from '../net/listen.js';
 import * as v from '../policy/validate.js';
 
 /** The first fd systemd passes (SD_LISTEN_FDS_START). */
@@ -190,4 +192,15 @@ export function listenTarget(field: string, value: unknown): string | number {
     return (value as { fd: number }).fd;
   }
   throw invalidArg(field, 'a socket file path, or { fd } of an inherited listening socket', value);
+}
+
+/**
+ * @internal Makes a daemon's server listen where {@link listenTarget} said: on the inherited
+ * fd, or on a socket file made by listen() with these options. Resolves once it listens.
+ */
+export async function listenAt(server: net.Server, where: string | number, options: ListenOptions): Promise<void> {
+  if (typeof where === 'number') {
+    listenOnFd(server, where);
+    await once(server, 'listening');
+  } else await listen(server, where, options);
 }
