@@ -293,6 +293,24 @@ function peerEndOf(end: OurEnd, byInode: ReadonlyMap<number, UnixSocketInfo>): P
   }
 }
 
+/** A scan that has seen nothing yet, begun at `startedAt`. */
+function emptyScan(serial: number, startedAt: number): HolderScan {
+  return {
+    serial,
+    threadId,
+    startedAt,
+    endedAt: startedAt,
+    ends: new Map(),
+    holders: new Map(),
+    listenerOf: new Map(),
+    queued: [],
+    foreign: [],
+    unreadable: [],
+    processes: 0,
+    fds: 0,
+  };
+}
+
 /**
  * One holder scan for strict mode: the peer end of each of `ours` (our ends of the
  * connections being verified), who holds each peer end, which listener queues one of our
@@ -306,20 +324,7 @@ export function scanHolders(ours: readonly OurEnd[], options: ScanOptions): Hold
   const proc = options.proc ?? '/proc';
   const startedAt = Date.now();
   const deadline = startedAt + options.budgetMs;
-  const scan: HolderScan = {
-    serial: options.serial ?? 0,
-    threadId,
-    startedAt,
-    endedAt: startedAt,
-    ends: new Map(),
-    holders: new Map(),
-    listenerOf: new Map(),
-    queued: [],
-    foreign: [],
-    unreadable: [],
-    processes: 0,
-    fds: 0,
-  };
+  const scan = emptyScan(options.serial ?? 0, startedAt);
   const problem = visibilityProblem(proc);
   if (problem !== null) scan.incomplete = problem;
   let before: UnixSocketInfo[] = [];
@@ -475,22 +480,9 @@ let scheduled = false;
 
 /** A scan that could not be made: the verifications waiting on it are unknown, with this reason. */
 function failedScan(serial: number, reason: string): HolderScan {
-  const now = Date.now();
-  return {
-    serial,
-    threadId,
-    startedAt: now,
-    endedAt: now,
-    ends: new Map(),
-    holders: new Map(),
-    listenerOf: new Map(),
-    queued: [],
-    foreign: [],
-    unreadable: [],
-    incomplete: reason,
-    processes: 0,
-    fds: 0,
-  };
+  const scan = emptyScan(serial, Date.now());
+  scan.incomplete = reason;
+  return scan;
 }
 
 function scanWorker(): Worker | undefined {
