@@ -10,7 +10,7 @@
  * fails (the path was replaced before it was opened, sock_diag is unavailable) the mode
  * is unknown, and a perms rule on it is unknown, never a guess.
  */
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import {
   closePathFd,
   errnoName,
@@ -23,6 +23,7 @@ import {
   sameBoundFile,
   S_IFMT,
   S_IFSOCK,
+  socketFd,
 } from '../native/index.js';
 import { absent, no, ok, type Outcome } from './outcome.js';
 
@@ -51,6 +52,15 @@ const EMFILE = 24;
 const HOLD_OK: HoldResult = Object.freeze({ ok: true });
 // One Outcome per mode value: the read on every connection allocates nothing.
 const MODES: Outcome<number>[] = [];
+
+/** The fd of a connection, read only when the file must be proven; undefined once it is closed. */
+function connectionFd(socket: Socket): number | undefined {
+  try {
+    return socketFd(socket);
+  } catch {
+    return undefined;
+  }
+}
 
 const isAbstract = (path: string) => path.startsWith('@') || path.startsWith('\0');
 
@@ -125,17 +135,17 @@ function release(held: Held): void {
  * The mode bits (& 0o777) of the socket file the listening `server` is bound to, read
  * through the fd held since {@link holdListenerFile} (one fstat). A server nobody held
  * (a plain `net.Server` the application made listen, a cluster worker's, proven through
- * `connection`) is held on first use. Unknown (`no`)
+ * `connection`, the socket being checked) is held on first use. Unknown (`no`)
  * when the file could not be proven to be the listener's, absent for an abstract socket.
  */
-export function listenerFileMode(server: Server, path: string, connection?: number): Outcome<number> {
+export function listenerFileMode(server: Server, path: string, connection?: Socket): Outcome<number> {
   if (isAbstract(path)) return absent('abstract sockets have no file permissions');
   let held = (server as Holder)[HELD];
   const handle = listenerHandle(server);
   // A closed server still draining its connections keeps its file until 'close'; a server
   // listening again has a new handle, and its new file is held.
   if (held === undefined || (handle !== undefined && held.handle !== handle)) {
-    const r = holdListenerFile(server, path, false, connection);
+    const r = holdListenerFile(server, path, false, connection === undefined ? undefined : connectionFd(connection));
     if (!r.ok) return no(r.reason);
     held = (server as Holder)[HELD]!;
   }

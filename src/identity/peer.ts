@@ -410,15 +410,7 @@ export class Peer {
         if (p.startsWith('@')) return absent('abstract sockets have no file permissions');
         // A listener's own file, held since listen(): not whatever the path names now.
         const server = this.#knownPath === undefined && this.#side === 'server' ? (this.#socket as { server?: unknown }).server : undefined;
-        if (server instanceof Server) {
-          let fd: number | undefined;
-          try {
-            fd = socketFd(this.#socket);
-          } catch {
-            // A closed connection: the listener's own fd may still tell.
-          }
-          return listenerFileMode(server, p, fd);
-        }
+        if (server instanceof Server) return listenerFileMode(server, p, this.#socket);
         const s = statPath(p, true);
         if (!s) return no(`cannot stat the socket file ${p}`);
         if ((s.mode & S_IFMT) !== S_IFSOCK) return no(`${p} is no longer a socket`);
