@@ -231,7 +231,7 @@ export class Policy {
     const timeout = v.timeout('options.timeout', o.timeout, DEFAULT_TIMEOUT);
     const signal = v.signal('options.signal', o.signal);
     const maxPayload = maxPayloadOption('options.maxPayload', o.maxPayload);
-    const peer = (o as InternalApplyOptions)[knownPeer] ?? new Peer(socket, peerOptions(o));
+    const peer = peerFor(socket, o);
     // Strict mode: the holder scan runs off the event loop, shared with concurrent verifications.
     const holders = this.#usesStrict ? await prepareHolders(peer) : undefined;
     let failures: Failure[];
@@ -262,7 +262,8 @@ export class Policy {
     if (this.hasChallenge) {
       throw new SecpolicyError(ErrorCode.ASYNC_RULE, 'this policy has a challenge, which needs I/O: use apply()');
     }
-    const peer = peerFor(socket, options);
+    // A server's one frozen options object is taken as it is: nothing to copy per connection.
+    const peer = peerFor(socket, options === SERVER_SIDE ? options : v.options<ApplyOptions>('options', options));
     const failures = this.#evaluate(peer);
     if (isThenable(failures)) {
       // The pin is released when the callback settles (#evaluate); nobody waits for it.
@@ -323,10 +324,9 @@ const LOOSE: RuleContext = Object.freeze({ strict: false });
 export const SERVER_SIDE: ApplyOptions = Object.freeze({ side: 'server' });
 const SERVER_PEER: PeerOptions = Object.freeze({ side: 'server' });
 
-/** The Peer an apply() checks: the one the caller made already, or a new one for these options. */
-function peerFor(socket: Socket, options: Partial<ApplyOptions> | undefined): Peer {
-  if (options === SERVER_SIDE) return new Peer(socket, SERVER_PEER);
-  const o = v.options<ApplyOptions>('options', options);
+/** The Peer an apply() checks (options already validated): the one the caller made, or a new one for these options. */
+function peerFor(socket: Socket, o: Partial<ApplyOptions>): Peer {
+  if (o === SERVER_SIDE) return new Peer(socket, SERVER_PEER);
   return (o as InternalApplyOptions)[knownPeer] ?? new Peer(socket, peerOptions(o));
 }
 
