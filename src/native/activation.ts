@@ -7,6 +7,7 @@ import { fstatSync } from 'node:fs';
 import { ErrorCode } from '../errors.js';
 import { Errno, errnoError, libc, libcFunction } from './libc.js';
 import { pidfdOpen } from './pidfd.js';
+import { sockaddrUn } from './socket.js';
 
 const SOL_SOCKET = 1;
 const SO_TYPE = 3;
@@ -81,10 +82,7 @@ function address(to: string): Buffer {
   const abstract = to.startsWith('@');
   const name = Buffer.from(abstract ? to.slice(1) : to);
   if (name.length === 0 || name.length > SUN_PATH - 1) throw errnoError('sendto', Errno.EINVAL, ErrorCode.INVALID_ARG, `address ${to}`);
-  const addr = Buffer.alloc(2 + (abstract ? 1 + name.length : name.length + 1));
-  addr.writeUInt16LE(AF_UNIX, 0);
-  name.copy(addr, abstract ? 3 : 2);
-  return addr;
+  return sockaddrUn(name, abstract);
 }
 
 /** Sends one datagram to a UNIX datagram socket (a path or `@abstract`); throws on failure. */

@@ -4,6 +4,7 @@
  * platform fails at the first call with ERR_SECPOLICY_UNSUPPORTED_PLATFORM, not at import.
  */
 import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
 import { ErrorCode, SecpolicyError } from '../errors.js';
 
 // koffi is CommonJS; createRequire keeps the import synchronous and lazy.
@@ -202,7 +203,10 @@ export const Errno = Object.freeze({
   ELOOP: 40,
 });
 
-const ERRNO_NAMES = new Map<number, string>(Object.entries(Errno).map(([name, value]) => [value, name]));
+// Every name Node knows (the first of two for one value), and ours where we pick one (EAGAIN, EOPNOTSUPP).
+const ERRNO_NAMES = new Map<number, string>();
+for (const [name, value] of Object.entries(osConstants.errno)) if (!ERRNO_NAMES.has(value)) ERRNO_NAMES.set(value, name);
+for (const [name, value] of Object.entries(Errno)) ERRNO_NAMES.set(value, name);
 
 /** The name of an errno for messages (`ENOENT`), or `errno N`. */
 export function errnoName(errno: number): string {

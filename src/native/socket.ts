@@ -129,6 +129,18 @@ export function peerSecurityLabel(fd: number): string | undefined {
   throw errnoError('getsockopt(SO_PEERSEC)', Errno.ERANGE, ErrorCode.PEER_UNAVAILABLE, 'label keeps growing');
 }
 
+/**
+ * A sockaddr_un for `name` (its bytes, already checked to fit sun_path): a path ends with a
+ * NUL; an abstract name starts with one and has no end marker, its length is the address
+ * length (as systemd and most programs bind them).
+ */
+export function sockaddrUn(name: Buffer, abstract: boolean): Buffer {
+  const addr = Buffer.alloc(2 + 1 + name.length);
+  addr.writeUInt16LE(1, 0); // AF_UNIX
+  name.copy(addr, abstract ? 3 : 2);
+  return addr;
+}
+
 /** A UNIX socket address: a path, an abstract name (shown as `@name`), or unnamed. */
 export interface UnixAddress {
   kind: 'path' | 'abstract' | 'unnamed';

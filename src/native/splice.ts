@@ -5,13 +5,12 @@
  * JavaScript, and the main thread's event loop never sees them.
  */
 import type { Socket } from 'node:net';
-import { constants } from 'node:os';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { ErrorCode, SecpolicyError } from '../errors.js';
-import { errnoError } from './libc.js';
+import { errnoError, errnoName } from './libc.js';
 import { K, spliceCalls } from './splice-calls.js';
 import type { Command, Report } from './splice-worker.js';
-import { socketFd } from './socket.js';
+import { sockaddrUn, socketFd } from './socket.js';
 
 /** A connected stream fd taken from a net.Socket, and what Node had already read from it. */
 export interface TakenSocket {
@@ -62,9 +61,7 @@ export function connectUnix(path: string): TakenSocket | ConnectFailure {
   if (!addr) {
     const bytes = Buffer.from(path, 'utf8');
     if (bytes.length > 107 || bytes.includes(0)) return { errno: 36, code: 'ENAMETOOLONG' };
-    addr = Buffer.alloc(2 + bytes.length + 1);
-    addr.writeUInt16LE(1, 0); // AF_UNIX
-    bytes.copy(addr, 2);
+    addr = sockaddrUn(bytes, false);
     if (addresses.size > 64) addresses.clear();
     addresses.set(path, addr);
   }
@@ -80,7 +77,7 @@ export function connectUnix(path: string): TakenSocket | ConnectFailure {
 }
 
 function failure(errno: number): ConnectFailure {
-  return { errno, code: Object.entries(constants.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}` };
+  return { errno, code: errnoName(errno) };
 }
 
 /** close(2) of an fd taken with {@link takeSocket} that was never joined. */

@@ -4,9 +4,9 @@
  * reaches only servers that padded theirs the same way (other Node processes), never the
  * `@name` that ss, the audit, systemd, Python or C servers bind.
  */
-import { constants } from 'node:os';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
-import { libc } from './libc.js';
+import { errnoName, libc } from './libc.js';
+import { sockaddrUn } from './socket.js';
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
@@ -25,9 +25,7 @@ export function connectAbstract(name: string): number {
   const bytes = Buffer.from(name, 'latin1');
   if (bytes.length === 0 || bytes.length > SUN_PATH - 1) throw invalidArg('name', `an abstract name of 1 to ${SUN_PATH - 1} bytes`, name);
   const c = libc();
-  const addr = Buffer.alloc(2 + 1 + bytes.length);
-  addr.writeUInt16LE(AF_UNIX, 0);
-  bytes.copy(addr, 3);
+  const addr = sockaddrUn(bytes, true);
   const fd = c.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) as number;
   if (fd < 0) throw connectError(name, 'socket', c.errno());
   // A UNIX stream connect never returns EINPROGRESS: it completes or fails at once.
@@ -40,7 +38,7 @@ export function connectAbstract(name: string): number {
 }
 
 function connectError(name: string, syscall: string, errno: number): SecpolicyError {
-  const code = Object.entries(constants.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
+  const code = errnoName(errno);
   return new SecpolicyError(ErrorCode.CONNECT, `cannot connect to @${name}: ${code}`, {
     errno,
     syscall,
