@@ -1,8 +1,8 @@
 /** Peer processes for the identity tests: real python3 clients, run as other users or in namespaces. */
 import { once } from 'node:events';
-import { chmodSync } from 'node:fs';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { closeServer, nextConnection, run, tempDir, type RunAs } from '../helpers/index.js';
+import { closeServer, needRoot, nextConnection, run, tempDir, type RunAs } from '../helpers/index.js';
 
 /** python3 outside any pyenv shim: it must run as other users and inside namespaces. */
 export const PY = '/usr/bin/python3';
@@ -66,3 +66,18 @@ export function waitForOutput(child: Child, text: string): Promise<string> {
     child.output().then((o) => reject(new Error(`exited before printing "${text}": ${o.stderr}`)));
   });
 }
+
+/** Spawns `/usr/bin/sleep` with pid `pid` by setting ns_last_pid; undefined when another process took it first. */
+export async function spawnWithPid(pid: number) {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+    const sleeper = run('/usr/bin/sleep', ['30']);
+    if (sleeper.pid === pid) return sleeper;
+    sleeper.kill('SIGKILL');
+    await sleeper.output();
+  }
+  return undefined;
+}
+
+/** Why the pid-reuse tests cannot run here, or false. */
+export const reuseSkip = needRoot() || (existsSync('/proc/sys/kernel/ns_last_pid') ? false : 'needs /proc/sys/kernel/ns_last_pid');

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { existsSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import { test } from 'node:test';
 import { Policy } from '../../src/index.js';
 import { Pin } from '../../src/identity/pin.js';
 import { socketFd } from '../../src/native/index.js';
-import { needNative, needRoot, run } from '../helpers/index.js';
-import { PY, acceptFrom, pythonPeer, reap, socketServer } from './peers.js';
+import { needNative, run } from '../helpers/index.js';
+import { PY, acceptFrom, pythonPeer, reap, reuseSkip, socketServer, spawnWithPid } from './peers.js';
 
 /** pidfds this process holds (anon_inode:[pidfd], or pidfd:[...] with pidfs). */
 function pidfdCount(): number {
@@ -55,20 +55,6 @@ test('a peer that exits right after connecting is denied with "peer exited", nev
   assert.equal(d.peer.namespaces, undefined);
   assert.equal(d.peer.container, undefined);
 });
-
-/** Spawns `/usr/bin/sleep` with pid `pid` by setting ns_last_pid; undefined when another process took it first. */
-async function spawnWithPid(pid: number) {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
-    const sleeper = run('/usr/bin/sleep', ['30']);
-    if (sleeper.pid === pid) return sleeper;
-    sleeper.kill('SIGKILL');
-    await sleeper.output();
-  }
-  return undefined;
-}
-
-const reuseSkip = needRoot() || (existsSync('/proc/sys/kernel/ns_last_pid') ? false : 'needs /proc/sys/kernel/ns_last_pid');
 
 test('pid reuse: a trusted program that inherits the pid of an exited peer does not pass for it', { skip: reuseSkip }, async (t) => {
   const { path, server } = await socketServer(t);

@@ -5,14 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { existsSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { ErrorCode, Policy, createServer, guard, isSecpolicyError, type Decision, type SecpolicyError } from '../../src/index.js';
-import { closeServer, needRoot, run, tempDir } from '../helpers/index.js';
-import { PY, acceptFrom, pythonPeer, reap, socketServer, waitForOutput } from '../identity/peers.js';
+import { closeServer, needRoot, tempDir } from '../helpers/index.js';
+import { PY, acceptFrom, pythonPeer, reap, reuseSkip, socketServer, spawnWithPid, waitForOutput } from '../identity/peers.js';
 
 const pidfds = (): number =>
   readdirSync('/proc/self/fd').filter((fd) => {
@@ -153,20 +153,6 @@ test('apply() with an explicit timeout or an abort ends a pending callback and r
   await assert.rejects(pending, (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.ABORTED);
   assert.equal(pidfds(), before);
 });
-
-/** Spawns `/usr/bin/sleep` with pid `pid` by setting ns_last_pid; undefined when another process took it first. */
-async function spawnWithPid(pid: number) {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
-    const sleeper = run('/usr/bin/sleep', ['30']);
-    if (sleeper.pid === pid) return sleeper;
-    sleeper.kill('SIGKILL');
-    await sleeper.output();
-  }
-  return undefined;
-}
-
-const reuseSkip = needRoot() || (existsSync('/proc/sys/kernel/ns_last_pid') ? false : 'needs /proc/sys/kernel/ns_last_pid');
 
 test(
   'after apply(): the Decision keeps what the rules saw; a later read of an exited peer whose pid was reused is undefined, never the new process',
