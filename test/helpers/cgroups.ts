@@ -174,3 +174,19 @@ export class Cgroups {
     }
   }
 }
+
+/**
+ * Moves a process into the root cgroup of every hierarchy mounted here (root only): a
+ * host layout wherever the test runs, for tests whose peer must be "in no container"
+ * (a runner may keep its processes in a cgroup of its own that names neither).
+ */
+export function intoHostCgroup(pid: number): void {
+  for (const root of allHierarchies()) writeFileSync(join(root, 'cgroup.procs'), String(pid));
+}
+
+/** A shell command that moves the shell itself as {@link intoHostCgroup} does (then `exec` the peer). */
+export function enterHostCgroup(): string {
+  return allHierarchies()
+    .map((root) => `echo $$ > '${join(root, 'cgroup.procs')}'`)
+    .join(' && ');
+}
