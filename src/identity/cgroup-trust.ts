@@ -115,7 +115,8 @@ function walk(hierarchy: Hierarchy, path: string): Trust {
     for (const file of MOVERS) {
       const f = statPath(`${dir}/${file}`);
       if (!f) {
-        if (file === 'cgroup.procs') return { trusted: false, reason: `cannot stat ${dir}/cgroup.procs (the cgroup may have been removed)` };
+        if (file === 'cgroup.procs')
+          return { trusted: false, reason: `cannot stat ${dir}/cgroup.procs (the cgroup may have been removed)` };
         continue;
       }
       const why = writableByOthers(f, `${file} of cgroup ${where}`);

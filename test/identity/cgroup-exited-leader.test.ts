@@ -77,48 +77,48 @@ async function upLine(child: ReturnType<typeof run>): Promise<{ pid: number; tid
   return { pid: Number(m[1]), tid: Number(m[2]), idle: Number(m[3]) };
 }
 
-test(
-  'a runc container peer whose main thread exited: still the container, never "not in a container"',
-  { skip: needRunc() },
-  async (t) => {
-    const { server, tmp } = await socketServer(t, 'secpolicy-leader-');
-    if (!readFileSync('/proc/self/cgroup', 'utf8').split('\n').some((l) => l !== '' && !l.startsWith('0::'))) {
-      t.skip('no cgroup v1 hierarchy here: runc puts containers in cgroup v2 only, whose line the kernel keeps for an exited leader');
-      return;
-    }
-    const bin = tmp.path('bin/leader-exits');
-    compileStatic(LEADER_EXITS, bin);
-    const c = runContainer({
-      bundle: tmp.path('bundle'),
-      args: ['/bin/leader-exits', '/sock/s.sock'],
-      files: [[bin, '/bin/leader-exits']],
-      mounts: [{ source: tmp.dir, destination: '/sock' }],
-    });
-    t.after(() => c.stop());
-    const socket = await acceptFrom(server, c.child);
-    const pid = new Policy().applySync(socket).peer.pid;
-    // runc also places the container in cgroup v2 where v2 is mounted beside v1 (a hybrid
-    // host): back to the v2 root with it, as on a v1-only host, where v2 is not mounted and
-    // the kernel prints `0::/` for every process.
-    const v2 = v2Hierarchy();
-    if (v2) writeFileSync(`${v2}/cgroup.procs`, String(pid));
-    c.child.stdin!.write('go\n');
-    await upLine(c.child);
-    // What the attack rests on: the kernel now shows the v1 root for the peer.
-    assert.ok(
-      v1Paths(pid).every((p) => p === '/'),
-      `the kernel shows / for an exited leader on v1: ${readFileSync(`/proc/${pid}/cgroup`, 'utf8')}`,
-    );
+test('a runc container peer whose main thread exited: still the container, never "not in a container"', { skip: needRunc() }, async (t) => {
+  const { server, tmp } = await socketServer(t, 'secpolicy-leader-');
+  if (
+    !readFileSync('/proc/self/cgroup', 'utf8')
+      .split('\n')
+      .some((l) => l !== '' && !l.startsWith('0::'))
+  ) {
+    t.skip('no cgroup v1 hierarchy here: runc puts containers in cgroup v2 only, whose line the kernel keeps for an exited leader');
+    return;
+  }
+  const bin = tmp.path('bin/leader-exits');
+  compileStatic(LEADER_EXITS, bin);
+  const c = runContainer({
+    bundle: tmp.path('bundle'),
+    args: ['/bin/leader-exits', '/sock/s.sock'],
+    files: [[bin, '/bin/leader-exits']],
+    mounts: [{ source: tmp.dir, destination: '/sock' }],
+  });
+  t.after(() => c.stop());
+  const socket = await acceptFrom(server, c.child);
+  const pid = new Policy().applySync(socket).peer.pid;
+  // runc also places the container in cgroup v2 where v2 is mounted beside v1 (a hybrid
+  // host): back to the v2 root with it, as on a v1-only host, where v2 is not mounted and
+  // the kernel prints `0::/` for every process.
+  const v2 = v2Hierarchy();
+  if (v2) writeFileSync(`${v2}/cgroup.procs`, String(pid));
+  c.child.stdin!.write('go\n');
+  await upLine(c.child);
+  // What the attack rests on: the kernel now shows the v1 root for the peer.
+  assert.ok(
+    v1Paths(pid).every((p) => p === '/'),
+    `the kernel shows / for an exited leader on v1: ${readFileSync(`/proc/${pid}/cgroup`, 'utf8')}`,
+  );
 
-    notPassing(parsePolicy('not: { container: true }').applySync(socket), 'not: { container: true }');
-    notPassing(new Policy().not(new Policy().container()).applySync(socket), 'not(container())');
-    notPassing(new Policy().host().applySync(socket), 'host()');
-    const d = new Policy().container({ runtime: 'docker', id: c.id }).applySync(socket);
-    assert.equal(d.allowed, true, `the container is read through the threads that still run: ${JSON.stringify(d.failures)}`);
-    assert.deepEqual(d.peer.container, { runtime: 'docker', id: c.id });
-    assert.equal(d.peer.cgroup, `/docker/${c.id}`);
-  },
-);
+  notPassing(parsePolicy('not: { container: true }').applySync(socket), 'not: { container: true }');
+  notPassing(new Policy().not(new Policy().container()).applySync(socket), 'not(container())');
+  notPassing(new Policy().host().applySync(socket), 'host()');
+  const d = new Policy().container({ runtime: 'docker', id: c.id }).applySync(socket);
+  assert.equal(d.allowed, true, `the container is read through the threads that still run: ${JSON.stringify(d.failures)}`);
+  assert.deepEqual(d.peer.container, { runtime: 'docker', id: c.id });
+  assert.equal(d.peer.cgroup, `/docker/${c.id}`);
+});
 
 test(
   'a host peer in a system unit whose main thread exited: its unit is read through its threads; threads in two cgroups are unknown',

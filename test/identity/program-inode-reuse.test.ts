@@ -43,7 +43,13 @@ function compile(out: string, defines: string[] = []): void {
   if (r.status !== 0) throw new Error(`cc failed: ${r.stderr}`);
 }
 
-const FS_NAMES: Record<number, string> = { 0xef53: 'ext2/3/4', 0x01021994: 'tmpfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs', 0x794c7630: 'overlayfs' };
+const FS_NAMES: Record<number, string> = {
+  0xef53: 'ext2/3/4',
+  0x01021994: 'tmpfs',
+  0x58465342: 'xfs',
+  0x9123683e: 'btrfs',
+  0x794c7630: 'overlayfs',
+};
 
 test(
   'a trusted program replaced by rename, its inode reused by another file at once: the other file is not the program',

@@ -140,7 +140,7 @@ async function containerAt(t: TestContext, cgroupsPath: (id: string) => string, 
 }
 
 test(
-  "docker's --cgroup-parent with the cgroupfs driver (/<parent>/<64 hex>): a docker container, never \"not in a container\"",
+  'docker\'s --cgroup-parent with the cgroupfs driver (/<parent>/<64 hex>): a docker container, never "not in a container"',
   { skip: needRunc() },
   async (t) => {
     const parent = `secpolicy-parent-${process.pid}`;
