@@ -227,8 +227,13 @@ const MAX_THREADS = 64;
 function taskFlags(dir: string): number | undefined {
   const stat = readProc(`${dir}/stat`);
   if (stat === undefined) return undefined;
-  // The command name (field 2) is in parentheses and may hold spaces or ')': field 3 on after the last ')'.
-  const flags = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[6]);
+  // The command name (field 2) is in parentheses and may hold spaces or ')': field 3 is after
+  // the last ')', and field 9 six spaces further.
+  let at = stat.lastIndexOf(')') + 1;
+  for (let field = 2; field < 9 && at > 0; field++) at = stat.indexOf(' ', at) + 1;
+  if (at <= 0) return undefined;
+  const end = stat.indexOf(' ', at);
+  const flags = Number(stat.slice(at, end < 0 ? undefined : end));
   return Number.isSafeInteger(flags) ? flags : undefined;
 }
 
