@@ -170,17 +170,15 @@ export function parseCgroup(text: string): CgroupInfo {
     }
     if (!unrecognised && !hostLayout(l.path)) unrecognised = l;
   }
+  // The v2 path is the process's one cgroup; on hybrid hosts an empty v2 tree ('/') says less than v1.
+  const path = ordered.find((l) => l.path !== '/')?.path ?? ordered[0]?.path;
+  const managed = v2 && (v2.path !== '/' || !systemd) ? v2 : (systemd ?? v2);
   // No line names a container: that is "no container" only if every line is a host layout.
   if (!container && unrecognised) {
     const where = unrecognised.hierarchy === '' ? 'cgroup v2' : `the ${unrecognised.hierarchy} hierarchy`;
     const why = `the peer's cgroup ${unrecognised.path} (${where}) is not a layout recognised as the host's or a container's`;
-    const path = ordered.find((l) => l.path !== '/')?.path ?? ordered[0]?.path;
-    const managed = v2 && (v2.path !== '/' || !systemd) ? v2 : (systemd ?? v2);
     return { path, container: undefined, unrecognised: why, containerAt, systemd: managed, lines };
   }
-  // The v2 path is the process's one cgroup; on hybrid hosts an empty v2 tree ('/') says less than v1.
-  const path = ordered.find((l) => l.path !== '/')?.path ?? ordered[0]?.path;
-  const managed = v2 && (v2.path !== '/' || !systemd) ? v2 : (systemd ?? v2);
   return { path, container, containerAt, systemd: managed, lines };
 }
 
