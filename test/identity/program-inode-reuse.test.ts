@@ -66,13 +66,14 @@ test(
     const trusted = tmp.path('bin/client');
     copyFileSync(tmp.path('build/trusted'), trusted);
     spawnSync('chmod', ['0755', trusted]);
-    const policy = new Policy().program(trusted);
 
     // Other processes may take the freed inode first (a shared /tmp): a few rounds, each with a fresh update.
     let evil: string | undefined;
     let oldIno = 0;
+    let policy = new Policy();
     for (let round = 0; round < 5 && evil === undefined; round++) {
       // The trusted program connects and passes: its identity is now what the rule holds.
+      policy = new Policy().program(trusted);
       const first = run(trusted, [path]);
       t.after(() => reap(first));
       const d1 = await policy.apply(await acceptFrom(server, first));
