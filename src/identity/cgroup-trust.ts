@@ -62,9 +62,21 @@ const TRUSTED: Trust = Object.freeze({ trusted: true });
 const TRUST_TTL = 1000;
 const trustCache = new Map<string, { trust: Trust; expires: number }>();
 
+/** The files of a cgroup directory that move processes (or threads) into it when written. */
+const MOVERS = ['cgroup.procs', 'tasks', 'cgroup.threads'] as const;
+
+/** Why `s` (of `what`) could be written by someone other than root, or undefined. */
+function writableByOthers(s: { uid: number; gid: number; mode: number }, what: string): string | undefined {
+  if (s.uid !== 0) return `${what} is owned by uid ${s.uid}`;
+  if (s.mode & 0o002) return `${what} is writable by every user`;
+  if (s.mode & 0o020 && s.gid !== 0) return `${what} is writable by group ${s.gid}`;
+  return undefined;
+}
+
 /**
- * Whether every directory of `path` (in `hierarchy`) is root's and writable by root only,
- * so that no unprivileged process could have made or named it. Results are cached for a
+ * Whether every directory of `path` (in `hierarchy`), and every file in them that moves
+ * processes, is root's and writable by root only, so that no unprivileged process could
+ * have made or named the path or put itself there. Results are cached for a
  * second: the accept path must not walk the tree per connection.
  */
 export function cgroupTrust(hierarchy: Hierarchy, path: string): Trust {
@@ -97,10 +109,19 @@ function walk(hierarchy: Hierarchy, path: string): Trust {
     const s = statPath(dir);
     if (!s) return { trusted: false, reason: `cannot stat ${dir} (the cgroup may have been removed)` };
     const where = `/${steps.slice(0, i + 1).join('/')}`;
-    if (s.uid !== 0)
-      return { trusted: false, reason: `cgroup ${where} is owned by uid ${s.uid}, who may create and name cgroups under it` };
-    if (s.mode & 0o002) return { trusted: false, reason: `cgroup ${where} is writable by every user` };
-    if (s.mode & 0o020 && s.gid !== 0) return { trusted: false, reason: `cgroup ${where} is writable by group ${s.gid}` };
+    const dirWhy = writableByOthers(s, `cgroup ${where}`);
+    if (dirWhy) return { trusted: false, reason: `${dirWhy}, who may create and name cgroups under it` };
+    // Every cgroup has cgroup.procs; v1 adds tasks, v2 cgroup.threads (the other is absent).
+    for (const file of MOVERS) {
+      const f = statPath(`${dir}/${file}`);
+      if (!f) {
+        if (file === 'cgroup.procs')
+          return { trusted: false, reason: `cannot stat ${dir}/cgroup.procs (the cgroup may have been removed)` };
+        continue;
+      }
+      const why = writableByOthers(f, `${file} of cgroup ${where}`);
+      if (why) return { trusted: false, reason: `${why}, who may move processes into it` };
+    }
   }
   return TRUSTED;
 }

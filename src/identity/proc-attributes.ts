@@ -10,7 +10,7 @@
  */
 import { no, ok, type Outcome } from './outcome.js';
 import { cgroupTrust } from './cgroup-trust.js';
-import { parseCgroup, unitsOfPath, type CgroupInfo, type Container } from './container.js';
+import { readCgroup, unitsOfPath, type CgroupInfo, type Container } from './container.js';
 import { executableDigest } from './digest.js';
 import { NAMESPACE_KINDS, readNamespace, readNamespaces, type NamespaceKind, type Namespaces } from './namespaces.js';
 import { readProc } from './proc.js';
@@ -89,8 +89,8 @@ export const PROC_ATTRIBUTE_DEFS = Object.freeze({
     doc: '/proc/PID/cgroup, parsed',
     read: (peer) =>
       peer.procRead((proc) => {
-        const text = readProc(`${proc}/cgroup`);
-        return text === undefined ? no(`cannot read ${proc}/cgroup: the peer exited`) : ok(parseCgroup(text));
+        const info = readCgroup(proc);
+        return typeof info === 'string' ? no(info) : ok(info);
       }),
   }),
   /** The peer's cgroup path (/proc/PID/cgroup: the v2 path, or a v1 hierarchy's). */
@@ -119,7 +119,7 @@ export const PROC_ATTRIBUTE_DEFS = Object.freeze({
         const trust = cgroupTrust(line.hierarchy, line.path);
         if (!trust.trusted) return no(trust.reason);
       }
-      return ok(container);
+      return container === undefined ? no(info.value.unrecognised!) : ok(container);
     },
   }),
   /** SHA-256 (hex) of the peer's executable. */

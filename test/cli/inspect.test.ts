@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, mkdirSync, realpathSync } from 'node:fs';
 import { ErrorCode, inspect, type PeerReport } from '../../src/index.js';
 import { needRoot, tempDir } from '../helpers/index.js';
+import { intoHostCgroup } from '../helpers/cgroups.js';
 import { fits, hasAnsi, listener, secpolicy } from './cli.js';
 
 const NOBODY_IN_GROUPS = { uid: 65534, gid: 65534, groups: [4, 24] };
@@ -23,6 +24,7 @@ test('inspect --json reports the listener run as another user and its socket fil
   const d = nobodyDir(t);
   const server = await listener(d.path('s.sock'), { as: NOBODY_IN_GROUPS, mode: 0o666 });
   t.after(() => server.close());
+  intoHostCgroup(server.pid);
   const r = await secpolicy(['inspect', '--json', d.path('s.sock')]);
   assert.equal(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout) as PeerReport;
@@ -55,6 +57,7 @@ test('inspect prints aligned fields and findings within 80 columns, without colo
   chmodSync(d.dir, 0o777);
   const server = await listener(d.path('a-rather-long-socket-name-so-that-the-path-wraps.sock'), { as: NOBODY_IN_GROUPS, mode: 0o660 });
   t.after(() => server.close());
+  intoHostCgroup(server.pid);
   const r = await secpolicy(['inspect', d.path('a-rather-long-socket-name-so-that-the-path-wraps.sock')]);
   assert.equal(r.code, 0, r.stderr);
   assert.ok(fits(r.stdout), r.stdout);

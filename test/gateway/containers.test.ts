@@ -6,8 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { enterHostCgroup } from '../helpers/cgroups.js';
+import { run } from '../helpers/index.js';
 import { compileStatic, needRunc, runContainer } from '../helpers/runc.js';
-import { gatewayFixture, parseResponses, rawRequest, req } from './helpers.js';
+import { gatewayFixture, parseResponses, req } from './helpers.js';
 
 /** A static client: connects to argv[1], sends argv[2], prints everything until the server closes. */
 const CLIENT = `
@@ -91,8 +93,9 @@ test(
       gw.up.received.some((r) => r.url === `/containers/${b.id}/json`),
       'the gateway asked the Docker API',
     );
-    // A host peer is known not to be that container: `not` holds for it.
-    const [host] = parseResponses(await rawRequest(gw.path, req('GET /_ping', { close: true })));
+    // A host peer (in a host cgroup layout) is known not to be that container: `not` holds for it.
+    const hostPeer = run('sh', ['-c', `${enterHostCgroup()} && exec "$@"`, 'sh', client, gw.path, req('GET /_ping', { close: true })]);
+    const [host] = parseResponses((await hostPeer.output()).stdout);
     assert.equal(host!.status, 200);
     assert.equal(gw.logs.at(-1)!.rule, 'not-ci');
   },

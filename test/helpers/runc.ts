@@ -1,7 +1,8 @@
 /**
  * Real containers for tests: runc with a tiny static rootfs (busybox-static, plus static
  * binaries the test puts in), cgroupsPath /docker/<64 hex> so that the container looks
- * like a docker one from the host, and bind mounts for the socket directory.
+ * like a docker one from the host (or another path the test names), and bind mounts for
+ * the socket directory.
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -67,6 +68,8 @@ export interface ContainerOptions {
   /** Files copied into the rootfs: [host file, path inside the container]. */
   files?: Array<[string, string]>;
   mounts?: BindMount[];
+  /** The cgroup path runc puts the container in, with `{id}` for its id. @default '/docker/{id}' */
+  cgroupsPath?: string;
 }
 
 /** A running container: its id (64 hex digits), the runc process, and a stop() for t.after. */
@@ -95,7 +98,7 @@ function prepareBundle(options: ContainerOptions): string {
   config.process.terminal = false;
   config.process.args = options.args;
   config.root = { path: 'rootfs', readonly: true };
-  config.linux.cgroupsPath = `/docker/${id}`;
+  config.linux.cgroupsPath = (options.cgroupsPath ?? '/docker/{id}').replace('{id}', id);
   for (const m of options.mounts ?? []) {
     config.mounts.push({ destination: m.destination, type: 'bind', source: m.source, options: ['rbind', m.readonly ? 'ro' : 'rw'] });
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { containerOfPath, parseCgroup as parseFull } from '../../src/identity/container.js';
+import { containerOfPath, hostLayout, parseCgroup as parseFull } from '../../src/identity/container.js';
 
 /** The path and container of a parse (the other fields, lines and hierarchies, are checked in cgroups.test.ts). */
 const parseCgroup = (text: string) => {
@@ -79,10 +79,65 @@ test('host processes: no container; the path is the most telling line', () => {
   });
   assert.deepEqual(parseCgroup('0::/init.scope\n'), { path: '/init.scope', container: null });
   // A hybrid host: the v2 tree is empty, the v1 hierarchies say where the process is.
-  const hybrid = '4:memory:/process_api/14e3bc12a1227ad0ef7fb597ebc042a2\n3:cpuset:/\n0::/\n';
-  assert.deepEqual(parseCgroup(hybrid), { path: '/process_api/14e3bc12a1227ad0ef7fb597ebc042a2', container: null });
+  const hybrid = '4:memory:/system.slice/cron.service\n3:cpuset:/\n2:cpu,cpuacct:/system.slice\n0::/\n';
+  assert.deepEqual(parseCgroup(hybrid), { path: '/system.slice/cron.service', container: null });
   // Inside a container's own cgroup namespace the path is just '/'.
   assert.deepEqual(parseCgroup('0::/\n'), { path: '/', container: null });
+});
+
+test('the host layouts recognised: the root, systemd slices and their units, session and systemd-run scopes', () => {
+  for (const path of [
+    '/',
+    '/init.scope',
+    '/system.slice',
+    '/system.slice/nginx.service',
+    '/system.slice/system-getty.slice/getty@tty1.service',
+    '/system.slice/docker.socket',
+    '/system.slice/containerd.service/.control',
+    '/system.slice/run-r3b0c2a1d4e5f.scope',
+    '/user.slice',
+    '/user.slice/user-1000.slice/session-2.scope',
+    '/user.slice/user-1000.slice/user@1000.service',
+    '/user.slice/user-1000.slice/user@1000.service/init.scope',
+    '/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-firefox-1234.scope',
+    '/lxc.monitor.web1',
+  ]) {
+    assert.equal(hostLayout(path), true, path);
+    assert.equal(parseCgroup(`0::${path}\n`).container, null, path);
+  }
+});
+
+test('a layout that names no container and is not a host layout is unknown, never "no container"', () => {
+  for (const path of [
+    '/process_api/14e3bc12a1227ad0ef7fb597ebc042a2',
+    '/secpolicy/box',
+    '/system.slice/ci-runner.service/job-42',
+    '/system.slice/runc-box.scope',
+    '/machine.slice/kata-box.scope',
+    '/kubepods/besteffort/pod0b8f4c1e-7d2a-4e3b-9a61-5f2c8d9e0a17',
+    '/init.scope/x',
+    '/user.slice/user-1000.slice/user@1000.service/app.slice/app.service/sub',
+  ]) {
+    assert.equal(hostLayout(path), false, path);
+    const info = parseFull(`0::${path}\n`);
+    assert.equal(info.container, undefined, path);
+    assert.match(info.unrecognised ?? '', new RegExp(`cgroup ${path.replace(/[.]/g, '\\.')} \\(cgroup v2\\) is not a layout`), path);
+  }
+  // On v1 every hierarchy must be a host layout; one that is not makes the whole unknown.
+  const text = `4:memory:/secpolicy/box\n3:cpuset:/\n1:name=systemd:/system.slice/cron.service\n0::/\n`;
+  assert.equal(parseFull(text).container, undefined);
+  assert.match(parseFull(text).unrecognised ?? '', /\/secpolicy\/box \(the memory hierarchy\)/);
+});
+
+test("docker's --cgroup-parent (cgroupfs driver): /<parent>/<64 hex> at any depth is a docker container", () => {
+  assert.deepEqual(parseCgroup(`0::/ci/${ID}\n`).container, { runtime: 'docker', id: ID });
+  assert.deepEqual(parseCgroup(v1(`/a/b/${ID}`)).container, { runtime: 'docker', id: ID });
+  assert.deepEqual(parseCgroup(`0::/ci/${ID}/init.scope\n`).container, { runtime: 'docker', id: ID });
+  // The systemd driver with a parent slice was matched before, by its scope.
+  assert.deepEqual(parseCgroup(`0::/ci.slice/docker-${ID}.scope\n`).container, { runtime: 'docker', id: ID });
+  // 63 or 65 hex digits are no id, and no host layout either.
+  assert.equal(parseCgroup(`0::/ci/${ID.slice(1)}\n`).container, undefined);
+  assert.equal(parseCgroup(`0::/ci/${ID}0\n`).container, undefined);
 });
 
 test('v1 hierarchies disagreeing: the container is found on whichever line names it', () => {
@@ -92,18 +147,12 @@ test('v1 hierarchies disagreeing: the container is found on whichever line names
 });
 
 test('hostile and malformed input never throws and never invents a container', () => {
-  for (const text of [
-    '',
-    '\n\n',
-    'garbage',
-    '0::',
-    '0::relative/path',
-    `12:memory:/docker/${ID.slice(1)}`,
-    `0::/docker/${ID}x`,
-    `0::/docker/${ID.toUpperCase()}`,
-    '\0::/docker',
-  ]) {
+  for (const text of ['', '\n\n', 'garbage', '0::', '0::relative/path']) {
     assert.equal(parseCgroup(text).container, null, JSON.stringify(text));
+  }
+  // Near misses name no container, and are no host layout either: unknown.
+  for (const text of ['\0::/docker', `12:memory:/docker/${ID.slice(1)}`, `0::/docker/${ID}x`, `0::/docker/${ID.toUpperCase()}`]) {
+    assert.equal(parseCgroup(text).container, undefined, JSON.stringify(text));
   }
   assert.equal(parseCgroup('').path, undefined);
 });

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
-import net from 'node:net';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
-import { Policy, Result } from '../../src/index.js';
+import { Policy, Result, parsePolicy } from '../../src/index.js';
+import { Cgroups, allHierarchies, needCgroups } from '../helpers/cgroups.js';
+import { run } from '../helpers/index.js';
 import { compileStatic, needRunc, runContainer } from '../helpers/runc.js';
-import { acceptFrom, socketServer } from './peers.js';
+import { PY, acceptFrom, connectScript, reap, socketServer } from './peers.js';
 
 /** A static client: connects to argv[1], says `up <pid>`, holds the connection until the server closes it. */
 const CLIENT = `
@@ -100,16 +100,77 @@ test(
   },
 );
 
-test('a host process is in no container: container() fails and says where it is', async (t) => {
-  const { server, path } = await socketServer(t, 'secpolicy-runc-');
-  const client = net.connect(path);
-  t.after(() => client.destroy());
-  const [socket] = (await once(server, 'connection')) as [net.Socket];
-  const d = await new Policy().container().host().apply(socket);
-  assert.equal(d.result, Result.CONTAINER);
-  assert.equal(d.peer.container, null);
-  assert.match(d.failures[0]!.message, /not in a container \(cgroup \//);
-});
+test(
+  'a host process in a recognised host cgroup is in no container: container() fails and says where it is',
+  { skip: needCgroups() },
+  async (t) => {
+    const { server, path } = await socketServer(t, 'secpolicy-runc-');
+    // Placed by root in a system unit in every hierarchy mounted here: a layout the host's own services have.
+    const rel = `system.slice/secpolicy-host-${process.pid}.service`;
+    const cgroups = new Cgroups(allHierarchies()).make(rel);
+    const child = run('sh', ['-c', `${cgroups.enter(rel)} && exec "$@"`, 'sh', PY, '-c', connectScript(path)]);
+    t.after(async () => {
+      await reap(child);
+      cgroups.remove();
+    });
+    const socket = await acceptFrom(server, child);
+    const d = await new Policy().container().host().apply(socket);
+    assert.equal(d.result, Result.CONTAINER);
+    assert.equal(d.peer.container, null);
+    assert.match(d.failures[0]!.message, /not in a container \(cgroup \//);
+    assert.equal((await parsePolicy('not: { container: true }').apply(socket)).allowed, true);
+  },
+);
+
+/** A runc container in a cgroup of the test's choosing; `parent` is removed after it in every hierarchy. */
+async function containerAt(t: TestContext, cgroupsPath: (id: string) => string, parent: string) {
+  const { server, tmp } = await setup(t);
+  const c = runContainer({
+    bundle: tmp.path('bundle-a'),
+    args: ['/bin/client', '/sock/s.sock'],
+    files: [[tmp.path('bin/client'), '/bin/client']],
+    mounts: [{ source: tmp.dir, destination: '/sock' }],
+    cgroupsPath: cgroupsPath('{id}'),
+  });
+  t.after(async () => {
+    await c.stop();
+    new Cgroups(allHierarchies()).remove([parent]);
+  });
+  return { c, socket: await acceptFrom(server, c.child) };
+}
+
+test(
+  'docker\'s --cgroup-parent with the cgroupfs driver (/<parent>/<64 hex>): a docker container, never "not in a container"',
+  { skip: needRunc() },
+  async (t) => {
+    const parent = `secpolicy-parent-${process.pid}`;
+    const { c, socket } = await containerAt(t, (id) => `/${parent}/${id}`, parent);
+    assert.equal((await parsePolicy('not: { container: true }').apply(socket)).allowed, false, 'not: { container: true }');
+    const d = await new Policy().container({ runtime: 'docker', id: c.id }).apply(socket);
+    assert.equal(d.allowed, true, JSON.stringify(d.failures));
+    assert.equal(d.peer.cgroup, `/${parent}/${c.id}`);
+  },
+);
+
+test(
+  'a container in a cgroup layout nobody recognises: unknown, so neither container: true nor not: { container: true } admits it',
+  { skip: needRunc() },
+  async (t) => {
+    const parent = `secpolicy-odd-${process.pid}`;
+    const { socket } = await containerAt(t, () => `/${parent}/box`, parent);
+    for (const rule of ['container: true', 'not: { container: true }', 'anyOf: [{ not: { container: true } }, { uid: 4242 }]']) {
+      const d = await parsePolicy(rule).apply(socket);
+      assert.equal(d.allowed, false, `${rule}: ${JSON.stringify(d.failures)}`);
+      assert.ok(
+        d.failures.some((f) => f.unknown === true),
+        `${rule}: ${JSON.stringify(d.failures)}`,
+      );
+    }
+    const peer = new Policy().applySync(socket).peer;
+    assert.equal(peer.container, undefined);
+    assert.match(peer.reason('container') ?? '', /not a layout/);
+  },
+);
 
 test('container() validates its match up front', () => {
   const invalid = (field: string) => (e: unknown) =>

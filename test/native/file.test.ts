@@ -13,9 +13,13 @@ test('statPath agrees with stat(1) on device, inode, mode and owner', { skip: ne
   writeFileSync(file, 'x');
   chmodSync(file, 0o640);
   for (const path of [file, process.execPath, '/']) {
-    const out = (await run('stat', ['-c', '%Hd %Ld %i %f %u %g', path]).output()).stdout.trim().split(' ');
-    const [major, minor, ino, mode, uid, gid] = out;
-    const s = statPath(path)!;
+    const out = (await run('stat', ['-c', '%Hd %Ld %i %f %u %g %W', path]).output()).stdout.trim().split(' ');
+    const [major, minor, ino, mode, uid, gid, birth] = out;
+    const { btimeSec, btimeNsec, ...s } = statPath(path)!;
+    // Birth time: stat(1) prints 0 both where the filesystem keeps none (statPath: -1) and for a file born at 0.
+    if (Number(birth) === 0) assert.ok(btimeSec === -1 || btimeSec === 0, `${path} birth ${btimeSec}`);
+    else assert.equal(btimeSec, Number(birth), `${path} birth`);
+    if (btimeSec! > 0) assert.equal(btimeNsec, Number(statSync(path, { bigint: true }).birthtimeNs % 1_000_000_000n), `${path} birth ns`);
     assert.deepEqual(
       s,
       {

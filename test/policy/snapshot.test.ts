@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { ErrorCode, Policy, createServer, guard, isSecpolicyError, type Decision, type SecpolicyError } from '../../src/index.js';
 import { closeServer, needRoot, tempDir } from '../helpers/index.js';
+import { intoHostCgroup } from '../helpers/cgroups.js';
 import { PY, acceptFrom, pythonPeer, reap, reuseSkip, socketServer, spawnWithPid, waitForOutput } from '../identity/peers.js';
 
 const pidfds = (): number =>
@@ -161,6 +162,7 @@ test(
     const { path, server } = await socketServer(t);
     const child = pythonPeer(path);
     t.after(() => reap(child));
+    intoHostCgroup(child.pid!);
     const socket = await acceptFrom(server, child);
     const d = new Policy().program(PY).not(new Policy().container()).applySync(socket);
     assert.equal(d.allowed, true, JSON.stringify(d.failures));
