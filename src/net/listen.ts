@@ -28,6 +28,7 @@ import {
   listenOnBoundSocket,
   openPathFd,
   uidOf,
+  type FileStat,
 } from '../native/index.js';
 import { holdListenerFile } from '../identity/listener-file.js';
 import * as v from '../policy/validate.js';
@@ -104,19 +105,14 @@ export async function listen(server: Server, path: string, options?: ListenOptio
 
   // Bound, not listening: a connect() is refused until everything below is final.
   const held = openPathFd(file);
-  const abandon = (): void => {
-    closeFd(socket);
-    if (held >= 0) {
-      removeIfSame(file, held);
-      closePathFd(held);
-    }
-  };
+  let bound: FileStat | undefined;
   try {
     if (held < 0)
       throw new SecpolicyError(ErrorCode.UNSAFE_PATH, `${file}: cannot open the socket file right after bind (${errnoName(-held)})`, {
         path: file,
       });
     proveBoundFile(file, socket, held, witnessed);
+    bound = fileAt(held, file);
     if (uid !== -1 || gid !== -1) {
       const errno = chownPathFd(held, uid, gid);
       if (errno !== 0)
@@ -133,18 +129,36 @@ export async function listen(server: Server, path: string, options?: ListenOptio
     setExactMode(file, held, mode, uid, gid);
     listenOnBoundSocket(server, socket, file, o.backlog);
   } catch (cause) {
-    abandon();
+    closeFd(socket);
+    // Only the file proven to be ours is removed; anything else at the path is left alone.
+    if (bound !== undefined) removeIfSame(file, bound);
+    if (held >= 0) closePathFd(held);
     throw cause;
   }
 
-  // From here the socket belongs to the server: closing it closes the socket.
+  // From here the socket belongs to the server: closing it closes the socket. The file goes
+  // when the server has closed, if the path still names it (Node removes only files it
+  // bound itself). Until then an O_PATH fd of it is open, ours or the one the perms rule
+  // holds (whose close handler runs after this one), so its inode number cannot be given
+  // to another file meanwhile.
+  const ours = bound;
+  let pinned = held;
+  let cleaned = false;
+  const cleanUp = (): void => {
+    if (cleaned) return;
+    cleaned = true;
+    removeIfSame(file, ours);
+    if (pinned >= 0) closePathFd(pinned);
+    pinned = -1;
+  };
+  server.once('close', cleanUp);
   try {
     const listening = once(server, 'listening');
     // The file is held for the perms rule (src/identity/listener-file.ts) before anyone can connect.
     const hold = holdListenerFile(server, file, witnessed);
     await listening;
     // The path names another file than the one we bound (replaced right after bind).
-    if ((!hold.ok && hold.replaced) || !sameFileAt(file, held))
+    if ((!hold.ok && hold.replaced) || !sameFileAt(file, ours))
       throw new SecpolicyError(
         ErrorCode.UNSAFE_PATH,
         `${file}: ${hold.ok ? 'the path names another file than the socket bound to it' : hold.reason}`,
@@ -152,20 +166,18 @@ export async function listen(server: Server, path: string, options?: ListenOptio
           path: file,
         },
       );
+    // The perms rule's fd pins the file until the server's close event: ours is not needed.
+    if (hold.ok) {
+      closePathFd(pinned);
+      pinned = -1;
+    }
   } catch (cause) {
     server.close();
-    removeIfSame(file, held);
-    closePathFd(held);
+    cleanUp();
     if (cause instanceof SecpolicyError) throw cause;
     const code = (cause as NodeJS.ErrnoException).code;
     throw new SecpolicyError(pathErrorCode(cause), `${file}: cannot listen (${code ?? (cause as Error).message})`, { path: file, cause });
   }
-  // Node removes only files it bound itself: the file goes when the server has closed, if
-  // the path still names it (the held fd keeps its inode number from being reused meanwhile).
-  server.once('close', () => {
-    removeIfSame(file, held);
-    closePathFd(held);
-  });
   log('listen %s mode %s owner %d group %d', escapeText(file), formatMode(mode), uid, gid);
 }
 

@@ -177,19 +177,18 @@ export function proveBoundFile(path: string, socket: number, held: number, witne
     throw unsafe(path, `cannot tell whether the socket file is the one just bound (${bound}), and it belongs to uid ${s.uid}`);
 }
 
-/** True when `path` (not followed) names the very file the O_PATH fd `held` holds. */
-export function sameFileAt(path: string, held: number): boolean {
+/** True when `path` (not followed) names the file `file` describes (the same device and inode). */
+export function sameFileAt(path: string, file: { dev: number; ino: number | bigint }): boolean {
   const now = statPath(path, true);
-  const ours = statFd(held);
-  return now !== undefined && ours !== undefined && now.dev === ours.dev && now.ino === ours.ino;
+  return now !== undefined && now.dev === file.dev && now.ino === file.ino;
 }
 
 /**
- * Removes `path` if it still names the file `held` holds (the held fd keeps that inode, so
- * its number cannot have been given to a new file); anything else there is left alone.
+ * Removes `path` if it still names `file` (whose inode the caller keeps open, so that its
+ * number cannot have been given to a new file); anything else there is left alone.
  */
-export function removeIfSame(path: string, held: number): void {
-  if (!sameFileAt(path, held)) return;
+export function removeIfSame(path: string, file: { dev: number; ino: number | bigint }): void {
+  if (!sameFileAt(path, file)) return;
   try {
     unlinkSync(path);
   } catch {

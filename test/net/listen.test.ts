@@ -11,6 +11,7 @@ import {
   writeFileSync,
   existsSync,
   readdirSync,
+  rmSync,
 } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
@@ -323,6 +324,51 @@ while True:
     assert.doesNotMatch(out, /connected/, 'a process outside the final group connected before the group was set');
   },
 );
+
+test('listen: a cluster worker serves the socket itself, as with exclusive: true', { timeout: 60_000 }, async (t) => {
+  const { path } = setup(t);
+  const index = new URL('../../src/index.js', import.meta.url).href;
+  // cluster.fork() runs the primary's script file again: a file, not -e.
+  writeFileSync(
+    path('cluster.mjs'),
+    `import cluster from 'node:cluster';
+import net from 'node:net';
+import { lstatSync } from 'node:fs';
+import { listen } from ${JSON.stringify(index)};
+const file = ${JSON.stringify(path('c.sock'))};
+if (cluster.isPrimary) {
+  const w = cluster.fork();
+  w.on('message', (m) => { console.log(JSON.stringify(m)); w.kill(); });
+} else {
+  const s = net.createServer((c) => c.end(String(process.pid)));
+  await listen(s, file, { mode: 0o640 });
+  const c = net.connect(file);
+  let answer = '';
+  c.on('data', (d) => (answer += d));
+  c.on('close', () => process.send({ answer, me: String(process.pid), mode: lstatSync(file).mode & 0o7777, address: s.address(), isPrimary: cluster.isPrimary }));
+}
+`,
+  );
+  const { stdout, stderr } = await run(process.execPath, [path('cluster.mjs')]).output();
+  const m = JSON.parse(stdout) as Record<string, unknown>;
+  assert.equal(m.answer, m.me, `the worker accepted the connection itself: ${stderr}`);
+  assert.deepEqual([m.mode, m.address, m.isPrimary], [0o640, path('c.sock'), false]);
+});
+
+test('listen: closing the server removes its own file only, not one put at the path meanwhile', { timeout: 60_000 }, async (t) => {
+  const { path, server } = setup(t);
+  const file = path('s.sock');
+  const s = server();
+  await listen(s, file);
+  await closeServer(s);
+  assert.equal(existsSync(file), false, 'its own file is removed');
+  const again = server();
+  await listen(again, file);
+  rmSync(file);
+  writeFileSync(file, 'someone else put this here');
+  await closeServer(again);
+  assert.equal(readFileSync(file, 'utf8'), 'someone else put this here');
+});
 
 test('listen: bad arguments are refused up front, naming the field', { timeout: 60_000 }, async (t) => {
   const { path, server } = setup(t);
