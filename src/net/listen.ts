@@ -65,8 +65,8 @@ const MAX_PATH_BYTES = 107;
  * to without the sticky bit refused unless `allowInsecureDirectory` is set. Works on any
  * thread. The file is held open (O_PATH) from the bind until the server closes, and the
  * perms rule reads its mode through that fd, not the path; a path that names another file
- * right after the bind is `ERR_SECPOLICY_UNSAFE_PATH`. The file is removed when the server
- * has closed, if the path still names it.
+ * right after the bind is `ERR_SECPOLICY_UNSAFE_PATH`. `server.close()` removes the file,
+ * as Node does for a path it bound, if the path still names it.
  */
 export async function listen(server: Server, path: string, options?: ListenOptions): Promise<void> {
   if (typeof server !== 'object' || server === null || typeof (server as Server).listen !== 'function')
@@ -137,21 +137,19 @@ export async function listen(server: Server, path: string, options?: ListenOptio
   }
 
   // From here the socket belongs to the server: closing it closes the socket. The file goes
-  // when the server has closed, if the path still names it (Node removes only files it
-  // bound itself). Until then an O_PATH fd of it is open, ours or the one the perms rule
-  // holds (whose close handler runs after this one), so its inode number cannot be given
-  // to another file meanwhile.
+  // when the server is closed, if the path still names it. Until then an O_PATH fd of it is
+  // open, ours or the one the perms rule holds (released at the server's close event), so
+  // its inode number cannot have been given to another file.
   const ours = bound;
   let pinned = held;
   let cleaned = false;
-  const cleanUp = (): void => {
+  removeOnClose(server, () => {
     if (cleaned) return;
     cleaned = true;
     removeIfSame(file, ours);
     if (pinned >= 0) closePathFd(pinned);
     pinned = -1;
-  };
-  server.once('close', cleanUp);
+  });
   try {
     const listening = once(server, 'listening');
     // The file is held for the perms rule (src/identity/listener-file.ts) before anyone can connect.
@@ -173,12 +171,38 @@ export async function listen(server: Server, path: string, options?: ListenOptio
     }
   } catch (cause) {
     server.close();
-    cleanUp();
     if (cause instanceof SecpolicyError) throw cause;
     const code = (cause as NodeJS.ErrnoException).code;
     throw new SecpolicyError(pathErrorCode(cause), `${file}: cannot listen (${code ?? (cause as Error).message})`, { path: file, cause });
   }
   log('listen %s mode %s owner %d group %d', escapeText(file), formatMode(mode), uid, gid);
+}
+
+/**
+ * Runs `cleanUp` when `server.close()` is called, before the listening socket is closed, as
+ * Node removes a socket file it bound itself (a socket made here is one Node was handed,
+ * whose name it does not know), and at the latest at the server's close event. The own
+ * `close` property this sets on the server is taken away again at the first close, unless
+ * something replaced it meanwhile.
+ */
+function removeOnClose(server: Server, cleanUp: () => void): void {
+  const own = Object.prototype.hasOwnProperty.call(server, 'close');
+  const previous = server.close;
+  const restore = (): void => {
+    if (server.close !== closing) return;
+    if (own) server.close = previous;
+    else delete (server as Partial<Server>).close;
+  };
+  const closing = function (this: Server, ...args: Parameters<Server['close']>): Server {
+    restore();
+    cleanUp();
+    return previous.apply(this, args);
+  };
+  server.close = closing;
+  server.once('close', () => {
+    restore();
+    cleanUp();
+  });
 }
 
 /**

@@ -355,20 +355,30 @@ if (cluster.isPrimary) {
   assert.deepEqual([m.mode, m.address, m.isPrimary], [0o640, path('c.sock'), false]);
 });
 
-test('listen: closing the server removes its own file only, not one put at the path meanwhile', { timeout: 60_000 }, async (t) => {
-  const { path, server } = setup(t);
-  const file = path('s.sock');
-  const s = server();
-  await listen(s, file);
-  await closeServer(s);
-  assert.equal(existsSync(file), false, 'its own file is removed');
-  const again = server();
-  await listen(again, file);
-  rmSync(file);
-  writeFileSync(file, 'someone else put this here');
-  await closeServer(again);
-  assert.equal(readFileSync(file, 'utf8'), 'someone else put this here');
-});
+test(
+  'listen: closing the server removes its own file at once, and only its own, not one put at the path meanwhile',
+  { timeout: 60_000 },
+  async (t) => {
+    const { path, server } = setup(t);
+    const file = path('s.sock');
+    const s = server();
+    await listen(s, file);
+    const client = net.connect(file);
+    await once(client, 'connect');
+    const closed = once(s, 'close');
+    s.close();
+    assert.equal(existsSync(file), false, 'its own file is removed at close(), while a connection is still open');
+    client.destroy();
+    await closed;
+    assert.equal(Object.prototype.hasOwnProperty.call(s, 'close'), false, 'the server is left as it was');
+    const again = server();
+    await listen(again, file);
+    rmSync(file);
+    writeFileSync(file, 'someone else put this here');
+    await closeServer(again);
+    assert.equal(readFileSync(file, 'utf8'), 'someone else put this here');
+  },
+);
 
 test('listen: bad arguments are refused up front, naming the field', { timeout: 60_000 }, async (t) => {
   const { path, server } = setup(t);
