@@ -97,7 +97,10 @@ export async function listen(server: Server, path: string, options?: ListenOptio
   try {
     socket = bindSocketFile(file, mode);
   } catch (cause) {
-    const code = errnoName((cause as SecpolicyError).errno ?? 0);
+    const errno = (cause as SecpolicyError).errno;
+    // Not a system call's failure (no libc here, say): as it is.
+    if (errno === undefined) throw cause;
+    const code = errnoName(errno);
     if (code === 'EADDRINUSE')
       throw new SecpolicyError(ErrorCode.ADDRESS_IN_USE, `${file}: another process created the path first`, { path: file, cause });
     throw new SecpolicyError(pathErrorCode({ code }), `${file}: cannot listen (${code})`, { path: file, cause });
