@@ -84,7 +84,10 @@ export function listenOnBoundSocket(server: Server, fd: number, path: string, ba
     if (backlog === undefined) server.listen({ fd });
     else server.listen({ fd }, backlog);
   } finally {
-    if (worker && primary !== undefined) Object.defineProperty(cluster, 'isPrimary', primary);
+    if (worker) {
+      if (primary !== undefined) Object.defineProperty(cluster, 'isPrimary', primary);
+      else delete (cluster as { isPrimary?: boolean }).isPrimary;
+    }
   }
   // Node answers address() from the name a path listen was given (an fd listen has none);
   // the socket is bound to exactly this path, as getsockname() says.
