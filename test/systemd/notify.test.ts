@@ -6,6 +6,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { needCommand, run, tempDir } from '../helpers/index.js';
@@ -293,6 +294,55 @@ test(
     assert.match(text, /stopped\n/);
     assert.equal(text.match(/cannot notify the supervisor/g)?.length, 1, text);
     assert.doesNotMatch(text, /works again/);
+  },
+);
+
+test(
+  'a NOTIFY_SOCKET receiver that stopped reading: secpolicy gateway keeps answering requests, logs the drop once and exits on SIGTERM',
+  { skip: needCommand('python3'), timeout: 60_000 },
+  async (t) => {
+    const tmp = tempDir('secpolicy-notify-');
+    t.after(() => tmp.cleanup());
+    const where = tmp.path('notify.sock');
+    const receiver = watch(run('python3', ['-c', FULL_RECEIVER, where]));
+    t.after(() => receiver.child.kill('SIGKILL'));
+    await receiver.stdout(/full \d+\n/);
+
+    const upstream = http.createServer((req, res) => res.end(JSON.stringify({ url: req.url }))).listen(tmp.path('up.sock'));
+    await once(upstream, 'listening');
+    t.after(() => upstream.close());
+    writeFileSync(
+      tmp.path('gateway.yaml'),
+      ['version: 1', 'api: docker', 'rules:', '  - name: me', `    who: { uid: ${process.getuid!()} }`, '    allow: ["GET /**"]'].join(
+        '\n',
+      ),
+    );
+    const gateway = watch(
+      run(
+        process.execPath,
+        [CLI, 'gateway', '--listen', tmp.path('gw.sock'), '--to', tmp.path('up.sock'), '--policy', tmp.path('gateway.yaml')],
+        { env: { ...process.env, NOTIFY_SOCKET: where, WATCHDOG_USEC: '20000' } },
+      ),
+    );
+    t.after(() => gateway.child.kill('SIGKILL'));
+    await gateway.stderr(/cannot notify the supervisor: .*queue is full/);
+    for (let i = 0; i < 3; i++) {
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) =>
+        http.get({ socketPath: tmp.path('gw.sock'), path: `/v1.41/containers/json?n=${i}` }, resolve).on('error', reject),
+      );
+      let body = '';
+      res.on('data', (d) => (body += d));
+      await once(res, 'end');
+      assert.equal(res.statusCode, 200, body);
+      assert.match(body, new RegExp(`containers/json\\?n=${i}`));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    gateway.child.kill('SIGTERM');
+    const [code] = await once(gateway.child, 'close');
+    assert.equal(code, 0);
+    const text = await gateway.stderr(/[\s\S]*/);
+    assert.match(text, /stopped\n/);
+    assert.equal(text.match(/cannot notify the supervisor/g)?.length, 1, text);
   },
 );
 
