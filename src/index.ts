@@ -39,6 +39,7 @@ export {
   type ActivatedSocket,
   type SystemdListenersOptions,
   type Watchdog,
+  type WatchdogOptions,
 } from './systemd/index.js';
 export * from './gateway/index.js';
 export { proxyDataPath, type ProxyDataPath, type ProxyDataPathInfo } from './proxy/index.js';

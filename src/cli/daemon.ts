@@ -4,7 +4,7 @@
  * stopping (NOTIFY_SOCKET, WATCHDOG_USEC).
  */
 import { isSystemdSpec, systemdSocket } from '../systemd/listeners.js';
-import { notify, startWatchdog, type Watchdog } from '../systemd/notify.js';
+import { notifier, watchdogThrough, type Watchdog } from '../systemd/notify.js';
 
 /** The `--listen` help text of a daemon command. */
 export const LISTEN_HELP = 'the socket file to create and listen on, or "systemd" / "systemd:NAME" for a socket systemd passed';
@@ -22,20 +22,18 @@ export interface Supervisor {
   stopping(): void;
 }
 
-/** The supervisor link of a daemon command; failures to notify are logged, never fatal. */
+/**
+ * The supervisor link of a daemon command. Nothing here waits for the supervisor: a message
+ * it cannot take now is dropped. Failures are logged once (until a message goes through
+ * again), never fatal.
+ */
 export function supervisor(log: (line: string) => void): Supervisor {
   let watchdog: Watchdog | undefined;
-  const send = (state: string): void => {
-    try {
-      notify(state);
-    } catch (e) {
-      log(`cannot notify the supervisor: ${(e as Error).message}`);
-    }
-  };
+  const send = notifier(log);
   return {
     ready(status) {
       send(`READY=1\nSTATUS=${status.replace(/\n/g, ' ')}\nMAINPID=${process.pid}`);
-      watchdog = startWatchdog();
+      watchdog = watchdogThrough(send, log);
     },
     stopping() {
       watchdog?.stop();

@@ -17,6 +17,8 @@ const AF_UNIX = 1;
 const SOCK_STREAM = 1;
 const SOCK_DGRAM = 2;
 const SOCK_CLOEXEC = 0o2000000;
+const SOCK_NONBLOCK = 0o4000;
+const MSG_DONTWAIT = 0x40;
 const F_GETFD = 1;
 const F_SETFD = 2;
 const FD_CLOEXEC = 1;
@@ -85,15 +87,20 @@ function address(to: string): Buffer {
   return sockaddrUn(name, abstract);
 }
 
-/** Sends one datagram to a UNIX datagram socket (a path or `@abstract`); throws on failure. */
+/**
+ * Sends one datagram to a UNIX datagram socket (a path or `@abstract`) without ever
+ * waiting: the socket is non-blocking and the send is MSG_DONTWAIT, so a receiver whose
+ * queue is full (it stopped reading) gets nothing and the call fails with EAGAIN at once.
+ * Throws on failure; the errno is the error's `errno`.
+ */
 export function sendDatagram(to: string, data: Buffer): void {
   const c = libc();
   const sendto = libcFunction('long sendto(int fd, void *buf, size_t len, int flags, void *addr, uint32_t addrlen)');
   const addr = address(to);
-  const fd = c.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0) as number;
+  const fd = c.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0) as number;
   if (fd < 0) throw errnoError('socket', c.errno(), ErrorCode.NATIVE);
   try {
-    if (Number(sendto(fd, data, data.length, 0, addr, addr.length)) < 0) {
+    if (Number(sendto(fd, data, data.length, MSG_DONTWAIT, addr, addr.length)) < 0) {
       throw errnoError('sendto', c.errno(), ErrorCode.NATIVE, to);
     }
   } finally {

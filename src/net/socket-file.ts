@@ -7,7 +7,7 @@ import { lstatSync, realpathSync, unlinkSync, type Stats } from 'node:fs';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import { ErrorCode, SecpolicyError } from '../errors.js';
-import { formatMode } from '../native/index.js';
+import { formatMode, listenerBoundFile, sameBoundFile, statFd, statPath, S_IFMT, S_IFSOCK, type FileStat } from '../native/index.js';
 
 const S_ISVTX = 0o1000;
 /** How long a probe of an existing socket may take before we call it live. */
@@ -148,9 +148,50 @@ export async function clearStaleSocket(path: string): Promise<void> {
   }
 }
 
-/** After bind: the path must be a socket with exactly the mode asked for. */
-export function checkCreated(path: string, mode: number): void {
-  const s = lstatOrUndefined(path);
-  if (s === undefined || !s.isSocket()) throw unsafe(path, 'the socket file is missing or was replaced right after bind');
-  if ((s.mode & 0o7777) !== mode) throw unsafe(path, `the socket file has mode ${formatMode(s.mode)} instead of ${formatMode(mode)}`);
+/** The socket file an O_PATH fd holds (its identity, mode and owner); it must still be a socket. */
+export function fileAt(held: number, path: string): FileStat {
+  const s = statFd(held);
+  if (s === undefined) throw unsafe(path, 'cannot fstat the socket file right after bind');
+  if ((s.mode & S_IFMT) !== S_IFSOCK) throw unsafe(path, 'is not a socket right after bind: it was replaced');
+  return s;
+}
+
+/**
+ * Proves that `held` (an O_PATH fd of `path`, opened right after bind) is the file the
+ * socket `socket` is bound to, before anything is changed through it: sock_diag names the
+ * device and inode of a bound socket's file. Where sock_diag is unavailable, the bind
+ * itself is the proof in a directory nobody else may write to (`witnessed`); elsewhere the
+ * file must at least be ours, so that an owner or mode is never applied to someone else's.
+ */
+export function proveBoundFile(path: string, socket: number, held: number, witnessed: boolean): void {
+  const s = fileAt(held, path);
+  const bound = listenerBoundFile(socket);
+  if (typeof bound !== 'string') {
+    if (!sameBoundFile(bound, { dev: s.dev, ino: BigInt(s.ino) }))
+      throw unsafe(path, 'the path names another file than the one the socket was bound to (it was replaced right after bind)');
+    return;
+  }
+  if (witnessed) return;
+  const me = process.geteuid?.() ?? 0;
+  if (s.uid !== me)
+    throw unsafe(path, `cannot tell whether the socket file is the one just bound (${bound}), and it belongs to uid ${s.uid}`);
+}
+
+/** True when `path` (not followed) names the file `file` describes (the same device and inode). */
+export function sameFileAt(path: string, file: { dev: number; ino: number | bigint }): boolean {
+  const now = statPath(path, true);
+  return now !== undefined && now.dev === file.dev && now.ino === file.ino;
+}
+
+/**
+ * Removes `path` if it still names `file` (whose inode the caller keeps open, so that its
+ * number cannot have been given to a new file); anything else there is left alone.
+ */
+export function removeIfSame(path: string, file: { dev: number; ino: number | bigint }): void {
+  if (!sameFileAt(path, file)) return;
+  try {
+    unlinkSync(path);
+  } catch {
+    // Gone already, or no longer ours to remove: nothing to clean.
+  }
 }

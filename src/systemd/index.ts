@@ -8,4 +8,4 @@ export {
   type ActivatedSocket,
   type SystemdListenersOptions,
 } from './listeners.js';
-export { notify, startWatchdog, type Watchdog } from './notify.js';
+export { notify, startWatchdog, type Watchdog, type WatchdogOptions } from './notify.js';

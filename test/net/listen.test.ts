@@ -10,14 +10,18 @@ import {
   symlinkSync,
   writeFileSync,
   existsSync,
+  readdirSync,
+  rmSync,
 } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { test, type TestContext } from 'node:test';
 import { ErrorCode, listen } from '../../src/index.js';
+import { remoteAddress, socketFd } from '../../src/native/index.js';
 import { closeServer, needCommand, needRoot, nodeClient, run, tempDir } from '../helpers/index.js';
-import { DAEMON, rejectsWith } from './fixtures.js';
+import { DAEMON, NOBODY, rejectsWith } from './fixtures.js';
 
 /** A fresh directory and a server that is closed after the test. */
 function setup(t: TestContext) {
@@ -38,31 +42,38 @@ function setup(t: TestContext) {
 const modeOf = (path: string) => lstatSync(path).mode & 0o7777;
 
 test(
-  'listen: the socket file is born with the exact mode, whatever the umask, and the umask is restored',
+  'listen: the socket file has the exact mode whatever the umask, the umask is never changed, and every name of the socket is the path',
   { timeout: 60_000 },
   async (t) => {
     const { path, server } = setup(t);
-    const file = path('s.sock');
-    const s = server();
-    // Look at the file the moment bind() returns, before listen() could run any chmod.
-    let atBind: number | undefined;
-    const realListen = s.listen;
-    s.listen = function (this: net.Server, ...args: unknown[]) {
-      const r = (realListen as (...a: unknown[]) => net.Server).apply(this, args);
-      atBind = modeOf(file);
-      return r;
-    } as typeof s.listen;
-    const umask = process.umask(0);
-    try {
-      await listen(s, file, { mode: 0o660 });
-      assert.equal(process.umask(), 0, "the caller's umask is back");
-    } finally {
-      process.umask(umask);
+    for (const [i, umask] of [0, 0o022, 0o077, 0o777].entries()) {
+      const file = path(`s${i}.sock`);
+      const s = server();
+      // Look at the file the moment Node is handed the socket: its mode must be final already.
+      let atListen: number | undefined;
+      const realListen = s.listen;
+      s.listen = function (this: net.Server, ...args: unknown[]) {
+        if (existsSync(file)) atListen = modeOf(file);
+        const r = (realListen as (...a: unknown[]) => net.Server).apply(this, args);
+        atListen ??= modeOf(file);
+        return r;
+      } as typeof s.listen;
+      const previous = process.umask(umask);
+      try {
+        await listen(s, file, { mode: 0o660 });
+      } finally {
+        assert.equal(process.umask(previous), umask, "the caller's umask was never touched");
+      }
+      assert.equal(atListen, 0o660, `umask ${umask.toString(8)}`);
+      assert.equal(modeOf(file), 0o660, `umask ${umask.toString(8)}`);
+      assert.ok(lstatSync(file).isSocket());
+      assert.equal(s.address(), file);
+      // The kernel's name of the socket is the path itself: a client's getpeername() says so.
+      const client = net.connect(file);
+      await once(client, 'connect');
+      assert.deepEqual(remoteAddress(socketFd(client)), { kind: 'path', path: file });
+      client.destroy();
     }
-    assert.equal(atBind, 0o660);
-    assert.equal(modeOf(file), 0o660);
-    assert.ok(lstatSync(file).isSocket());
-    assert.equal(s.address(), file);
   },
 );
 
@@ -210,21 +221,164 @@ test(
   },
 );
 
-test('listen: a worker thread, which cannot set the umask, is refused rather than served a window', { timeout: 60_000 }, async (t) => {
+test('listen: a worker thread listens with the same guarantees (nothing process-wide is changed)', { timeout: 60_000 }, async (t) => {
   const { path } = setup(t);
   const index = new URL('../../src/index.js', import.meta.url).href;
   const code = `const { parentPort, workerData } = require('node:worker_threads');
+    const { lstatSync } = require('node:fs');
     import(workerData.index).then(async ({ listen }) => {
-      const server = require('node:net').createServer();
-      try { await listen(server, workerData.file); parentPort.postMessage('listening'); server.close(); }
-      catch (e) { parentPort.postMessage(e.code); }
+      const server = require('node:net').createServer((s) => s.end('from the worker'));
+      try {
+        await listen(server, workerData.file, { mode: 0o640 });
+        const s = lstatSync(workerData.file);
+        parentPort.postMessage({ mode: s.mode & 0o7777, socket: s.isSocket(), address: server.address() });
+        parentPort.once('message', () => server.close(() => parentPort.postMessage('closed')));
+      } catch (e) { parentPort.postMessage(e.code); }
     });`;
   const worker = new Worker(code, { eval: true, workerData: { index, file: path('w.sock') } });
+  t.after(() => worker.terminate());
   const [answer] = await once(worker, 'message');
-  await worker.terminate();
-  assert.equal(answer, ErrorCode.UNSAFE_PATH);
-  assert.equal(existsSync(path('w.sock')), false);
+  assert.deepEqual(answer, { mode: 0o640, socket: true, address: path('w.sock') });
+  assert.equal((await nodeClient(path('w.sock')).output()).stdout, 'from the worker');
+  worker.postMessage('close');
+  assert.equal((await once(worker, 'message'))[0], 'closed');
+  assert.equal(existsSync(path('w.sock')), false, 'the file goes when the server has closed');
 });
+
+test(
+  'listen: files the application creates on the threadpool meanwhile get the process umask, never the socket mode',
+  { timeout: 120_000 },
+  async (t) => {
+    const { path, server } = setup(t);
+    mkdirSync(path('files'));
+    const previous = process.umask(0o022);
+    t.after(() => process.umask(previous));
+    let stop = false;
+    let n = 0;
+    // 32 writers keep open(2) calls queued on libuv's threadpool while the main thread listens.
+    const writers = Array.from({ length: 32 }, async () => {
+      while (!stop) await writeFile(path(`files/${n++}`), 'x', { mode: 0o666 });
+    });
+    try {
+      for (let i = 0; i < 100; i++) {
+        const s = server();
+        await listen(s, path(`t${i}.sock`), { mode: 0o666 });
+        assert.equal(modeOf(path(`t${i}.sock`)), 0o666);
+        await closeServer(s);
+        // A turn of the event loop: the writers see their files opened and queue the next ones.
+        await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      stop = true;
+      await Promise.all(writers);
+    }
+    const files = readdirSync(path('files'));
+    const wrong = files.filter((f) => modeOf(path(`files/${f}`)) !== 0o644).map((f) => `${f}: ${modeOf(path(`files/${f}`)).toString(8)}`);
+    assert.deepEqual(wrong, [], `${wrong.length} of ${files.length} files`);
+    assert.ok(files.length > 0);
+    assert.equal(process.umask(0o022), 0o022);
+  },
+);
+
+test(
+  'listen: nobody connects before owner, group and mode are final (a member of our group spins on connect while we listen again and again)',
+  { timeout: 120_000, skip: needRoot() || needCommand('/usr/bin/python3') },
+  async (t) => {
+    const { path, server } = setup(t);
+    const file = path('s.sock');
+    // nobody, with our primary group (0) as a supplementary one: the file's group until it is given to daemon's.
+    const spinner = run(
+      '/usr/bin/python3',
+      [
+        '-c',
+        `import socket, sys
+p = sys.argv[1]
+print("spinning", flush=True)
+while True:
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(p)
+        print("connected", flush=True)
+        sys.exit(0)
+    except OSError:
+        pass
+    finally:
+        s.close()`,
+        file,
+      ],
+      { as: { ...NOBODY, groups: [process.getgid!()] } },
+    );
+    t.after(() => spinner.kill('SIGKILL'));
+    let out = '';
+    spinner.stdout!.on('data', (d) => (out += d));
+    await once(spinner.stdout!, 'data');
+    for (let i = 0; i < 100 && !out.includes('connected'); i++) {
+      const s = server();
+      await listen(s, file, { mode: 0o660, group: DAEMON.gid });
+      const st = lstatSync(file);
+      assert.deepEqual([st.gid, st.mode & 0o7777], [DAEMON.gid, 0o660]);
+      await closeServer(s);
+    }
+    spinner.kill('SIGKILL');
+    await once(spinner, 'close');
+    assert.doesNotMatch(out, /connected/, 'a process outside the final group connected before the group was set');
+  },
+);
+
+test('listen: a cluster worker serves the socket itself, as with exclusive: true', { timeout: 60_000 }, async (t) => {
+  const { path } = setup(t);
+  const index = new URL('../../src/index.js', import.meta.url).href;
+  // cluster.fork() runs the primary's script file again: a file, not -e.
+  writeFileSync(
+    path('cluster.mjs'),
+    `import cluster from 'node:cluster';
+import net from 'node:net';
+import { lstatSync } from 'node:fs';
+import { listen } from ${JSON.stringify(index)};
+const file = ${JSON.stringify(path('c.sock'))};
+if (cluster.isPrimary) {
+  const w = cluster.fork();
+  w.on('message', (m) => { console.log(JSON.stringify(m)); w.kill(); });
+} else {
+  const s = net.createServer((c) => c.end(String(process.pid)));
+  await listen(s, file, { mode: 0o640 });
+  const c = net.connect(file);
+  let answer = '';
+  c.on('data', (d) => (answer += d));
+  c.on('close', () => process.send({ answer, me: String(process.pid), mode: lstatSync(file).mode & 0o7777, address: s.address(), isPrimary: cluster.isPrimary }));
+}
+`,
+  );
+  const { stdout, stderr } = await run(process.execPath, [path('cluster.mjs')]).output();
+  const m = JSON.parse(stdout) as Record<string, unknown>;
+  assert.equal(m.answer, m.me, `the worker accepted the connection itself: ${stderr}`);
+  assert.deepEqual([m.mode, m.address, m.isPrimary], [0o640, path('c.sock'), false]);
+});
+
+test(
+  'listen: closing the server removes its own file at once, and only its own, not one put at the path meanwhile',
+  { timeout: 60_000 },
+  async (t) => {
+    const { path, server } = setup(t);
+    const file = path('s.sock');
+    const s = server();
+    await listen(s, file);
+    const client = net.connect(file);
+    await once(client, 'connect');
+    const closed = once(s, 'close');
+    s.close();
+    assert.equal(existsSync(file), false, 'its own file is removed at close(), while a connection is still open');
+    client.destroy();
+    await closed;
+    assert.equal(Object.prototype.hasOwnProperty.call(s, 'close'), false, 'the server is left as it was');
+    const again = server();
+    await listen(again, file);
+    rmSync(file);
+    writeFileSync(file, 'someone else put this here');
+    await closeServer(again);
+    assert.equal(readFileSync(file, 'utf8'), 'someone else put this here');
+  },
+);
 
 test('listen: bad arguments are refused up front, naming the field', { timeout: 60_000 }, async (t) => {
   const { path, server } = setup(t);
