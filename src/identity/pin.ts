@@ -7,6 +7,7 @@
  */
 import { closeFd } from '../native/index.js';
 import { pidfdAlive, pidfdOpen, socketPeerPidfd } from '../native/pidfd.js';
+import { no, ok, type Outcome } from './outcome.js';
 import { liveStartTime as startTime } from './proc.js';
 
 /** How the process behind a connection was pinned. */
@@ -107,5 +108,93 @@ export class Pin {
       this.#pidfd = undefined;
     }
     return reason;
+  }
+}
+
+/**
+ * The pin of one Peer, counted: a pin (one pidfd) lives for one /proc read, or, while
+ * holds are open ({@link PinnedReader.hold}), across every read until the last hold ends.
+ * A verified connection holds no pidfd between verifications.
+ */
+export class PinnedReader {
+  readonly #fd: () => number;
+  readonly #pid: number;
+  readonly #onLastRelease: (keep: boolean) => void;
+  #pin: Pin | undefined;
+  #method: Pinning | undefined;
+  /** Why the process could not be pinned (pid 0, exited): remembered, never retried. */
+  #broken: string | undefined;
+  #holding = 0;
+
+  /** `fd` gives the socket's fd (it throws once the socket is closed); `onLastRelease` runs when the last hold ends. */
+  constructor(fd: () => number, pid: number, onLastRelease: (keep: boolean) => void) {
+    this.#fd = fd;
+    this.#pid = pid;
+    this.#onLastRelease = onLastRelease;
+  }
+
+  /** How the process is pinned (pinned now if it never was). */
+  get method(): Pinning {
+    if (this.#method === undefined) this.read(() => ok(undefined));
+    return this.#method!;
+  }
+
+  /** True while a hold is open. */
+  get holding(): boolean {
+    return this.#holding > 0;
+  }
+
+  /** Reads /proc of the peer, then proves the process is still the peer (else "peer exited"). */
+  read<T>(read: (proc: string) => Outcome<T>): Outcome<T> {
+    const pin = this.#pinned();
+    try {
+      // Liveness is proven once, after the read: a process gone before the read is still
+      // gone after it, so a check before would only cost one more system call.
+      const known = pin.knownBroken;
+      if (known !== undefined) return no(known);
+      const r = read(`/proc/${pin.pid}`);
+      const broken = pin.check();
+      return broken === undefined ? r : no(broken);
+    } finally {
+      if (this.#holding === 0) this.#unpin();
+    }
+  }
+
+  hold(): void {
+    this.#holding++;
+  }
+
+  /** Ends a hold; `keep`: the caller keeps what the hold read (a Decision's record). */
+  release(keep = true): void {
+    if (this.#holding > 0 && --this.#holding === 0) {
+      this.#unpin();
+      this.#onLastRelease(keep);
+    }
+  }
+
+  // Pinned only when a rule needs /proc: a uid-only policy pays nothing for it. A new
+  // pin (SO_PEERPIDFD) names the same process as the first: the kernel keeps the peer's
+  // struct pid from connect() on the socket.
+  #pinned(): Pin {
+    if (this.#pin) return this.#pin;
+    if (this.#broken !== undefined) return Pin.broken(this.#method ?? 'none', this.#pid, this.#broken);
+    let fd = -1;
+    try {
+      fd = this.#fd();
+    } catch {
+      // A closed socket: Pin.of reports it as a pin that cannot be made.
+    }
+    const pin = Pin.of(fd, this.#pid);
+    this.#method = pin.method;
+    this.#pin = pin;
+    return pin;
+  }
+
+  #unpin(): void {
+    const pin = this.#pin;
+    if (pin === undefined) return;
+    this.#pin = undefined;
+    this.#broken ??= pin.knownBroken;
+    pin.close();
   }
 }
