@@ -63,10 +63,9 @@ export interface InternalApplyOptions {
 export const DEFAULT_TIMEOUT = 5000;
 
 /**
- * The rule methods, declared in the rule table (src/policy/table.ts): `perms`, `program`,
- * `uid`, `gid`, `user`, `group`, `callback`, `creds`/`label`, `memberOf`, `programDigest`,
- * `container`, `host`, `sameNamespace`, `unit`, `slice`, `userUnit`, `noNewPrivs`. Each adds
- * its rule, replacing an earlier one of the same name (`label` and `creds` are one rule).
+ * The rule methods, one per rule of the rule table (src/policy/table.ts, listed in
+ * docs/attributes.md). Each adds its rule, replacing an earlier one of the same name
+ * (an alias, such as `label` for `creds`, names the same rule).
  */
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
 export interface Policy extends TableRuleMethods<Policy> {}
