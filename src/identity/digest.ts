@@ -75,19 +75,10 @@ export function executableDigest(proc: string): Digest {
   const opened = openExe(proc);
   if ('done' in opened) return opened.done;
   try {
-    const hash = createHash('sha256');
-    const buf = (chunk ??= Buffer.allocUnsafe(1 << 20));
-    let total = 0;
-    for (let n; (n = readSync(opened.fd, buf, 0, buf.length, null)) > 0;) {
-      total += n;
-      if (total > MAX_DIGEST_BYTES) return tooLarge(BigInt(total));
-      hash.update(buf.subarray(0, n));
-    }
-    const digest = hash.digest('hex');
-    remember(opened.key, digest);
-    return ok(digest);
-  } catch (e) {
-    return failure(e, 'read');
+    const answer = hashHere(opened.fd);
+    if (typeof answer !== 'string') return answer;
+    remember(opened.key, answer);
+    return ok(answer);
   } finally {
     closeSync(opened.fd);
   }
@@ -191,6 +182,7 @@ function hashOnWorker(fd: number): Promise<string | Digest> {
   });
 }
 
+/** Hashes the file at `fd` from its start on this thread, bounded by the cap. */
 function hashHere(fd: number): string | Digest {
   const hash = createHash('sha256');
   const buf = (chunk ??= Buffer.allocUnsafe(1 << 20));

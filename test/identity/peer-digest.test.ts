@@ -5,7 +5,18 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, createReadStream, realpathSync, truncateSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  copyFileSync,
+  createReadStream,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  utimesSync,
+} from 'node:fs';
 import { test } from 'node:test';
 import { MAX_DIGEST_BYTES, Policy, Result } from '../../src/index.js';
 import { needCommand, run } from '../helpers/index.js';
@@ -76,4 +87,35 @@ test('an executable above the digest size cap is unknown, and says why', { skip 
     // unknown under not, too
     assert.equal(new Policy().not(new Policy().programDigest('0'.repeat(64))).applySync(socket).allowed, false);
   }
+});
+
+test('the digest cache is not fooled by a replacement that reuses the inode, size and mtime', { skip }, async (t) => {
+  const { tmp, path, server } = await socketServer(t);
+  const file = tmp.path('socat-copy');
+  copyFileSync(realpathSync('/usr/bin/socat'), file);
+  appendFileSync(file, Buffer.alloc(16, 1));
+  chmodSync(file, 0o755);
+  const trusted = await sha256Stream(file);
+  const before = statSync(file, { bigint: true });
+  const first = run(file, ['-u', `UNIX-CONNECT:${path}`, 'STDIN']);
+  t.after(() => reap(first));
+  assert.equal((await new Policy().programDigest(trusted).apply(await acceptFrom(server, first))).allowed, true);
+  await reap(first);
+  // The file is removed, its inode freed; the attacker's file of the same size and mtime,
+  // renamed into place, gets an inode number now, often the same one on ext4.
+  rmSync(file);
+  const evil = tmp.path('evil');
+  copyFileSync(realpathSync('/usr/bin/socat'), evil);
+  appendFileSync(evil, Buffer.alloc(16, 2));
+  chmodSync(evil, 0o755);
+  renameSync(evil, file);
+  utimesSync(file, before.atime, before.mtime);
+  const after = statSync(file, { bigint: true });
+  assert.equal(after.size, before.size);
+  if (after.ino !== before.ino) return t.skip(`the file system gave the replacement another inode (${after.ino}, was ${before.ino})`);
+  const second = run(file, ['-u', `UNIX-CONNECT:${path}`, 'STDIN']);
+  t.after(() => reap(second));
+  const d = await new Policy().programDigest(trusted).apply(await acceptFrom(server, second));
+  assert.equal(d.result, Result.PROGRAM_DIGEST, 'the replacement is hashed, not taken from the cache');
+  assert.equal(d.failures[0]!.actual, await sha256Stream(file));
 });
