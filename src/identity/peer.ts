@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import { peerCred, socketFd } from '../native/index.js';
-import { no, type Outcome } from './outcome.js';
+import { isMissing, no, ok, type Outcome } from './outcome.js';
 import { PinnedReader, type Pinning } from './pin.js';
 import {
   ATTRIBUTES,
@@ -44,20 +44,28 @@ export interface PeerOptions {
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
 export interface Peer extends PublicAttributeValues {}
 
-const INDEX: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(Object.keys(ATTRIBUTES).map((k, i) => [k, i])));
-const COUNT = Object.keys(ATTRIBUTES).length;
+// The attributes fixed at connect, each with a slot of its own in a small array.
+const FIXED = (Object.keys(ATTRIBUTES) as AttributeName[]).filter((k) => ATTRIBUTES[k].when === 'connect');
+const SLOT: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(FIXED.map((k, i) => [k, i])));
 
 /** The peer of a UNIX socket connection. */
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class Peer implements AttributeSource {
   readonly #connection: Connection;
-  /** Attributes fixed at connect, by registry index: the value once read (a failure as the Outcome saying why). */
-  #fixed: Array<Outcome<unknown> | undefined> | undefined;
-  /** Live attributes, kept only while an evaluation holds the peer. */
+  /** Attributes fixed at connect, one slot each: the value once read (a failure as the Outcome saying why). */
+  #fixed: unknown[] | undefined;
+  /**
+   * Live attributes, kept only while an evaluation holds the peer: the executable's
+   * identity in a slot of its own (the program rule reads it on every connection), the
+   * rest in a map made when needed.
+   */
+  #exe: Outcome<AttributeTypes['programStat']> | undefined;
   #live: Map<AttributeName, Outcome<unknown>> | undefined;
   /** What the last evaluation read of the live process (kept for `seen`). */
+  #seenExe: AttributeTypes['programStat'] | undefined;
   #seenLive: Map<AttributeName, Outcome<unknown>> | undefined;
-  readonly #reader: PinnedReader;
+  /** The pin and its holds, made when a rule first needs /proc: a uid-only policy pays nothing for it. */
+  #pinReader: PinnedReader | undefined;
 
   /** @internal Use `policy.apply()` or `peerOf()`; a Peer made by hand reads the socket it is given. */
   constructor(socket: Socket, options?: PeerOptions) {
@@ -74,11 +82,10 @@ export class Peer implements AttributeSource {
       uid: cred.uid,
       gid: cred.gid,
     };
-    this.#reader = new PinnedReader(
-      () => socketFd(socket),
-      cred.pid,
-      (keep) => this.#endHold(keep),
-    );
+  }
+
+  get #reader(): PinnedReader {
+    return (this.#pinReader ??= new PinnedReader(this.#connection.socket, this.#connection.pid));
   }
 
   /** Which end of the connection this process is. */
@@ -132,7 +139,7 @@ export class Peer implements AttributeSource {
       out.pinning = this.pinning;
       return out;
     } finally {
-      this.#reader.release(false);
+      if (this.#reader.release()) this.#endHold(false);
     }
   }
 
@@ -147,20 +154,34 @@ export class Peer implements AttributeSource {
     if (!isAttribute(name)) return no(`unknown attribute ${name}`);
     const def = ATTRIBUTES[name] as AttributeDef<unknown>;
     if (def.when === 'connect') {
-      const slots = (this.#fixed ??= new Array<Outcome<unknown> | undefined>(COUNT));
-      return (slots[INDEX[name]!] ??= def.read(this));
+      const slots = (this.#fixed ??= new Array<unknown>(FIXED.length));
+      const i = SLOT[name]!;
+      let slot = slots[i];
+      if (slot === undefined) {
+        const r = def.read(this);
+        // The value itself (no Outcome object kept per connection), or the failure saying why.
+        slot = slots[i] = r.ok ? r.value : r;
+      }
+      return isMissing(slot) ? slot : ok(slot);
+    }
+    const holding = this.#pinReader?.holding === true;
+    if (name === 'programStat') {
+      if (this.#exe !== undefined) return this.#exe;
+      const r = ATTRIBUTES.programStat.read(this);
+      if (holding) this.#exe = r;
+      return r;
     }
     let r = this.#live?.get(name);
     if (r === undefined) {
       r = def.read(this);
-      if (this.#reader.holding) (this.#live ??= new Map()).set(name, r);
+      if (holding) (this.#live ??= new Map()).set(name, r);
     }
     return r;
   }
 
   /** @internal For the evaluator: an asynchronous attribute read before the rules, kept while the evaluation holds the peer. */
   provide<K extends AttributeName>(name: K, value: Outcome<AttributeTypes[K]>): void {
-    if (this.#reader.holding) (this.#live ??= new Map()).set(name, value);
+    if (this.#pinReader?.holding) (this.#live ??= new Map()).set(name, value);
   }
 
   /** @internal True when an attribute is already read in this evaluation. */
@@ -179,9 +200,9 @@ export class Peer implements AttributeSource {
    */
   get seen(): Readonly<Record<string, unknown>> {
     const live = this.#seenLive;
-    if (live === undefined) return EMPTY;
     let seen: Record<string, unknown> | undefined;
-    for (const [name, r] of live) {
+    if (this.#seenExe !== undefined) seen = { programStat: ATTRIBUTES.programStat.seen!(this.#seenExe) };
+    for (const [name, r] of live ?? []) {
       if (!r.ok) continue;
       const def = ATTRIBUTES[name] as AttributeDef<unknown>;
       if (def.seen) (seen ??= {})[name] = def.seen(r.value);
@@ -215,14 +236,18 @@ export class Peer implements AttributeSource {
 
   /** @internal Ends a {@link Peer.hold}; the pidfd is closed when the last hold ends. */
   release(): void {
-    this.#reader.release(true);
+    if (this.#pinReader?.release()) this.#endHold(true);
   }
 
   /** The last hold ended: the live attributes are let go (kept for `seen` when `keep`). */
   #endHold(keep: boolean): void {
+    const exe = this.#exe;
     const live = this.#live;
+    this.#exe = undefined;
     this.#live = undefined;
-    if (keep && (live !== undefined || this.#seenLive !== undefined)) this.#seenLive = live;
+    if (!keep) return;
+    this.#seenExe = exe?.ok ? exe.value : undefined;
+    if (live !== undefined || this.#seenLive !== undefined) this.#seenLive = live;
   }
 
   /** @internal True when the kernel could not map the peer's uid / gid into our user namespace (it shows 65534). */

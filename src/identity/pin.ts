@@ -5,7 +5,8 @@
  * connect() time. Else pidfd_open(pid) with the start time compared around it and after
  * every read. Else nothing can be proven and /proc-based rules fail.
  */
-import { closeFd } from '../native/index.js';
+import type { Socket } from 'node:net';
+import { closeFd, socketFd } from '../native/index.js';
 import { pidfdAlive, pidfdOpen, socketPeerPidfd } from '../native/pidfd.js';
 import { no, ok, type Outcome } from './outcome.js';
 import { liveStartTime as startTime } from './proc.js';
@@ -117,20 +118,18 @@ export class Pin {
  * A verified connection holds no pidfd between verifications.
  */
 export class PinnedReader {
-  readonly #fd: () => number;
+  readonly #socket: Socket;
   readonly #pid: number;
-  readonly #onLastRelease: (keep: boolean) => void;
   #pin: Pin | undefined;
   #method: Pinning | undefined;
   /** Why the process could not be pinned (pid 0, exited): remembered, never retried. */
   #broken: string | undefined;
   #holding = 0;
 
-  /** `fd` gives the socket's fd (it throws once the socket is closed); `onLastRelease` runs when the last hold ends. */
-  constructor(fd: () => number, pid: number, onLastRelease: (keep: boolean) => void) {
-    this.#fd = fd;
+  /** The peer of `socket`, whose SO_PEERCRED pid is `pid`. */
+  constructor(socket: Socket, pid: number) {
+    this.#socket = socket;
     this.#pid = pid;
-    this.#onLastRelease = onLastRelease;
   }
 
   /** How the process is pinned (pinned now if it never was). */
@@ -164,12 +163,13 @@ export class PinnedReader {
     this.#holding++;
   }
 
-  /** Ends a hold; `keep`: the caller keeps what the hold read (a Decision's record). */
-  release(keep = true): void {
+  /** Ends a hold; true when it was the last (the pin is released). */
+  release(): boolean {
     if (this.#holding > 0 && --this.#holding === 0) {
       this.#unpin();
-      this.#onLastRelease(keep);
+      return true;
     }
+    return false;
   }
 
   // Pinned only when a rule needs /proc: a uid-only policy pays nothing for it. A new
@@ -180,7 +180,7 @@ export class PinnedReader {
     if (this.#broken !== undefined) return Pin.broken(this.#method ?? 'none', this.#pid, this.#broken);
     let fd = -1;
     try {
-      fd = this.#fd();
+      fd = socketFd(this.#socket);
     } catch {
       // A closed socket: Pin.of reports it as a pin that cannot be made.
     }

@@ -45,9 +45,10 @@ export function evaluate(rules: readonly Rule[], peer: Peer, context: Evaluation
   };
   let pending: Failure[] | Promise<Failure[]>;
   try {
-    for (const [name, value] of Object.entries(context.given ?? {})) peer.provide(name as AsyncAttributeName, value as Outcome<never>);
-    const needs = context.mode === 'async' ? needsOf(rules, context.strict) : undefined;
-    const wanted = needs?.always.filter((n) => !peer.has(n)) ?? [];
+    const given = context.given;
+    if (given !== undefined) for (const [name, value] of Object.entries(given)) peer.provide(name as AsyncAttributeName, value as Outcome<never>);
+    const needs = context.mode === 'async' ? needsFor(rules, context.strict) : NONE;
+    const wanted = needs.length === 0 ? needs : needs.filter((n) => !peer.has(n));
     pending =
       wanted.length === 0
         ? runRules(rules, peer, context)
@@ -70,6 +71,18 @@ export function evaluate(rules: readonly Rule[], peer: Peer, context: Evaluation
     },
   );
   return Object.assign(settled, { release });
+}
+
+const NONE: readonly AsyncAttributeName[] = Object.freeze([]);
+// A policy's rules are one array for its life (a snapshot's never change): their needs are worked out once.
+const NEEDS = [new WeakMap<readonly Rule[], readonly AsyncAttributeName[]>(), new WeakMap<readonly Rule[], readonly AsyncAttributeName[]>()];
+
+/** The asynchronous attributes `rules` read in an evaluation (strict or not). */
+function needsFor(rules: readonly Rule[], strict: boolean): readonly AsyncAttributeName[] {
+  const cache = NEEDS[strict ? 1 : 0]!;
+  let needs = cache.get(rules);
+  if (needs === undefined) cache.set(rules, (needs = Object.freeze([...(needsOf(rules, strict)?.always ?? [])])));
+  return needs;
 }
 
 /** Reads one asynchronous attribute for the evaluation; a reader that throws makes it unknown. */

@@ -1,7 +1,9 @@
 /**
  * The rule table: each rule declared once — its name (the builder method and the
- * policy-file key), its Result flag, the peer attribute it needs, how its arguments are
- * validated and compiled, how a file value becomes those arguments, and the check. From
+ * policy-file key), its Result flag, the registry attribute it reads (a key of the
+ * attribute registry, so the check's value type is the one declared there), whether
+ * strict mode applies it to every holder of the socket, how its arguments are validated
+ * and compiled, how a file value becomes those arguments, and the check. From
  * this one declaration come the Policy builder method (and its type), the policy-file
  * key and its validation, the `Result` flag, the failure record and the docs table.
  *
