@@ -18,6 +18,12 @@ import { PEER_EXITED } from './pin.js';
 /** Largest executable hashed for programDigest, in bytes (1 GiB): above it the digest is unknown. */
 export const MAX_DIGEST_BYTES = 1024 * 1024 * 1024;
 
+/**
+ * Largest executable of *another holder* hashed in strict mode (64 MiB): those digests are
+ * made on the calling thread, after the peer's own was made off it.
+ */
+export const MAX_HOLDER_DIGEST_BYTES = 64 * 1024 * 1024;
+
 const MAX_CACHED = 256;
 const cache = new Map<string, string>();
 let chunk: Buffer | undefined;
@@ -33,8 +39,8 @@ function failure(e: unknown, what: string): Digest {
   return no(code === 'ENOENT' || code === 'ESRCH' ? PEER_EXITED : `cannot ${what} the peer's executable: ${code ?? (e as Error).message}`);
 }
 
-const tooLarge = (size: bigint): Digest =>
-  no(`the peer's executable is ${size} bytes, larger than the digest size cap of ${MAX_DIGEST_BYTES} bytes: it is not hashed`);
+const tooLarge = (size: bigint, cap = MAX_DIGEST_BYTES): Digest =>
+  no(`the peer's executable is ${size} bytes, larger than the digest size cap of ${cap} bytes: it is not hashed`);
 
 function remember(key: string | undefined, digest: string): void {
   if (key === undefined) return;
@@ -45,7 +51,7 @@ function remember(key: string | undefined, digest: string): void {
 /** An opened executable: its fd, its cache key and size; or the digest already known, or why neither. */
 type Opened = { fd: number; key: string | undefined; size: bigint } | { done: Digest };
 
-function openExe(proc: string): Opened {
+function openExe(proc: string, cap = MAX_DIGEST_BYTES): Opened {
   let fd: number;
   try {
     fd = openSync(`${proc}/exe`, 'r');
@@ -58,7 +64,7 @@ function openExe(proc: string): Opened {
     const key = keyOf(s);
     const hit = key === undefined ? undefined : cache.get(key);
     if (hit !== undefined) return close(fd, ok(hit));
-    if (s.size > BigInt(MAX_DIGEST_BYTES)) return close(fd, tooLarge(s.size));
+    if (s.size > BigInt(cap)) return close(fd, tooLarge(s.size, cap));
     return { fd, key, size: s.size };
   } catch (e) {
     return close(fd, failure(e, 'stat'));
@@ -70,12 +76,12 @@ function close(fd: number, done: Digest): Opened {
   return { done };
 }
 
-/** The digest of the executable of the process at `proc` (`/proc/PID`), hashed on the calling thread. */
-export function executableDigest(proc: string): Digest {
-  const opened = openExe(proc);
+/** The digest of the executable of the process at `proc` (`/proc/PID`), hashed on the calling thread (at most `cap` bytes). */
+export function executableDigest(proc: string, cap = MAX_DIGEST_BYTES): Digest {
+  const opened = openExe(proc, cap);
   if ('done' in opened) return opened.done;
   try {
-    const answer = hashHere(opened.fd);
+    const answer = hashHere(opened.fd, cap);
     if (typeof answer !== 'string') return answer;
     remember(opened.key, answer);
     return ok(answer);
@@ -183,14 +189,14 @@ function hashOnWorker(fd: number): Promise<string | Digest> {
 }
 
 /** Hashes the file at `fd` from its start on this thread, bounded by the cap. */
-function hashHere(fd: number): string | Digest {
+function hashHere(fd: number, cap = MAX_DIGEST_BYTES): string | Digest {
   const hash = createHash('sha256');
   const buf = (chunk ??= Buffer.allocUnsafe(1 << 20));
   let total = 0;
   try {
     for (let n; (n = readSync(fd, buf, 0, buf.length, total)) > 0;) {
       total += n;
-      if (total > MAX_DIGEST_BYTES) return tooLarge(BigInt(total));
+      if (total > cap) return tooLarge(BigInt(total), cap);
       hash.update(buf.subarray(0, n));
     }
   } catch (e) {

@@ -11,6 +11,7 @@
  */
 import { readlinkSync } from 'node:fs';
 import { queuedToRead } from '../native/index.js';
+import { executableDigest, MAX_HOLDER_DIGEST_BYTES } from '../identity/digest.js';
 import { stillHolds, type Holder, type HolderScan, type OurEnd } from '../identity/holders.js';
 import { no, type Outcome } from '../identity/outcome.js';
 import type { Peer } from '../identity/peer.js';
@@ -199,7 +200,14 @@ class HolderView implements AttributeSource {
   attempt(name: string): Outcome<unknown> {
     if (!isAttribute(name)) return no(`unknown attribute ${name}`);
     let r = this.#read.get(name);
-    if (r === undefined) this.#read.set(name, (r = (ATTRIBUTES[name] as AttributeDef<unknown>).read(this)));
+    if (r === undefined) {
+      // Another holder's digest is made on this thread: bounded lower than the peer's own.
+      r =
+        name === 'programDigest'
+          ? this.procRead((proc) => executableDigest(proc, MAX_HOLDER_DIGEST_BYTES))
+          : (ATTRIBUTES[name] as AttributeDef<unknown>).read(this);
+      this.#read.set(name, r);
+    }
     return r;
   }
 

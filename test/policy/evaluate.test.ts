@@ -60,6 +60,36 @@ test('a value the caller brings rides with one evaluation and is gone after it',
   assert.ok(Array.isArray(after) && after.length === 1, 'no side table keeps it for the next evaluation');
 });
 
+test('an asynchronous attribute the rules declare is read before they run, through the lookup the caller brings', async (t) => {
+  const socket = await connected(t);
+  const peer = new Peer(socket);
+  const asked: number[] = [];
+  const rule: Rule = {
+    name: 'named',
+    flag: Result.CONTAINER,
+    expected: 'web',
+    needs: { always: ['dockerContainer'], strict: [] },
+    // A synchronous check: the value is there by the time it runs.
+    check: (p) => {
+      const c = p.attempt('dockerContainer');
+      return c.ok && c.value.name === 'web' ? PASS : fail(c.ok ? c.value.name : undefined, c.ok ? 'not web' : c.reason);
+    },
+  };
+  const lookups = {
+    dockerContainer: async (p: { connection(): { pid: number } | undefined }) => {
+      asked.push(p.connection()!.pid);
+      return { ok: true as const, value: { name: 'web', labels: {} } };
+    },
+  };
+  const pending = evaluate([rule], peer, { strict: false, mode: 'async', lookups });
+  assert.ok(!Array.isArray(pending), 'the lookup is awaited');
+  assert.deepEqual(await pending, []);
+  assert.deepEqual(asked, [peer.pid]);
+  // Without the lookup the attribute is unknown, and says so.
+  const without = await evaluate([rule], peer, { strict: false, mode: 'async' });
+  assert.match((without as { message: string }[])[0]!.message, /not looked up/);
+});
+
 test('the schema extension hook: a key of its own at any depth, the ordinary keys unchanged', () => {
   const marker: Rule = { name: 'marker', flag: 1, expected: true, check: () => PASS };
   const build = (doc: unknown, walk: Walk) => ruleOf(doc, [], walk, { marker: (v) => (v === true ? marker : undefined) });
