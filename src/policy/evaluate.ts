@@ -46,7 +46,8 @@ export function evaluate(rules: readonly Rule[], peer: Peer, context: Evaluation
   let pending: Failure[] | Promise<Failure[]>;
   try {
     const given = context.given;
-    if (given !== undefined) for (const [name, value] of Object.entries(given)) peer.provide(name as AsyncAttributeName, value as Outcome<never>);
+    if (given !== undefined)
+      for (const [name, value] of Object.entries(given)) peer.provide(name as AsyncAttributeName, value as Outcome<never>);
     const needs = context.mode === 'async' ? needsFor(rules, context.strict) : NONE;
     const wanted = needs.length === 0 ? needs : needs.filter((n) => !peer.has(n));
     pending =
@@ -75,7 +76,10 @@ export function evaluate(rules: readonly Rule[], peer: Peer, context: Evaluation
 
 const NONE: readonly AsyncAttributeName[] = Object.freeze([]);
 // A policy's rules are one array for its life (a snapshot's never change): their needs are worked out once.
-const NEEDS = [new WeakMap<readonly Rule[], readonly AsyncAttributeName[]>(), new WeakMap<readonly Rule[], readonly AsyncAttributeName[]>()];
+const NEEDS = [
+  new WeakMap<readonly Rule[], readonly AsyncAttributeName[]>(),
+  new WeakMap<readonly Rule[], readonly AsyncAttributeName[]>(),
+];
 
 /** The asynchronous attributes `rules` read in an evaluation (strict or not). */
 function needsFor(rules: readonly Rule[], strict: boolean): readonly AsyncAttributeName[] {
