@@ -36,34 +36,37 @@ export type Pending = Promise<Failure[]> & { release(): void };
  */
 export function evaluate(rules: readonly Rule[], peer: Peer, context: EvaluationContext): Failure[] | Pending {
   peer.hold();
-  let released = false;
-  const release = (): void => {
-    if (!released) {
-      released = true;
-      peer.release();
-    }
-  };
   let pending: Failure[] | Promise<Failure[]>;
+  // Made only for an evaluation that waits: a released one (a timeout) runs no rules after its reads.
+  let state: { released: boolean } | undefined;
   try {
     const given = context.given;
     if (given !== undefined)
       for (const [name, value] of Object.entries(given)) peer.provide(name as AsyncAttributeName, value as Outcome<never>);
     const needs = context.mode === 'async' ? needsFor(rules, context.strict) : NONE;
     const wanted = needs.length === 0 ? needs : needs.filter((n) => !peer.has(n));
-    pending =
-      wanted.length === 0
-        ? runRules(rules, peer, context)
-        : Promise.all(wanted.map((name) => preRead(peer, name, context.lookups))).then(() =>
-            released ? [] : runRules(rules, peer, context),
-          );
+    if (wanted.length === 0) pending = runRules(rules, peer, context);
+    else {
+      const s = (state = { released: false });
+      pending = Promise.all(wanted.map((name) => preRead(peer, name, context.lookups))).then(() =>
+        s.released ? [] : runRules(rules, peer, context),
+      );
+    }
   } catch (error) {
-    release();
+    peer.release();
     throw error;
   }
   if (!isThenable(pending)) {
-    release();
+    peer.release();
     return pending;
   }
+  const s = state ?? { released: false };
+  const release = (): void => {
+    if (!s.released) {
+      s.released = true;
+      peer.release();
+    }
+  };
   const settled = pending.then(
     (failures) => (release(), failures),
     (error: unknown) => {
