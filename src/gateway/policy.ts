@@ -287,7 +287,13 @@ export function whoAdmits(who: Policy, peer: Peer, container: ContainerInfo | Er
       : container instanceof Error
         ? no(`container unresolved: ${container.message}`)
         : ok(container);
-  const failures = evaluate(who.rules, peer, { strict: who.strict, mode: 'sync', given: { dockerContainer } });
+  let failures: ReturnType<typeof evaluate>;
+  try {
+    failures = evaluate(who.rules, peer, { strict: who.strict, mode: 'sync', given: { dockerContainer } });
+  } catch {
+    // A check that cannot run decides nothing: no match.
+    return false;
+  }
   if (!Array.isArray(failures)) {
     // A who document holds no callbacks; should one ever answer later, it does not match.
     failures.release();
