@@ -1,15 +1,17 @@
 /**
  * Operations, in one place: the `secpolicy:decision` and `secpolicy:denied` diagnostics
- * channels and the `secpolicy` debuglog (NODE_DEBUG=secpolicy). Each event gives one log
- * line: a denied Decision is logged when it is made, and the refusal that follows it is
- * not logged again. Payloads and secrets are never published or logged.
+ * channels and the `secpolicy` debuglog (NODE_DEBUG=secpolicy). The debuglog is one more
+ * subscriber of the channels (as undici's is), so it sees exactly what applications see.
+ * Each event gives one log line: a denied Decision is logged when it is published, and the
+ * refusal that follows it is not logged again. Payloads and secrets are never published
+ * or logged.
  */
-import { channel } from 'node:diagnostics_channel';
+import { channel, subscribe } from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
 import { escapeText } from './escape.js';
 import type { SecpolicyError } from './errors.js';
-import type { Decision } from './policy/policy.js';
+import type { Decision } from './policy/decision.js';
 
 /** Name of the channel on which every Decision made by `apply()` is published. */
 export const DECISION_CHANNEL = 'secpolicy:decision';
@@ -38,23 +40,31 @@ const deniedChannel = channel(DENIED_CHANNEL);
 // Denials already logged when they were decided: their refusal adds no second line.
 const logged = new WeakSet<Decision>();
 
-/** @internal Publishes a Decision and logs it when it denies. */
+/** @internal Publishes a Decision (an application-facing verification's). */
 export function publishDecision(decision: Decision): void {
   if (decisionChannel.hasSubscribers) decisionChannel.publish(decision);
-  if (!decision.allowed && log.enabled) {
-    logged.add(decision);
-    log('%s', deniedText('denied', decision));
-  }
 }
 
-/** @internal Publishes a refused connection and logs it unless its Decision already was. */
+/** @internal Publishes a refused connection. */
 export function publishDenied(message: DeniedMessage): void {
   if (deniedChannel.hasSubscribers) deniedChannel.publish(message);
-  if (!log.enabled) return;
-  const r = message.reason;
-  if ('allowed' in r) {
-    if (!logged.has(r)) log('%s', deniedText(`${message.source}: denied`, r));
-  } else log('%s', escapeText(`${message.source}: refused a connection: ${r.code}: ${r.message}`));
+}
+
+// The debuglog, when NODE_DEBUG names secpolicy: a subscriber like any other.
+if (log.enabled) {
+  subscribe(DECISION_CHANNEL, (m) => {
+    const decision = m as Decision;
+    if (decision.allowed) return;
+    logged.add(decision);
+    log('%s', deniedText('denied', decision));
+  });
+  subscribe(DENIED_CHANNEL, (m) => {
+    const message = m as DeniedMessage;
+    const r = message.reason;
+    if ('allowed' in r) {
+      if (!logged.has(r)) log('%s', deniedText(`${message.source}: denied`, r));
+    } else log('%s', escapeText(`${message.source}: refused a connection: ${r.code}: ${r.message}`));
+  });
 }
 
 /** `denied pid=.. uid=.. gid=.. result=0x..: why; why`, with names and paths escaped. */

@@ -5,6 +5,7 @@
 export { SecpolicyError, isSecpolicyError, ErrorCode, type SecpolicyErrorOptions } from './errors.js';
 export * from './policy/index.js';
 export * from './identity/index.js';
+export { MAX_DIGEST_BYTES } from './identity/digest.js';
 export type { ChallengeCreate, ChallengeVerify, ChallengeSolve, SharedSecret } from './challenge/index.js';
 export {
   encodeFrame,

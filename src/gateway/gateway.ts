@@ -21,7 +21,7 @@ import { GoJsonError } from './gojson.js';
 import { identityValues, sign } from './identity.js';
 import { logPeer, logSink, type GatewayLog, type GatewayLogEntry, type LogPeer, type LogSink } from './log.js';
 import { canonicalTarget, dockerPath, type CanonicalTarget } from './path.js';
-import { isGatewayPolicy, resolvedContainers, type ContainerInfo, type GatewayPolicy, type GatewayRule } from './policy.js';
+import { isGatewayPolicy, whoAdmits, type ContainerInfo, type GatewayPolicy, type GatewayRule } from './policy.js';
 import type { RequestPattern } from './pattern.js';
 import { UpstreamPool } from './upstream.js';
 
@@ -54,6 +54,8 @@ interface Conn {
   /** Per rule: whether `who` matched, and until when that holds (rules with Docker names expire). */
   who: Array<boolean | undefined>;
   whoUntil: number[];
+  /** The peer's Docker container as last resolved (an Error when the lookup failed), for rules with Docker names. */
+  container?: ContainerInfo | Error;
   logPeer: LogPeer | undefined;
   active: number;
   upgraded: boolean;
@@ -190,13 +192,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     if (rule.who === undefined) return true;
     const cached = conn.who[i];
     if (cached !== undefined && (!rule.dockerNames || now < conn.whoUntil[i]!)) return cached;
-    let matched: boolean;
-    try {
-      // An unknown attribute throws: it never matches, whatever `not` or `anyOf` around it says.
-      matched = rule.who.applySync(null as unknown as net.Socket, { [knownPeer]: conn.peer } as object).allowed;
-    } catch {
-      matched = false;
-    }
+    const matched = whoAdmits(rule.who, conn.peer, conn.container);
     conn.who[i] = matched;
     if (rule.dockerNames) conn.whoUntil[i] = now + cacheMs;
     return matched;
@@ -225,13 +221,13 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     if (!needsNames) return undefined;
     const c = conn.peer.attempt('container');
     if (!c.ok || c.value === null) return undefined;
-    const container = c.value as { runtime: string; id: string };
+    const container = c.value;
     const cached = resolver.cached(container);
     if (cached !== undefined) {
-      resolvedContainers.set(conn.peer, cached);
+      conn.container = cached;
       return undefined;
     }
-    return resolver.resolve(container).then((info) => void resolvedContainers.set(conn.peer, info));
+    return resolver.resolve(container).then((info) => void (conn.container = info));
   };
 
   // ---- answers ---------------------------------------------------------------------------

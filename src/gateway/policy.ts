@@ -7,13 +7,16 @@
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 
+import { no, ok, type Outcome } from '../identity/outcome.js';
 import type { Peer } from '../identity/peer.js';
-import { allOf, anyOfSync, not } from '../policy/combinators.js';
+import type { DockerContainer } from '../identity/proc-attributes.js';
+import { allOf } from '../policy/combinators.js';
+import { evaluate } from '../policy/evaluate.js';
 import { parseDocumentWith, readPolicyText } from '../policy/file.js';
 import { Policy } from '../policy/policy.js';
 import { Result } from '../policy/result.js';
-import { fail, PASS, type Rule } from '../policy/rule.js';
-import { isMapping, ruleOf, show, type FieldPath, type Walk } from '../policy/schema.js';
+import { fail, missing, PASS, unknown, type Rule } from '../policy/rule.js';
+import { isMapping, ruleOf, show, type FieldPath, type RuleExtensions, type Walk } from '../policy/schema.js';
 import * as v from '../policy/validate.js';
 import { DockerChecker, type DockerLimits } from './docker.js';
 import { compileRequestPattern, pathPatternError, requestPatternError, type RequestPattern } from './pattern.js';
@@ -224,44 +227,32 @@ function dockerLimits(value: unknown, at: FieldPath, walk: Walk): DockerLimits {
 }
 
 /**
- * A `who` (or `connect`) document as one rule, undefined for `{}`. Combinators are walked
- * here so that `container: { name, label }` can appear at any depth; every other key is
- * built by the policy-file schema.
+ * A `who` (or `connect`) document as one rule, undefined for `{}`. The policy-file schema
+ * builds it; the gateway's extension adds `container: { name, label }` (at any depth), a
+ * rule over the Docker lookup attribute.
  */
 function whoRule(value: unknown, at: FieldPath, walk: Walk, api: 'docker' | undefined, usage?: { dockerNames: boolean }): Rule | undefined {
-  if (Array.isArray(value)) {
-    if (value.length === 0) walk.fail(at, 'must be a non-empty list of rule objects');
-    return anyOfSync(value.map((item, i) => required(whoRule(item, [...at, i], walk, api, usage), [...at, i], walk)));
-  }
-  if (!isMapping(value))
+  if (isMapping(value) && Object.keys(value).length === 0) return undefined;
+  if (!isMapping(value) && !Array.isArray(value))
     walk.fail(at, `must be a policy document (a mapping such as { user: ci }; {} matches every peer). Received ${show(value)}`);
-  const rules: Rule[] = [];
-  for (const [key, field] of Object.entries(value)) {
-    const here = [...at, key];
-    if (key === 'anyOf' || key === 'allOf') {
-      if (!Array.isArray(field) || field.length === 0) walk.fail(here, `must be a non-empty list of rule objects. Received ${show(field)}`);
-      const members = field.map((item, i) => required(whoRule(item, [...here, i], walk, api, usage), [...here, i], walk));
-      rules.push(key === 'anyOf' ? anyOfSync(members) : allOf(members));
-    } else if (key === 'not') {
-      rules.push(not(required(whoRule(field, here, walk, api, usage), here, walk)));
-    } else if (key === 'container' && isMapping(field) && ('name' in field || 'label' in field)) {
-      if (api !== 'docker') walk.fail(here, 'container name and label are resolved through the Docker API: add `api: docker`', true);
-      if (!usage) walk.fail(here, 'container name and label cannot be used in connect (it is decided before any request)', true);
-      usage.dockerNames = true;
-      const { name, label, ...rest } = field;
-      if (Object.keys(rest).length > 0) rules.push(ruleOf({ container: rest }, at, walk));
-      rules.push(dockerNameRule(nameList(name, [...here, 'name'], walk), labels(label, [...here, 'label'], walk)));
-    } else {
-      rules.push(ruleOf({ [key]: field }, at, walk));
-    }
-  }
-  if (rules.length === 0) return undefined;
-  return rules.length === 1 ? rules[0] : allOf(rules);
+  return ruleOf(value, at, walk, dockerExtensions(api, usage));
 }
 
-function required(rule: Rule | undefined, at: FieldPath, walk: Walk): Rule {
-  if (rule === undefined) walk.fail(at, 'must hold at least one rule ({} is allowed only as a whole `who`)');
-  return rule;
+/** The gateway's rule keys: `container` with `name` or `label` is looked up through the Docker API. */
+function dockerExtensions(api: 'docker' | undefined, usage: { dockerNames: boolean } | undefined): RuleExtensions {
+  return {
+    container(field, here, walk) {
+      if (!(isMapping(field) && ('name' in field || 'label' in field))) return undefined;
+      if (api !== 'docker') walk.fail(here, 'container name and label are resolved through the Docker API: add `api: docker`', true);
+      if (!usage) return walk.fail(here, 'container name and label cannot be used in connect (it is decided before any request)', true);
+      usage.dockerNames = true;
+      const { name, label, ...rest } = field;
+      const byName = dockerNameRule(nameList(name, [...here, 'name'], walk), labels(label, [...here, 'label'], walk));
+      if (Object.keys(rest).length === 0) return byName;
+      // `{ name, runtime }`: the ordinary container rule for the rest, and both must hold.
+      return allOf([ruleOf({ container: rest }, here.slice(0, -1), walk), byName]);
+    },
+  };
 }
 
 function nameList(value: unknown, at: FieldPath, walk: Walk): readonly string[] | undefined {
@@ -281,19 +272,36 @@ function labels(value: unknown, at: FieldPath, walk: Walk): Readonly<Record<stri
 }
 
 /** What the Docker API says about the peer's container. */
-export interface ContainerInfo {
-  name: string;
-  labels: Readonly<Record<string, string>>;
-}
+export type ContainerInfo = DockerContainer;
 
 /**
- * The resolved Docker container of each peer, set by the gateway before it evaluates a
- * rule with container names: an Error when resolution failed (unknown).
+ * Whether `peer` is who a rule's `who` (or the `connect` document) names: the one
+ * evaluator, synchronously, with the container the gateway resolved (an Error when the
+ * lookup failed, undefined when it was not looked up). Nothing is published: matching is
+ * not a verification. Unknown never matches, whatever `not` or `anyOf` around it says.
  */
-export const resolvedContainers = new WeakMap<Peer, ContainerInfo | Error>();
-
-/** An unknown attribute: never a match, not even under `not` (the gateway treats a throw as "no match"). */
-export class UnknownAttribute extends Error {}
+export function whoAdmits(who: Policy, peer: Peer, container: ContainerInfo | Error | undefined): boolean {
+  const dockerContainer: Outcome<ContainerInfo> =
+    container === undefined
+      ? no('the container was not looked up')
+      : container instanceof Error
+        ? no(`container unresolved: ${container.message}`)
+        : ok(container);
+  let failures: ReturnType<typeof evaluate>;
+  try {
+    failures = evaluate(who.rules, peer, { strict: who.strict, mode: 'sync', given: { dockerContainer } });
+  } catch {
+    // A check that cannot run decides nothing: no match.
+    return false;
+  }
+  if (!Array.isArray(failures)) {
+    // A who document holds no callbacks; should one ever answer later, it does not match.
+    failures.release();
+    failures.then(undefined, () => {});
+    return false;
+  }
+  return failures.length === 0;
+}
 
 function dockerNameRule(names: readonly string[] | undefined, label: Readonly<Record<string, string>> | undefined): Rule {
   const expected = { ...(names && { name: names.length === 1 ? names[0] : names }), ...(label && { label }) };
@@ -301,17 +309,17 @@ function dockerNameRule(names: readonly string[] | undefined, label: Readonly<Re
     name: 'container',
     flag: Result.CONTAINER,
     expected,
+    needs: { always: ['dockerContainer'], strict: [] },
     check(peer) {
       const c = peer.attempt('container');
-      if (!c.ok) throw new UnknownAttribute(`peer container unknown: ${c.reason}`);
+      if (!c.ok) return missing(c, 'peer container');
       if (c.value === null) return fail(null, 'the peer does not run in a container');
-      const info = resolvedContainers.get(peer);
-      if (info === undefined || info instanceof Error)
-        throw new UnknownAttribute(`container unresolved: ${info?.message ?? 'not looked up'}`);
-      if (names && !names.includes(info.name)) return fail(info.name, `the peer's container is named ${info.name}`);
+      const info = peer.attempt('dockerContainer');
+      if (!info.ok) return unknown(info.reason);
+      if (names && !names.includes(info.value.name)) return fail(info.value.name, `the peer's container is named ${info.value.name}`);
       if (label) {
         for (const [k, x] of Object.entries(label)) {
-          if (info.labels[k] !== x) return fail(info.labels, `the peer's container does not have label ${k}=${x}`);
+          if (info.value.labels[k] !== x) return fail(info.value.labels, `the peer's container does not have label ${k}=${x}`);
         }
       }
       return PASS;

@@ -2,57 +2,205 @@
  * SHA-256 of a process's executable, read through /proc/PID/exe: the magic link opens the
  * very file the process runs, whatever mount namespace or container it lives in, so the
  * digest cannot be fooled by a different file at the same path.
+ *
+ * The size of that file is the peer's choice, so the work is bounded: a file above
+ * {@link MAX_DIGEST_BYTES} is not hashed (the digest is unknown, and says why), and
+ * `apply()` hashes on a worker thread, so a large file never stalls the event loop.
+ * Digests are cached under a file identity a replacement cannot repeat: device, inode,
+ * birth time (statx), size, mtime and ctime; without a birth time nothing is cached.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync, statSync, type BigIntStats } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { no, ok, type Outcome } from './outcome.js';
 import { PEER_EXITED } from './pin.js';
 
-// Digests by file identity and version: repeated connections of one program hash it once.
-// A rewrite in place changes mtime (and usually size); a new file changes the inode.
+/** Largest executable hashed for programDigest, in bytes (1 GiB): above it the digest is unknown. */
+export const MAX_DIGEST_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * Largest executable of *another holder* hashed in strict mode (64 MiB): those digests are
+ * made on the calling thread, after the peer's own was made off it.
+ */
+export const MAX_HOLDER_DIGEST_BYTES = 64 * 1024 * 1024;
+
 const MAX_CACHED = 256;
 const cache = new Map<string, string>();
 let chunk: Buffer | undefined;
 
 type Digest = Outcome<string>;
 
-const keyOf = (s: BigIntStats) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+/** The cache key of an opened file; undefined when the file system gives no birth time (then nothing is cached). */
+const keyOf = (s: BigIntStats): string | undefined =>
+  s.birthtimeNs === 0n ? undefined : `${s.dev}:${s.ino}:${s.birthtimeNs}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
 
 function failure(e: unknown, what: string): Digest {
   const code = (e as NodeJS.ErrnoException).code;
   return no(code === 'ENOENT' || code === 'ESRCH' ? PEER_EXITED : `cannot ${what} the peer's executable: ${code ?? (e as Error).message}`);
 }
 
-/** The digest of the executable of the process at `proc` (`/proc/PID`), or why it cannot be had. */
-export function executableDigest(proc: string): Digest {
-  // A running executable cannot be written to (ETXTBSY): its identity and version stay put.
-  let key: string;
-  try {
-    key = keyOf(statSync(`${proc}/exe`, { bigint: true }));
-  } catch (e) {
-    return failure(e, 'stat');
-  }
-  const hit = cache.get(key);
-  if (hit !== undefined) return ok(hit);
+const tooLarge = (size: bigint, cap = MAX_DIGEST_BYTES): Digest =>
+  no(`the peer's executable is ${size} bytes, larger than the digest size cap of ${cap} bytes: it is not hashed`);
+
+function remember(key: string | undefined, digest: string): void {
+  if (key === undefined) return;
+  if (cache.size >= MAX_CACHED) cache.clear();
+  cache.set(key, digest);
+}
+
+/** An opened executable: its fd, its cache key and size; or the digest already known, or why neither. */
+type Opened = { fd: number; key: string | undefined; size: bigint } | { done: Digest };
+
+function openExe(proc: string, cap = MAX_DIGEST_BYTES): Opened {
   let fd: number;
   try {
     fd = openSync(`${proc}/exe`, 'r');
   } catch (e) {
-    return failure(e, 'open');
+    return { done: failure(e, 'open') };
   }
   try {
-    // Hash what was opened, and file it under the opened file's own key.
-    const opened = keyOf(fstatSync(fd, { bigint: true }));
-    const hash = createHash('sha256');
-    const buf = (chunk ??= Buffer.allocUnsafe(1 << 20));
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
-    const digest = hash.digest('hex');
-    if (cache.size >= MAX_CACHED) cache.clear();
-    cache.set(opened, digest);
-    return ok(digest);
+    // Hash what was opened, and file it under the opened file's own identity.
+    const s = fstatSync(fd, { bigint: true });
+    const key = keyOf(s);
+    const hit = key === undefined ? undefined : cache.get(key);
+    if (hit !== undefined) return close(fd, ok(hit));
+    if (s.size > BigInt(cap)) return close(fd, tooLarge(s.size, cap));
+    return { fd, key, size: s.size };
   } catch (e) {
-    return failure(e, 'read');
+    return close(fd, failure(e, 'stat'));
+  }
+}
+
+function close(fd: number, done: Digest): Opened {
+  closeSync(fd);
+  return { done };
+}
+
+/** The digest of the executable of the process at `proc` (`/proc/PID`), hashed on the calling thread (at most `cap` bytes). */
+export function executableDigest(proc: string, cap = MAX_DIGEST_BYTES): Digest {
+  const opened = openExe(proc, cap);
+  if ('done' in opened) return opened.done;
+  try {
+    const answer = hashHere(opened.fd, cap);
+    if (typeof answer !== 'string') return answer;
+    remember(opened.key, answer);
+    return ok(answer);
+  } finally {
+    closeSync(opened.fd);
+  }
+}
+
+/** What reads /proc of the peer under its pin. */
+interface ProcSource {
+  procRead<T>(read: (proc: string) => Outcome<T>): Outcome<T>;
+}
+
+/**
+ * The digest of the peer's executable, hashed on a worker thread: the file is opened here
+ * under the pin (so it is the peer's), and the worker reads that fd.
+ */
+export async function executableDigestAsync(source: ProcSource): Promise<Digest> {
+  let opened: Opened | undefined;
+  const r = source.procRead((proc) => {
+    opened = openExe(proc);
+    return 'done' in opened ? opened.done : ok('');
+  });
+  if (opened === undefined) return r;
+  if ('done' in opened) return opened.done;
+  const { fd, key } = opened;
+  if (!r.ok) {
+    closeSync(fd);
+    return r;
+  }
+  try {
+    const answer = await hashOnWorker(fd);
+    if (typeof answer !== 'string') return answer;
+    remember(key, answer);
+    return ok(answer);
   } finally {
     closeSync(fd);
   }
+}
+
+// One thread hashes, one file at a time, in the order asked; the event loop only waits.
+const WORKER = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const { readSync } = require('node:fs');
+const buf = Buffer.allocUnsafe(1 << 20);
+parentPort.on('message', ({ id, fd, max }) => {
+  try {
+    const hash = createHash('sha256');
+    let total = 0;
+    for (let n; (n = readSync(fd, buf, 0, buf.length, total)) > 0; ) {
+      total += n;
+      if (total > max) return parentPort.postMessage({ id, tooLarge: total });
+      hash.update(buf.subarray(0, n));
+    }
+    parentPort.postMessage({ id, digest: hash.digest('hex') });
+  } catch (e) {
+    parentPort.postMessage({ id, error: (e && e.code) || String(e) });
+  }
+});
+`;
+
+let worker: Worker | undefined;
+let ids = 0;
+const pending = new Map<number, (answer: string | Digest) => void>();
+
+function digestWorker(): Worker | undefined {
+  if (worker) return worker;
+  try {
+    const w = new Worker(WORKER, { eval: true, execArgv: [] });
+    w.on('message', (m: { id: number; digest?: string; tooLarge?: number; error?: string }) => {
+      const done = pending.get(m.id);
+      pending.delete(m.id);
+      if (pending.size === 0) w.unref();
+      if (m.digest !== undefined) done?.(m.digest);
+      else if (m.tooLarge !== undefined) done?.(tooLarge(BigInt(m.tooLarge)));
+      else done?.(no(`cannot read the peer's executable: ${m.error ?? 'no answer'}`));
+    });
+    const stop = (why: string): void => {
+      if (worker === w) worker = undefined;
+      for (const done of pending.values()) done(no(`the digest thread stopped: ${why}`));
+      pending.clear();
+    };
+    w.on('error', (e) => stop(e.message));
+    w.on('exit', (code) => stop(`exit code ${code}`));
+    w.unref();
+    worker = w;
+    return w;
+  } catch {
+    return undefined;
+  }
+}
+
+function hashOnWorker(fd: number): Promise<string | Digest> {
+  const w = digestWorker();
+  // No worker threads here: hash on this thread, bounded by the cap all the same.
+  if (w === undefined) return Promise.resolve(hashHere(fd));
+  return new Promise((resolve) => {
+    const id = ++ids;
+    pending.set(id, resolve);
+    // Referenced while a digest is being made: a verification in progress keeps the process alive.
+    w.ref();
+    w.postMessage({ id, fd, max: MAX_DIGEST_BYTES });
+  });
+}
+
+/** Hashes the file at `fd` from its start on this thread, bounded by the cap. */
+function hashHere(fd: number, cap = MAX_DIGEST_BYTES): string | Digest {
+  const hash = createHash('sha256');
+  const buf = (chunk ??= Buffer.allocUnsafe(1 << 20));
+  let total = 0;
+  try {
+    for (let n; (n = readSync(fd, buf, 0, buf.length, total)) > 0;) {
+      total += n;
+      if (total > cap) return tooLarge(BigInt(total), cap);
+      hash.update(buf.subarray(0, n));
+    }
+  } catch (e) {
+    return failure(e, 'read');
+  }
+  return hash.digest('hex');
 }

@@ -5,8 +5,10 @@
  * connect() time. Else pidfd_open(pid) with the start time compared around it and after
  * every read. Else nothing can be proven and /proc-based rules fail.
  */
-import { closeFd } from '../native/index.js';
+import type { Socket } from 'node:net';
+import { closeFd, socketFd } from '../native/index.js';
 import { pidfdAlive, pidfdOpen, socketPeerPidfd } from '../native/pidfd.js';
+import { no, ok, type Outcome } from './outcome.js';
 import { liveStartTime as startTime } from './proc.js';
 
 /** How the process behind a connection was pinned. */
@@ -107,5 +109,92 @@ export class Pin {
       this.#pidfd = undefined;
     }
     return reason;
+  }
+}
+
+/**
+ * The pin of one Peer, counted: a pin (one pidfd) lives for one /proc read, or, while
+ * holds are open ({@link PinnedReader.hold}), across every read until the last hold ends.
+ * A verified connection holds no pidfd between verifications.
+ */
+export class PinnedReader {
+  readonly #socket: Socket;
+  readonly #pid: number;
+  #pin: Pin | undefined;
+  #method: Pinning | undefined;
+  /** Why the process could not be pinned (pid 0, exited): remembered, never retried. */
+  #broken: string | undefined;
+  #holding = 0;
+
+  /** The peer of `socket`, whose SO_PEERCRED pid is `pid`. */
+  constructor(socket: Socket, pid: number) {
+    this.#socket = socket;
+    this.#pid = pid;
+  }
+
+  /** How the process is pinned (pinned now if it never was). */
+  get method(): Pinning {
+    if (this.#method === undefined) this.read(() => ok(undefined));
+    return this.#method!;
+  }
+
+  /** True while a hold is open. */
+  get holding(): boolean {
+    return this.#holding > 0;
+  }
+
+  /** Reads /proc of the peer, then proves the process is still the peer (else "peer exited"). */
+  read<T>(read: (proc: string) => Outcome<T>): Outcome<T> {
+    const pin = this.#pinned();
+    try {
+      // Liveness is proven once, after the read: a process gone before the read is still
+      // gone after it, so a check before would only cost one more system call.
+      const known = pin.knownBroken;
+      if (known !== undefined) return no(known);
+      const r = read(`/proc/${pin.pid}`);
+      const broken = pin.check();
+      return broken === undefined ? r : no(broken);
+    } finally {
+      if (this.#holding === 0) this.#unpin();
+    }
+  }
+
+  hold(): void {
+    this.#holding++;
+  }
+
+  /** Ends a hold; true when it was the last (the pin is released). */
+  release(): boolean {
+    if (this.#holding > 0 && --this.#holding === 0) {
+      this.#unpin();
+      return true;
+    }
+    return false;
+  }
+
+  // Pinned only when a rule needs /proc: a uid-only policy pays nothing for it. A new
+  // pin (SO_PEERPIDFD) names the same process as the first: the kernel keeps the peer's
+  // struct pid from connect() on the socket.
+  #pinned(): Pin {
+    if (this.#pin) return this.#pin;
+    if (this.#broken !== undefined) return Pin.broken(this.#method ?? 'none', this.#pid, this.#broken);
+    let fd = -1;
+    try {
+      fd = socketFd(this.#socket);
+    } catch {
+      // A closed socket: Pin.of reports it as a pin that cannot be made.
+    }
+    const pin = Pin.of(fd, this.#pid);
+    this.#method = pin.method;
+    this.#pin = pin;
+    return pin;
+  }
+
+  #unpin(): void {
+    const pin = this.#pin;
+    if (pin === undefined) return;
+    this.#pin = undefined;
+    this.#broken ??= pin.knownBroken;
+    pin.close();
   }
 }

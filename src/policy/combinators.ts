@@ -5,7 +5,7 @@
  * is unknown when a member is unknown and none truly failed.
  */
 import type { Peer } from '../identity/peer.js';
-import { PASS, fail, isThenable, unknown, type Check, type Failure, type Rule, type RuleContext } from './rule.js';
+import { PASS, fail, isThenable, needsOf, unknown, type Check, type Failure, type Rule, type RuleContext } from './rule.js';
 
 /** Runs rules in order; returns their failures (sync when every rule answered sync). */
 export function runRules(rules: readonly Rule[], peer: Peer, context: RuleContext): Failure[] | Promise<Failure[]> {
@@ -73,6 +73,7 @@ export function allOf(rules: readonly Rule[]): Rule {
     flag: rules.reduce((f, r) => f | r.flag, 0),
     expected: rules.map(describeRule),
     async: rules.some((r) => r.async),
+    ...withNeeds(rules),
     check: (peer, context) => combine(rules, allOfVerdict, peer, context),
   };
 }
@@ -84,41 +85,31 @@ function anyOfVerdict(all: Failure[]): Check {
   return fail(all, `none of the alternatives holds: ${messages(all, ' | ')}`, flag);
 }
 
-/** At least one member must hold; the members are tried in order and stop at the first that holds. */
+/**
+ * At least one member must hold; the members are tried in order and stop at the first
+ * that holds. Synchronous while every member answers synchronously (so applySync works).
+ */
 export function anyOf(rules: readonly Rule[]): Rule {
+  const next = (all: Failure[], i: number, peer: Peer, context: RuleContext): Check | Promise<Check> => {
+    for (; i < rules.length; i++) {
+      const rule = rules[i]!;
+      const r = rule.check(peer, context);
+      if (isThenable(r)) {
+        const at = i;
+        return r.then((c) => (c.pass ? PASS : (all.push(record(rule, c)), next(all, at + 1, peer, context))));
+      }
+      if (r.pass) return PASS;
+      all.push(record(rule, r));
+    }
+    return anyOfVerdict(all);
+  };
   return {
     name: 'anyOf',
     flag: rules.reduce((f, r) => f | r.flag, 0),
     expected: rules.map(describeRule),
     async: rules.some((r) => r.async),
-    async check(peer, context) {
-      const all: Failure[] = [];
-      for (const rule of rules) {
-        const r = await rule.check(peer, context);
-        if (r.pass) return PASS;
-        all.push(record(rule, r));
-      }
-      return anyOfVerdict(all);
-    },
-  };
-}
-
-/** A synchronous anyOf, used when no member is async (so that applySync works). */
-export function anyOfSync(rules: readonly Rule[]): Rule {
-  if (rules.some((r) => r.async)) return anyOf(rules);
-  const base = anyOf(rules);
-  return {
-    ...base,
-    async: false,
-    check(peer, context) {
-      const all: Failure[] = [];
-      for (const rule of rules) {
-        const r = rule.check(peer, context) as Check;
-        if (r.pass) return PASS;
-        all.push(record(rule, r));
-      }
-      return anyOfVerdict(all);
-    },
+    ...withNeeds(rules),
+    check: (peer, context) => next([], 0, peer, context),
   };
 }
 
@@ -134,6 +125,7 @@ export function not(rule: Rule): Rule {
     flag: rule.flag,
     expected: { not: describeRule(rule) },
     async: rule.async,
+    ...withNeeds([rule]),
     check(peer, context) {
       const r = rule.check(peer, context);
       return isThenable(r) ? r.then(invert) : invert(r);
@@ -148,6 +140,7 @@ export function withContext(rule: Rule, context: RuleContext): Rule {
     flag: rule.flag,
     expected: rule.expected,
     ...(rule.async !== undefined && { async: rule.async }),
+    ...withNeeds([rule], context.strict),
     check: (peer, outer) => rule.check(peer, outer.strict ? outer : context),
   };
 }
@@ -157,4 +150,10 @@ export function describeRule(rule: Rule): unknown {
   // A not rule's expected value already reads { not: ... }.
   if (rule.name === 'not') return rule.expected;
   return { [rule.name]: rule.expected };
+}
+
+/** The `needs` of a rule made of `rules` (nothing when they have none); `strict`: its members run strict. */
+function withNeeds(rules: readonly Rule[], strict = false): { needs?: NonNullable<Rule['needs']> } {
+  const needs = needsOf(rules, strict);
+  return needs === undefined ? {} : { needs };
 }

@@ -16,35 +16,22 @@ import {
 import { publishDecision } from '../diagnostics.js';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { Peer, type PeerOptions } from '../identity/peer.js';
-import { allOf, anyOfSync, not, record, runRules, withContext } from './combinators.js';
+import { allOf, anyOf, not, record, withContext } from './combinators.js';
+import { makeDecision, type Decision } from './decision.js';
+import { evaluate, type Pending } from './evaluate.js';
 import { Result } from './result.js';
 import { TABLE_KEYS, tableRule, type TableRuleMethods } from './table.js';
 import { PASS, isThenable, type Failure, type Rule, type RuleContext } from './rule.js';
 import * as v from './validate.js';
-import { prepareHolders } from './strict.js';
 
-/** The outcome of applying a policy to a connection. */
-export interface Decision {
-  /** OR of the flags of every failed rule; 0 = trusted. */
-  result: number;
-  /** `result === 0`. */
-  allowed: boolean;
-  /** The peer that was verified. */
-  peer: Peer;
-  /** One record per failed rule: what was expected and what was found. */
-  failures: Failure[];
-  /**
-   * The attributes of the live process the rules read (program, cgroup, container, ...),
-   * as they were while the rules ran. `peer.program` and the like read the process again.
-   */
-  attributes: Readonly<Record<string, unknown>>;
-}
+export { makeDecision, type Decision };
 
 /** Options of `new Policy()`. */
 export interface PolicyOptions {
   /**
    * Exec-after-connect defence: every process that holds the peer end of the socket must
-   * pass the program rule, not only the one that connected.
+   * pass the rules about what runs (program, programDigest, unit, container, noNewPrivs,
+   * capabilities), not only the one that connected.
    * @default false
    */
   strict?: boolean;
@@ -76,10 +63,9 @@ export interface InternalApplyOptions {
 export const DEFAULT_TIMEOUT = 5000;
 
 /**
- * The rule methods, declared in the rule table (src/policy/table.ts): `perms`, `program`,
- * `uid`, `gid`, `user`, `group`, `callback`, `creds`/`label`, `memberOf`, `programDigest`,
- * `container`, `host`, `sameNamespace`, `unit`, `slice`, `userUnit`, `noNewPrivs`. Each adds
- * its rule, replacing an earlier one of the same name (`label` and `creds` are one rule).
+ * The rule methods, one per rule of the rule table (src/policy/table.ts, listed in
+ * docs/attributes.md). Each adds its rule, replacing an earlier one of the same name
+ * (an alias, such as `label` for `creds`, names the same rule).
  */
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
 export interface Policy extends TableRuleMethods<Policy> {}
@@ -90,8 +76,6 @@ export class Policy {
   readonly #rules = new Map<string, Rule>();
   readonly #extra: Rule[] = [];
   readonly #strict: boolean;
-  /** A nested policy (anyOf / allOf / not) is strict: its holder scan is prepared like ours. */
-  #nestedStrict = false;
   #challenge: ChallengeConfig = {};
   #ordered: Rule[] | undefined;
   #frozen = false;
@@ -112,7 +96,6 @@ export class Policy {
     const copy = new Policy({ strict: this.#strict });
     for (const [key, rule] of this.#rules) copy.#rules.set(key, rule);
     copy.#extra.push(...this.#extra);
-    copy.#nestedStrict = this.#nestedStrict;
     copy.#challenge = { ...this.#challenge };
     copy.#ordered = [...this.rules];
     copy.#frozen = true;
@@ -163,7 +146,6 @@ export class Policy {
   allOf(...policies: Policy[]): this {
     const rule = allOf(policies.map((p, i) => Policy.#asRule(p, `allOf[${i}]`)));
     this.#change();
-    if (policies.some((p) => p.#usesStrict)) this.#nestedStrict = true;
     this.#extra.push(rule);
     return this;
   }
@@ -171,9 +153,8 @@ export class Policy {
   /** At least one of these policies must hold. */
   anyOf(...policies: Policy[]): this {
     if (policies.length === 0) throw invalidArg('anyOf', 'at least one Policy', policies);
-    const rule = anyOfSync(policies.map((p, i) => Policy.#asRule(p, `anyOf[${i}]`)));
+    const rule = anyOf(policies.map((p, i) => Policy.#asRule(p, `anyOf[${i}]`)));
     this.#change();
-    if (policies.some((p) => p.#usesStrict)) this.#nestedStrict = true;
     this.#extra.push(rule);
     return this;
   }
@@ -182,7 +163,6 @@ export class Policy {
   not(policy: Policy): this {
     const rule = not(Policy.#asRule(policy, 'not'));
     this.#change();
-    if (policy.#usesStrict) this.#nestedStrict = true;
     this.#extra.push(rule);
     return this;
   }
@@ -232,17 +212,12 @@ export class Policy {
     const signal = v.signal('options.signal', o.signal);
     const maxPayload = maxPayloadOption('options.maxPayload', o.maxPayload);
     const peer = peerFor(socket, o);
-    // Strict mode: the holder scan runs off the event loop, shared with concurrent verifications.
-    const holders = this.#usesStrict ? await prepareHolders(peer) : undefined;
-    let failures: Failure[];
-    try {
-      const pending = this.#evaluate(peer);
-      // An explicit timeout bounds callbacks too; the default bounds only the exchange.
-      const bound = o.timeout === undefined ? undefined : timeout;
-      failures = isThenable(pending) ? await bounded(pending, bound, signal) : pending;
-    } finally {
-      holders?.release();
-    }
+    // The asynchronous attributes (strict mode's holder scan, a digest) are read off the
+    // event loop before the rules run, shared with concurrent verifications.
+    const pending = evaluate(this.rules, peer, this.#strict ? ASYNC_STRICT : ASYNC);
+    // An explicit timeout bounds callbacks too; the default bounds only the exchange.
+    const bound = o.timeout === undefined ? undefined : timeout;
+    const failures = isThenable(pending) ? await bounded(pending, bound, signal) : pending;
     // The exchange runs only for a peer that passed the identity rules: no secret work is
     // spent on a peer that is denied anyway.
     if (failures.length === 0 && this.hasChallenge) {
@@ -264,61 +239,21 @@ export class Policy {
     }
     // A server's one frozen options object is taken as it is: nothing to copy per connection.
     const peer = peerFor(socket, options === SERVER_SIDE ? options : v.options<ApplyOptions>('options', options));
-    const failures = this.#evaluate(peer);
+    const failures = evaluate(this.rules, peer, this.#strict ? SYNC_STRICT : SYNC);
     if (isThenable(failures)) {
-      // The pin is released when the callback settles (#evaluate); nobody waits for it.
+      // The pin is released when the callback settles (evaluate); nobody waits for it.
       failures.then(undefined, () => {});
       throw new SecpolicyError(ErrorCode.ASYNC_RULE, 'a callback of this policy returned a promise: use apply()');
     }
     return decisionOf(peer, failures);
   }
-
-  /**
-   * The one evaluator of apply() and applySync(): one pin (one pidfd) serves every /proc
-   * read of the rules and is released when they are done, however they end.
-   */
-  #evaluate(peer: Peer): Failure[] | Pending {
-    peer.hold();
-    let pending: Failure[] | Promise<Failure[]>;
-    try {
-      pending = runRules(this.rules, peer, this.#context());
-    } catch (error) {
-      peer.release();
-      throw error;
-    }
-    if (!isThenable(pending)) {
-      peer.release();
-      return pending;
-    }
-    let released = false;
-    const release = (): void => {
-      if (!released) {
-        released = true;
-        peer.release();
-      }
-    };
-    const settled = pending.then(
-      (failures) => (release(), failures),
-      (error: unknown) => {
-        release();
-        throw error;
-      },
-    );
-    return Object.assign(settled, { release });
-  }
-
-  /** True when this policy or one nested in it runs strict mode. */
-  get #usesStrict(): boolean {
-    return this.#strict || this.#nestedStrict;
-  }
-
-  #context(): RuleContext {
-    return this.#strict ? STRICT : LOOSE;
-  }
 }
 
 const STRICT: RuleContext = Object.freeze({ strict: true });
-const LOOSE: RuleContext = Object.freeze({ strict: false });
+const ASYNC_STRICT = Object.freeze({ strict: true, mode: 'async' as const });
+const ASYNC = Object.freeze({ strict: false, mode: 'async' as const });
+const SYNC_STRICT = Object.freeze({ strict: true, mode: 'sync' as const });
+const SYNC = Object.freeze({ strict: false, mode: 'sync' as const });
 
 /** @internal The options of a server's verification without a limiter: one frozen object, taken as it is. */
 export const SERVER_SIDE: ApplyOptions = Object.freeze({ side: 'server' });
@@ -342,9 +277,6 @@ function peerOptions(o: Partial<ApplyOptions>): PeerOptions {
   }
   return out;
 }
-
-/** Rules still being decided (a callback), with a way to let go of their pin early. */
-type Pending = Promise<Failure[]> & { release(): void };
 
 const CHALLENGE_RULE: Rule = Object.freeze({ name: 'challenge', flag: Result.CHALLENGE, expected: 'a valid response', check: () => PASS });
 
@@ -378,16 +310,6 @@ function bounded(pending: Pending, timeout: number | undefined, signal: AbortSig
       (error: unknown) => (cleanup(), reject(error)),
     );
   });
-}
-
-/**
- * @internal The one place a Decision is made, also for a server's connection limit (whose
- * denial the server publishes itself, as its own).
- */
-export function makeDecision(peer: Peer, failures: Failure[]): Decision {
-  let result = 0;
-  for (const f of failures) result |= f.flag;
-  return { result, allowed: result === 0, peer, failures, attributes: peer.seen };
 }
 
 /** A policy's Decision, published on `secpolicy:decision` (and logged when denied). */

@@ -1,20 +1,9 @@
 import { TABLE_FLAGS, type TableFlags } from './table.js';
 
-/** The flags that are not a rule of the rule table (those come from their declarations). */
+/** The flags that are not a rule of the rule table (every rule's flag comes from its declaration there). */
 const FLAGS = {
-  PROGRAM: 2,
-  CALLBACK: 64,
   /** A challenge exchange (challengeSend, sharedSecret) failed. */
   CHALLENGE: 128,
-  MEMBER_OF: 512,
-  /** programDigest(): SHA-256 of the peer's executable. */
-  PROGRAM_DIGEST: 1024,
-  /** container(): the peer runs in a matching container. */
-  CONTAINER: 2048,
-  /** host(): the peer shares our pid and mount namespaces. */
-  HOST: 4096,
-  /** sameNamespace(): the peer shares the listed namespaces with us. */
-  NAMESPACE: 8192,
   /** A connection limit of the server (e.g. per uid) was reached. */
   LIMIT: 16384,
 } as const;
@@ -22,10 +11,10 @@ const FLAGS = {
 /**
  * Result flags: one bit per rule, the same values as the C library's
  * SECPOLICY_RESULT_* so that a port from C keeps its checks. A Decision's `result` is
- * the OR of the flags of every failed rule; 0 means trusted. The rule table's new rules
- * (unit, slice, userUnit, noNewPrivs) take the bits from 32768 up.
+ * the OR of the flags of every failed rule; 0 means trusted. Rules the C library does not
+ * have take the free bits from 32768 up.
  */
-export const Result: Readonly<Omit<typeof FLAGS, keyof TableFlags> & TableFlags> = Object.freeze(
+export const Result: Readonly<typeof FLAGS & TableFlags> = Object.freeze(
   // In bit order, which is the C library's order for its flags.
   Object.fromEntries(Object.entries({ ...FLAGS, ...TABLE_FLAGS }).sort((a, b) => a[1] - b[1])) as typeof FLAGS & TableFlags,
 );

@@ -3,6 +3,7 @@
  * policy files make the same objects; allOf / anyOf / not combine them.
  */
 import type { Peer } from '../identity/peer.js';
+import type { AsyncAttributeName } from '../identity/proc-attributes.js';
 
 /**
  * What a rule's check found: it holds, it does not, or (`unknown: true`) it cannot be
@@ -13,8 +14,16 @@ export type Check = { pass: true } | { pass: false; actual: unknown; message: st
 
 /** Context a rule check gets besides the peer. */
 export interface RuleContext {
-  /** Exec-after-connect defence: every holder of the peer's socket must pass the program rule. */
+  /** Exec-after-connect defence: every holder of the peer's socket must pass the rules about what runs. */
   strict: boolean;
+}
+
+/** The asynchronous attributes a rule reads, which the evaluator reads before the rules run. */
+export interface RuleNeeds {
+  /** Read in every evaluation. */
+  readonly always: readonly AsyncAttributeName[];
+  /** Read when the rule runs in strict mode (the holder scan). */
+  readonly strict: readonly AsyncAttributeName[];
 }
 
 /** A rule of a policy. */
@@ -27,6 +36,8 @@ export interface Rule {
   readonly expected: unknown;
   /** True when check may return a promise (callbacks). */
   readonly async?: boolean;
+  /** The asynchronous attributes its checks read; none when absent. */
+  readonly needs?: RuleNeeds;
   check(peer: Peer, context: RuleContext): Check | Promise<Check>;
 }
 
@@ -67,3 +78,14 @@ export function isThenable(value: unknown): value is PromiseLike<unknown> {
 
 /** A placeholder context for rules checked outside a policy. */
 export const DEFAULT_CONTEXT: RuleContext = Object.freeze({ strict: false });
+
+/** The needs of several rules together (undefined when none has any). */
+export function needsOf(rules: readonly Rule[], strict = false): RuleNeeds | undefined {
+  const always = new Set<AsyncAttributeName>();
+  const onStrict = new Set<AsyncAttributeName>();
+  for (const r of rules) {
+    for (const n of r.needs?.always ?? []) always.add(n);
+    for (const n of r.needs?.strict ?? []) (strict ? always : onStrict).add(n);
+  }
+  return always.size === 0 && onStrict.size === 0 ? undefined : { always: [...always], strict: [...onStrict] };
+}

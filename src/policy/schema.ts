@@ -6,7 +6,7 @@
  * strings for perms, and refusing what a file cannot express.
  */
 import { describe, isSecpolicyError } from '../errors.js';
-import { allOf, anyOfSync, not } from './combinators.js';
+import { allOf, anyOf, not } from './combinators.js';
 import type { Rule } from './rule.js';
 import { RULE_DEFS, TABLE_KEYS, tableRule, type RuleDef } from './table.js';
 import * as v from './validate.js';
@@ -24,6 +24,13 @@ export interface Walk {
 
 /** Builds one rule from a key's value; `path` is where the value sits, for messages. */
 type RuleMaker = (value: unknown, path: FieldPath, walk: Walk) => Rule;
+
+/**
+ * The extension hook of a document kind: rule keys of its own (the gateway's
+ * `container: { name, label }`), tried before the policy-file keys at any depth. An
+ * extension returns undefined to leave a value to the ordinary key of that name.
+ */
+export type RuleExtensions = Readonly<Record<string, (value: unknown, path: FieldPath, walk: Walk) => Rule | undefined>>;
 
 /**
  * Rule keys of a rule object. Adding a builder rule to files is one line here; the key is
@@ -79,9 +86,9 @@ export const isMapping = v.isMapping;
  * One rule object (or a list of them, meaning any of) as a single Rule: several keys in
  * one object must all hold.
  */
-export function ruleOf(value: unknown, path: FieldPath, walk: Walk): Rule {
-  if (Array.isArray(value)) return anyOfList(value, path, walk);
-  const rules = [...rulesOf(value, path, walk, false).values()];
+export function ruleOf(value: unknown, path: FieldPath, walk: Walk, extensions?: RuleExtensions): Rule {
+  if (Array.isArray(value)) return anyOfList(value, path, walk, extensions);
+  const rules = [...rulesOf(value, path, walk, false, extensions).values()];
   return rules.length === 1 ? rules[0]! : allOf(rules);
 }
 
@@ -89,7 +96,7 @@ export function ruleOf(value: unknown, path: FieldPath, walk: Walk): Rule {
  * The rules of a rule object, keyed by Policy slot, in document order. `top` admits the
  * top-level keys (which the caller handles).
  */
-export function rulesOf(value: unknown, path: FieldPath, walk: Walk, top: boolean): Map<string, Rule> {
+export function rulesOf(value: unknown, path: FieldPath, walk: Walk, top: boolean, extensions?: RuleExtensions): Map<string, Rule> {
   if (!isMapping(value)) {
     walk.fail(path, `must be a rule object (a mapping such as { uid: 0 }). Received ${show(value)}`);
   }
@@ -102,7 +109,7 @@ export function rulesOf(value: unknown, path: FieldPath, walk: Walk, top: boolea
     }
     const slot = slotOf(key);
     if (rules.has(slot)) walk.fail(at, `"${key}" repeats a rule already given in this object (creds and label are the same rule)`, true);
-    rules.set(slot, keyRule(key, field, at, walk));
+    rules.set(slot, keyRule(key, field, at, walk, extensions));
   }
   if (rules.size === 0 && !(top && Object.hasOwn(value, 'sharedSecret'))) {
     walk.fail(path, 'must hold at least one rule: an empty policy would allow every peer');
@@ -110,14 +117,16 @@ export function rulesOf(value: unknown, path: FieldPath, walk: Walk, top: boolea
   return rules;
 }
 
-function keyRule(key: string, value: unknown, at: FieldPath, walk: Walk): Rule {
+function keyRule(key: string, value: unknown, at: FieldPath, walk: Walk, extensions: RuleExtensions | undefined): Rule {
   if (key === 'allOf' || key === 'anyOf') {
     if (!Array.isArray(value)) walk.fail(at, `must be a list of rule objects. Received ${show(value)}`);
-    if (key === 'anyOf') return anyOfList(value, at, walk);
+    if (key === 'anyOf') return anyOfList(value, at, walk, extensions);
     if (value.length === 0) walk.fail(at, 'must be a non-empty list of rule objects');
-    return allOf(value.map((item, i) => ruleOf(item, [...at, i], walk)));
+    return allOf(value.map((item, i) => ruleOf(item, [...at, i], walk, extensions)));
   }
-  if (key === 'not') return not(ruleOf(value, at, walk));
+  if (key === 'not') return not(ruleOf(value, at, walk, extensions));
+  const extended = extensions !== undefined && Object.hasOwn(extensions, key) ? extensions[key]!(value, at, walk) : undefined;
+  if (extended !== undefined) return extended;
   const make = RULE_KEYS[key];
   if (!make) {
     const why = Object.hasOwn(NOT_IN_FILES, key) ? NOT_IN_FILES[key] : undefined;
@@ -139,9 +148,9 @@ function argumentPath(argument: string, key: string): FieldPath {
   return [...argument.slice(key.length).matchAll(/\.([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] === undefined ? m[1]! : Number(m[2])));
 }
 
-function anyOfList(list: unknown[], at: FieldPath, walk: Walk): Rule {
+function anyOfList(list: unknown[], at: FieldPath, walk: Walk, extensions?: RuleExtensions): Rule {
   if (list.length === 0) walk.fail(at, 'must be a non-empty list of rule objects');
-  return anyOfSync(list.map((item, i) => ruleOf(item, [...at, i], walk)));
+  return anyOf(list.map((item, i) => ruleOf(item, [...at, i], walk, extensions)));
 }
 
 function hint(key: string): string {

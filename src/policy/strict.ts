@@ -10,9 +10,20 @@
  * its bound). Only `pass` lets the peer in. docs/containers.md says what each covers.
  */
 import { readlinkSync } from 'node:fs';
-import { queuedToRead, socketInode, statPath } from '../native/index.js';
-import { scanHolders, scanHoldersAsync, stillHolds, type Holder, type HolderScan, type OurEnd } from '../identity/holders.js';
+import { queuedToRead } from '../native/index.js';
+import { executableDigest, MAX_HOLDER_DIGEST_BYTES } from '../identity/digest.js';
+import { stillHolds, type Holder, type HolderScan, type OurEnd } from '../identity/holders.js';
+import { no, type Outcome } from '../identity/outcome.js';
 import type { Peer } from '../identity/peer.js';
+import {
+  ATTRIBUTES,
+  isAttribute,
+  type AttributeDef,
+  type AttributeName,
+  type AttributeSource,
+  type AttributeTypes,
+  type HolderScanOf,
+} from '../identity/proc-attributes.js';
 import { programFiles, programMatches, type ProgramFiles } from './program-file.js';
 import { PASS, fail, unknown as unknownCheck, type Check } from './rule.js';
 
@@ -24,9 +35,6 @@ export interface HolderVerdict {
   actual?: unknown;
   message: string;
 }
-
-/** Bound on a scan made on the calling thread (applySync), in ms: past it the verdict is unknown. */
-export const SYNC_SCAN_BUDGET_MS = 1000;
 
 // A thread's own exe link: a process whose main thread exited has none at /proc/PID/exe.
 const exePath = (h: Holder): string => (h.task === undefined ? `/proc/${h.pid}/exe` : `/proc/${h.pid}/task/${h.task}/exe`);
@@ -41,25 +49,7 @@ function exeOf(h: Holder): string | undefined {
 
 const unknown = (actual: unknown, message: string): HolderVerdict => ({ verdict: 'unknown', actual, message: `strict mode: ${message}` });
 
-/**
- * Our end of `peer`'s socket, or the verdict when it cannot be found. The peer end is
- * looked up by the scan, from its sock_diag dump (for a peer in another network namespace,
- * a container, in that namespace through our fd).
- */
-function ourEnd(peer: Peer): OurEnd | HolderVerdict {
-  try {
-    const fd = peer.fd();
-    const inode = socketInode(fd);
-    if (inode === undefined) return unknown(undefined, 'our end of the connection is not a socket');
-    return { inode, fd };
-  } catch (e) {
-    return unknown(undefined, `cannot find the peer end of the socket: ${(e as Error).message}`);
-  }
-}
-
 const closed = (): HolderVerdict => ({ verdict: 'fail', actual: undefined, message: 'strict mode: the peer end of the socket is closed' });
-
-const isVerdict = (x: OurEnd | HolderVerdict): x is HolderVerdict => 'verdict' in x;
 
 function pidList(pids: readonly number[]): string {
   const shown = pids.slice(0, 8).join(', ');
@@ -71,7 +61,7 @@ function pidList(pids: readonly number[]): string {
  * after the scan, and the queue of our end last: bytes the peer wrote before a holder
  * exec'd the program are queued by the time that exec is visible.
  */
-function judge(peer: Peer, files: ProgramFiles, end: OurEnd, scan: HolderScan): HolderVerdict {
+function judge(peer: Peer, test: HolderTest, end: OurEnd, scan: HolderScan): HolderVerdict {
   // Which scan decided: concurrent verifications share one.
   const scanInfo = { serial: scan.serial, thread: scan.threadId, startedAt: scan.startedAt, processes: scan.processes, fds: scan.fds };
   const found = scan.ends.get(end.inode);
@@ -110,15 +100,18 @@ function judge(peer: Peer, files: ProgramFiles, end: OurEnd, scan: HolderScan): 
     );
 
   const verified = new Set<number>();
-  const failing: Array<{ pid: number; program: string | undefined }> = [];
+  const failing: Array<{ pid: number; program: string | undefined; why: string }> = [];
   const vanished: number[] = [];
+  const whyUnknown: string[] = [];
   for (const h of holders) {
-    const exe = statPath(exePath(h));
-    // Re-read the fd after the stat: a holder that exited must not be judged by whoever got its pid.
-    const still = stillHolds(h, heldAs);
-    if (exe === undefined || !still) vanished.push(h.pid);
-    else if (!programMatches(exe, files)) failing.push({ pid: h.pid, program: exeOf(h) });
-    else verified.add(h.pid);
+    // Every read of the holder is followed by a re-read of its fd: a holder that exited
+    // must not be judged by whoever got its pid.
+    const c = test(new HolderView(h, heldAs));
+    if (c.pass) verified.add(h.pid);
+    else if (c.unknown) {
+      vanished.push(h.pid);
+      whyUnknown.push(c.message.replace(/^unknown: /, ''));
+    } else failing.push({ pid: h.pid, program: exeOf(h), why: c.message });
   }
   const holderPids = [...new Set(holders.map((h) => h.pid))];
   const where = listener === undefined ? 'the peer end of the socket' : `the listening socket whose accept queue holds the peer end`;
@@ -127,14 +120,18 @@ function judge(peer: Peer, files: ProgramFiles, end: OurEnd, scan: HolderScan): 
     const shown = unique.map((f) => `${f.pid} (${f.program ?? 'exited or unreadable'})`).join(', ');
     return {
       verdict: 'fail',
-      actual: { holders: holderPids, failing: unique, ...(listener !== undefined && { listener }) },
-      message: `strict mode: ${where} is also held by process ${shown}, which is not the file at ${files.paths.join(', ')}`,
+      actual: {
+        holders: holderPids,
+        failing: unique.map(({ pid, program }) => ({ pid, program })),
+        ...(listener !== undefined && { listener }),
+      },
+      message: `strict mode: ${where} is also held by process ${shown}, which does not pass: ${unique[0]!.why}`,
     };
   }
   if (vanished.length > 0)
     return unknown(
       { holders: holderPids, vanished },
-      `process ${pidList(vanished)} held ${where} during the scan and cannot be inspected now (exited, or its executable is unreadable)`,
+      `process ${pidList(vanished)} held ${where} during the scan and cannot be inspected now: ${whyUnknown[0]}`,
     );
 
   // A descriptor parked in a queued SCM_RIGHTS message has no holder until it is received.
@@ -176,62 +173,80 @@ function judge(peer: Peer, files: ProgramFiles, end: OurEnd, scan: HolderScan): 
   return {
     verdict: 'pass',
     actual: { holders: holderPids, scan: scanInfo },
-    message: 'strict mode: every holder of the peer end is the program',
+    message: 'strict mode: every holder of the peer end passes',
   };
 }
 
+/** What a holder must pass: the check of a rule about what runs, on the holder's attributes. */
+export type HolderTest = (holder: AttributeSource) => Check;
+
 /**
- * Strict-mode holder check on the calling thread: scans every fd table on the host (bounded
- * by {@link SYNC_SCAN_BUDGET_MS}; past it the verdict is unknown). For applySync; apply()
- * uses {@link checkHoldersAsync}, which keeps the event loop free.
+ * One process holding the peer end, seen through the attribute registry: /proc of the
+ * holder (of the thread that holds it, when its main thread has exited), each read
+ * followed by a proof that it still holds the socket (else the read is unknown).
  */
-export function checkHolders(peer: Peer, paths: readonly string[] | ProgramFiles): HolderVerdict {
-  const files = filesOf(paths);
-  const prepared = preparedScans.get(peer);
-  if (prepared !== undefined) return judge(peer, files, prepared.end, prepared.scan);
-  const end = ourEnd(peer);
-  if (isVerdict(end)) return end;
-  let scan: HolderScan;
-  try {
-    scan = scanHolders([end], { budgetMs: SYNC_SCAN_BUDGET_MS });
-  } catch (e) {
-    return unknown(undefined, `the holder scan failed: ${(e as Error).message}`);
+class HolderView implements AttributeSource {
+  readonly #holder: Holder;
+  readonly #heldAs: number;
+  readonly #read = new Map<AttributeName, Outcome<unknown>>();
+
+  constructor(holder: Holder, heldAs: number) {
+    this.#holder = holder;
+    this.#heldAs = heldAs;
   }
-  return judge(peer, files, end, scan);
+
+  attempt<K extends AttributeName>(name: K): Outcome<AttributeTypes[K]>;
+  attempt(name: string): Outcome<unknown>;
+  attempt(name: string): Outcome<unknown> {
+    if (!isAttribute(name)) return no(`unknown attribute ${name}`);
+    let r = this.#read.get(name);
+    if (r === undefined) {
+      // Another holder's digest is made on this thread: bounded lower than the peer's own.
+      r =
+        name === 'programDigest'
+          ? this.procRead((proc) => executableDigest(proc, MAX_HOLDER_DIGEST_BYTES))
+          : (ATTRIBUTES[name] as AttributeDef<unknown>).read(this);
+      this.#read.set(name, r);
+    }
+    return r;
+  }
+
+  procRead<T>(read: (proc: string) => Outcome<T>): Outcome<T> {
+    const h = this.#holder;
+    const r = read(h.task === undefined ? `/proc/${h.pid}` : `/proc/${h.pid}/task/${h.task}`);
+    return stillHolds(h, this.#heldAs) ? r : no(`process ${h.pid} no longer holds the socket (exited)`);
+  }
+
+  connection(): undefined {
+    return undefined;
+  }
 }
 
 /**
- * Strict-mode holder check with the scan made off the event loop (a worker thread),
- * begun after this call and shared with every verification asking in the same turn of
- * the event loop.
+ * Strict-mode holder check on a finished scan (`scan`: the `holders` attribute, read off
+ * the event loop by the evaluator for apply(), on the calling thread for applySync()):
+ * every holder of the peer end must pass `test`; three-valued.
  */
-export async function checkHoldersAsync(peer: Peer, paths: readonly string[] | ProgramFiles): Promise<HolderVerdict> {
-  const files = filesOf(paths);
-  const end = ourEnd(peer);
-  if (isVerdict(end)) return end;
-  const scan = await scanHoldersAsync(end);
-  return judge(peer, files, end, scan);
+export function checkHolders(peer: Peer, test: HolderTest | readonly string[] | ProgramFiles, scan: Outcome<HolderScanOf>): HolderVerdict {
+  if (!scan.ok) return unknown(undefined, scan.reason);
+  return judge(peer, typeof test === 'function' ? test : programTest(filesOf(test)), scan.value.end, scan.value.scan);
 }
 
-const preparedScans = new WeakMap<Peer, { end: OurEnd; scan: HolderScan }>();
-
-/**
- * For apply(): makes the holder scan of `peer` off the event loop before the rules run,
- * so that the (synchronous) program rule judges on it. `release()` forgets it when the
- * verification ends: a later verification of the same peer scans again.
- */
-export async function prepareHolders(peer: Peer): Promise<{ release(): void }> {
-  const end = ourEnd(peer);
-  if (!isVerdict(end)) preparedScans.set(peer, { end, scan: await scanHoldersAsync(end) });
-  return { release: () => preparedScans.delete(peer) };
+/** The program rule's holder test: the holder's executable is one of the files. */
+function programTest(files: ProgramFiles): HolderTest {
+  return (h) => {
+    const exe = h.attempt('programStat');
+    if (!exe.ok) return unknownCheck(exe.reason);
+    return programMatches(exe.value, files) ? PASS : fail(undefined, `its executable is not the file at ${files.paths.join(', ')}`);
+  };
 }
 
 /** The program rule's paths as compiled by the rule, or compiled now for a caller that has only the paths. */
 const filesOf = (paths: readonly string[] | ProgramFiles): ProgramFiles =>
   Array.isArray(paths) ? programFiles(paths) : (paths as ProgramFiles);
 
-/** Every holder of the peer end passes the program rule: {@link checkHolders}'s three-valued verdict as a rule's Check. */
-export function strictHoldersCheck(peer: Peer, files: ProgramFiles): Check {
-  const r = checkHolders(peer, files);
+/** Every holder of the peer end passes `test`: {@link checkHolders}'s three-valued verdict as a rule's Check. */
+export function strictHoldersCheck(peer: Peer, test: HolderTest): Check {
+  const r = checkHolders(peer, test, peer.attempt('holders'));
   return r.verdict === 'pass' ? PASS : r.verdict === 'unknown' ? unknownCheck(r.message, r.actual) : fail(r.actual, r.message);
 }

@@ -1,7 +1,9 @@
 /**
  * The rule table: each rule declared once — its name (the builder method and the
- * policy-file key), its Result flag, the peer attribute it needs, how its arguments are
- * validated and compiled, how a file value becomes those arguments, and the check. From
+ * policy-file key), its Result flag, the registry attribute it reads (a key of the
+ * attribute registry, so the check's value type is the one declared there), whether
+ * strict mode applies it to every holder of the socket, how its arguments are validated
+ * and compiled, how a file value becomes those arguments, and the check. From
  * this one declaration come the Policy builder method (and its type), the policy-file
  * key and its validation, the `Result` flag, the failure record and the docs table.
  *
@@ -14,11 +16,19 @@ import type { Peer } from '../identity/peer.js';
 import type { Container } from '../identity/container.js';
 import { NAMESPACE_KINDS, ownNamespaces, type NamespaceKind } from '../identity/namespaces.js';
 import type { Outcome } from '../identity/outcome.js';
+import {
+  ATTRIBUTES,
+  CAPABILITY_NAMES,
+  type AsyncAttributeName,
+  type AttributeDef,
+  type AttributeName,
+  type AttributeTypes,
+} from '../identity/proc-attributes.js';
 import { idUnmapped } from '../identity/proc.js';
 import { formatMode, gidOf, type FileStat } from '../native/index.js';
 import { programFiles, programMatches } from './program-file.js';
-import { PASS, fail, isThenable, missing, unknown, type Check, type Rule, type RuleContext } from './rule.js';
-import { strictHoldersCheck } from './strict.js';
+import { PASS, fail, isThenable, missing, unknown, type Check, type Rule, type RuleContext, type RuleNeeds } from './rule.js';
+import { strictHoldersCheck, type HolderTest } from './strict.js';
 import * as v from './validate.js';
 
 /** What a policy-file value is turned into: the builder's arguments, or a message for the file's error. */
@@ -50,17 +60,19 @@ export interface RuleDef<
   /** Name of the flag in `Result`; its value is `flag`, fixed forever once released. */
   flagName: N;
   flag: F;
-  /** The peer attribute the check compares (read through the pinned Peer); null for a rule that reads the peer itself (callback). */
-  attribute: string | null;
+  /** The registry attribute the check compares (read through the pinned Peer); null for a rule that reads the peer itself (callback). */
+  attribute: AttributeName | null;
   /**
    * The attributes read, when the check needs several (their values reach the check as a
    * list, in this order); by default `[attribute]`.
    */
-  reads?(compiled: C): readonly string[];
+  reads?(compiled: C): readonly AttributeName[];
+  /** A rule about what runs: in strict mode every process holding the peer end of the socket must pass it too. */
+  strict?: true;
   /** The check gets the attribute's Outcome, not its value: it decides itself what an unreadable attribute means. */
   outcome?: true;
   /** What the attribute is called in failure messages (per attribute, for a rule reading several). */
-  what: string | ((attribute: string) => string);
+  what: string | ((attribute: AttributeName) => string);
   /** Other builder methods and file keys for the same rule (same flag, and one replaces the other). */
   aliases?: readonly string[];
   /** True when the check may return a promise. */
@@ -81,9 +93,25 @@ export interface RuleDef<
   doc: string;
 }
 
-const define = <A extends unknown[], C, V, const N extends string, const F extends number, R extends Check | Promise<Check> = Check>(
-  def: RuleDef<A, C, V, N, F, R>,
-): RuleDef<A, C, V, N, F, R> => Object.freeze(def);
+/** The value a check of attribute `K` gets: the registry's type for it (nothing for a rule that reads no attribute). */
+type ValueOf<K> = K extends AttributeName ? AttributeTypes[K] : undefined;
+
+/** A rule over one attribute: the check's value type is the registry's type of that attribute. */
+const define = <
+  A extends unknown[],
+  C,
+  const K extends AttributeName | null,
+  const N extends string,
+  const F extends number,
+  R extends Check | Promise<Check> = Check,
+>(
+  def: RuleDef<A, C, ValueOf<K>, N, F, R> & { attribute: K; reads?: never },
+): RuleDef<A, C, ValueOf<K>, N, F, R> => Object.freeze(def);
+
+/** A rule over several attributes (`reads`): the check gets their values as a list, typed by the rule. */
+const defineReads = <A extends unknown[], C, V, const N extends string, const F extends number>(
+  def: RuleDef<A, C, V, N, F, Check> & { reads(compiled: C): readonly AttributeName[] },
+): RuleDef<A, C, V, N, F, Check> => Object.freeze(def);
 
 /** A rule's `expected` for a list: the one value, or the list ("any of"). */
 const oneOrList = (list: readonly unknown[]) => (list.length === 1 ? list[0] : list);
@@ -142,8 +170,8 @@ function containerMatch(value: unknown): { id?: readonly string[]; idPrefix?: st
 }
 
 const HOST_KINDS: readonly NamespaceKind[] = Object.freeze(['pid', 'mnt']);
-const HOST_READS: readonly string[] = Object.freeze(HOST_KINDS.map((k) => `ns:${k}`));
-const namespaceWhat = (attribute: string) => `peer ${attribute.slice(3)} namespace`;
+const HOST_READS: readonly AttributeName[] = Object.freeze(HOST_KINDS.map((k) => `ns:${k}` as const));
+const namespaceWhat = (attribute: AttributeName) => `peer ${attribute.slice(3)} namespace`;
 
 /** Passes when the peer's namespaces (`theirs`, in the order of `kinds`) are ours. */
 function sameNamespaces(kinds: readonly NamespaceKind[], theirs: readonly number[]): Check {
@@ -203,19 +231,23 @@ export const RULE_DEFS = Object.freeze({
     flag: 2,
     attribute: 'programStat',
     what: 'peer program',
+    strict: true,
     compile: (path: string | string[]) => programFiles(v.absolutePaths('program', path)),
     expected: (files) => oneOrList(files.paths),
     check: (exe: FileStat, files, env) => {
       if (!programMatches(exe, files)) {
-        const shown = env?.peer.program ?? '(unreadable)';
+        // Without env: a holder in strict mode, named by the caller.
+        if (env === undefined)
+          return fail(undefined, `its executable is not the file at ${show(files.paths)} (compared by device and inode)`);
+        const shown = env.peer.program ?? '(unreadable)';
         return fail(shown, `peer program ${shown} is not the file at ${show(files.paths)} (compared by device and inode)`);
       }
-      return env?.context.strict ? strictHoldersCheck(env.peer, files) : PASS;
+      return PASS;
     },
     file: asArgs,
     signature: '`program(path \\| path[])`',
     fileForm: '`program: /usr/bin/socat` or a list',
-    doc: 'executable of the peer (device and inode of the file at the path); strict mode: of every holder of the peer end',
+    doc: 'executable of the peer (device and inode of the file at the path)',
   }),
   /** The peer's uid (SO_PEERCRED) is one of these. An unmapped uid (shown as 65534) is unknown. */
   uid: define({
@@ -315,7 +347,7 @@ export const RULE_DEFS = Object.freeze({
     doc: 'SO_PEERSEC security label of the peer, exact string',
   }),
   /** The peer is in one of these groups (names or gids), as primary or supplementary group (SO_PEERGROUPS). */
-  memberOf: define({
+  memberOf: defineReads({
     flagName: 'MEMBER_OF',
     flag: 512,
     attribute: 'groups',
@@ -348,6 +380,7 @@ export const RULE_DEFS = Object.freeze({
     flag: 1024,
     attribute: 'programDigest',
     what: 'peer program digest',
+    strict: true,
     compile: (sha256: string | string[]) =>
       new Set(
         v
@@ -363,7 +396,12 @@ export const RULE_DEFS = Object.freeze({
     check: (digest: string, c, env) =>
       c.has(digest)
         ? PASS
-        : fail(digest, `peer program ${env?.peer.program ?? '(unreadable)'} has SHA-256 ${digest}, not an allowed digest`),
+        : fail(
+            digest,
+            env === undefined
+              ? `its executable has SHA-256 ${digest}, not an allowed digest`
+              : `peer program ${env.peer.program ?? '(unreadable)'} has SHA-256 ${digest}, not an allowed digest`,
+          ),
     file: (value, source) => ({ ok: true, args: [asWritten(value, source, [])] }),
     signature: '`programDigest(sha256 \\| sha256[])`',
     fileForm: '`programDigest: <64 hex digits>` or a list',
@@ -375,6 +413,7 @@ export const RULE_DEFS = Object.freeze({
     flag: 2048,
     attribute: 'container',
     what: 'peer container',
+    strict: true,
     compile: (match?: ContainerMatch) => containerMatch(match),
     expected: (m) => (Object.keys(m).length === 0 ? 'any container' : m),
     check: (c: Container | null, m, env) => {
@@ -399,7 +438,7 @@ export const RULE_DEFS = Object.freeze({
     doc: 'container the peer runs in (from its cgroup), any or matching',
   }),
   /** The peer runs on our host: it shares our pid and mount namespaces. */
-  host: define({
+  host: defineReads({
     flagName: 'HOST',
     flag: 4096,
     attribute: 'namespaces',
@@ -415,11 +454,11 @@ export const RULE_DEFS = Object.freeze({
     doc: 'the peer shares our pid and mount namespaces',
   }),
   /** The peer shares every one of these namespaces with us. */
-  sameNamespace: define({
+  sameNamespace: defineReads({
     flagName: 'NAMESPACE',
     flag: 8192,
     attribute: 'namespaces',
-    reads: (kinds) => kinds.map((k) => `ns:${k}`),
+    reads: (kinds) => kinds.map((k) => `ns:${k}` as const),
     what: namespaceWhat,
     compile: (kinds: NamespaceKind | NamespaceKind[]) =>
       v.oneOrMany(
@@ -442,6 +481,7 @@ export const RULE_DEFS = Object.freeze({
     flag: 32768,
     attribute: 'unit',
     what: 'peer systemd unit',
+    strict: true,
     compile: (name: string | string[]) => unitNames('unit', name, UNIT_NAME, 'a systemd unit name such as nginx.service'),
     expected: (c) => oneOrList([...c]),
     check: (unit: string | null, c) =>
@@ -513,18 +553,58 @@ export const RULE_DEFS = Object.freeze({
     flag: 262144,
     attribute: 'noNewPrivs',
     what: 'peer no_new_privs',
+    strict: true,
     compile: () => true as const,
     expected: () => true,
-    check: (on: boolean) => (on ? PASS : fail(false, 'peer runs without no_new_privs')),
+    check: (on: boolean) => (on ? PASS : fail(false, 'peer runs without no_new_privs in at least one of its threads')),
     file: (value) =>
       value === true
         ? { ok: true, args: [] }
         : { ok: false, message: `must be true; for "without no_new_privs" write not: { noNewPrivs: true }` },
     signature: '`noNewPrivs()`',
     fileForm: '`noNewPrivs: true`',
-    doc: '`NoNewPrivs:` of /proc/PID/status is 1',
+    doc: '`NoNewPrivs:` of /proc/PID/task/*/status is 1 for every thread',
+  }),
+  /** Every thread of the peer holds effective capabilities only from this set (`[]`: none). */
+  capabilities: define({
+    flagName: 'CAPABILITIES',
+    flag: 524288,
+    attribute: 'capabilities',
+    what: 'peer capabilities',
+    strict: true,
+    compile: (caps: string | string[]) => capabilitySet(caps),
+    expected: (c) => [...c],
+    check: (held, c) => {
+      const extra = held.filter((cap) => !c.has(cap));
+      if (extra.length === 0) return PASS;
+      return fail(
+        extra,
+        `peer holds ${extra.join(', ')} (effective, in at least one thread), outside ${c.size === 0 ? 'none' : show([...c])}`,
+      );
+    },
+    file: (value) =>
+      Array.isArray(value) || typeof value === 'string'
+        ? { ok: true, args: [value] }
+        : { ok: false, message: 'must be a list of capability names such as [CAP_NET_BIND_SERVICE] ([] for none)' },
+    signature: '`capabilities(cap \\| cap[])`',
+    fileForm: '`capabilities: [CAP_NET_BIND_SERVICE]`, `[]` for none',
+    doc: '`CapEff:` of every thread of the peer is within the set (names with or without `CAP_`, any case)',
   }),
 });
+
+/** A set of `CAP_` names from names with or without `CAP_`, in any case; `[]` is the empty set. */
+function capabilitySet(caps: unknown): ReadonlySet<string> {
+  const list = Array.isArray(caps) ? caps : [caps];
+  const out = new Set<string>();
+  list.forEach((x, i) => {
+    const where = Array.isArray(caps) ? `capabilities[${i}]` : 'capabilities';
+    if (typeof x !== 'string') throw invalidArg(where, 'a capability name such as CAP_NET_BIND_SERVICE', x);
+    const name = x.toUpperCase().startsWith('CAP_') ? x.toUpperCase() : `CAP_${x.toUpperCase()}`;
+    if (!CAPABILITY_NAMES.includes(name)) throw invalidArg(where, 'a capability name such as CAP_NET_BIND_SERVICE', x);
+    out.add(name);
+  });
+  return new Set([...out].sort());
+}
 
 /** The names of the table's rules. */
 export type TableRuleName = keyof typeof RULE_DEFS;
@@ -568,6 +648,28 @@ export function tableRule(key: string, args: readonly unknown[]): Rule {
   if (name === undefined) throw invalidArg('rule', `a rule of the table (${[...TABLE_KEYS.keys()].join(', ')})`, key);
   const def = RULE_DEFS[name] as unknown as AnyDef;
   const compiled = def.compile.apply({ key }, args as unknown[]);
+  const check = ruleCheck(def, compiled);
+  const needs = needsOfDef(def, compiled);
+  return {
+    name: key,
+    flag: def.flag,
+    expected: def.expected(compiled),
+    ...(def.async && { async: true }),
+    ...(needs && { needs }),
+    check,
+  };
+}
+
+/** The asynchronous attributes a rule reads (the evaluator reads them before the rules run). */
+function needsOfDef(def: AnyDef, compiled: unknown): RuleNeeds | undefined {
+  const reads = def.reads?.(compiled) ?? (def.attribute === null ? [] : [def.attribute]);
+  const always = reads.filter((a): a is AsyncAttributeName => (ATTRIBUTES[a] as AttributeDef<unknown>).when === 'async');
+  const strict: AsyncAttributeName[] = def.strict ? ['holders'] : [];
+  return always.length === 0 && strict.length === 0 ? undefined : { always, strict };
+}
+
+/** The check of a table rule over its compiled argument: reads the attribute(s), then judges; strict rules judge every holder too. */
+function ruleCheck(def: AnyDef, compiled: unknown): Rule['check'] {
   const { attribute, what, outcome } = def;
   const whatOf = typeof what === 'string' ? () => what : what;
   // Only checks that take `env` get one (made per check): the common rules allocate nothing.
@@ -598,7 +700,19 @@ export function tableRule(key: string, args: readonly unknown[]): Rule {
       return r.ok ? judge(r.value, peer, context) : missing(r, shown);
     };
   }
-  return { name: key, flag: def.flag, expected: def.expected(compiled), ...(def.async && { async: true }), check };
+  if (!def.strict || attribute === null) return check;
+  // Strict mode: the peer passes, and so does every process that holds the peer end.
+  const shown = whatOf(attribute);
+  const holderTest: HolderTest = (holder) => {
+    const r = holder.attempt(attribute);
+    return r.ok ? (def.check(r.value, compiled) as Check) : missing(r, shown);
+  };
+  return (peer, context) => {
+    const r = check(peer, context);
+    if (!context.strict) return r;
+    const after = (c: Check): Check => (c.pass ? strictHoldersCheck(peer, holderTest) : c);
+    return isThenable(r) ? r.then(after) : after(r);
+  };
 }
 
 /** The Markdown table of the table's rules, as docs/attributes.md carries it (a test keeps them equal). */
@@ -610,5 +724,5 @@ export function rulesDocTable(): string {
 }
 
 function attributeCell(d: AnyDef): string {
-  return d.attribute === null ? '(the peer)' : `\`${d.attribute}\``;
+  return d.attribute === null ? '(the peer)' : `\`${d.attribute}\`${d.strict ? ' (strict: every holder)' : ''}`;
 }

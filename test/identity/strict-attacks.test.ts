@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
@@ -340,3 +341,36 @@ test(
     assert.deepEqual((d.failures[0]!.actual as { foreign: number[] }).foreign, [childPid]);
   },
 );
+
+// strict covers every rule about what runs, not only `program`: here the trusted program is
+// named by its digest, by its unit-free identity (noNewPrivs), and the forked child that
+// keeps the socket is a python3.
+const sleepDigest = () => createHash('sha256').update(readFileSync(TRUSTED)).digest('hex');
+
+test(
+  'strict mode + programDigest: a forked child that keeps the socket while the connector execs the allowed binary is named',
+  { skip: needRoot() },
+  async (t) => {
+    const { socket, childPid } = await attack(t, forkThenExec(''));
+    for (const d of [
+      await new Policy({ strict: true }).programDigest(sleepDigest()).apply(socket),
+      new Policy({ strict: true }).programDigest(sleepDigest()).applySync(socket),
+    ]) {
+      assert.equal(d.result, Result.PROGRAM_DIGEST, JSON.stringify(d.failures));
+      assert.match(d.failures[0]!.message, new RegExp(`also held by process ${childPid} \\(/usr/bin/python3`));
+    }
+    // Without strict mode the connector alone is judged (and passes): the holder scan is what denies.
+    assert.equal((await new Policy().programDigest(sleepDigest()).apply(socket)).allowed, true);
+  },
+);
+
+test('strict mode + noNewPrivs: a holder without no_new_privs is named', { skip: needRoot() }, async (t) => {
+  // The connector sets no_new_privs and execs the trusted program; the child it forked before does not have it.
+  const { socket, childPid } = await attack(
+    t,
+    forkThenExec('').replace('os.read(r, 1)', 'os.read(r, 1)\nimport ctypes\nassert ctypes.CDLL(None).prctl(38, 1, 0, 0, 0) == 0'),
+  );
+  const d = await new Policy({ strict: true }).noNewPrivs().apply(socket);
+  assert.equal(d.result, Result.NO_NEW_PRIVS, JSON.stringify(d.failures));
+  assert.match(d.failures[0]!.message, new RegExp(`also held by process ${childPid}`));
+});

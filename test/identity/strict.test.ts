@@ -6,7 +6,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { Policy, Result, connect, createServer, listen } from '../../src/index.js';
 import { Peer } from '../../src/identity/peer.js';
-import { checkHolders, checkHoldersAsync } from '../../src/policy/strict.js';
+import { ATTRIBUTES } from '../../src/identity/proc-attributes.js';
+import { checkHolders } from '../../src/policy/strict.js';
+
+// The scan made off the event loop (as apply() reads it), or on this thread (as applySync() does).
+const checkHoldersAsync = async (peer: Peer, paths: string[]) =>
+  checkHolders(peer, paths, await ATTRIBUTES.holders.readAsync!(peer, undefined));
+const checkHoldersHere = (peer: Peer, paths: string[]) => checkHolders(peer, paths, ATTRIBUTES.holders.read(peer));
 import { isRoot, needCommand, needRoot, run, sharedDist, tempDir } from '../helpers/index.js';
 import { PY, acceptFrom, pythonPeer, reap, socketServer, waitForOutput } from './peers.js';
 
@@ -297,7 +303,7 @@ test('concurrent verifications share one holder scan, made off the event loop af
   assert.ok(sb.startedAt >= askedAt, 'begun after the verification asked');
 
   // The synchronous form scans on this thread.
-  assert.equal((checkHolders(peers[2]!, [process.execPath]).actual as Scan).scan.thread, 0);
+  assert.equal((checkHoldersHere(peers[2]!, [process.execPath]).actual as Scan).scan.thread, 0);
 });
 
 test('createServer() with a strict policy serves an allowed peer (the server speaks first)', { skip: needRoot() }, async (t) => {

@@ -1,7 +1,8 @@
 /** The diagnostics channels and the debug log: exported names, typed events, one line per event. */
 import assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import http from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
 import { test } from 'node:test';
 import {
   CHANNELS,
@@ -15,6 +16,7 @@ import {
   type SecpolicyError,
 } from '../../src/index.js';
 import { needCommand, needRoot, run, tempDir } from '../helpers/index.js';
+import { gatewayFixture } from '../gateway/helpers.js';
 import { DAEMON, serve } from './fixtures.js';
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -93,3 +95,42 @@ for (const kind of ['guard', 'proxy'] as const) {
     },
   );
 }
+
+test("matching a gateway rule's who publishes nothing: 5 requests admitted by the third rule, 0 denials", async (t) => {
+  const me = process.getuid!();
+  const gw = await gatewayFixture(t, {
+    version: 1,
+    rules: [
+      { name: 'first', who: { uid: me + 1 }, allow: ['* /**'] },
+      { name: 'second', who: { not: { uid: me } }, allow: ['* /**'] },
+      { name: 'third', who: { uid: me }, allow: ['GET /**'] },
+    ],
+  });
+  const decisions: Decision[] = [];
+  const denials: unknown[] = [];
+  const onDecision = (m: unknown) => decisions.push(m as Decision);
+  const onDenied = (m: unknown) => denials.push(m);
+  subscribe(DECISION_CHANNEL, onDecision);
+  subscribe(DENIED_CHANNEL, onDenied);
+  t.after(() => {
+    unsubscribe(DECISION_CHANNEL, onDecision);
+    unsubscribe(DENIED_CHANNEL, onDenied);
+  });
+  for (let i = 0; i < 5; i++) {
+    const answer = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const s = net.connect(gw.path, () => s.write('GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+      s.on('data', (d) => (out += d));
+      s.on('end', () => resolve(out));
+      s.on('error', reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+  }
+  assert.equal(gw.up.received.length, 5);
+  assert.deepEqual(
+    decisions.filter((d) => !d.allowed).map((d) => d.failures.map((f) => f.message)),
+    [],
+    'who matching must not publish denied decisions',
+  );
+  assert.equal(denials.length, 0);
+});
