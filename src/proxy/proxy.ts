@@ -11,6 +11,7 @@ import { closeTaken, connectUnix, startRelay, takeSocket, type Relay, type Taken
 import { log as debug } from '../diagnostics.js';
 import { connectWith, openSocket, type SocketOptions } from '../net/connect.js';
 import { createServer, type VerifiedServer } from '../net/index.js';
+import { closeDaemon, daemonOf, Drain, registerDaemon, type Daemon } from '../net/drain.js';
 import type { Peer } from '../identity/peer.js';
 import { DEFAULT_TIMEOUT, Policy, type Decision } from '../policy/policy.js';
 import { escapeText } from '../escape.js';
@@ -78,17 +79,15 @@ export interface ProxyDataPathInfo {
 const HIGH_WATER_MARK = 256 * 1024;
 const UPSTREAM: SocketOptions = { allowHalfOpen: true, highWaterMark: HIGH_WATER_MARK };
 
-/** The open connections of a proxy, and who waits for them to close. */
-interface Active {
-  pairs: Set<Pair>;
-  drained?: () => void;
+/** A proxy: its open connections, and what closing it stops. */
+interface Active extends Daemon {
   relay: Relay | undefined;
   info: ProxyDataPathInfo;
   /** Aborted when closeProxy cuts the open connections: ends attempts to reach the target. */
   cutoff: AbortController;
 }
 
-const proxies = new WeakMap<net.Server, Active>();
+const MADE_BY = 'createProxy()';
 
 /**
  * Listens on `options.listen` and forwards each client that passes `options.policy` to
@@ -113,10 +112,18 @@ export async function createProxy(options: ProxyOptions): Promise<VerifiedServer
   const targetPolicy = o.targetPolicy;
 
   const active: Active = {
-    pairs: new Set(),
+    madeBy: MADE_BY,
+    open: new Drain<Pair>(),
     relay: undefined,
     info: { path: 'streams', reason: "dataPath: 'streams' was asked for" },
     cutoff: new AbortController(),
+    cut(): void {
+      this.cutoff.abort(new SecpolicyError(ErrorCode.ABORTED, 'the proxy is closing'));
+    },
+    async closed(): Promise<void> {
+      await this.relay?.stop();
+      this.relay = undefined;
+    },
   };
   if (dataPath !== 'streams') {
     try {
@@ -127,11 +134,8 @@ export async function createProxy(options: ProxyOptions): Promise<VerifiedServer
       active.info = { path: 'streams', reason: (error as Error).message };
     }
   }
-  const track = (pair: Pair): void => void active.pairs.add(pair);
-  const untrack = (pair: Pair): void => {
-    active.pairs.delete(pair);
-    if (active.pairs.size === 0) active.drained?.();
-  };
+  const track = (pair: Pair): void => active.open.add(pair);
+  const untrack = (pair: Pair): void => active.open.delete(pair);
 
   const onClient = (client: net.Socket, peer: Peer): void => {
     // Counted from the start, so that closeProxy waits for (or cuts) a client still waiting on the target.
@@ -179,7 +183,7 @@ export async function createProxy(options: ProxyOptions): Promise<VerifiedServer
   );
   // Without a log of its own, the secpolicy debuglog already has one line per denial.
   if (o.log !== undefined) server.on('denied', (reason: Decision | SecpolicyError) => log(deniedLine(reason)));
-  proxies.set(server, active);
+  registerDaemon(server, active);
   try {
     await listenAt(server, where, {
       mode,
@@ -316,9 +320,7 @@ export function deniedLine(reason: Decision | SecpolicyError): string {
 
 /** The data path a proxy made by {@link createProxy} uses, and why when it is not the splice(2) relay. */
 export function proxyDataPath(server: net.Server): ProxyDataPathInfo {
-  const active = proxies.get(server);
-  if (!active) throw invalidArg('server', 'a server made by createProxy()', server);
-  return { ...active.info };
+  return { ...daemonOf<Active>(server, MADE_BY).info };
 }
 
 /** Options of {@link closeProxy}. */
@@ -332,20 +334,5 @@ export interface CloseProxyOptions {
  * to finish for `grace` ms and then cut. Resolves when every connection is closed.
  */
 export async function closeProxy(server: net.Server, options?: CloseProxyOptions): Promise<void> {
-  const active = proxies.get(server);
-  if (!active) throw invalidArg('server', 'a server made by createProxy()', server);
-  const grace = v.grace('options.grace', v.options<CloseProxyOptions>('options', options).grace, 10_000);
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  const drained = new Promise<void>((resolve) => {
-    if (active.pairs.size === 0) resolve();
-    else active.drained = resolve;
-  });
-  const timer = setTimeout(() => {
-    active.cutoff.abort(new SecpolicyError(ErrorCode.ABORTED, 'the proxy is closing'));
-    for (const pair of active.pairs) pair.destroy();
-  }, grace);
-  await Promise.all([closed, drained]);
-  clearTimeout(timer);
-  await active.relay?.stop();
-  active.relay = undefined;
+  await closeDaemon(server, MADE_BY, options);
 }
