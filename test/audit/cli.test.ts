@@ -13,7 +13,7 @@ test('secpolicy audit: JSON as docs/cli.md describes it, an 80-column table, and
   const tmp = tempDir('secpolicy-audit-cli-');
   t.after(() => tmp.cleanup());
   // Held by root and open to every user: a high finding (ROOT_WORLD_ACCESSIBLE).
-  const path = tmp.path('a-socket-with-a-rather-long-name-to-wrap-in-the-table.sock');
+  const path = tmp.path('a-socket-with-a-long-name-to-wrap.sock');
   const held = await holdSockets([{ address: path, mode: 0o666 }]);
   t.after(held.stop);
 
