@@ -221,5 +221,24 @@ test(
     for (const e of entries)
       assert.match(e.peer.container?.id ?? '', /^[0-9a-f]{64}$/, 'every peer was a container, and the log says which');
     for (const line of decided) t.diagnostic(`log: ${line}`);
+
+    // Why `pid: host`: the same gateway in a pid namespace of its own cannot see its peers'
+    // processes, so no container is known, and unknown is never allowed.
+    const privateDir = join(daemon.dir, 'gateway-private-pid');
+    mkdirSync(privateDir, { mode: 0o755 });
+    const privateVars = { ...vars, SECPOLICY_SOCKET_DIR: privateDir };
+    const flags = runFlags(gateway, privateVars);
+    flags.splice(flags.indexOf('--pid'), 2);
+    flags[flags.indexOf('--name') + 1] = 'gateway-private-pid';
+    const second = await daemon.docker(['run', ...flags, interpolate(gateway.image, vars), ...gateway.command!]);
+    assert.equal(second.code, 0, second.stderr);
+    while (!existsSync(join(privateDir, 'docker.sock'))) await new Promise((r) => setTimeout(r, 100));
+    const blind = await request(
+      { ...dashboard, volumes: dashboard.volumes!.map((v) => interpolate(v, privateVars)) },
+      'GET',
+      '/containers/json',
+    );
+    assert.equal(blind.status, 403, blind.body);
+    assert.match(blind.body, /secpolicy: /);
   },
 );
