@@ -7,10 +7,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { once } from 'node:events';
 import type { SocketReport } from '../../src/index.js';
-import { needRoot, tempDir } from '../helpers/index.js';
+import { needCommand, needRoot, tempDir } from '../helpers/index.js';
 import { startGateway, waitForPath } from '../helpers/dockerd.js';
 import { holdSockets } from './holder.js';
 import { CLI, secpolicy } from '../cli/cli.js';
@@ -159,3 +160,48 @@ test('secpolicy audit never cuts a socket name: a path breaks only after a slash
   const { default: stringWidth } = await import('string-width');
   assert.equal(stringWidth(row.slice(0, row.indexOf('0600'))), header.indexOf('MODE'), 'MODE lines up under its header');
 });
+
+test(
+  'secpolicy audit recognises a socket-activated gateway (--listen systemd:NAME)',
+  { skip: needRoot() || needCommand('systemd-socket-activate') },
+  async (t) => {
+    const tmp = tempDir('secpolicy-audit-served-');
+    t.after(() => tmp.cleanup());
+    writeFileSync(tmp.path('gateway.yaml'), 'rules:\n  - { name: root, who: { uid: 0 }, allow: ["GET /**"] }\n');
+    const socket = tmp.path('activated.sock');
+    const child = spawn(
+      'systemd-socket-activate',
+      [
+        '-l',
+        socket,
+        '--fdname=gw',
+        process.execPath,
+        CLI,
+        'gateway',
+        '--listen',
+        'systemd:gw',
+        '--to',
+        tmp.path('missing.sock'),
+        '--policy',
+        tmp.path('gateway.yaml'),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stderr.on('data', (d) => (out += d));
+    t.after(() => child.kill('SIGKILL'));
+    await waitForPath(socket, child, () => out);
+    chmodSync(socket, 0o666); // as SocketMode=0666 would
+    // systemd-socket-activate execs the gateway on the first connection: make one.
+    const first = connect(socket);
+    first.on('error', () => {});
+    await once(first, 'connect');
+    while (!/listening on the socket systemd passed/.test(out)) await once(child.stderr, 'data');
+    first.destroy();
+
+    const run = await secpolicy(['audit', '--json', '--quiet']);
+    const mine = (JSON.parse(run.stdout) as SocketReport[]).find((r) => r.path === socket);
+    assert.deepEqual(mine?.authenticatedBy, { pid: child.pid, command: 'gateway' });
+    assert.deepEqual(codes(mine), ['AUTHENTICATED_BY_SECPOLICY:info', 'WORLD_WRITABLE:info']);
+  },
+);
