@@ -8,7 +8,7 @@ import { readlinkSync } from 'node:fs';
 import { groupName, userName } from '../native/index.js';
 import * as v from '../policy/validate.js';
 import { FindingCode, abstractFindings, checkFile, severityRank, type DirCache, type Finding, type Severity } from './findings.js';
-import { processInfo, scanHolders, type ProcessInfo, type ScanProgress } from './holders.js';
+import { processInfo, scanHolders, secpolicyService, type ProcessInfo, type ScanProgress, type SecpolicyService } from './holders.js';
 import { listListening, type ListSource, type ListeningSocket, type SocketKind } from './list.js';
 
 /** A process holding a listening socket. */
@@ -20,6 +20,8 @@ export interface HolderReport {
   comm?: string;
   /** Executable path, as the process's mount namespace names it. */
   program?: string;
+  /** Set when the process is `secpolicy gateway` or `secpolicy proxy`. */
+  secpolicy?: 'gateway' | 'proxy';
 }
 
 /** What an audit says about one listening socket (the `--json` shape of `secpolicy audit`). */
@@ -39,6 +41,11 @@ export interface SocketReport {
   /** The same mode as an octal string (`"0666"`), for people reading the JSON. */
   modeOctal?: string;
   findings: Finding[];
+  /**
+   * Set when a holder is `secpolicy gateway` or `secpolicy proxy` serving this socket (its
+   * `--listen`): it checks every peer against its policy, so a socket open to all users is by design.
+   */
+  authenticatedBy?: { pid: number; command: 'gateway' | 'proxy' };
   /** The most severe finding's severity; absent when there are none. */
   severity?: Severity;
 }
@@ -76,6 +83,7 @@ interface Holder {
   report: HolderReport;
   /** `/proc/PID/root` for a process in another mount namespace, else ''. */
   root: string;
+  service: SecpolicyService | undefined;
 }
 
 function report(socket: ListeningSocket, pids: number[], ctx: Context): SocketReport {
@@ -112,7 +120,24 @@ function report(socket: ListeningSocket, pids: number[], ctx: Context): SocketRe
       open = file.reachable && (file.stat.mode & 0o002) !== 0;
     }
   }
-  const rootHolder = holders.find((h) => h.report.uid === 0)?.report;
+  // A secpolicy gateway or proxy serving this very socket authenticates each peer; systemd
+  // (pid 1) holding it too is socket activation. Any other root holder keeps the finding.
+  const serving = holders.find((h) => h.service && serves(h.service, socket.path));
+  const others = holders.filter((h) => h !== serving && !(h.report.pid === 1 && h.report.comm === 'systemd'));
+  if (serving) {
+    const by = { pid: serving.report.pid, command: serving.service!.command };
+    out.authenticatedBy = by;
+    findings.push({
+      code: FindingCode.AUTHENTICATED_BY_SECPOLICY,
+      severity: 'info',
+      message: `served by secpolicy ${by.command} (pid ${by.pid}), which checks every peer against its policy`,
+    });
+    for (const [i, f] of findings.entries()) {
+      if (f.code === FindingCode.WORLD_WRITABLE && f.severity !== 'info')
+        findings[i] = { ...f, severity: 'info', message: `${f.message}, and secpolicy ${by.command} decides who may use it` };
+    }
+  }
+  const rootHolder = (serving ? others : holders).find((h) => h.report.uid === 0)?.report;
   if (open && rootHolder) {
     findings.push({
       code: FindingCode.ROOT_WORLD_ACCESSIBLE,
@@ -137,13 +162,20 @@ function holder(pid: number, ctx: Context): Holder {
   let h = ctx.procs.get(pid);
   if (!h) {
     const mnt = mountNamespace(String(pid));
-    h = {
-      report: holderReport(processInfo(pid)),
-      root: mnt !== undefined && ctx.ourMnt !== undefined && mnt !== ctx.ourMnt ? `/proc/${pid}/root` : '',
-    };
+    const root = mnt !== undefined && ctx.ourMnt !== undefined && mnt !== ctx.ourMnt ? `/proc/${pid}/root` : '';
+    const service = secpolicyService(pid, root);
+    const report = holderReport(processInfo(pid));
+    if (service) report.secpolicy = service.command;
+    h = { report, root, service };
     ctx.procs.set(pid, h);
   }
   return h;
+}
+
+/** Whether a gateway or proxy serves `path` on its authenticated socket (`--listen`), not on its metrics socket. */
+function serves(service: SecpolicyService, path: string): boolean {
+  if (service.unauthenticated.includes(path)) return false;
+  return service.listen.startsWith('systemd:') || service.listen === path;
 }
 
 function holderReport(h: ProcessInfo): HolderReport {

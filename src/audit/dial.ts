@@ -3,7 +3,7 @@
  * or `@name` for an abstract socket), for the commands that look at the server on the
  * other end (inspect, check). No byte is sent.
  */
-import net from 'node:net';
+import * as net from 'node:net';
 import { resolve } from 'node:path';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { connectAbstract } from '../native/index.js';

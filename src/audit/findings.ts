@@ -38,6 +38,7 @@ export const FindingCode = Object.freeze({
   PATH_REPLACED: 'PATH_REPLACED',
   RELATIVE_PATH: 'RELATIVE_PATH',
   NO_HOLDER: 'NO_HOLDER',
+  AUTHENTICATED_BY_SECPOLICY: 'AUTHENTICATED_BY_SECPOLICY',
 } as const);
 
 /** Memoised stat of directories: an audit meets /run and /tmp many times over. */

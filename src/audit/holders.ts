@@ -2,7 +2,8 @@
  * Which processes hold which sockets (one pass over /proc/PID/fd for the whole audit, the
  * expensive part of it), and what the audit says of each holder.
  */
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { socketHolders, type ScanProgress } from '../identity/holders.js';
 
 export type { ScanProgress };
@@ -50,4 +51,61 @@ export function processInfo(pid: number, proc = '/proc'): ProcessInfo {
     // kernel threads have no executable; other users' need privilege
   }
   return info;
+}
+
+/** A holder that is `secpolicy gateway` or `secpolicy proxy`: which one, and the socket it was told to listen on. */
+export interface SecpolicyService {
+  command: 'gateway' | 'proxy';
+  /** The `--listen` value (a path made absolute, or `systemd:NAME`). */
+  listen: string;
+  /** Sockets it serves without authenticating (`--metrics`), absolute. */
+  unauthenticated: string[];
+}
+
+/**
+ * Whether `pid` runs this package's CLI as `gateway` or `proxy`: its executable is a Node
+ * binary, its script (argv[1], as the process resolves it, through `root` for another mount
+ * namespace) is `dist/src/cli/main.js` of a package named `secpolicy`, and the command is the
+ * first argument after it, as the CLI itself reads it. undefined for anything else, or when
+ * any of it cannot be read (the caller then reports the socket as any other).
+ */
+export function secpolicyService(pid: number, root = '', proc = '/proc'): SecpolicyService | undefined {
+  try {
+    const argv = readFileSync(`${proc}/${pid}/cmdline`, 'utf8').split('\0');
+    const command = argv[2];
+    if (command !== 'gateway' && command !== 'proxy') return undefined;
+    let exe: string;
+    try {
+      exe = readlinkSync(`${proc}/${pid}/exe`);
+    } catch {
+      // Another user's process, seen without privilege: its command name stands in.
+      exe = /^Name:\t(.*)$/m.exec(readFileSync(`${proc}/${pid}/status`, 'utf8'))?.[1] ?? '';
+    }
+    if (!/^node(?:js)?[0-9.]*$/.test(basename(exe))) return undefined;
+    const script = argv[1] ?? '';
+    const at = script.startsWith('/') ? root + script : `${proc}/${pid}/cwd/${script}`;
+    const real = realpathSync(at);
+    if (!real.endsWith('/dist/src/cli/main.js')) return undefined;
+    const pkg = JSON.parse(readFileSync(join(dirname(real), '..', '..', '..', 'package.json'), 'utf8')) as { name?: unknown };
+    if (pkg.name !== 'secpolicy') return undefined;
+    const value = (flag: string): string[] => {
+      const out: string[] = [];
+      for (let i = 3; i < argv.length; i++) {
+        if (argv[i] === '--') break;
+        if (argv[i] === flag) out.push(argv[i + 1] ?? '');
+        else if (argv[i]!.startsWith(`${flag}=`)) out.push(argv[i]!.slice(flag.length + 1));
+      }
+      return out;
+    };
+    const absolute = (path: string): string => (path.startsWith('/') ? path : resolve(readlinkSync(`${proc}/${pid}/cwd`), path));
+    const listen = value('--listen').at(-1);
+    if (listen === undefined || listen === '') return undefined;
+    return {
+      command,
+      listen: listen.startsWith('systemd:') ? listen : absolute(listen),
+      unauthenticated: value('--metrics').filter(Boolean).map(absolute),
+    };
+  } catch {
+    return undefined; // gone, hidden, or not resolvable: not recognised
+  }
 }

@@ -4,7 +4,7 @@
  * {@link COMMANDS}; only the module of the command being run is imported, so that
  * `--version` or `keygen` do not load the FFI, the policy engine or the audit.
  */
-import module from 'node:module';
+import * as module from 'node:module';
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 

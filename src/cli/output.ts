@@ -4,6 +4,7 @@
  * Every command prints through these so that all of them look and behave alike.
  */
 import pc from 'picocolors';
+import stringWidth from 'string-width';
 import { escapeText } from '../escape.js';
 import { isSecpolicyError } from '../errors.js';
 
@@ -48,30 +49,71 @@ export function widthOf(stream: OutStream = process.stdout, env: NodeJS.ProcessE
   return stream.isTTY && typeof stream.columns === 'number' && stream.columns > 0 ? Math.max(40, stream.columns) : DEFAULT_WIDTH;
 }
 
+/** Columns `text` takes on a terminal: East Asian wide characters count two, combining marks none. */
+export function displayWidth(text: string): number {
+  return stringWidth(text);
+}
+
+const graphemes = new Intl.Segmenter();
+
 /**
- * Word-wraps text to `width` columns. Words longer than a line (paths, labels) are cut
- * rather than overflowing, so no line is ever wider than `width`.
+ * `text` split after each run of slashes (the pieces a path may be broken into without
+ * cutting a name), and unless `names` also after underscores (`ROOT_WORLD_ACCESSIBLE`).
  */
-export function wrap(text: string, width: number): string[] {
+function pieces(text: string, names: boolean): string[] {
+  return (names ? text.match(/[^/]*\/+|[^/]+/g) : text.match(/[^/_]*[/_]+|[^/_]+/g)) ?? [text];
+}
+
+/** The widest piece of `text` that {@link wrap} with `keepNames` never breaks (a word, or a name between slashes). */
+export function unbreakableWidth(text: string): number {
+  return Math.max(
+    0,
+    ...text
+      .split(/ +/)
+      .flatMap((w) => pieces(w, true))
+      .map(displayWidth),
+  );
+}
+
+/**
+ * Word-wraps text to `width` display columns. A word longer than a line is broken after a
+ * slash (a path: no name in it is cut) or an underscore (unless `keepNames`); only a single
+ * piece wider than the whole line is cut between characters, so no line is ever wider than `width`.
+ */
+export function wrap(text: string, width: number, keepNames = false): string[] {
   const w = Math.max(1, width);
   const lines: string[] = [];
   for (const paragraph of text.split('\n')) {
     let line = '';
-    for (let word of paragraph.split(/ +/)) {
-      while (word.length > w) {
-        if (line) {
-          lines.push(line);
-          line = '';
-        }
-        lines.push(word.slice(0, w));
-        word = word.slice(w);
-      }
-      if (!line) line = word;
-      else if (line.length + 1 + word.length <= w) line += ` ${word}`;
-      else {
+    let used = 0;
+    // Appends a piece (after `sep` when the line has something), first starting a new line if it would not fit.
+    const add = (piece: string, n: number, sep: string): void => {
+      if (line && used + sep.length + n > w) {
         lines.push(line);
-        line = word;
+        line = '';
+        used = 0;
+      } else if (line) {
+        line += sep;
+        used += sep.length;
       }
+      line += piece;
+      used += n;
+    };
+    for (const word of paragraph.split(/ +/)) {
+      const n = displayWidth(word);
+      if (n <= w) {
+        add(word, n, ' ');
+        continue;
+      }
+      pieces(word, keepNames).forEach((piece, k) => {
+        const pn = displayWidth(piece);
+        if (pn <= w) return add(piece, pn, k === 0 ? ' ' : '');
+        // One name wider than the line: cut between characters.
+        if (line) lines.push(line);
+        line = '';
+        used = 0;
+        for (const { segment } of graphemes.segment(piece)) add(segment, displayWidth(segment), '');
+      });
     }
     lines.push(line);
   }
@@ -90,6 +132,11 @@ export interface Column<T> {
   right?: boolean;
   /** May be narrowed and wrapped when the table is too wide; by default only the last column is. */
   flex?: boolean;
+  /**
+   * Never narrowed below its widest word or path name (paths then break only after a slash):
+   * the table may grow wider than asked rather than cut a name. @default false
+   */
+  keep?: boolean;
 }
 
 /** Options of {@link table} and {@link fields}. */
@@ -115,35 +162,38 @@ export function table<T>(columns: readonly Column<T>[], rows: readonly T[], opti
   const colors = options.colors ?? plain;
   // Cells come from the system (paths, process names): escaped, so they cannot forge lines.
   const cells = rows.map((row) => columns.map((c) => escapeText(c.value(row))));
-  const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => r[i]!.length)));
+  const widths = columns.map((c, i) => Math.max(displayWidth(c.header), ...cells.map((r) => displayWidth(r[i]!))));
   const flex = columns.map((c, i) => c.flex ?? i === columns.length - 1);
+  const least = columns.map((c, i) => (c.keep ? Math.max(0, ...cells.map((r) => unbreakableWidth(r[i]!))) : 0));
   let excess = widths.reduce((a, b) => a + b, 0) + GAP * (columns.length - 1) - width;
   // Narrow the widest flexible column first, down to MIN_FLEX; on a very narrow screen,
-  // then any column, down to MIN_ANY.
+  // then any column, down to MIN_ANY, unless a name that must stay whole keeps the table
+  // too wide anyway (then cutting other columns would only make it harder to read).
+  const tightest = least.reduce((sum, l, i) => sum + Math.min(widths[i]!, Math.max(l, MIN_ANY)), 0) + GAP * (columns.length - 1);
   for (const [eligible, floor] of [
     [(i: number) => flex[i]!, MIN_FLEX],
-    [() => true, MIN_ANY],
+    [() => tightest <= width, MIN_ANY],
   ] as const) {
     while (excess > 0) {
       let widest = -1;
       widths.forEach((w, i) => {
-        if (eligible(i) && w > floor && (widest < 0 || w > widths[widest]!)) widest = i;
+        if (eligible(i) && w > Math.max(floor, least[i]!) && (widest < 0 || w > widths[widest]!)) widest = i;
       });
       if (widest < 0) break;
-      const cut = Math.min(excess, widths[widest]! - floor);
+      const cut = Math.min(excess, widths[widest]! - Math.max(floor, least[widest]!));
       widths[widest]! -= cut;
       excess -= cut;
     }
   }
   const render = (texts: string[], style: (text: string, i: number) => string): string => {
-    const wrapped = texts.map((t, i) => wrap(t, widths[i]!));
+    const wrapped = texts.map((t, i) => wrap(t, widths[i]!, columns[i]!.keep));
     const height = Math.max(...wrapped.map((w) => w.length));
     const lines: string[] = [];
     for (let l = 0; l < height; l++) {
       const parts = columns.map((c, i) => {
         const t = wrapped[i]![l] ?? '';
         // Padding stays outside the escape codes so that trailing blanks can be trimmed.
-        const pad = ' '.repeat(widths[i]! - t.length);
+        const pad = ' '.repeat(Math.max(0, widths[i]! - displayWidth(t)));
         const shown = t ? style(t, i) : t;
         return c.right ? pad + shown : shown + pad;
       });

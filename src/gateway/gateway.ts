@@ -7,8 +7,8 @@
  * exact bytes that were checked. Upgraded (hijacked) streams are spliced both ways once
  * allowed; the upstream connection of a stream is never pooled.
  */
-import http from 'node:http';
-import net from 'node:net';
+import * as http from 'node:http';
+import * as net from 'node:net';
 import { invalidArg, type SecpolicyError } from '../errors.js';
 import type { Peer } from '../identity/peer.js';
 import { readKeyFile } from '../challenge/key-file.js';

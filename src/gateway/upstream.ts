@@ -11,8 +11,8 @@
  * the request fully written; anything else (an upgrade, `Connection: close`, an error,
  * a response cut short) ends or destroys the socket and it never comes back here.
  */
-import http from 'node:http';
-import net from 'node:net';
+import * as http from 'node:http';
+import * as net from 'node:net';
 
 /** How many idle connections are kept (as http.Agent's default maxFreeSockets). */
 const MAX_FREE = 256;

@@ -1,6 +1,6 @@
 /** connect(): a client connection whose server is verified before it is handed over. */
 import { statSync, type Stats } from 'node:fs';
-import net from 'node:net';
+import * as net from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
 import { DEFAULT_TIMEOUT, Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';

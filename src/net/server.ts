@@ -1,5 +1,5 @@
 /** createServer(): a net.Server whose connections are verified before anyone sees them. */
-import net from 'node:net';
+import * as net from 'node:net';
 import { invalidArg, type SecpolicyError } from '../errors.js';
 import type { Peer } from '../identity/peer.js';
 import { Policy, type Decision } from '../policy/policy.js';

@@ -4,7 +4,7 @@
  * but a socket that nobody listens on.
  */
 import { lstatSync, realpathSync, unlinkSync, type Stats } from 'node:fs';
-import net from 'node:net';
+import * as net from 'node:net';
 import { dirname } from 'node:path';
 import { ErrorCode, SecpolicyError } from '../errors.js';
 import { formatMode, listenerBoundFile, sameBoundFile, statFd, statPath, S_IFMT, S_IFSOCK, type FileStat } from '../native/index.js';

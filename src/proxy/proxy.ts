@@ -5,7 +5,7 @@
  * both ways with backpressure and half-close: through splice(2) in a worker thread where
  * the platform allows it, through JavaScript streams otherwise.
  */
-import net from 'node:net';
+import * as net from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
 import { closeTaken, connectUnix, startRelay, takeSocket, type Relay, type TakenSocket } from '../native/index.js';
 import { log as debug } from '../diagnostics.js';

@@ -5,7 +5,7 @@
  * marked close-on-exec, so that children of the process do not take the sockets for theirs.
  */
 import { once } from 'node:events';
-import net from 'node:net';
+import * as net from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { notUnixStreamListener, ownPidfdId, setCloseOnExec } from '../native/activation.js';
 import { localAddress } from '../native/index.js';

@@ -13,7 +13,7 @@ test('secpolicy audit: JSON as docs/cli.md describes it, an 80-column table, and
   const tmp = tempDir('secpolicy-audit-cli-');
   t.after(() => tmp.cleanup());
   // Held by root and open to every user: a high finding (ROOT_WORLD_ACCESSIBLE).
-  const path = tmp.path('a-socket-with-a-rather-long-name-to-wrap-in-the-table.sock');
+  const path = tmp.path('a-socket-with-a-long-name-to-wrap.sock');
   const held = await holdSockets([{ address: path, mode: 0o666 }]);
   t.after(held.stop);
 
@@ -28,7 +28,10 @@ test('secpolicy audit: JSON as docs/cli.md describes it, an 80-column table, and
   assert.deepEqual(mine.findings.map((f) => f.code).sort(), ['ROOT_WORLD_ACCESSIBLE', 'WORLD_WRITABLE']);
   for (const f of mine.findings) assert.deepEqual(Object.keys(f).sort(), ['code', 'message', 'severity']);
 
-  const human = await audit();
+  // The table of this socket alone: a socket elsewhere on the host with a name too long for
+  // 80 columns widens the table rather than being cut (served.test.ts), which is not this test.
+  const others = reports.filter((r) => r.path !== path).flatMap((r) => ['--ignore', r.path]);
+  const human = await audit(...others);
   assert.equal(human.code, 0, human.stderr);
   assert.equal(human.stderr, '', 'no progress line when stderr is not a terminal');
   const lines = human.stdout.trimEnd().split('\n');
@@ -40,7 +43,7 @@ test('secpolicy audit: JSON as docs/cli.md describes it, an 80-column table, and
   for (const line of lines) assert.ok(line.length <= 80, `at most 80 columns: ${JSON.stringify(line)}`);
   assert.ok(!human.stdout.includes('\x1b['), 'NO_COLOR: no escape codes');
   assert.match(human.stdout, /ROOT_WORLD_ACCESSIBLE/);
-  assert.match(lines[lines.length - 1]!, /^\d+ listening sockets?; /);
+  assert.match(lines[lines.length - 1]!, /^1 listening socket(?: \(\d+ ignored\))?; /);
 
   assert.equal((await audit('--fail-on', 'high')).code, 1);
   assert.equal((await audit('--fail-on', 'critical')).code, 0, 'no finding is critical');

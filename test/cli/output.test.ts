@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ErrorCode, SecpolicyError } from '../../src/index.js';
-import { colorEnabled, colorsFor, errorLine, fields, formatMode, table, usageLine, wrap } from '../../src/cli/output.js';
+import { colorEnabled, colorsFor, displayWidth, errorLine, fields, formatMode, table, usageLine, wrap } from '../../src/cli/output.js';
 
 test('wrap never makes a line wider than asked and keeps every character', () => {
   fc.assert(
@@ -90,4 +90,35 @@ test('errors and usage errors print as one line carrying the code', () => {
   // A newline in a message (a path from the system) cannot start a forged line.
   assert.equal(errorLine(new Error('two\nlines')), 'secpolicy: ERR_SECPOLICY_NATIVE: two\\x0alines\n');
   assert.equal(usageLine("error: unknown option '--x'\n"), "secpolicy: ERR_SECPOLICY_INVALID_ARG: unknown option '--x' (see --help)\n");
+});
+
+test('wrap measures display width and breaks a path only after a slash; table keeps a whole name in a keep column', () => {
+  assert.deepEqual(wrap('/run/user/1000/app.sock: mode 0666', 16), ['/run/user/1000/', 'app.sock: mode', '0666']);
+  // Two columns per wide character: four fit in 8.
+  assert.deepEqual(wrap('日本語日本語 x', 8), ['日本語日', '本語 x']);
+  assert.equal(displayWidth('日本/ab'), 7);
+  // A code breaks after an underscore rather than mid-word.
+  assert.deepEqual(wrap('ROOT_WORLD_ACCESSIBLE', 12), ['ROOT_WORLD_', 'ACCESSIBLE']);
+  const name = 'a-name-of-forty-characters-to-keep-whole.sock';
+  const rows = [{ path: `/tmp/dir/${name}`, holder: '1234 python3' }];
+  const columns = [
+    { header: 'PATH', value: (r: (typeof rows)[0]) => r.path, flex: true, keep: true },
+    { header: 'HOLDER', value: (r: (typeof rows)[0]) => r.holder },
+  ];
+  const narrow = table(columns, rows, { width: 40 });
+  assert.ok(
+    narrow.split('\n').some((l) => l.includes(name)),
+    narrow,
+  );
+  assert.ok(!narrow.split('\n').some((l) => l.includes('/tmp/dir/a-')), 'the directory breaks after its slash, the name does not');
+  const aligned = table(
+    [
+      { header: 'NAME', value: (r: { n: string }) => r.n },
+      { header: 'END', value: () => 'x' },
+    ],
+    [{ n: '套接字' }, { n: 'abc' }],
+  );
+  const [header, wide, ascii] = aligned.split('\n');
+  assert.equal(displayWidth(wide!.slice(0, wide!.indexOf('x'))), header!.indexOf('END'));
+  assert.equal(ascii!.indexOf('x'), header!.indexOf('END'));
 });

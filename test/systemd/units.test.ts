@@ -89,14 +89,14 @@ test(
       '/etc/secpolicy/docker-clients.yaml': tmp.path('docker-clients.yaml'),
     };
     const [exe, ...args] = s.ExecStart![0]!.split(/\s+/).map((a) => moved[a] ?? a);
-    assert.equal(exe, '/usr/bin/secpolicy');
+    assert.equal(exe, '/usr/local/bin/secpolicy');
 
     if (hasCommand('systemd-analyze')) {
       // systemd itself reads the units (with ExecStart= pointing at a binary that exists here).
       writeFileSync(tmp.path('secpolicy-docker-proxy.socket'), readFileSync(`${EXAMPLES}secpolicy-docker-proxy.socket`));
       writeFileSync(
         tmp.path('secpolicy-docker-proxy.service'),
-        readFileSync(`${EXAMPLES}secpolicy-docker-proxy.service`, 'utf8').replace('/usr/bin/secpolicy', process.execPath),
+        readFileSync(`${EXAMPLES}secpolicy-docker-proxy.service`, 'utf8').replace('/usr/local/bin/secpolicy', process.execPath),
       );
       const verify = spawnSync('systemd-analyze', ['verify', tmp.path('secpolicy-docker-proxy.service')], { encoding: 'utf8' });
       assert.equal(

@@ -2,9 +2,11 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { closeGateway, createGateway } from '../../gateway/gateway.js';
 import { loadGatewayPolicy } from '../../gateway/policy.js';
+import { escapeText } from '../../escape.js';
 import { milliseconds } from '../args.js';
 import { LISTEN_HELP, listenFlag, stopSignal, supervisor } from '../daemon.js';
 import { formatMode } from '../output.js';
+import { chownSocket, ownership, targetProblem } from '../socket-flags.js';
 
 /** Options of the gateway command as commander parses them. */
 interface GatewayFlags {
@@ -15,6 +17,9 @@ interface GatewayFlags {
   log?: string;
   grace: number;
   handshakeTimeout?: number;
+  owner?: string;
+  group?: string;
+  allowInsecureDirectory?: boolean;
 }
 
 /** A commander parser for a socket file mode written in octal (`0660`, `660`). */
@@ -37,9 +42,13 @@ export function registerGateway(program: Command): void {
     .option('--log <file>', 'decision log, one JSON object per request per line: - for stdout, or a file to append to')
     .option('--grace <ms>', 'on SIGTERM, how long requests in progress may finish before they are cut', milliseconds, 10000)
     .option('--handshake-timeout <ms>', 'bound on verifying one client connection', milliseconds)
+    .option('--owner <user>', 'owner of the socket file the gateway creates (name or uid)')
+    .option('--group <group>', 'group of the socket file the gateway creates (name or gid)')
+    .option('--allow-insecure-directory', 'create the socket in a directory others could write to (they could replace it)')
     .action(async (flags: GatewayFlags) => {
       const policy = await loadGatewayPolicy(flags.policy);
       const say = (line: string): void => void process.stderr.write(`secpolicy gateway: ${line}\n`);
+      const ids = ownership(flags.owner, flags.group);
       const listen = listenFlag(flags.listen);
       const daemon = supervisor(say);
       const server = await createGateway({
@@ -49,11 +58,17 @@ export function registerGateway(program: Command): void {
         mode: flags.mode,
         ...(flags.log !== undefined && { log: flags.log }),
         ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
+        ...(flags.allowInsecureDirectory && { allowInsecureDirectory: true }),
       });
+      // systemd's SocketUser=/SocketGroup= own a passed socket; a file made here gets --owner/--group.
+      if (typeof listen === 'string') await chownSocket(listen, ids, () => closeGateway(server, { grace: 0 }));
       const where =
         typeof listen === 'string' ? `${listen} (mode ${formatMode(flags.mode)})` : `the socket systemd passed (${flags.listen})`;
       const what = `${policy.rules.length} rule(s), ${policy.mode} mode${policy.api ? `, ${policy.api} API` : ''}`;
       say(`listening on ${where}, forwarding to ${flags.to}: ${what}`);
+      const problem = targetProblem(flags.to);
+      // Not fatal: the daemon may start later; until then each allowed request gets a 502.
+      if (problem) say(escapeText(`warning: target ${flags.to} ${problem}; allowed requests fail until it listens`));
       daemon.ready(`forwarding to ${flags.to}: ${what}`);
       const signal = await stopSignal();
       daemon.stopping();

@@ -1,12 +1,12 @@
 /** `secpolicy proxy`: a policy-enforcing proxy in front of an existing socket. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { statSync } from 'node:fs';
 import { escapeText } from '../../escape.js';
 import { loadPolicy } from '../../policy/file.js';
 import { closeProxy, createProxy, proxyDataPath } from '../../proxy/proxy.js';
 import { milliseconds } from '../args.js';
 import { LISTEN_HELP, listenFlag, stopSignal, supervisor } from '../daemon.js';
 import { formatMode } from '../output.js';
+import { idOrName, targetProblem } from '../socket-flags.js';
 
 /** Options of the proxy command as commander parses them. */
 interface ProxyFlags {
@@ -21,21 +21,6 @@ interface ProxyFlags {
   owner?: string;
   group?: string;
   quiet?: boolean;
-}
-
-/** A user or group as given: a number is an id, anything else a name. */
-function idOrName(value: string): string | number {
-  return /^\d+$/.test(value) ? Number(value) : value;
-}
-
-/** Why the target cannot take connections yet (missing, not a socket), or undefined. */
-function targetProblem(path: string): string | undefined {
-  try {
-    return statSync(path).isSocket() ? undefined : 'is not a socket';
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' ? 'does not exist (yet)' : `cannot be checked (${code})`;
-  }
 }
 
 /** A commander parser for a socket file mode written in octal (`0660`, `660`). */

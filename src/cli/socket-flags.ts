@@ -1,0 +1,51 @@
+/** Flags that the daemon commands (`proxy`, `gateway`) share about the socket files they use. */
+import { lchownSync, statSync } from 'node:fs';
+import { ErrorCode, SecpolicyError } from '../errors.js';
+import { gidOf, uidOf } from '../native/index.js';
+
+/** A user or group as given: a number is an id, anything else a name. */
+export function idOrName(value: string): string | number {
+  return /^\d+$/.test(value) ? Number(value) : value;
+}
+
+/** Why the target cannot take connections yet (missing, not a socket), or undefined. */
+export function targetProblem(path: string): string | undefined {
+  try {
+    return statSync(path).isSocket() ? undefined : 'is not a socket';
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 'does not exist (yet)' : `cannot be checked (${code})`;
+  }
+}
+
+/** `--owner` and `--group` as ids (-1 for not given); an unknown name is ERR_SECPOLICY_INVALID_ARGUMENT, before anything starts. */
+export function ownership(owner: string | undefined, group: string | undefined): { uid: number; gid: number } {
+  const resolve = (flag: string, value: string | undefined, lookup: (name: string) => number | undefined): number => {
+    if (value === undefined) return -1;
+    const id = idOrName(value);
+    if (typeof id === 'number') return id;
+    const found = lookup(id);
+    if (found === undefined)
+      throw new SecpolicyError(ErrorCode.INVALID_ARG, `${flag} ${value}: no such ${flag.slice(2) === 'owner' ? 'user' : 'group'}`);
+    return found;
+  };
+  return { uid: resolve('--owner', owner, uidOf), gid: resolve('--group', group, gidOf) };
+}
+
+/**
+ * Gives the socket file just created at `path` its owner and group (until then it is the
+ * process's, and its mode already limits who connects); on failure calls `close` and throws.
+ */
+export async function chownSocket(path: string, ids: { uid: number; gid: number }, close: () => Promise<unknown>): Promise<void> {
+  if (ids.uid === -1 && ids.gid === -1) return;
+  try {
+    lchownSync(path, ids.uid, ids.gid);
+  } catch (cause) {
+    await close();
+    throw new SecpolicyError(ErrorCode.NATIVE, `${path}: cannot give the socket file owner ${ids.uid} and group ${ids.gid}`, {
+      path,
+      syscall: 'lchown',
+      cause,
+    });
+  }
+}
