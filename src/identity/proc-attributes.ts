@@ -86,6 +86,11 @@ export interface AttributeDef<T> {
 export interface HolderScanOf {
   end: OurEnd;
   scan: HolderScan;
+  /**
+   * The digest of each holder's executable (by `pid` or `pid/task`), made off the event
+   * loop before the rules run, when a strict rule needs it (apply()); absent for applySync().
+   */
+  digests?: Map<string, Outcome<string>>;
 }
 
 /** What the Docker API says about a peer's container (the gateway's lookup). */
