@@ -8,7 +8,7 @@
  * The worker's side is {@link serve} (a handler per request) or, for a worker that runs its
  * own loop, the port in `workerData.port` with {@link WorkerAnswer} messages.
  */
-import { MessageChannel, Worker, workerData, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import { MessageChannel, Worker, receiveMessageOnPort, workerData, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { ErrorCode, SecpolicyError } from './errors.js';
 
 /** A request as it crosses to the worker; id 0 expects no answer. */
@@ -164,8 +164,14 @@ export class WorkerPort<Req, Res> {
     let exitedResolve!: () => void;
     const exited = new Promise<void>((resolve) => (exitedResolve = resolve));
     const running: Running = { worker, port: port1, ready: readyP, exited };
-    const gone = (why: string): void => {
-      if (this.#running !== running) return;
+    let ended = false;
+    let unavailable: string | undefined;
+    const gone = (reason: string): void => {
+      if (ended) return;
+      ended = true;
+      // Answers the worker posted before it ended still count (a relay closing its pairs as it stops).
+      for (let m = receiveMessageOnPort(port1); m !== undefined; m = receiveMessageOnPort(port1)) receive(m.message as WorkerAnswer<Res>);
+      const why = unavailable ?? reason;
       this.#running = undefined;
       this.#queue = [];
       port1.close();
@@ -179,15 +185,16 @@ export class WorkerPort<Req, Res> {
       this.#waiting.clear();
       for (const w of waiting) w.reject(error);
     };
-    port1.on('message', (m: WorkerAnswer<Res>) => {
+    const receive = (m: WorkerAnswer<Res>): void => {
       if (Array.isArray(m)) for (const a of m) this.#answer(running, a);
       else if ('ready' in m) {
         ready = true;
         if (this.#waiting.size === 0) this.#hold(running, false);
         readyResolve(m.ready);
-      } else if ('unavailable' in m) gone(m.unavailable);
+      } else if ('unavailable' in m) gone((unavailable ??= m.unavailable));
       else this.#answer(running, m);
-    });
+    };
+    port1.on('message', receive);
     worker.on('error', (e) => gone(e.message));
     worker.on('exit', (code) => {
       gone(`exit code ${code}`);

@@ -4,8 +4,12 @@
  * on the next use, and none at all where the worker file cannot start.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
 import { test } from 'node:test';
+import { connectUnix, startRelay } from '../../src/native/index.js';
 import { WorkerPort } from '../../src/worker-port.js';
+import { tempDir } from '../helpers/index.js';
 
 type Req = { op: 'echo' | 'throw' | 'exit'; value?: string };
 type Res = { value?: string; threadId: number };
@@ -61,4 +65,31 @@ test('an idle worker does not keep the process alive', async () => {
   const port = new WorkerPort<Req, Res>({ url, name: 'the test worker' });
   assert.equal((await port.request({ op: 'echo', value: 'idle after this' })).value, 'idle after this');
   assert.equal(port.size, 0);
+});
+
+test('a relay stopped with a pair open closes the pair without an error', async (t) => {
+  let relay;
+  try {
+    relay = await startRelay();
+  } catch (e) {
+    return t.skip(`no splice(2) relay here: ${(e as Error).message}`);
+  }
+  const dir = tempDir();
+  t.after(() => dir.cleanup());
+  const path = dir.path('s.sock');
+  const accepted: net.Socket[] = [];
+  const server = net.createServer((s) => accepted.push(s)).listen(path);
+  await once(server, 'listening');
+  t.after(() => {
+    for (const s of accepted) s.destroy();
+    server.close();
+  });
+  const a = connectUnix(path);
+  const b = connectUnix(path);
+  assert.ok('fd' in a && 'fd' in b);
+  const closed = new Promise<string | undefined>((resolve) => relay.join(a, b, resolve));
+  assert.equal(relay.size, 1);
+  await relay.stop();
+  assert.equal(await closed, undefined, 'closed by the stop, not failed by the worker ending');
+  assert.equal(relay.size, 0);
 });
