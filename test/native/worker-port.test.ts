@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import net from 'node:net';
+import * as net from 'node:net';
 import { test } from 'node:test';
 import { connectUnix, startRelay } from '../../src/native/index.js';
 import { WorkerPort } from '../../src/worker-port.js';
