@@ -82,14 +82,15 @@ const holderKey = (h: Holder): string => (h.task === undefined ? `${h.pid}` : `$
 export async function readHolderDigests(scanOf: Outcome<HolderScanOf>): Promise<void> {
   if (!scanOf.ok || scanOf.value.digests !== undefined) return;
   const { end, scan } = scanOf.value;
+  // Set before any await: from here the holder check of this evaluation hashes nothing itself.
+  const digests = (scanOf.value.digests = new Map<string, Outcome<string>>());
   const found = scan.ends.get(end.inode);
-  if (found?.peer === undefined) return;
+  // A scan that cannot vouch for the holders is unknown before any holder is judged: nothing to hash.
+  if (found?.peer === undefined || scan.incomplete !== undefined || scan.unreadable.length > 0) return;
   const { holders, heldAs } = holdersOf(found.peer, end.inode, scan);
   // One digest per process (or thread) however many fds it holds the socket under.
   const unique = new Map(holders.map((h) => [holderKey(h), h]));
-  const digests = new Map<string, Outcome<string>>();
   await Promise.all([...unique].map(async ([key, h]) => digests.set(key, await executableDigestAsync(new HolderView(h, heldAs)))));
-  scanOf.value.digests = digests;
 }
 
 /**
