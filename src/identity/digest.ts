@@ -21,8 +21,9 @@ import { PEER_EXITED } from './pin.js';
 export const MAX_DIGEST_BYTES = 1024 * 1024 * 1024;
 
 /**
- * Largest executable of *another holder* hashed in strict mode (64 MiB): those digests are
- * made on the calling thread, after the peer's own was made off it.
+ * Largest executable of *another holder* hashed in strict mode by `applySync()` (64 MiB),
+ * which is synchronous and so hashes them on the calling thread. `apply()` hashes every
+ * holder's off the event loop, within {@link MAX_DIGEST_BYTES}.
  */
 export const MAX_HOLDER_DIGEST_BYTES = 64 * 1024 * 1024;
 
