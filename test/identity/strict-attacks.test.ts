@@ -7,7 +7,17 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, createReadStream, readFileSync, readlinkSync, realpathSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  createReadStream,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { Policy, Result, type Decision } from '../../src/index.js';
@@ -403,10 +413,23 @@ os.execv(${JSON.stringify(big)}, ['sleep', '60'])`;
     const other = await acceptFrom(server, legit);
 
     const order: string[] = [];
+    let settled = false;
     const slow = new Policy({ strict: true })
       .programDigest([sleepDigest(), bigDigest])
       .apply(socket)
-      .then((d) => (order.push('strict'), d));
+      .then((d) => ((settled = true), order.push('strict'), d));
+    // The legitimate verification starts while the holder's file is being hashed: the file is
+    // open in this process then (its fd handed to the digest thread), and this loop still turns.
+    const hashing = (): boolean =>
+      readdirSync('/proc/self/fd').some((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === big;
+        } catch {
+          return false;
+        }
+      });
+    while (!settled && !hashing()) await new Promise(setImmediate);
+    assert.equal(settled, false, "the event loop must turn while the holder's executable is hashed");
     const fast = new Policy()
       .uid(process.getuid!())
       .apply(other)
