@@ -49,6 +49,8 @@ export const ErrorCode = Object.freeze({
   NOT_FOUND: 'ERR_SECPOLICY_NOT_FOUND',
   /** The process may not use a path (EACCES, EPERM). */
   PERMISSION: 'ERR_SECPOLICY_PERMISSION',
+  /** A worker thread of the library (digests, the holder scan, the splice relay) stopped with work waiting on it. */
+  WORKER: 'ERR_SECPOLICY_WORKER',
 } as const);
 
 /** Any of the stable error codes. */

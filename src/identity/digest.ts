@@ -11,7 +11,9 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import { ErrorCode } from '../errors.js';
+import { WorkerPort } from '../worker-port.js';
+import type { DigestAnswer, DigestRequest } from './digest-worker.js';
 import { no, ok, type Outcome } from './outcome.js';
 import { PEER_EXITED } from './pin.js';
 
@@ -19,8 +21,9 @@ import { PEER_EXITED } from './pin.js';
 export const MAX_DIGEST_BYTES = 1024 * 1024 * 1024;
 
 /**
- * Largest executable of *another holder* hashed in strict mode (64 MiB): those digests are
- * made on the calling thread, after the peer's own was made off it.
+ * Largest executable of *another holder* hashed in strict mode by `applySync()` (64 MiB),
+ * which is synchronous and so hashes them on the calling thread. `apply()` hashes every
+ * holder's off the event loop, within {@link MAX_DIGEST_BYTES}.
  */
 export const MAX_HOLDER_DIGEST_BYTES = 64 * 1024 * 1024;
 
@@ -123,69 +126,22 @@ export async function executableDigestAsync(source: ProcSource): Promise<Digest>
 }
 
 // One thread hashes, one file at a time, in the order asked; the event loop only waits.
-const WORKER = `
-const { parentPort } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const { readSync } = require('node:fs');
-const buf = Buffer.allocUnsafe(1 << 20);
-parentPort.on('message', ({ id, fd, max }) => {
-  try {
-    const hash = createHash('sha256');
-    let total = 0;
-    for (let n; (n = readSync(fd, buf, 0, buf.length, total)) > 0; ) {
-      total += n;
-      if (total > max) return parentPort.postMessage({ id, tooLarge: total });
-      hash.update(buf.subarray(0, n));
-    }
-    parentPort.postMessage({ id, digest: hash.digest('hex') });
-  } catch (e) {
-    parentPort.postMessage({ id, error: (e && e.code) || String(e) });
-  }
+const hasher = new WorkerPort<DigestRequest, DigestAnswer>({
+  url: new URL('./digest-worker.js', import.meta.url),
+  name: 'the digest thread',
 });
-`;
 
-let worker: Worker | undefined;
-let ids = 0;
-const pending = new Map<number, (answer: string | Digest) => void>();
-
-function digestWorker(): Worker | undefined {
-  if (worker) return worker;
-  try {
-    const w = new Worker(WORKER, { eval: true, execArgv: [] });
-    w.on('message', (m: { id: number; digest?: string; tooLarge?: number; error?: string }) => {
-      const done = pending.get(m.id);
-      pending.delete(m.id);
-      if (pending.size === 0) w.unref();
-      if (m.digest !== undefined) done?.(m.digest);
-      else if (m.tooLarge !== undefined) done?.(tooLarge(BigInt(m.tooLarge)));
-      else done?.(no(`cannot read the peer's executable: ${m.error ?? 'no answer'}`));
-    });
-    const stop = (why: string): void => {
-      if (worker === w) worker = undefined;
-      for (const done of pending.values()) done(no(`the digest thread stopped: ${why}`));
-      pending.clear();
-    };
-    w.on('error', (e) => stop(e.message));
-    w.on('exit', (code) => stop(`exit code ${code}`));
-    w.unref();
-    worker = w;
-    return w;
-  } catch {
-    return undefined;
-  }
-}
-
-function hashOnWorker(fd: number): Promise<string | Digest> {
-  const w = digestWorker();
+async function hashOnWorker(fd: number): Promise<string | Digest> {
   // No worker threads here: hash on this thread, bounded by the cap all the same.
-  if (w === undefined) return Promise.resolve(hashHere(fd));
-  return new Promise((resolve) => {
-    const id = ++ids;
-    pending.set(id, resolve);
-    // Referenced while a digest is being made: a verification in progress keeps the process alive.
-    w.ref();
-    w.postMessage({ id, fd, max: MAX_DIGEST_BYTES });
-  });
+  if (!hasher.available) return hashHere(fd);
+  try {
+    const answer = await hasher.request({ fd, max: MAX_DIGEST_BYTES });
+    return 'digest' in answer ? answer.digest : tooLarge(BigInt(answer.tooLarge));
+  } catch (e) {
+    // A worker that could not start: this thread, as above.
+    if ((e as { code?: string }).code === ErrorCode.UNSUPPORTED_PLATFORM) return hashHere(fd);
+    return no(`cannot read the peer's executable: ${(e as Error).message}`);
+  }
 }
 
 /** Hashes the file at `fd` from its start on this thread, bounded by the cap. */

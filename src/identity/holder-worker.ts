@@ -1,9 +1,9 @@
 /**
  * The thread that runs strict mode's holder scans, so that reading every fd on the host
- * never stalls the event loop that serves connections. One scan per message.
+ * never stalls the event loop that serves connections. One scan per request.
  */
-import { parentPort } from 'node:worker_threads';
-import { scanHolders, type OurEnd } from './holders.js';
+import { serve } from '../worker-port.js';
+import { scanHolders, type HolderScan, type OurEnd } from './holders.js';
 
 /** A scan request from the main thread. */
 export interface ScanRequest {
@@ -12,10 +12,4 @@ export interface ScanRequest {
   budgetMs: number;
 }
 
-parentPort?.on('message', (m: ScanRequest) => {
-  try {
-    parentPort!.postMessage({ serial: m.serial, scan: scanHolders(m.ours, { budgetMs: m.budgetMs, serial: m.serial }) });
-  } catch (e) {
-    parentPort!.postMessage({ serial: m.serial, error: (e as Error)?.message ?? String(e) });
-  }
-});
+serve<ScanRequest, HolderScan>((m) => scanHolders(m.ours, { budgetMs: m.budgetMs, serial: m.serial }));

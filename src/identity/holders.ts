@@ -7,7 +7,10 @@
  * runs it on a worker thread (holder-worker.ts), one scan per batch of verifications.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { Worker, threadId } from 'node:worker_threads';
+import { threadId } from 'node:worker_threads';
+import { ErrorCode } from '../errors.js';
+import { WorkerPort } from '../worker-port.js';
+import type { ScanRequest } from './holder-worker.js';
 import { dumpUnixSockets, readFdLinks, readTaskIds, sameFdTable, unixSocket, type FdLinks, type UnixSocketInfo } from '../native/index.js';
 
 /** A process holding a socket, and the fd it holds it under. */
@@ -470,10 +473,11 @@ export function scanHolders(ours: readonly OurEnd[], options: ScanOptions): Hold
 /** Bound on a scan made off the event loop, in ms: past it the verifications waiting on it are unknown. */
 export const ASYNC_SCAN_BUDGET_MS = 5000;
 
-let worker: Worker | undefined;
-let workerBroken: string | undefined;
+const scanner = new WorkerPort<ScanRequest, HolderScan>({
+  url: new URL('./holder-worker.js', import.meta.url),
+  name: 'the holder scan thread',
+});
 let serials = 0;
-const inflight = new Map<number, (scan: HolderScan) => void>();
 const waiting: Array<{ end: OurEnd; resolve: (scan: HolderScan) => void }> = [];
 let running = false;
 let scheduled = false;
@@ -483,47 +487,6 @@ function failedScan(serial: number, reason: string): HolderScan {
   const scan = emptyScan(serial, Date.now());
   scan.incomplete = reason;
   return scan;
-}
-
-function scanWorker(): Worker | undefined {
-  if (worker || workerBroken) return worker;
-  try {
-    // Our own flags only: an --input-type or --eval of the main program means nothing to this file.
-    const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type') && a !== '-e' && a !== '--eval');
-    const file = new URL('./holder-worker.js', import.meta.url);
-    let w: Worker;
-    try {
-      w = new Worker(file, { execArgv });
-    } catch (e) {
-      // Node 26's test runner (and a user's process-wide flags such as --stack-trace-limit)
-      // hand us flags a worker refuses; the scan needs none of them.
-      if ((e as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw e;
-      w = new Worker(file, { execArgv: [] });
-    }
-    w.on('message', (m: { serial: number; scan?: HolderScan; error?: string }) => {
-      const done = inflight.get(m.serial);
-      inflight.delete(m.serial);
-      if (inflight.size === 0) w.unref();
-      done?.(m.scan ?? failedScan(m.serial, `the holder scan failed: ${m.error ?? 'no answer'}`));
-    });
-    let answered = false;
-    w.once('message', () => (answered = true));
-    const broken = (why: string): void => {
-      if (worker === w) worker = undefined;
-      // A thread that never answered cannot start here (a bundler without the worker file,
-      // a runtime without threads): later scans run on the calling thread instead.
-      if (!answered) workerBroken = why;
-      for (const [serial, done] of inflight) done(failedScan(serial, `the holder scan thread stopped: ${why}`));
-      inflight.clear();
-    };
-    w.on('error', (e) => broken(e.message));
-    w.on('exit', (code) => broken(`exit code ${code}`));
-    w.unref();
-    worker = w;
-  } catch (e) {
-    workerBroken = (e as Error).message;
-  }
-  return worker;
 }
 
 function startBatch(): void {
@@ -547,22 +510,28 @@ function startBatch(): void {
     };
     next();
   };
-  const w = scanWorker();
-  if (w === undefined) {
+  if (!scanner.available) {
     // No worker threads here: the scan still runs, on this thread.
-    let scan: HolderScan;
-    try {
-      scan = scanHolders(ours, { budgetMs: ASYNC_SCAN_BUDGET_MS, serial });
-    } catch (e) {
-      scan = failedScan(serial, `the holder scan failed: ${(e as Error).message}`);
-    }
-    finish(scan);
+    finish(scanHere(ours, serial));
     return;
   }
-  inflight.set(serial, finish);
-  // Referenced while a scan runs: a verification in progress keeps the process alive.
-  w.ref();
-  w.postMessage({ serial, ours, budgetMs: ASYNC_SCAN_BUDGET_MS });
+  scanner.request({ serial, ours, budgetMs: ASYNC_SCAN_BUDGET_MS }).then(finish, (e: unknown) =>
+    // A worker that could not start: this thread, as above.
+    finish(
+      (e as { code?: string }).code === ErrorCode.UNSUPPORTED_PLATFORM
+        ? scanHere(ours, serial)
+        : failedScan(serial, `the holder scan failed: ${(e as Error).message}`),
+    ),
+  );
+}
+
+/** A scan on the calling thread, for a runtime where no worker can start. */
+function scanHere(ours: OurEnd[], serial: number): HolderScan {
+  try {
+    return scanHolders(ours, { budgetMs: ASYNC_SCAN_BUDGET_MS, serial });
+  } catch (e) {
+    return failedScan(serial, `the holder scan failed: ${(e as Error).message}`);
+  }
 }
 
 function kick(): void {

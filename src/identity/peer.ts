@@ -36,13 +36,75 @@ export interface PeerOptions {
 }
 
 /**
- * The public attributes of the registry (user, group, program, perms, label, socketPath,
- * namespaces, cgroup, container, unit, slice, userUnit, noNewPrivs, capabilities,
- * programDigest): one getter each, undefined when it cannot be read (`peer.reason(name)`
- * says why). Live ones are read under the pin at the time of reading.
+ * The public attributes of the registry: one getter each, undefined when it cannot be read
+ * (`peer.reason(name)` says why). Live ones are read under the pin at the time of reading.
+ * Each property's documentation begins with the registry's `doc` for it, and every public
+ * attribute has one (test/identity/peer-docs.test.ts keeps them so).
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
-export interface Peer extends PublicAttributeValues {}
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+export interface Peer extends PublicAttributeValues {
+  /** NSS name of the uid. Undefined when it cannot be read (`peer.reason('user')` says why). */
+  readonly user: PublicAttributeValues['user'];
+  /** NSS name of the primary gid. Undefined when it cannot be read (`peer.reason('group')` says why). */
+  readonly group: PublicAttributeValues['group'];
+  /**
+   * /proc/PID/exe, as the peer's own mount namespace names it. Undefined when it cannot be read (`peer.reason('program')` says why).
+   */
+  readonly program: PublicAttributeValues['program'];
+  /**
+   * Mode bits (& 0o777) of the socket file the connection came through; absent for abstract and unnamed sockets. Undefined when it
+   * cannot be read (`peer.reason('perms')` says why).
+   */
+  readonly perms: PublicAttributeValues['perms'];
+  /**
+   * SO_PEERSEC security label; absent when no LSM provides one. Undefined when it cannot be read (`peer.reason('label')` says why).
+   */
+  readonly label: PublicAttributeValues['label'];
+  /**
+   * The socket file (or `@name` for an abstract socket) the connection came through. Undefined when it cannot be read
+   * (`peer.reason('socketPath')` says why).
+   */
+  readonly socketPath: PublicAttributeValues['socketPath'];
+  /** Inode numbers of /proc/PID/ns/*. Undefined when it cannot be read (`peer.reason('namespaces')` says why). */
+  readonly namespaces: PublicAttributeValues['namespaces'];
+  /**
+   * The v2 path of /proc/PID/cgroup, or a v1 hierarchy's on hybrid hosts. Undefined when it cannot be read (`peer.reason('cgroup')`
+   * says why).
+   */
+  readonly cgroup: PublicAttributeValues['cgroup'];
+  /**
+   * Parsed from the cgroup path; unknown where a non-root uid could have made that path. Undefined when it cannot be read
+   * (`peer.reason('container')` says why).
+   */
+  readonly container: PublicAttributeValues['container'];
+  /**
+   * SHA-256 of /proc/PID/exe, hashed off the event loop for `apply()`, once per file version; unknown above the size cap. Left out
+   * of toJSON() (reading it hashes the file). Undefined when it cannot be read (`peer.reason('programDigest')` says why).
+   */
+  readonly programDigest: PublicAttributeValues['programDigest'];
+  /**
+   * Systemd system unit from the cgroup path systemd manages; null under `user@UID.service`; unknown where a non-root uid could have
+   * made the path. Undefined when it cannot be read (`peer.reason('unit')` says why).
+   */
+  readonly unit: PublicAttributeValues['unit'];
+  /** Innermost systemd slice above the unit. Undefined when it cannot be read (`peer.reason('slice')` says why). */
+  readonly slice: PublicAttributeValues['slice'];
+  /**
+   * The user manager (`user@UID.service`) the peer runs under and its user unit; the unit name is the user's own choice. Undefined
+   * when it cannot be read (`peer.reason('userUnit')` says why).
+   */
+  readonly userUnit: PublicAttributeValues['userUnit'];
+  /**
+   * `NoNewPrivs:` of /proc/PID/task/TID/status: true only when every thread has it. Undefined when it cannot be read
+   * (`peer.reason('noNewPrivs')` says why).
+   */
+  readonly noNewPrivs: PublicAttributeValues['noNewPrivs'];
+  /**
+   * `CapEff:` of /proc/PID/task/TID/status: the effective capabilities of any thread, sorted `CAP_` names. Undefined when it cannot be
+   * read (`peer.reason('capabilities')` says why).
+   */
+  readonly capabilities: PublicAttributeValues['capabilities'];
+}
 
 // The attributes fixed at connect, each with a slot of its own in a small array.
 const FIXED = (Object.keys(ATTRIBUTES) as AttributeName[]).filter((k) => ATTRIBUTES[k].when === 'connect');
@@ -98,17 +160,17 @@ export class Peer implements AttributeSource {
     return this.#connection.pid;
   }
 
-  /** Peer user id (65534 when the id has no mapping in our user namespace). */
+  /** Peer user id: SO_PEERCRED; unknown when the kernel shows the overflow id (no mapping here), then 65534. */
   get uid(): number {
     return this.#connection.uid;
   }
 
-  /** Peer primary group id (65534 when unmapped). */
+  /** Peer primary group id: SO_PEERCRED (primary group); unknown when unmapped, then 65534. */
   get gid(): number {
     return this.#connection.gid;
   }
 
-  /** Supplementary groups from the kernel (SO_PEERGROUPS); empty when unavailable. */
+  /** Peer groups: SO_PEERGROUPS (supplementary groups); `[]` when the kernel has no SO_PEERGROUPS (or it cannot be read). */
   get groups(): number[] {
     const r = this.attempt('groups');
     return r.ok ? r.value : [];

@@ -86,6 +86,11 @@ export interface AttributeDef<T> {
 export interface HolderScanOf {
   end: OurEnd;
   scan: HolderScan;
+  /**
+   * The digest of each holder's executable (by `pid` or `pid/task`), made off the event
+   * loop before the rules run, when a strict rule needs it (apply()); absent for applySync().
+   */
+  digests?: Map<string, Outcome<string>>;
 }
 
 /** What the Docker API says about a peer's container (the gateway's lookup). */
@@ -480,11 +485,11 @@ export const ATTRIBUTES: Registry = Object.freeze({
       return u.ok ? ok(u.value.user) : u;
     },
   ),
-  noNewPrivs: live('`NoNewPrivs:` of /proc/PID/task/*/status: true only when every thread has it', 'boolean', (s) =>
+  noNewPrivs: live('`NoNewPrivs:` of /proc/PID/task/TID/status: true only when every thread has it', 'boolean', (s) =>
     s.procRead((proc) => everyThread<boolean>(proc, 'NoNewPrivs', (acc, v) => (acc ?? true) && v === '1')),
   ),
   capabilities: live(
-    '`CapEff:` of /proc/PID/task/*/status: the effective capabilities of any thread, sorted `CAP_` names',
+    '`CapEff:` of /proc/PID/task/TID/status: the effective capabilities of any thread, sorted `CAP_` names',
     'string[]',
     (s) =>
       s.procRead((proc) => {

@@ -6,16 +6,22 @@
  * shutdown(SHUT_WR) on the other once the pipe is empty (half-close); an error on either
  * side closes both. Commands arrive in batches on a MessagePort, with an eventfd to wake the loop.
  */
-import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import type { WorkerAnswer, WorkerRequest } from '../worker-port.js';
 import { EPOLL_EVENT, K, spliceCalls, type SpliceCalls } from './splice-calls.js';
 
-/** A command from the main thread. */
+/**
+ * A command from the main thread. A join's pair id is its request id, which is also the
+ * pair's epoll token (never 0, the wake-up eventfd's); its answer is sent when the pair
+ * has closed.
+ */
 export type Command =
-  { op: 'join'; id: number; a: number; b: number; toA?: Uint8Array; toB?: Uint8Array } | { op: 'destroy'; id: number } | { op: 'stop' };
+  { op: 'join'; a: number; b: number; toA?: Uint8Array; toB?: Uint8Array } | { op: 'destroy'; id: number } | { op: 'stop' };
 
-/** A report to the main thread. */
-export type Report =
-  { op: 'ready'; wake: number } | { op: 'unavailable'; reason: string } | { op: 'closed'; ids: number[]; errors?: Record<number, string> };
+/** The answer to a join: the pair has closed, with a reason when it ended on an error. */
+export interface Closed {
+  error?: string;
+}
 
 /** One direction of a pair: bytes read from `src` wait in the pipe until `dst` takes them. */
 interface Direction {
@@ -75,7 +81,7 @@ function main(port: MessagePort, pipeSize: number): void {
     wake = c.eventfd(0, K.O_NONBLOCK | K.O_CLOEXEC) as number;
     if (wake < 0) throw new Error(`eventfd failed: errno ${c.errno()}`);
   } catch (error) {
-    return void parentPort!.postMessage({ op: 'unavailable', reason: (error as Error).message } satisfies Report);
+    return void port.postMessage({ unavailable: (error as Error).message } satisfies WorkerAnswer<Closed>);
   }
   const ev = Buffer.alloc(EPOLL_EVENT.size);
   const events = Buffer.alloc(EPOLL_EVENT.size * MAX_EVENTS);
@@ -84,8 +90,7 @@ function main(port: MessagePort, pipeSize: number): void {
   const conns = new Map<number, Conn>();
   const pool: Array<[number, number]> = [];
   // Reports are batched per turn of the loop: one message however many pairs closed.
-  let closed: number[] = [];
-  let errors: Record<number, string> | undefined;
+  let closed: Array<{ id: number; value: Closed }> = [];
   const FLAGS = K.SPLICE_F_MOVE | K.SPLICE_F_NONBLOCK;
 
   const ctl = (op: number, fd: number, mask: number, token: number): number => {
@@ -96,7 +101,7 @@ function main(port: MessagePort, pipeSize: number): void {
   };
   // Tokens: 0 is the wake-up eventfd; a pair's two sockets both carry its id.
   if (ctl(K.EPOLL_CTL_ADD, wake, K.EPOLLIN, 0) !== 0) {
-    return void parentPort!.postMessage({ op: 'unavailable', reason: `epoll_ctl failed: errno ${c.errno()}` } satisfies Report);
+    return void port.postMessage({ unavailable: `epoll_ctl failed: errno ${c.errno()}` } satisfies WorkerAnswer<Closed>);
   }
 
   const openPipe = (d: Direction): boolean => {
@@ -132,14 +137,12 @@ function main(port: MessagePort, pipeSize: number): void {
     c.close(conn.a);
     c.close(conn.b);
     for (const d of [conn.ab, conn.ba]) releasePipe(d);
-    closed.push(conn.id);
-    if (error !== undefined) (errors ??= {})[conn.id] = error;
+    closed.push({ id: conn.id, value: error === undefined ? {} : { error } });
   };
   const flushReports = (): void => {
     if (closed.length === 0) return;
-    parentPort!.postMessage({ op: 'closed', ids: closed, ...(errors && { errors }) } satisfies Report);
+    port.postMessage(closed satisfies WorkerAnswer<Closed>);
     closed = [];
-    errors = undefined;
   };
 
   /** Moves what can move in one direction without blocking; an error message, or undefined. */
@@ -199,17 +202,17 @@ function main(port: MessagePort, pipeSize: number): void {
     if (conn.ab.shut && conn.ba.shut) closeAll(conn);
   };
 
-  const command = (m: Command): boolean => {
+  const command = ({ id, body: m }: WorkerRequest<Command>): boolean => {
     if (m.op === 'stop') return false;
     if (m.op === 'destroy') {
       const conn = conns.get(m.id);
       if (conn) closeAll(conn);
       return true;
     }
-    const conn: Conn = { id: m.id, a: m.a, b: m.b, ab: direction(m.a, m.b, m.toB), ba: direction(m.b, m.a, m.toA) };
-    conns.set(m.id, conn);
+    const conn: Conn = { id, a: m.a, b: m.b, ab: direction(m.a, m.b, m.toB), ba: direction(m.b, m.a, m.toA) };
+    conns.set(id, conn);
     const mask = K.EPOLLIN | K.EPOLLOUT | K.EPOLLRDHUP | K.EPOLLET;
-    if (ctl(K.EPOLL_CTL_ADD, m.a, mask, m.id) !== 0 || ctl(K.EPOLL_CTL_ADD, m.b, mask, m.id) !== 0) {
+    if (ctl(K.EPOLL_CTL_ADD, m.a, mask, id) !== 0 || ctl(K.EPOLL_CTL_ADD, m.b, mask, id) !== 0) {
       closeAll(conn, `epoll_ctl: errno ${c.errno()}`);
       return true;
     }
@@ -218,7 +221,7 @@ function main(port: MessagePort, pipeSize: number): void {
     return true;
   };
 
-  parentPort!.postMessage({ op: 'ready', wake } satisfies Report);
+  port.postMessage({ ready: wake } satisfies WorkerAnswer<Closed>);
   for (;;) {
     const n = c.epoll_wait(ep, events, MAX_EVENTS, IDLE_WAKE_MS) as number;
     if (n < 0) {
@@ -231,7 +234,7 @@ function main(port: MessagePort, pipeSize: number): void {
       if (token === 0) {
         c.read(wake, counter, 8);
         for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port))
-          for (const one of m.message as Command[]) if (!command(one)) stop = true;
+          for (const one of m.message as Array<WorkerRequest<Command>>) if (!command(one)) stop = true;
         continue;
       }
       const conn = conns.get(token);

@@ -5,11 +5,11 @@
  * JavaScript, and the main thread's event loop never sees them.
  */
 import type { Socket } from 'node:net';
-import { MessageChannel, Worker } from 'node:worker_threads';
 import { ErrorCode, SecpolicyError } from '../errors.js';
+import { WorkerPort } from '../worker-port.js';
 import { errnoError, errnoName } from './libc.js';
 import { K, spliceCalls } from './splice-calls.js';
-import type { Command, Report } from './splice-worker.js';
+import type { Closed, Command } from './splice-worker.js';
 import { sockaddrUn, socketFd } from './socket.js';
 
 /** A connected stream fd taken from a net.Socket, and what Node had already read from it. */
@@ -126,86 +126,46 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   } catch (error) {
     throw unavailable((error as Error).message);
   }
-  const { port1, port2 } = new MessageChannel();
-  const worker = new Worker(new URL('./splice-worker.js', import.meta.url), {
-    workerData: { port: port2, pipeSize: options.pipeSize ?? 256 * 1024 },
-    transferList: [port2],
-  });
-  const wake = await new Promise<number>((resolve, reject) => {
-    const onMessage = (m: Report): void => {
-      worker.off('error', onError);
-      worker.off('message', onMessage);
-      if (m.op === 'ready') resolve(m.wake);
-      else reject(unavailable(m.op === 'unavailable' ? m.reason : `unexpected report ${m.op}`));
-    };
-    const onError = (error: Error): void => {
-      worker.off('message', onMessage);
-      reject(unavailable(error.message));
-    };
-    worker.on('message', onMessage);
-    worker.once('error', onError);
-  });
   const one = Buffer.alloc(8);
   one.writeUInt32LE(1, 0);
-  const pairs = new Map<number, (error?: string) => void>();
-  let nextId = 1;
-  let dead: string | undefined;
-  // Referenced only while pairs are open: open connections keep the process alive, as sockets do.
-  worker.unref();
+  let wake = -1;
   // Commands are batched per turn of the event loop: one message and one wake-up however many pairs joined.
-  let queue: Command[] = [];
-  const flush = (): void => {
-    const batch = queue;
-    queue = [];
-    port1.postMessage(batch);
-    calls.write(wake, one, 8);
-  };
-  const send = (m: Command): void => {
-    if (queue.push(m) === 1) setImmediate(flush);
-  };
-  const finish = (id: number, error?: string): void => {
-    const done = pairs.get(id);
-    if (!done) return;
-    pairs.delete(id);
-    if (pairs.size === 0) worker.unref();
-    done(error);
-  };
-  worker.on('message', (m: Report) => {
-    if (m.op === 'closed') for (const id of m.ids) finish(id, m.errors?.[id]);
+  // Referenced only while pairs are open: open connections keep the process alive, as sockets do.
+  // A relay that died is not restarted: its connections are gone, and the proxy says so.
+  const port = new WorkerPort<Command, Closed>({
+    url: new URL('./splice-worker.js', import.meta.url),
+    name: 'the relay worker',
+    data: { pipeSize: options.pipeSize ?? 256 * 1024 },
+    batch: { flushed: () => calls.write(wake, one, 8) },
+    restart: false,
   });
-  const exited = new Promise<void>((resolve) => {
-    const gone = (why: string): void => {
-      dead = why;
-      for (const id of [...pairs.keys()]) finish(id, why);
-      resolve();
-    };
-    worker.once('error', (e) => gone(`the relay worker failed: ${e.message}`));
-    worker.once('exit', () => gone('the relay worker has stopped'));
-  });
+  try {
+    wake = (await port.start()) as number;
+  } catch (error) {
+    throw unavailable((error as Error).message);
+  }
   return {
     join(a, b, onClosed) {
-      if (dead !== undefined) throw unavailable(dead);
-      // Ids stay below 2^31 and never 0 (the worker's wake-up token).
-      const id = nextId;
-      nextId = nextId >= 0x7fffffff ? 1 : nextId + 1;
-      pairs.set(id, onClosed);
-      if (pairs.size === 1) worker.ref();
-      send({ op: 'join', id, a: a.fd, b: b.fd, ...(b.pending && { toA: b.pending }), ...(a.pending && { toB: a.pending }) });
-      return id;
+      let call;
+      try {
+        call = port.call({ op: 'join', a: a.fd, b: b.fd, ...(b.pending && { toA: b.pending }), ...(a.pending && { toB: a.pending }) });
+      } catch (error) {
+        throw unavailable((error as Error).message);
+      }
+      call.answer.then(
+        (closed) => onClosed(closed.error),
+        (error: unknown) => onClosed((error as Error).message),
+      );
+      return call.id;
     },
     destroy(id) {
-      if (dead === undefined && pairs.has(id)) send({ op: 'destroy', id });
+      port.post({ op: 'destroy', id });
     },
     get size() {
-      return pairs.size;
+      return port.size;
     },
-    async stop() {
-      if (dead === undefined) {
-        // Referenced until it has exited, so that whoever awaits this is not left behind by an emptied event loop.
-        worker.ref();
-        send({ op: 'stop' });
-      }
-      await exited;
+    stop() {
+      return port.stop({ op: 'stop' });
     },
   };
 }

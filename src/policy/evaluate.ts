@@ -12,6 +12,7 @@ import type { Peer } from '../identity/peer.js';
 import { ATTRIBUTES, type AsyncAttributeName, type AttributeDef, type AttributeTypes, type Lookups } from '../identity/proc-attributes.js';
 import { runRules } from './combinators.js';
 import { isThenable, needsOf, type Failure, type Rule, type RuleContext } from './rule.js';
+import { readHolderDigests } from './strict.js';
 
 /** What an evaluation runs with besides the rules and the peer. */
 export interface EvaluationContext extends RuleContext {
@@ -48,9 +49,11 @@ export function evaluate(rules: readonly Rule[], peer: Peer, context: Evaluation
     if (wanted.length === 0) pending = runRules(rules, peer, context);
     else {
       const s = (state = { released: false });
-      pending = Promise.all(wanted.map((name) => preRead(peer, name, context.lookups))).then(() =>
-        s.released ? [] : runRules(rules, peer, context),
-      );
+      // A strict programDigest judges every holder's executable: hashed off the loop too, once the holders are known.
+      const holderDigests = context.strict && wanted.includes('holders') && needs.includes('programDigest');
+      pending = Promise.all(wanted.map((name) => preRead(peer, name, context.lookups)))
+        .then(() => (holderDigests && !s.released ? readHolderDigests(peer.attempt('holders')) : undefined))
+        .then(() => (s.released ? [] : runRules(rules, peer, context)));
     }
   } catch (error) {
     peer.release();

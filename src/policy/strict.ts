@@ -11,7 +11,7 @@
  */
 import { readlinkSync } from 'node:fs';
 import { queuedToRead } from '../native/index.js';
-import { executableDigest, MAX_HOLDER_DIGEST_BYTES } from '../identity/digest.js';
+import { executableDigest, executableDigestAsync, MAX_HOLDER_DIGEST_BYTES } from '../identity/digest.js';
 import { stillHolds, type Holder, type HolderScan, type OurEnd } from '../identity/holders.js';
 import { no, type Outcome } from '../identity/outcome.js';
 import type { Peer } from '../identity/peer.js';
@@ -57,11 +57,48 @@ function pidList(pids: readonly number[]): string {
 }
 
 /**
+ * The processes holding the peer end `peerEnd` of our end `ours`, and the socket they hold
+ * it as: the peer end itself, or (a connection still in a listener's accept queue goes to
+ * whoever accept()s on that listener) the listener.
+ */
+function holdersOf(peerEnd: number, ours: number, scan: HolderScan): { holders: Holder[]; heldAs: number; listener?: number } {
+  const holders = peerEnd === 0 ? [] : (scan.holders.get(peerEnd) ?? []);
+  if (holders.length > 0) return { holders, heldAs: peerEnd };
+  const listener = scan.listenerOf.get(ours);
+  if (listener === undefined) return { holders, heldAs: peerEnd };
+  return { holders: scan.holders.get(listener) ?? [], heldAs: listener, listener };
+}
+
+/** The key of a holder in {@link HolderScanOf.digests}. */
+const holderKey = (h: Holder): string => (h.task === undefined ? `${h.pid}` : `${h.pid}/${h.task}`);
+
+/**
+ * Hashes the executable of every holder of the peer end on the digest thread, before the
+ * rules run (apply() with a strict programDigest rule): the size of those files is the
+ * holders' choice, so none is hashed on the event loop. Each file is opened under the same
+ * proof as every other holder read (it still holds the socket). The digests ride with the
+ * scan's value for the holder check to use.
+ */
+export async function readHolderDigests(scanOf: Outcome<HolderScanOf>): Promise<void> {
+  if (!scanOf.ok || scanOf.value.digests !== undefined) return;
+  const { end, scan } = scanOf.value;
+  // Set before any await: from here the holder check of this evaluation hashes nothing itself.
+  const digests = (scanOf.value.digests = new Map<string, Outcome<string>>());
+  const found = scan.ends.get(end.inode);
+  // A scan that cannot vouch for the holders is unknown before any holder is judged: nothing to hash.
+  if (found?.peer === undefined || scan.incomplete !== undefined || scan.unreadable.length > 0) return;
+  const { holders, heldAs } = holdersOf(found.peer, end.inode, scan);
+  // One digest per process (or thread) however many fds it holds the socket under.
+  const unique = new Map(holders.map((h) => [holderKey(h), h]));
+  await Promise.all([...unique].map(async ([key, h]) => digests.set(key, await executableDigestAsync(new HolderView(h, heldAs)))));
+}
+
+/**
  * Judges one connection on a finished scan. The program of each holder is read now,
  * after the scan, and the queue of our end last: bytes the peer wrote before a holder
  * exec'd the program are queued by the time that exec is visible.
  */
-function judge(peer: Peer, test: HolderTest, end: OurEnd, scan: HolderScan): HolderVerdict {
+function judge(peer: Peer, test: HolderTest, end: OurEnd, scan: HolderScan, digests: HolderScanOf['digests']): HolderVerdict {
   // Which scan decided: concurrent verifications share one.
   const scanInfo = { serial: scan.serial, thread: scan.threadId, startedAt: scan.startedAt, processes: scan.processes, fds: scan.fds };
   const found = scan.ends.get(end.inode);
@@ -82,17 +119,8 @@ function judge(peer: Peer, test: HolderTest, end: OurEnd, scan: HolderScan): Hol
       `cannot read the open files of process ${pidList(scan.unreadable)}, so the holders of the peer end cannot all be seen (strict mode needs root)`,
     );
 
-  let holders: Holder[] = ends.peerEnd === 0 ? [] : (scan.holders.get(ends.peerEnd) ?? []);
-  let heldAs = ends.peerEnd;
-  let listener: number | undefined;
-  if (holders.length === 0) {
-    // A connection still in a listener's accept queue goes to whoever accept()s on that listener.
-    listener = scan.listenerOf.get(ends.ours);
-    if (listener !== undefined) {
-      holders = scan.holders.get(listener) ?? [];
-      heldAs = listener;
-    } else if (ends.peerEnd === 0) return closed();
-  }
+  const { holders, heldAs, listener } = holdersOf(ends.peerEnd, ends.ours, scan);
+  if (holders.length === 0 && listener === undefined && ends.peerEnd === 0) return closed();
   if (holders.length === 0)
     return unknown(
       { scan: scanInfo, holders: [] },
@@ -106,7 +134,7 @@ function judge(peer: Peer, test: HolderTest, end: OurEnd, scan: HolderScan): Hol
   for (const h of holders) {
     // Every read of the holder is followed by a re-read of its fd: a holder that exited
     // must not be judged by whoever got its pid.
-    const c = test(new HolderView(h, heldAs));
+    const c = test(new HolderView(h, heldAs, digests));
     if (c.pass) verified.add(h.pid);
     else if (c.unknown) {
       vanished.push(h.pid);
@@ -188,11 +216,13 @@ export type HolderTest = (holder: AttributeSource) => Check;
 class HolderView implements AttributeSource {
   readonly #holder: Holder;
   readonly #heldAs: number;
+  readonly #digests: HolderScanOf['digests'];
   readonly #read = new Map<AttributeName, Outcome<unknown>>();
 
-  constructor(holder: Holder, heldAs: number) {
+  constructor(holder: Holder, heldAs: number, digests?: HolderScanOf['digests']) {
     this.#holder = holder;
     this.#heldAs = heldAs;
+    this.#digests = digests;
   }
 
   attempt<K extends AttributeName>(name: K): Outcome<AttributeTypes[K]>;
@@ -201,11 +231,15 @@ class HolderView implements AttributeSource {
     if (!isAttribute(name)) return no(`unknown attribute ${name}`);
     let r = this.#read.get(name);
     if (r === undefined) {
-      // Another holder's digest is made on this thread: bounded lower than the peer's own.
+      // The holders' digests were made off the event loop before the rules ran (apply());
+      // for applySync() they are made on this thread, bounded lower than the peer's own.
       r =
-        name === 'programDigest'
-          ? this.procRead((proc) => executableDigest(proc, MAX_HOLDER_DIGEST_BYTES))
-          : (ATTRIBUTES[name] as AttributeDef<unknown>).read(this);
+        name !== 'programDigest'
+          ? (ATTRIBUTES[name] as AttributeDef<unknown>).read(this)
+          : this.#digests !== undefined
+            ? (this.#digests.get(holderKey(this.#holder)) ??
+              no(`process ${this.#holder.pid} was not a holder when the holders were hashed`))
+            : this.procRead((proc) => executableDigest(proc, MAX_HOLDER_DIGEST_BYTES));
       this.#read.set(name, r);
     }
     return r;
@@ -229,7 +263,7 @@ class HolderView implements AttributeSource {
  */
 export function checkHolders(peer: Peer, test: HolderTest | readonly string[] | ProgramFiles, scan: Outcome<HolderScanOf>): HolderVerdict {
   if (!scan.ok) return unknown(undefined, scan.reason);
-  return judge(peer, typeof test === 'function' ? test : programTest(filesOf(test)), scan.value.end, scan.value.scan);
+  return judge(peer, typeof test === 'function' ? test : programTest(filesOf(test)), scan.value.end, scan.value.scan, scan.value.digests);
 }
 
 /** The program rule's holder test: the holder's executable is one of the files. */

@@ -7,7 +7,17 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  createReadStream,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { Policy, Result, type Decision } from '../../src/index.js';
@@ -71,7 +81,7 @@ async function attack(t: { after: (fn: () => unknown) => void }, body: string) {
   const socket = await acceptFrom(server, connector);
   childPid = await out;
   await waitForExe(connector.pid!, TRUSTED);
-  return { socket, connector, childPid };
+  return { socket, connector, childPid, path, server };
 }
 
 /** The pid the forked child prints (`child PID` on a line of its own). */
@@ -374,3 +384,63 @@ test('strict mode + noNewPrivs: a holder without no_new_privs is named', { skip:
   assert.equal(d.result, Result.NO_NEW_PRIVS, JSON.stringify(d.failures));
   assert.match(d.failures[0]!.message, new RegExp(`also held by process ${childPid}`));
 });
+
+// Another holder's executable is work the peer chooses too: its digest is made off the event
+// loop, like the peer's own, and bounded by the same cap.
+test(
+  'strict mode + programDigest: a holder running a large executable is hashed off the event loop, a concurrent verification is answered first',
+  { skip: needRoot() || needCommand('busybox') },
+  async (t) => {
+    const dir = tempDir();
+    t.after(() => dir.cleanup());
+    // A static binary padded (sparse) to 200 MiB: it still runs.
+    const big = dir.path('busybox-big');
+    copyFileSync(realpathSync(spawnSync('sh', ['-c', 'command -v busybox'], { encoding: 'utf8' }).stdout.trim()), big);
+    truncateSync(big, 200 * 1024 * 1024);
+    chmodSync(big, 0o755);
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(big)) hash.update(chunk as Buffer);
+    const bigDigest = hash.digest('hex');
+    const child = `
+print('child', os.getpid(), flush=True)
+os.write(w, b'r')
+os.set_inheritable(s.fileno(), True)
+os.execv(${JSON.stringify(big)}, ['sleep', '60'])`;
+    const { socket, childPid, path, server } = await attack(t, forkThenExec(child));
+    await waitForExe(childPid, big);
+    const legit = pythonPeer(path);
+    t.after(() => reap(legit));
+    const other = await acceptFrom(server, legit);
+
+    const order: string[] = [];
+    let settled = false;
+    const slow = new Policy({ strict: true })
+      .programDigest([sleepDigest(), bigDigest])
+      .apply(socket)
+      .then((d) => ((settled = true), order.push('strict'), d));
+    // The legitimate verification starts while the holder's file is being hashed: the file is
+    // open in this process then (its fd handed to the digest thread), and this loop still turns.
+    const hashing = (): boolean =>
+      readdirSync('/proc/self/fd').some((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === big;
+        } catch {
+          return false;
+        }
+      });
+    while (!settled && !hashing()) await new Promise(setImmediate);
+    assert.equal(settled, false, "the event loop must turn while the holder's executable is hashed");
+    const fast = new Policy()
+      .uid(process.getuid!())
+      .apply(other)
+      .then((d) => (order.push('uid'), d));
+    const [d1, d2] = await Promise.all([slow, fast]);
+    assert.equal(d1.allowed, true, JSON.stringify(d1.failures));
+    assert.equal(d2.allowed, true, JSON.stringify(d2.failures));
+    assert.deepEqual(order, ['uid', 'strict'], 'the uid check must not wait for the holders to be hashed');
+    // A holder running a program outside the list is still named.
+    const d = await new Policy({ strict: true }).programDigest(sleepDigest()).apply(socket);
+    assert.equal(d.result, Result.PROGRAM_DIGEST, JSON.stringify(d.failures));
+    assert.match(d.failures[0]!.message, new RegExp(`also held by process ${childPid} \\(${big}`));
+  },
+);
