@@ -1,0 +1,44 @@
+/**
+ * The rules for one request: the first rule whose `who` matches the peer decides, its
+ * deny patterns before its allow patterns; no rule for the peer is a denial.
+ */
+import type net from 'node:net';
+import { knownPeer } from '../policy/policy.js';
+import type { Conn, Verdict } from './context.js';
+import type { GatewayRule } from './policy.js';
+
+/** Whether rule `i`'s `who` matches the connection's peer (cached per connection; Docker names expire). */
+export function whoMatches(conn: Conn, i: number, rule: GatewayRule, now: number): boolean {
+  if (rule.who === undefined) return true;
+  const cached = conn.who[i];
+  if (cached !== undefined && (!rule.dockerNames || now < conn.whoUntil[i]!)) return cached;
+  let matched: boolean;
+  try {
+    // An unknown attribute throws: it never matches, whatever `not` or `anyOf` around it says.
+    matched = rule.who.applySync(null as unknown as net.Socket, { [knownPeer]: conn.peer } as object).allowed;
+  } catch {
+    matched = false;
+  }
+  conn.who[i] = matched;
+  if (rule.dockerNames) conn.whoUntil[i] = now + conn.gw.cacheMs;
+  return matched;
+}
+
+/** The verdict on `method path` (the canonical, profile-matched path) from the connection's peer. */
+export function decide(conn: Conn, method: string, path: string): Verdict {
+  const now = conn.gw.needsNames ? Date.now() : 0;
+  const rules = conn.gw.policy.rules;
+  for (let i = 0; i < rules.length; i++) {
+    const rule = rules[i]!;
+    if (!whoMatches(conn, i, rule, now)) continue;
+    for (const p of rule.deny) {
+      if ((p.method === '*' || p.method === method) && p.test(path))
+        return { rule, allowed: false, pattern: p, why: `${method} ${path} is denied by "${p.source}"` };
+    }
+    for (const p of rule.allow) {
+      if ((p.method === '*' || p.method === method) && p.test(path)) return { rule, allowed: true, pattern: p, why: '' };
+    }
+    return { rule, allowed: false, pattern: undefined, why: `${method} ${path} is not allowed` };
+  }
+  return { rule: undefined, allowed: false, pattern: undefined, why: 'no rule matches this peer' };
+}

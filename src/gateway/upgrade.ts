@@ -1,0 +1,119 @@
+/**
+ * Upgrades (docker attach, exec start): decided like any request, then sent upstream on a
+ * connection of their own (never pooled) and spliced both ways once the upstream says 101.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { allowedReason, denial, entry, rawReply, type Conn } from './context.js';
+import { decide } from './decide.js';
+import { dockerEndpoint } from './docker.js';
+import { forwardHeaders, responseHeaders } from './headers.js';
+import { canonicalTarget, dockerPath } from './path.js';
+
+/** Handles an upgrade request on a socket http has handed over. */
+export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, conn: Conn): void {
+  const gw = conn.gw;
+  const log = gw.log;
+  const audit = gw.audit;
+  const method = req.method!;
+  socket.setTimeout(0);
+  const t = canonicalTarget(req.url!);
+  if ('error' in t) {
+    log?.(entry(conn, method, req.url!, undefined, t.error, false, 400));
+    return rawReply(socket, 400, 'Bad Request', `secpolicy: bad request: ${t.error}`);
+  }
+  const m = gw.docker ? dockerPath(t) : t;
+  const verdict = decide(conn, method, m.path);
+  if (gw.docker && verdict.allowed && verdict.rule!.docker && dockerEndpoint(method, m.segments) !== undefined) {
+    // An inspected endpoint is never hijacked: its body must be read as a body.
+    verdict.allowed = false;
+    verdict.why = `${method} ${m.path} cannot be sent as an upgrade`;
+  }
+  const chunked = req.headers['transfer-encoding'] !== undefined;
+  const length = Number(req.headers['content-length'] ?? 0);
+  if (verdict.allowed && (chunked || length > gw.policy.maxBodyBytes)) {
+    log?.(entry(conn, method, t.path, verdict, 'an upgrade request with a chunked or oversized body', false, 400));
+    return rawReply(socket, 400, 'Bad Request', 'secpolicy: bad request: an upgrade request may carry only a small Content-Length body');
+  }
+  if (!verdict.allowed) {
+    log?.(entry(conn, method, t.path, verdict, verdict.why, audit, audit ? undefined : 403));
+    if (!audit) return rawReply(socket, 403, 'Forbidden', denial(verdict));
+  } else {
+    log?.(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
+  }
+  conn.upgraded = true;
+  // The request body (exec start's JSON) is sent as the body; anything after it is stream data.
+  // Node 26's parser keeps an upgrade request's body in `req` (older ones leave it in `head`).
+  const parsed: Buffer[] = [];
+  for (let chunk: Buffer | null; (chunk = req.read() as Buffer | null) !== null;) parsed.push(chunk);
+  let pending = parsed.length ? Buffer.concat([...parsed, head]) : head;
+  const collect = (done: (body: Buffer) => void): void => {
+    if (pending.length >= length) return done(pending);
+    const onData = (chunk: Buffer): void => {
+      pending = Buffer.concat([pending, chunk]);
+      if (pending.length >= length) {
+        socket.off('data', onData);
+        req.off('data', onData);
+        socket.pause();
+        done(pending);
+      }
+    };
+    if (!req.complete) req.on('data', onData);
+    socket.on('data', onData);
+  };
+  collect((all) => {
+    try {
+      const body = all.subarray(0, length);
+      const rest = all.subarray(length);
+      const path = t.forward + t.query;
+      const headers = forwardHeaders(req, conn, verdict, method, path, true);
+      if (length > 0 || (method !== 'GET' && method !== 'HEAD')) headers.push('Content-Length', String(length));
+      const up = http.request({
+        createConnection: () => net.createConnection({ path: gw.target, allowHalfOpen: true }),
+        method,
+        path,
+        headers,
+        setHost: false,
+      } as http.RequestOptions);
+      const fail = (): void => {
+        socket.destroy();
+        up.destroy();
+      };
+      socket.on('error', fail);
+      up.on('error', (error) => {
+        if (socket.writable)
+          rawReply(
+            socket,
+            502,
+            'Bad Gateway',
+            `secpolicy: the upstream is unavailable (${(error as NodeJS.ErrnoException).code ?? error.message})`,
+          );
+      });
+      up.on('response', (ures) => {
+        // No upgrade: relay the answer and close; the client's stream never reaches the upstream.
+        let headText = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage}\r\n`;
+        const h = responseHeaders(ures.rawHeaders, gw.closing);
+        for (let i = 0; i < h.length; i += 2) headText += `${h[i]}: ${h[i + 1]}\r\n`;
+        socket.write(headText + 'Connection: close\r\n\r\n');
+        ures.pipe(socket);
+      });
+      up.on('upgrade', (ures, upstream, upstreamHead) => {
+        let headText = `HTTP/1.1 101 ${ures.statusMessage}\r\n`;
+        const raw = ures.rawHeaders;
+        for (let i = 0; i < raw.length; i += 2) headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
+        socket.write(headText + '\r\n');
+        if (upstreamHead.length) socket.write(upstreamHead);
+        if (rest.length) upstream.write(rest);
+        upstream.on('error', fail);
+        socket.off('error', fail);
+        socket.on('error', fail);
+        socket.pipe(upstream);
+        upstream.pipe(socket);
+        socket.resume();
+      });
+      up.end(body);
+    } catch {
+      socket.destroy();
+    }
+  });
+}
