@@ -1,6 +1,7 @@
 /**
  * The rules for one request: the first rule whose `who` matches the peer decides, its
- * deny patterns before its allow patterns; no rule for the peer is a denial.
+ * deny patterns before its allow patterns; no rule for the peer is a denial. HEAD follows
+ * GET: a HEAD is a GET without the body, so a deny pattern for GET denies HEAD too.
  */
 import type net from 'node:net';
 import { knownPeer } from '../policy/policy.js';
@@ -32,7 +33,7 @@ export function decide(conn: Conn, method: string, path: string): Verdict {
     const rule = rules[i]!;
     if (!whoMatches(conn, i, rule, now)) continue;
     for (const p of rule.deny) {
-      if ((p.method === '*' || p.method === method) && p.test(path))
+      if ((p.method === '*' || p.method === method || (p.method === 'GET' && method === 'HEAD')) && p.test(path))
         return { rule, allowed: false, pattern: p, why: `${method} ${path} is denied by "${p.source}"` };
     }
     for (const p of rule.allow) {

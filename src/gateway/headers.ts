@@ -34,9 +34,17 @@ function connectionListed(value: string | undefined): Set<string> | undefined {
   return new Set(v.split(',').map((s) => s.trim()));
 }
 
-/** Whether a lower-case header name is one of the gateway's own. */
+/**
+ * Whether a lower-case header name is one of the gateway's own under some spelling: CGI
+ * and WSGI servers turn `-` into `_` (`X_Secpolicy_Uid` and `X-Secpolicy-Uid` are both
+ * HTTP_X_SECPOLICY_UID to them), so the name is compared with every `-` and `_` left out.
+ */
 function isIdentityHeader(lower: string): boolean {
-  return lower.startsWith('x-secpolicy-');
+  if (lower.startsWith('x-secpolicy-')) return true;
+  const c = lower.charCodeAt(0);
+  // Only a name that begins with x or with a separator can be one.
+  if (c !== 0x78 && c !== 0x5f && c !== 0x2d) return false;
+  return lower.replace(/[-_]/g, '').startsWith('xsecpolicy');
 }
 
 /** The request headers to forward: hop-by-hop and client X-Secpolicy-* removed, identity added. */

@@ -49,13 +49,32 @@ export function logPeer(peer: Peer): LogPeer {
 /** A peer's JSON, made once: the gateway keeps one LogPeer per connection. */
 const peerJson = new WeakMap<LogPeer, string>();
 
-/** One log line: exactly `JSON.stringify(entry) + '\n'`, with the peer part serialised once per connection. */
+/**
+ * Characters JSON.stringify leaves raw that end or hide a line for some reader of the
+ * log: DEL and the C1 controls (U+0085 is a line end to some tools, U+009B a terminal
+ * escape) and U+2028/U+2029 (line ends to JavaScript and to many editors).
+ */
+const RAW_CONTROLS = /[\u007f-\u009f\u2028\u2029]/g;
+
+function escapeControl(c: string): string {
+  return '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0');
+}
+
+/** JSON text with every control character escaped (JSON.stringify already escapes C0). */
+function json(value: unknown): string {
+  return JSON.stringify(value).replace(RAW_CONTROLS, escapeControl);
+}
+
+/**
+ * One log line: `JSON.stringify(entry) + '\n'` with the characters above escaped too (it
+ * parses back to the same entry), the peer part serialised once per connection.
+ */
 export function logLine(e: GatewayLogEntry): string {
   let peer = peerJson.get(e.peer);
-  if (peer === undefined) peerJson.set(e.peer, (peer = JSON.stringify(e.peer)));
+  if (peer === undefined) peerJson.set(e.peer, (peer = json(e.peer)));
   return (
-    `{"time":${JSON.stringify(e.time)},"peer":${peer},"method":${JSON.stringify(e.method)},"path":${JSON.stringify(e.path)}` +
-    `,"rule":${JSON.stringify(e.rule)},"allowed":${e.allowed},"reason":${JSON.stringify(e.reason)},"mode":${JSON.stringify(e.mode)}` +
+    `{"time":${JSON.stringify(e.time)},"peer":${peer},"method":${json(e.method)},"path":${json(e.path)}` +
+    `,"rule":${json(e.rule)},"allowed":${e.allowed},"reason":${json(e.reason)},"mode":${JSON.stringify(e.mode)}` +
     `,"forwarded":${e.forwarded}${e.status === undefined ? '' : `,"status":${e.status}`}}\n`
   );
 }
