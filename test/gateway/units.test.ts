@@ -194,7 +194,7 @@ test('gateway policy documents: unknown keys and bad values name the field and l
   assert.equal(p.maxBodyBytes, 1024 * 1024);
 });
 
-test('decision log lines are exactly JSON.stringify of the entry; a file sink keeps order and close() writes what is queued', async () => {
+test('decision log lines are JSON.stringify of the entry with DEL, C1, U+2028 and U+2029 escaped too; a file sink keeps order and close() writes what is queued', async () => {
   const { logLine, logSink } = await import('../../src/gateway/log.js');
   const { readFileSync } = await import('node:fs');
   const { tempDir } = await import('../helpers/index.js');
@@ -224,9 +224,15 @@ test('decision log lines are exactly JSON.stringify of the entry; a file sink ke
       status: 403,
     },
   ];
-  for (const e of entries) assert.equal(logLine(e), JSON.stringify(e) + '\n');
+  const escaped = (e: object): string =>
+    JSON.stringify(e).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n';
+  for (const e of entries) {
+    assert.equal(logLine(e), escaped(e));
+    assert.deepEqual(JSON.parse(logLine(e)), e);
+  }
+  assert.match(logLine(entries[0]!), /"path":"\/a\\u2028\\"\\\\"/);
   // The peer part is cached per LogPeer object: the same object gives the same text.
-  assert.equal(logLine(entries[0]!), JSON.stringify(entries[0]) + '\n');
+  assert.equal(logLine(entries[0]!), escaped(entries[0]!));
   const tmp = tempDir('secpolicy-log-');
   try {
     const sink = logSink(tmp.path('d.log'))!;
