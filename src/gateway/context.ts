@@ -33,6 +33,8 @@ export interface Gateway {
   readonly needsNames: boolean;
   /** Open client connections. */
   readonly sockets: Set<net.Socket>;
+  /** Open client connections per uid, for `limits.connectionsPerUid`. */
+  readonly perUid: Map<number, number>;
   /** closeGateway() was called. */
   closing: boolean;
   /** Called once the last connection is gone while closing. */
@@ -101,12 +103,28 @@ export function reply(gw: Gateway, res: http.ServerResponse, status: number, mes
   res.writeHead(status, headers).end(body);
 }
 
-/** The gateway's own answer on a socket http has handed over (upgrade, CONNECT, a parse error); the socket is ended. */
+/**
+ * The gateway's own answer on a socket http has handed over (upgrade, CONNECT, a parse
+ * error, a refused connection), then the socket closed: the peer's side is not waited
+ * for, and a peer that does not read is cut after {@link LINGER_MS}.
+ */
 export function rawReply(socket: net.Socket, status: number, text: string, message: string): void {
   const body = JSON.stringify({ message });
   socket.end(
     `HTTP/1.1 ${status} ${text}\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
+  closeSoon(socket);
+}
+
+/** How long a closing connection may take to flush what the gateway wrote, in ms. */
+export const LINGER_MS = 2000;
+
+/** Closes a socket once what was written to it is flushed, and after {@link LINGER_MS} whatever the peer does. */
+export function closeSoon(socket: net.Socket): void {
+  if (socket.destroyed) return;
+  if (socket.writableFinished) return void socket.destroy();
+  socket.once('finish', () => socket.destroy());
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }
 
 /** The message of a denial. */

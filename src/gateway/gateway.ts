@@ -85,15 +85,26 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     cacheMs,
     needsNames: policy.rules.some((r) => r.dockerNames),
     sockets: new Set(),
+    perUid: new Map(),
     closing: false,
   };
+  const limits = policy.limits;
   const conns = new WeakMap<net.Socket, Conn>();
   const needsNames = gw.needsNames;
 
   // ---- the servers -------------------------------------------------------------------
 
+  // Every connection is bounded: its head, its whole request, and its wait for the next
+  // one. http checks the first two every connectionsCheckingInterval, so that interval
+  // is kept well under the head's bound.
   const httpServer = http.createServer(
-    { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000, insecureHTTPParser: false },
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.idleTimeoutMs,
+      connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+      insecureHTTPParser: false,
+    },
     (req, res) => {
       const conn = conns.get(req.socket)!;
       track(res, conn);
@@ -133,7 +144,11 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     rawReply(socket, 400, 'Bad Request', 'secpolicy: bad request: CONNECT is not served');
   });
   httpServer.on('clientError', (error: NodeJS.ErrnoException, socket: net.Socket) => {
-    if (!socket.writable || error.code === 'ECONNRESET') return void socket.destroy();
+    // A response already under way (a body cut off after its answer began) cannot be followed by another.
+    const started = (socket as net.Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage?.headersSent === true;
+    if (!socket.writable || started || error.code === 'ECONNRESET') return void socket.destroy();
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+      return rawReply(socket, 408, 'Request Timeout', 'secpolicy: the request did not arrive in time');
     const large = error.code === 'HPE_HEADER_OVERFLOW';
     rawReply(
       socket,
@@ -169,9 +184,20 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
         }
         if (!allowed) log?.(entry(conn, null, null, undefined, `connect policy: ${why}`, true));
       }
+      const uid = peer.uid;
+      const open = gw.perUid.get(uid) ?? 0;
+      if (limits.connectionsPerUid !== undefined && open >= limits.connectionsPerUid) {
+        const why = `uid ${uid} has ${open} connections open, the most limits.connectionsPerUid allows`;
+        log?.(entry(conn, null, null, undefined, why, false, 503));
+        return rawReply(socket, 503, 'Service Unavailable', `secpolicy: ${why}`);
+      }
+      gw.perUid.set(uid, open + 1);
       conns.set(socket, conn);
       gw.sockets.add(socket);
       socket.once('close', () => {
+        const n = gw.perUid.get(uid)! - 1;
+        if (n === 0) gw.perUid.delete(uid);
+        else gw.perUid.set(uid, n);
         gw.sockets.delete(socket);
         if (gw.closing && gw.sockets.size === 0) gw.drained?.();
       });
@@ -201,6 +227,11 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     httpServer.close();
     throw e;
   }
+  // Out of descriptors, or a connection gone before it was accepted: that connection is
+  // lost, not the gateway.
+  server.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.syscall !== 'accept') throw e;
+  });
   return server;
 }
 

@@ -54,7 +54,32 @@ export interface GatewayPolicy {
   readonly forward: ForwardOptions;
   /** Largest request body read for inspection, in bytes (larger: 413). */
   readonly maxBodyBytes: number;
+  /** Bounds on what one connection, and one uid, may hold. */
+  readonly limits: GatewayLimits;
 }
+
+/** The `limits:` of a gateway policy: bounds on what a connection, and a uid, may hold. */
+export interface GatewayLimits {
+  /** Connections one uid may have open at once (more are answered 503 and closed); undefined: no cap. */
+  readonly connectionsPerUid: number | undefined;
+  /** Time to receive a request's head, in ms (then 408 and the connection closed). */
+  readonly headersTimeoutMs: number;
+  /** Time to receive a whole request, head and body, in ms (then 408 and the connection closed). */
+  readonly requestTimeoutMs: number;
+  /** How long a keep-alive connection may wait for its next request, in ms (then closed). */
+  readonly idleTimeoutMs: number;
+}
+
+/** Defaults of {@link GatewayLimits}. */
+export const DEFAULT_LIMITS: GatewayLimits = Object.freeze({
+  connectionsPerUid: undefined,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 300_000,
+  idleTimeoutMs: 30_000,
+});
+
+/** The largest time bound a policy may set: a day. */
+const MAX_TIMEOUT = 86_400_000;
 
 /** Default bound on an inspected body. */
 export const DEFAULT_MAX_BODY = 1024 * 1024;
@@ -85,7 +110,8 @@ export async function loadGatewayPolicy(file: string): Promise<GatewayPolicy> {
   return parseGatewayPolicy(await readPolicyText(file), { source: file });
 }
 
-const TOP = ['version', 'api', 'mode', 'connect', 'rules', 'forward', 'maxBodyBytes'];
+const TOP = ['version', 'api', 'mode', 'connect', 'rules', 'forward', 'maxBodyBytes', 'limits'];
+const LIMITS = ['connectionsPerUid', 'headersTimeoutMs', 'requestTimeoutMs', 'idleTimeoutMs'];
 const RULE = ['name', 'who', 'allow', 'deny', 'docker'];
 const FORWARD = ['identity', 'signKeyFile'];
 const DOCKER = ['privileged', 'hostNamespaces', 'capAdd', 'devices', 'binds'];
@@ -124,6 +150,7 @@ function build(doc: unknown, walk: Walk, source: string | undefined): GatewayPol
     return rule;
   });
   const forward = forwardOf(d.forward, walk, source);
+  const limits = limitsOf(d.limits, walk);
   const policy: GatewayPolicy = Object.freeze({
     version: 1,
     api,
@@ -132,9 +159,36 @@ function build(doc: unknown, walk: Walk, source: string | undefined): GatewayPol
     rules: Object.freeze(rules),
     forward,
     maxBodyBytes,
+    limits,
   });
   brand.add(policy);
   return policy;
+}
+
+function limitsOf(value: unknown, walk: Walk): GatewayLimits {
+  if (value === undefined) return DEFAULT_LIMITS;
+  const l = keysOf(value, ['limits'], walk, LIMITS, 'such as { connectionsPerUid: 64 }');
+  const bounded = (key: string, max: number, what: string): number | undefined => {
+    if (!(key in l)) return undefined;
+    const x = l[key];
+    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 1 || x > max)
+      walk.fail(['limits', key], `must be ${what} from 1 to ${max}. Received ${show(x)}`);
+    return x;
+  };
+  const ms = (key: keyof GatewayLimits): number => bounded(key, MAX_TIMEOUT, 'a whole number of ms') ?? (DEFAULT_LIMITS[key] as number);
+  const headersTimeoutMs = ms('headersTimeoutMs');
+  const requestTimeoutMs = ms('requestTimeoutMs');
+  if (headersTimeoutMs > requestTimeoutMs)
+    walk.fail(
+      ['limits', 'headersTimeoutMs' in l ? 'headersTimeoutMs' : 'requestTimeoutMs'],
+      `the head is part of the request: headersTimeoutMs (${headersTimeoutMs}) must not exceed requestTimeoutMs (${requestTimeoutMs})`,
+    );
+  return Object.freeze({
+    connectionsPerUid: bounded('connectionsPerUid', 1_000_000, 'a whole number of connections'),
+    headersTimeoutMs,
+    requestTimeoutMs,
+    idleTimeoutMs: ms('idleTimeoutMs'),
+  });
 }
 
 function forwardOf(value: unknown, walk: Walk, source: string | undefined): ForwardOptions {

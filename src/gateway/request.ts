@@ -23,7 +23,9 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, conn: Conn)
   const verdict = decide(conn, method, m.path);
   if (!verdict.allowed) {
     log?.(entry(conn, method, t.path, verdict, verdict.why, gw.audit, gw.audit ? undefined : 403));
-    if (!gw.audit) return reply(gw, res, 403, denial(verdict));
+    // A peer no rule admits has nothing more to ask: its connection is closed, not kept
+    // alive to drain whatever body it announced.
+    if (!gw.audit) return reply(gw, res, 403, denial(verdict), verdict.rule === undefined);
     return forward(req, res, conn, t, verdict);
   }
   const endpoint = gw.docker && verdict.rule!.docker ? dockerEndpoint(method, m.segments) : undefined;

@@ -49,19 +49,28 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
   let pending = parsed.length ? Buffer.concat([...parsed, head]) : head;
   const collect = (done: (body: Buffer) => void): void => {
     if (pending.length >= length) return done(pending);
+    // The body is bounded like any request's: a peer that announces more than it sends,
+    // and stops or goes away, is cut (the socket is its own now, http no longer times it).
+    const cut = (): void => void socket.destroy();
+    const timer = setTimeout(cut, gw.policy.limits.requestTimeoutMs);
     const onData = (chunk: Buffer): void => {
       pending = Buffer.concat([pending, chunk]);
       if (pending.length >= length) {
+        clearTimeout(timer);
         socket.off('data', onData);
+        socket.off('end', cut);
         req.off('data', onData);
         socket.pause();
         done(pending);
       }
     };
+    socket.once('end', cut);
+    socket.once('close', () => clearTimeout(timer));
     if (!req.complete) req.on('data', onData);
     socket.on('data', onData);
   };
   collect((all) => {
+    if (socket.destroyed) return;
     try {
       const body = all.subarray(0, length);
       const rest = all.subarray(length);
@@ -75,11 +84,16 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
         headers,
         setHost: false,
       } as http.RequestOptions);
+      // Both sides go together: when either closes or fails, or once the gateway has
+      // ended its side to the client (an answer relayed, or the upstream's stream over)
+      // and flushed it, the client and the upstream connection are closed.
       const fail = (): void => {
         socket.destroy();
         up.destroy();
       };
       socket.on('error', fail);
+      socket.once('close', fail);
+      socket.once('finish', fail);
       up.on('error', (error) => {
         if (socket.writable)
           rawReply(
@@ -88,6 +102,7 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
             'Bad Gateway',
             `secpolicy: the upstream is unavailable (${(error as NodeJS.ErrnoException).code ?? error.message})`,
           );
+        else socket.destroy();
       });
       up.on('response', (ures) => {
         // No upgrade: relay the answer and close; the client's stream never reaches the upstream.
@@ -95,6 +110,7 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
         const h = responseHeaders(ures.rawHeaders, gw.closing);
         for (let i = 0; i < h.length; i += 2) headText += `${h[i]}: ${h[i + 1]}\r\n`;
         socket.write(headText + 'Connection: close\r\n\r\n');
+        ures.on('error', fail);
         ures.pipe(socket);
       });
       up.on('upgrade', (ures, upstream, upstreamHead) => {
@@ -104,9 +120,18 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
         socket.write(headText + '\r\n');
         if (upstreamHead.length) socket.write(upstreamHead);
         if (rest.length) upstream.write(rest);
-        upstream.on('error', fail);
-        socket.off('error', fail);
-        socket.on('error', fail);
+        const both = (): void => {
+          socket.destroy();
+          upstream.destroy();
+        };
+        upstream.on('error', both);
+        upstream.once('close', both);
+        socket.off('error', fail).off('close', fail).off('finish', fail);
+        socket.on('error', both);
+        socket.once('close', both);
+        // The client ending its input is a half-close passed on (attach: stdin closed, output goes on);
+        // the upstream ending its output ends the stream: once flushed to the client, both close.
+        socket.once('finish', both);
         socket.pipe(upstream);
         upstream.pipe(socket);
         socket.resume();

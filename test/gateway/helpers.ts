@@ -51,7 +51,12 @@ export async function upstream(t: TestContext, path: string, options: UpstreamOp
     });
   });
   server.on('connection', (s: net.Socket) => s.on('data', (d: Buffer) => raw.push(d)));
+  // Upgraded streams are not the http server's any more: closed here when the test ends.
+  const streams = new Set<net.Socket>();
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    streams.add(socket);
+    socket.once('close', () => streams.delete(socket));
+    socket.on('error', () => socket.destroy());
     received.push({ method: req.method!, url: req.url!, rawHeaders: req.rawHeaders, headers: req.headers, body: head });
     if (!req.url!.includes('/attach')) {
       socket.end('HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}');
@@ -65,8 +70,11 @@ export async function upstream(t: TestContext, path: string, options: UpstreamOp
   (server as http.Server & { allowHalfOpen?: boolean }).allowHalfOpen = true;
   server.listen(path);
   await once(server, 'listening');
-  t.after(() => closeServer(server));
-  return { server, received, raw: () => Buffer.concat(raw).toString('latin1') };
+  t.after(() => {
+    for (const s of streams) s.destroy();
+    return closeServer(server);
+  });
+  return { server, streams, received, raw: () => Buffer.concat(raw).toString('latin1') };
 }
 
 /** A gateway in this process in front of a recording upstream, in a fresh directory. */

@@ -57,6 +57,12 @@ export function registerGateway(program: Command): void {
       daemon.ready(`forwarding to ${flags.to}: ${what}`);
       const signal = await stopSignal();
       daemon.stopping();
+      // Whatever is still open a second after the grace period (closeGateway cuts it all
+      // at the end of the grace period), the process ends.
+      setTimeout(() => {
+        say('stopped: cut what was still open');
+        process.exit(0);
+      }, flags.grace + 1000).unref();
       const closing = closeGateway(server, { grace: flags.grace });
       say(`${signal}: no new connections; requests in progress have ${flags.grace} ms to finish`);
       await closing;
