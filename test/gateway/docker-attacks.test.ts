@@ -1,0 +1,210 @@
+/**
+ * Ways to host root through a Docker gateway that only checks the fields it knows to be
+ * dangerous, each tried by a restricted user (setpriv, curl) through the `secpolicy
+ * gateway` CLI against a real dockerd: host-config fields at the top level of a create
+ * body, a start body under an old API version, local-volume options that bind the host's
+ * `/` (in a create body, and through a volume created behind the gateway's back), a
+ * symlink planted under an allowed bind after the create was checked, an inline seccomp
+ * profile and `SecurityOpt: ["disable"]`. Each must be refused, and the daemon, asked
+ * directly, must show that nothing ran with the forbidden setting.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { IMAGE, startDockerd, startGateway, type GatewayProcess } from '../helpers/dockerd.js';
+import { needCommand, run, type RunAs } from '../helpers/index.js';
+
+const daemon = await startDockerd();
+const skip = daemon.skip || needCommand('setpriv', 'curl');
+
+/** The restricted user: may create and run containers whose binds stay under `ok/`. */
+const USER: RunAs = { uid: 1, gid: 1 };
+
+let gateway: GatewayProcess;
+let ok: string;
+
+before(async () => {
+  if (skip) return;
+  mkdirSync(join(daemon.dir, 'gw'), { mode: 0o755 });
+  ok = join(daemon.dir, 'ok');
+  mkdirSync(join(ok, 'work'), { recursive: true, mode: 0o755 });
+  const policy = join(daemon.dir, 'gateway.yaml');
+  writeFileSync(
+    policy,
+    `version: 1
+api: docker
+rules:
+  - name: limited
+    who: { uid: 1 }
+    allow: ["GET /**", "HEAD /**", "POST /containers/create", "POST /containers/*/start", "POST /containers/*/exec",
+            "POST /exec/*/start", "POST /volumes/create", "POST /containers/*/wait", "DELETE /containers/*"]
+    docker: { privileged: false, hostNamespaces: false, capAdd: [], devices: false, binds: ["${ok}/**"] }
+`,
+  );
+  gateway = await startGateway({ socket: join(daemon.dir, 'gw', 'gw.sock'), target: daemon.socket, policy, extra: ['--mode', '0666'] });
+});
+
+after(async () => {
+  await gateway?.stop();
+  await daemon.stop();
+});
+
+/** A request through the gateway as the restricted user. */
+async function asUser(method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
+  const data = body === undefined ? [] : ['-H', 'Content-Type: application/json', '--data-binary', body];
+  const r = await run(
+    'curl',
+    ['-sS', '--path-as-is', '--unix-socket', gateway.socket, '-X', method, '-w', '\n%{http_code}', ...data, `http://docker${path}`],
+    { as: USER },
+  ).output();
+  const at = r.stdout.lastIndexOf('\n');
+  return { status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, at) + r.stderr };
+}
+
+/** The daemon's own view of a container (direct socket). */
+async function inspect(name: string): Promise<{
+  State: { Running: boolean; StartedAt: string };
+  HostConfig: Record<string, unknown>;
+  Mounts: Array<{ Type: string; Source: string; Name?: string }>;
+}> {
+  const r = await daemon.api('GET', `/containers/${name}/json`);
+  assert.equal(r.status, 200, r.body);
+  return JSON.parse(r.body);
+}
+
+const NEVER_STARTED = '0001-01-01T00:00:00Z';
+
+function assertRefused(what: string, r: { status: number; body: string }): void {
+  assert.ok(r.status === 403 || r.status === 400, `${what}: status ${r.status} ${r.body}`);
+  assert.match(r.body, /secpolicy: /, what);
+}
+
+test('host-config fields at the top level of a create body are read as dockerd reads them, and refused', { skip }, async () => {
+  const body = JSON.stringify({
+    Image: IMAGE,
+    Cmd: ['true'],
+    Binds: ['/:/host'],
+    CapAdd: ['SYS_ADMIN'],
+    PidMode: 'host',
+    Privileged: true,
+  });
+  assertRefused('top-level host config', await asUser('POST', '/v1.41/containers/create?name=toplevel', body));
+  assert.ok(!(await daemon.containerNames()).includes('toplevel'), 'the daemon created the container');
+  // Lower case and unversioned: the same fields, as Go's case folding finds them.
+  const lower = `{"image":"${IMAGE}","binds":["/:/host"],"privileged":true}`;
+  assertRefused('top-level host config, lower case', await asUser('POST', '/containers/create?name=toplevel2', lower));
+  assert.ok(!(await daemon.containerNames()).includes('toplevel2'), 'the daemon created the container');
+});
+
+test('a body on POST /v1.23/containers/{id}/start (a new host config to dockerd) is refused', { skip }, async () => {
+  const created = await asUser('POST', '/v1.41/containers/create?name=clean', JSON.stringify({ Image: IMAGE, Cmd: ['sleep', '30'] }));
+  assert.equal(created.status, 201, created.body);
+  for (const prefix of ['/v1.23', '/v1.41', '']) {
+    const r = await asUser('POST', `${prefix}/containers/clean/start`, JSON.stringify({ Binds: ['/:/host'], PidMode: 'host' }));
+    assertRefused(`start body at ${prefix || 'no prefix'}`, r);
+  }
+  const c = await inspect('clean');
+  assert.equal(c.State.StartedAt, NEVER_STARTED, 'the container was started');
+  assert.deepEqual(c.HostConfig.Binds ?? null, null, 'the start body replaced the host config');
+  assert.equal(c.HostConfig.PidMode, '');
+});
+
+test('a tmpfs local volume with o=bind,device=/ is a bind of the host /: refused in Mounts and in volumes/create', { skip }, async () => {
+  const mounts = {
+    Image: IMAGE,
+    Cmd: ['cat', '/x/etc/shadow'],
+    HostConfig: {
+      Mounts: [
+        {
+          Type: 'volume',
+          Target: '/x',
+          VolumeOptions: { DriverConfig: { Name: 'local', Options: { type: 'tmpfs', o: 'bind', device: '/' } } },
+        },
+      ],
+    },
+  };
+  assertRefused('Mounts with a binding volume', await asUser('POST', '/v1.41/containers/create?name=tmpfsbind', JSON.stringify(mounts)));
+  assert.ok(!(await daemon.containerNames()).includes('tmpfsbind'), 'the daemon created the container');
+  for (const o of ['bind', 'rw,BIND', 'rbind,ro']) {
+    const vol = { Name: `hostroot-${o.replace(/\W/g, '')}`, Driver: 'local', DriverOpts: { type: 'tmpfs', o, device: '/' } };
+    assertRefused(`volumes/create with o=${o}`, await asUser('POST', '/v1.41/volumes/create', JSON.stringify(vol)));
+    assert.equal((await daemon.api('GET', `/volumes/${vol.Name}`)).status, 404, `the daemon created ${vol.Name}`);
+  }
+});
+
+test("a binding volume made behind the gateway and named in Binds: the start is refused from dockerd's own inspect", { skip }, async () => {
+  // Made directly (as an administrator or an earlier policy might have): the body of the create names only "hostroot".
+  const made = await daemon.api('POST', '/volumes/create', {
+    Name: 'hostroot',
+    Driver: 'local',
+    DriverOpts: { type: 'tmpfs', o: 'bind', device: '/' },
+  });
+  assert.equal(made.status, 201, made.body);
+  const created = await asUser(
+    'POST',
+    '/v1.41/containers/create?name=viavolume',
+    JSON.stringify({ Image: IMAGE, Cmd: ['cat', '/x/etc/shadow'], HostConfig: { Binds: ['hostroot:/x:ro'] } }),
+  );
+  assert.equal(created.status, 201, created.body);
+  assertRefused('start of a container mounting a binding volume', await asUser('POST', '/v1.41/containers/viavolume/start'));
+  assert.equal((await inspect('viavolume')).State.StartedAt, NEVER_STARTED, 'the container was started');
+});
+
+test(
+  'a symlink planted under an allowed bind after the create: no container may write the tree, and the start is refused',
+  { skip },
+  async () => {
+    const link = join(ok, 'work', 'link');
+    rmSync(link, { force: true, recursive: true });
+    const x = await asUser(
+      'POST',
+      '/v1.41/containers/create?name=victim',
+      JSON.stringify({ Image: IMAGE, Cmd: ['ls', '/x/etc'], HostConfig: { Binds: [`${link}:/x:ro`] } }),
+    );
+    assert.equal(x.status, 201, x.body);
+    // A second allowed container, root inside, with the tree bound read-write, would plant the link.
+    const planter = await asUser(
+      'POST',
+      '/v1.41/containers/create?name=planter',
+      JSON.stringify({ Image: IMAGE, Cmd: ['ln', '-s', '/', '/w/link'], HostConfig: { Binds: [`${ok}/work:/w`] } }),
+    );
+    assertRefused('a read-write bind of the allowed tree', planter);
+    assert.ok(!(await daemon.containerNames()).includes('planter'), 'the daemon created the planter');
+    // Planted anyway (by whoever can write the tree on the host): the start is refused.
+    symlinkSync('/', link);
+    try {
+      assertRefused('start with a symlink below the allowed root', await asUser('POST', '/v1.41/containers/victim/start'));
+      assert.equal((await inspect('victim')).State.StartedAt, NEVER_STARTED, 'the container was started with the host / mounted');
+    } finally {
+      rmSync(link, { force: true });
+    }
+  },
+);
+
+test(
+  'SecurityOpt: an inline seccomp profile, "disable", unconfined and label changes are refused; no-new-privileges passes',
+  { skip },
+  async () => {
+    const opts = [
+      'seccomp={"defaultAction":"SCMP_ACT_ALLOW"}',
+      'seccomp:{"defaultAction":"SCMP_ACT_ALLOW"}',
+      'disable',
+      'label=disable',
+      'label:type:spc_t',
+      'apparmor=unconfined',
+      'seccomp=unconfined',
+      'systempaths=unconfined',
+    ];
+    for (const [i, opt] of opts.entries()) {
+      const body = JSON.stringify({ Image: IMAGE, Cmd: ['true'], HostConfig: { SecurityOpt: [opt] } });
+      assertRefused(`SecurityOpt ${opt}`, await asUser('POST', `/v1.41/containers/create?name=secopt${i}`, body));
+      assert.ok(!(await daemon.containerNames()).includes(`secopt${i}`), `the daemon created a container with ${opt}`);
+    }
+    for (const [i, opt] of ['no-new-privileges', 'no-new-privileges:true', 'no-new-privileges=true'].entries()) {
+      const body = JSON.stringify({ Image: IMAGE, Cmd: ['true'], HostConfig: { SecurityOpt: [opt] } });
+      const r = await asUser('POST', `/v1.41/containers/create?name=nnp${i}`, body);
+      assert.equal(r.status, 201, `${opt}: ${r.body}`);
+    }
+  },
+);
