@@ -16,8 +16,9 @@ import { createServer } from '../net/index.js';
 import { listenAt, listenTarget } from '../systemd/listeners.js';
 import { knownPeer, Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
-import { dockerEndpoint, type DockerEndpoint } from './docker.js';
-import { GoJsonError } from './gojson.js';
+import type { Refusal } from './docker.js';
+import { upstreamGet } from './docker-effective.js';
+import { DockerProfile, type DockerRoute } from './docker-request.js';
 import { identityValues, sign } from './identity.js';
 import { logPeer, logSink, type GatewayLog, type GatewayLogEntry, type LogPeer, type LogSink } from './log.js';
 import { canonicalTarget, dockerPath, type CanonicalTarget } from './path.js';
@@ -162,6 +163,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   const conns = new WeakMap<net.Socket, Conn>();
   const resolver = new ContainerResolver(agent, target, cacheMs);
   const needsNames = policy.rules.some((r) => r.dockerNames);
+  const profile = docker ? new DockerProfile(upstreamGet(agent, target)) : undefined;
 
   const entry = (
     conn: Conn,
@@ -377,10 +379,11 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     t: CanonicalTarget,
     path: string,
     verdict: Verdict,
-    endpoint: DockerEndpoint,
+    route: DockerRoute & { refuse?: undefined },
   ): void => {
     const method = req.method!;
     const max = policy.maxBodyBytes;
+    const endpoint = route.label;
     const declared = req.headers['content-length'];
     const chunks: Buffer[] = [];
     let size = 0;
@@ -403,28 +406,36 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     };
     const onEnd = (): void => {
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-      let why: string | undefined;
-      let status = 403;
-      try {
-        why = verdict.rule!.docker!.check(endpoint, body);
-      } catch (e) {
-        // Fail closed: a body that cannot be checked is not forwarded.
-        why =
-          e instanceof GoJsonError
-            ? `the ${endpoint} body is refused: ${e.message}`
-            : `the ${endpoint} body cannot be checked: ${(e as Error)?.message}`;
-        status = e instanceof GoJsonError ? 400 : 403;
-      }
-      if (why === undefined) {
-        log?.(entry(conn, method, path, verdict, allowedReason(verdict), true));
-        return forward(req, res, conn, t, verdict, body);
-      }
-      log?.(entry(conn, method, path, { ...verdict, allowed: false }, why, audit, audit ? undefined : status));
-      if (audit) return forward(req, res, conn, t, verdict, body);
-      reply(res, status, `secpolicy: ${verdict.rule!.name}: ${why}`);
+      dockerCheck(route, verdict, body).then((refusal) => {
+        if (refusal === undefined) {
+          log?.(entry(conn, method, path, verdict, allowedReason(verdict), true));
+          return forward(req, res, conn, t, verdict, body);
+        }
+        log?.(entry(conn, method, path, { ...verdict, allowed: false }, refusal.why, audit, audit ? undefined : refusal.status));
+        if (audit) return forward(req, res, conn, t, verdict, body);
+        reply(res, refusal.status, `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);
+      }, onDockerError(res));
     };
     req.on('data', onData);
     req.on('end', onEnd);
+  };
+
+  /** The Docker profile's checks of a request that needs no more reading; fails closed. */
+  const dockerCheck = async (
+    route: DockerRoute & { refuse?: undefined },
+    verdict: Verdict,
+    body?: Buffer,
+  ): Promise<Refusal | undefined> => {
+    try {
+      return await profile!.check(route, verdict.rule!.docker!, body);
+    } catch (e) {
+      return { status: 403, why: `the request cannot be checked: ${(e as Error)?.message}` };
+    }
+  };
+
+  const onDockerError = (res: http.ServerResponse) => (e: unknown) => {
+    if (!res.headersSent) reply(res, 500, `secpolicy: internal error: ${(e as Error)?.message}`, true);
+    else res.destroy();
   };
 
   const handle = (req: http.IncomingMessage, res: http.ServerResponse, conn: Conn): void => {
@@ -441,8 +452,32 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       if (!audit) return reply(res, 403, denial(verdict));
       return forward(req, res, conn, t, verdict);
     }
-    const endpoint = docker && verdict.rule!.docker ? dockerEndpoint(method, m.segments) : undefined;
-    if (endpoint !== undefined) return inspect(req, res, conn, t, m.path, verdict, endpoint);
+    if (docker && verdict.rule!.docker) {
+      // A rule with docker limits: only what the Docker profile models goes through.
+      const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+      const route = profile!.route(method, t.segments, t.query, hasBody);
+      if (route.refuse) {
+        log?.(
+          entry(conn, method, t.path, { ...verdict, allowed: false }, route.refuse.why, audit, audit ? undefined : route.refuse.status),
+        );
+        if (!audit) return reply(res, route.refuse.status, `secpolicy: ${verdict.rule!.name}: ${route.refuse.why}`);
+        return forward(req, res, conn, t, verdict);
+      }
+      if (route.body) return inspect(req, res, conn, t, m.path, verdict, route);
+      req.pause();
+      dockerCheck(route, verdict).then((refusal) => {
+        req.resume();
+        if (refusal === undefined || audit) {
+          log?.(
+            entry(conn, method, t.path, refusal ? { ...verdict, allowed: false } : verdict, refusal?.why ?? allowedReason(verdict), true),
+          );
+          return forward(req, res, conn, t, verdict);
+        }
+        log?.(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
+        reply(res, refusal.status, `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);
+      }, onDockerError(res));
+      return;
+    }
     log?.(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
     forward(req, res, conn, t, verdict);
   };
@@ -485,13 +520,17 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     }
     const m = docker ? dockerPath(t) : t;
     const verdict = decide(conn, method, m.path);
-    if (docker && verdict.allowed && verdict.rule!.docker && dockerEndpoint(method, m.segments) !== undefined) {
-      // An inspected endpoint is never hijacked: its body must be read as a body.
-      verdict.allowed = false;
-      verdict.why = `${method} ${m.path} cannot be sent as an upgrade`;
-    }
     const chunked = req.headers['transfer-encoding'] !== undefined;
     const length = Number(req.headers['content-length'] ?? 0);
+    let route: (DockerRoute & { refuse?: undefined }) | undefined;
+    if (docker && verdict.allowed && verdict.rule!.docker) {
+      // A rule with docker limits: only the profile's streams are upgraded (attach, exec start), after its checks.
+      const r = profile!.route(method, t.segments, t.query, chunked || length > 0);
+      if (r.refuse || (r.endpoint.kind !== 'stream' && r.endpoint.body !== 'execStart')) {
+        verdict.allowed = false;
+        verdict.why = r.refuse ? r.refuse.why : `${method} ${m.path} cannot be sent as an upgrade`;
+      } else route = r;
+    }
     if (verdict.allowed && (chunked || length > policy.maxBodyBytes)) {
       log?.(entry(conn, method, t.path, verdict, 'an upgrade request with a chunked or oversized body', false, 400));
       return rawReply(socket, 400, 'Bad Request', 'secpolicy: bad request: an upgrade request may carry only a small Content-Length body');
@@ -522,9 +561,8 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       if (!req.complete) req.on('data', onData);
       socket.on('data', onData);
     };
-    collect((all) => {
+    const upgradeForward = (all: Buffer, body: Buffer): void => {
       try {
-        const body = all.subarray(0, length);
         const rest = all.subarray(length);
         const path = t.forward + t.query;
         const headers = forwardHeaders(req, conn, verdict, method, path, true);
@@ -576,6 +614,23 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       } catch {
         socket.destroy();
       }
+    };
+    collect((all) => {
+      const body = all.subarray(0, length);
+      if (route === undefined) return upgradeForward(all, body);
+      dockerCheck(route, verdict, body).then(
+        (refusal) => {
+          if (refusal === undefined || audit) return upgradeForward(all, body);
+          log?.(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
+          rawReply(
+            socket,
+            refusal.status,
+            refusal.status === 400 ? 'Bad Request' : refusal.status === 502 ? 'Bad Gateway' : 'Forbidden',
+            `secpolicy: ${verdict.rule!.name}: ${refusal.why}`,
+          );
+        },
+        () => socket.destroy(),
+      );
     });
   };
 
