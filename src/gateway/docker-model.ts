@@ -204,7 +204,8 @@ export const BODIES = {
     ...HOST_CONFIG,
   }),
   /** POST /containers/{id}/update: container.UpdateConfig. */
-  update: T.struct({ ...RESOURCES, RestartPolicy: safe(restartPolicy) }),
+  // The spec lists Init among Resources; the daemon's Resources has no such field (Init is HostConfig's).
+  update: T.struct({ ...RESOURCES, RestartPolicy: safe(restartPolicy), Init: ignored(B) }),
   /** POST /containers/{id}/exec: types.ExecConfig. */
   exec: safeStruct({
     User: S,
