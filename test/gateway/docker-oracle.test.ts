@@ -222,7 +222,7 @@ const request = fc.oneof(
     arbitrary: fc.record({
       kind: fc.constant('update' as const),
       prefix,
-      key: fc.constantFrom('Devices', 'BlkioWeightDevice', 'DeviceCgroupRules'),
+      key: fc.constantFrom('Devices', 'BlkioWeightDevice', 'DeviceCgroupRules', 'CpuShares'),
       spelling,
     }),
   },
@@ -280,11 +280,13 @@ test(
           await daemon.api('DELETE', `/containers/${id}?v=1&force=1`);
         } else if (r.kind === 'update') {
           const value =
-            r.key === 'DeviceCgroupRules'
-              ? '["a *:* rwm"]'
-              : r.key === 'Devices'
-                ? FORBIDDEN.find(([k]) => k === 'Devices')![1]
-                : '[{"Path":"/dev/null","Weight":100}]';
+            r.key === 'CpuShares'
+              ? '512'
+              : r.key === 'DeviceCgroupRules'
+                ? '["a *:* rwm"]'
+                : r.key === 'Devices'
+                  ? FORBIDDEN.find(([k]) => k === 'Devices')![1]
+                  : '[{"Path":"/dev/null","Weight":100}]';
           const res = await send('POST', `${r.prefix}/containers/${running}/update`, `{${spell(r.key, r.spelling)}:${value}}`);
           if (res.status === 200) (counts.forwarded++, counts.updates++);
           const c = await daemon.api('GET', `/containers/${running}/json`);
