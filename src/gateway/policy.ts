@@ -230,6 +230,8 @@ function securityOpt(value: unknown, at: FieldPath, walk: Walk): string[] {
   if (!Array.isArray(value)) walk.fail(at, `must be a list of security options. Received ${show(value)}`);
   return value.map((item, i) => {
     if (typeof item !== 'string' || item === '') walk.fail([...at, i], `must be a non-empty string. Received ${show(item)}`);
+    if (/unconfined|\{|^disable$|^label[=:]/i.test(item))
+      walk.fail([...at, i], `"${item}" removes confinement (unconfined, disable, a label change or an inline seccomp profile)`);
     return item;
   });
 }

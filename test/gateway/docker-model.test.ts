@@ -16,6 +16,7 @@ import { ENDPOINTS, findEndpoint } from '../../src/gateway/docker-endpoints.js';
 import { API_WINDOW, BODIES, HOST_CONFIG } from '../../src/gateway/docker-model.js';
 import { DockerProfile } from '../../src/gateway/docker-request.js';
 import { compareVersions, pathVersion } from '../../src/gateway/docker-version.js';
+import { parseGatewayPolicy } from '../../src/gateway/policy.js';
 import type { GoType } from '../../src/gateway/gojson.js';
 
 const SPEC = JSON.parse(readFileSync(fileURLToPath(new URL('../../../test/fixtures/docker-api-1.41.json', import.meta.url)), 'utf8')) as {
@@ -185,4 +186,28 @@ test('check: the API version window, for the request and for the daemon (a stub 
   const r = newer.route('GET', ['info'], '', false);
   assert.ok(!r.refuse);
   assert.match((await newer.check(r, checker, undefined))!.why, /the daemon's API version 1\.43 is outside/);
+});
+
+test('securityOpt: the rule lists exact options besides no-new-privileges; none that removes confinement loads', () => {
+  const load = (opts: string) =>
+    parseGatewayPolicy(`api: docker\nrules:\n  - who: {}\n    allow: ["POST /**"]\n    docker: { securityOpt: ${opts} }\n`, {
+      source: 'g.yaml',
+    });
+  assert.deepEqual(load('["apparmor=ci-profile"]').rules[0]!.dockerLimits!.securityOpt, ['apparmor=ci-profile']);
+  for (const bad of ['["seccomp=unconfined"]', '["disable"]', '["label=type:spc_t"]', '["seccomp={}"]', '"apparmor=x"', '[""]'])
+    assert.throws(() => load(bad), /securityOpt/, bad);
+  const checker = new DockerChecker({
+    privileged: false,
+    hostNamespaces: false,
+    capAdd: [],
+    devices: false,
+    binds: [],
+    securityOpt: ['apparmor=ci-profile'],
+  });
+  const body = (opts: string[]) =>
+    checker.checkBody('create', Buffer.from(JSON.stringify({ Image: 'x', HostConfig: { SecurityOpt: opts } })));
+  for (const ok of [['apparmor=ci-profile'], ['no-new-privileges'], ['no-new-privileges:true'], ['no-new-privileges=false']])
+    assert.equal(body(ok), undefined, ok[0]);
+  for (const bad of ['apparmor=other', 'APPARMOR=ci-profile', 'no-new-privileges=yes', 'disable', 'seccomp=unconfined'])
+    assert.match(body([bad])!.why, /SecurityOpt .* is not allowed/, bad);
 });
