@@ -464,9 +464,8 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
         return forward(req, res, conn, t, verdict);
       }
       if (route.body) return inspect(req, res, conn, t, m.path, verdict, route);
-      req.pause();
+      // The request's body (a stream endpoint's) stays unread until forward() pipes it.
       dockerCheck(route, verdict).then((refusal) => {
-        req.resume();
         if (refusal === undefined || audit) {
           log?.(
             entry(conn, method, t.path, refusal ? { ...verdict, allowed: false } : verdict, refusal?.why ?? allowedReason(verdict), true),
