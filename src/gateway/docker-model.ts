@@ -126,7 +126,7 @@ export const HOST_CONFIG: Record<string, GoType> = {
   ReadonlyRootfs: safe(B),
   SecurityOpt: check(strings, 'only no-new-privileges and the options the rule lists (securityOpt)'),
   StorageOpt: safe(stringMap),
-  Tmpfs: safe(stringMap),
+  Tmpfs: check(stringMap, 'tmpfs mount options that bind, move or remount (binds)'),
   UTSMode: check(S, 'host and container: namespaces (hostNamespaces)'),
   UsernsMode: check(S, 'the host user namespace (hostNamespaces)'),
   ShmSize: safe(N),

@@ -54,6 +54,7 @@ export const CHECKED_FIELDS = new Set([
   'UTSMode',
   'UsernsMode',
   'Runtime',
+  'Tmpfs',
   'Mounts',
   'Mounts.Type',
   'Mounts.Source',
@@ -228,6 +229,14 @@ export class DockerChecker {
       } else if (type !== 'tmpfs') {
         return `${at} of type ${JSON.stringify(type)} is not allowed with a binds limit`;
       }
+    }
+    for (const [target, options] of entries(hc.Tmpfs)) {
+      // The options reach the OCI runtime as mount flags: with bind the kernel ignores the type.
+      const flags = String(options)
+        .split(',')
+        .map((f) => f.trim().toLowerCase());
+      if (flags.some((f) => ['bind', 'rbind', 'move', 'remount'].includes(f) || /^r?(shared|slave)$/.test(f)))
+        return `${prefix}Tmpfs ${JSON.stringify(target)}: the options ${JSON.stringify(options)} are not a tmpfs mount`;
     }
     if (list(hc.VolumesFrom).length > 0) return `${prefix}VolumesFrom mounts another container's volumes and binds, and is not allowed`;
     const vd = str(hc.VolumeDriver);

@@ -211,3 +211,19 @@ test('securityOpt: the rule lists exact options besides no-new-privileges; none 
   for (const bad of ['apparmor=other', 'APPARMOR=ci-profile', 'no-new-privileges=yes', 'disable', 'seccomp=unconfined'])
     assert.match(body([bad])!.why, /SecurityOpt .* is not allowed/, bad);
 });
+
+test('Tmpfs options that bind, move or remount are refused with a binds limit; size and mode pass', () => {
+  const checker = new DockerChecker({
+    privileged: false,
+    hostNamespaces: false,
+    capAdd: [],
+    devices: false,
+    binds: ['/srv/ci/**'],
+    securityOpt: [],
+  });
+  const body = (tmpfs: Record<string, string>) =>
+    checker.checkBody('create', Buffer.from(JSON.stringify({ Image: 'x', HostConfig: { Tmpfs: tmpfs } })));
+  assert.equal(body({ '/t': 'size=1m,mode=1777,noexec' }), undefined);
+  for (const bad of ['rbind', 'size=1m,BIND', 'remount,ro', 'rshared'])
+    assert.match(body({ '/t': bad })!.why, /HostConfig\.Tmpfs "\/t": the options .* are not a tmpfs mount/, bad);
+});

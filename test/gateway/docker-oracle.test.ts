@@ -144,6 +144,7 @@ const FORBIDDEN: Array<[string, string]> = [
     '[{"Type":"volume","Target":"/v","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"type":"tmpfs","o":"BIND","device":"/"}}}}]',
   ],
   ['VolumesFrom', '["rootbinder"]'],
+  ['Tmpfs', '{"/t":"rbind"}'],
   ['Devices', '[{"PathOnHost":"/dev/null","PathInContainer":"/dev/x","CgroupPermissions":"rwm"}]'],
   ['SecurityOpt', '["seccomp=unconfined"]'],
   ['SecurityOpt', '["label=disable"]'],
@@ -160,6 +161,7 @@ const ALLOWED: Array<[string, string]> = [
   ['Binds', `["${'OK'}/r:/r:ro"]`],
   ['Mounts', `[{"Type":"bind","Source":"${'OK'}/r","Target":"/r","ReadOnly":true}]`],
   ['Mounts', '[{"Type":"tmpfs","Target":"/t"}]'],
+  ['Tmpfs', '{"/t":"size=1m,noexec"}'],
   ['SecurityOpt', '["no-new-privileges"]'],
   ['SecurityOpt', '["no-new-privileges:true"]'],
   ['Devices', '[]'],
@@ -249,6 +251,8 @@ async function violations(inspect: {
   for (const f of ['Devices', 'DeviceRequests', 'DeviceCgroupRules', 'VolumesFrom', 'BlkioWeightDevice'])
     if (((hc[f] as unknown[] | null) ?? []).length > 0) out.push(f);
   for (const opt of (hc.SecurityOpt as string[] | null) ?? []) if (!NNP.test(opt)) out.push(`SecurityOpt ${opt}`);
+  for (const [dst, opts] of Object.entries((hc.Tmpfs as Record<string, string> | null) ?? {}))
+    if (/(^|,)\s*r?bind\s*(,|$)/i.test(opts)) out.push(`Tmpfs ${dst} ${opts}`);
   for (const m of inspect.Mounts ?? []) {
     if (m.Type === 'bind' && (!m.Source.startsWith(ok + '/') || m.RW)) out.push(`bind ${m.Source} rw=${m.RW}`);
     if (m.Type === 'volume') {
