@@ -90,6 +90,20 @@ const DEVICE_FIELDS = [
   'BlkioDeviceWriteIOps',
 ] as const;
 const LOG_DRIVERS = new Set(['', 'json-file', 'local', 'none']);
+/** The masked and read-only paths dockerd (20.10) gives an unprivileged container. */
+const DEFAULT_MASKED = [
+  '/proc/asound',
+  '/proc/acpi',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+];
+const DEFAULT_READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 const RUNTIMES = new Set(['', 'runc', 'io.containerd.runc.v2']);
 const PROPAGATION_OK = new Set(['', 'private', 'rprivate']);
 
@@ -153,8 +167,9 @@ export class DockerChecker {
 
   /**
    * A host config: from a body (`effective` false) or from the daemon's inspect of a
-   * container (true: the daemon's defaults for the cgroup namespace, masked paths and log
-   * driver are the administrator's and not judged there).
+   * container (true: the daemon's defaults for the cgroup namespace and the log driver are
+   * the administrator's and not judged there; the masked and read-only paths must hold the
+   * daemon's defaults).
    */
   hostConfig(hc: GoStruct, prefix: string, effective: boolean): string | undefined {
     const l = this.limits;
@@ -165,6 +180,14 @@ export class DockerChecker {
           return `${prefix}MaskedPaths replaces the masked paths and is not allowed`;
         if (list(hc.ReadonlyPaths).length > 0 || hc.ReadonlyPaths instanceof GoSlice)
           return `${prefix}ReadonlyPaths replaces the read-only paths and is not allowed`;
+      } else {
+        // The daemon fills in its defaults at create: each must still be there.
+        const masked = new Set(list<string>(hc.MaskedPaths));
+        const missing = DEFAULT_MASKED.find((p) => !masked.has(p));
+        if (missing) return `${prefix}MaskedPaths leaves ${missing} unmasked`;
+        const readOnly = new Set(list<string>(hc.ReadonlyPaths));
+        const writable = DEFAULT_READONLY.find((p) => !readOnly.has(p));
+        if (writable) return `${prefix}ReadonlyPaths leaves ${writable} writable`;
       }
     }
     for (const opt of list<string>(hc.SecurityOpt)) {

@@ -247,3 +247,28 @@ test(
     }
   },
 );
+
+test('a container whose masked paths were emptied behind the gateway: its start as the restricted user is refused', { skip }, async () => {
+  // Made directly: the daemon honours MaskedPaths: [] (no /proc masking) without privileges.
+  const made = await daemon.api('POST', '/containers/create?name=unmasked', {
+    Image: IMAGE,
+    Cmd: ['cat', '/proc/kcore'],
+    HostConfig: { MaskedPaths: [], NetworkMode: 'none' },
+  });
+  assert.equal(made.status, 201, made.body);
+  assertRefused(
+    'start of an unmasked container',
+    await asUser('POST', '/v1.41/containers/unmasked/start'),
+    /MaskedPaths leaves \/proc\/asound unmasked/,
+  );
+  assert.equal((await inspect('unmasked')).State.StartedAt, NEVER_STARTED, 'the container was started');
+  // The control: a container the restricted user made within the limits starts.
+  const fine = await asUser(
+    'POST',
+    '/v1.41/containers/create?name=fine',
+    JSON.stringify({ Image: IMAGE, Cmd: ['true'], HostConfig: { NetworkMode: 'none' } }),
+  );
+  assert.equal(fine.status, 201, fine.body);
+  const started = await asUser('POST', '/v1.41/containers/fine/start');
+  assert.equal(started.status, 204, started.body);
+});

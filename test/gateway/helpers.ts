@@ -49,7 +49,17 @@ export async function upstream(t: TestContext, path: string, options: UpstreamOp
       const docker = /^(?:\/v[0-9.]+)?\/version$/.test(req.url!)
         ? { ApiVersion: '1.41' }
         : /^\/(?:containers\/[^?]+\/json|exec\/[^/?]+\/json)$/.test(req.url!)
-          ? { HostConfig: {}, Mounts: [], ContainerID: 'c1' }
+          ? {
+              HostConfig: {
+                // dockerd's defaults for an unprivileged container
+                MaskedPaths: '/proc/asound /proc/acpi /proc/kcore /proc/keys /proc/latency_stats /proc/timer_list'
+                  .concat(' /proc/timer_stats /proc/sched_debug /proc/scsi /sys/firmware')
+                  .split(' '),
+                ReadonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+              },
+              Mounts: [],
+              ContainerID: 'c1',
+            }
           : {};
       const answer = JSON.stringify({ url: req.url, length: body.length, ...docker });
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(answer) });
