@@ -10,7 +10,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IMAGE, startDockerd, startGateway, type GatewayProcess } from '../helpers/dockerd.js';
 import { needCommand, run, type RunAs } from '../helpers/index.js';
@@ -42,7 +42,12 @@ rules:
     docker: { privileged: false, hostNamespaces: false, capAdd: [], devices: false, binds: ["${ok}/**"] }
 `,
   );
-  gateway = await startGateway({ socket: join(daemon.dir, 'gw', 'gw.sock'), target: daemon.socket, policy, extra: ['--mode', '0666'] });
+  gateway = await startGateway({
+    socket: join(daemon.dir, 'gw', 'gw.sock'),
+    target: daemon.socket,
+    policy,
+    extra: ['--mode', '0666', '--log', join(daemon.dir, 'decisions.log')],
+  });
 });
 
 after(async () => {
@@ -272,3 +277,29 @@ test('a container whose masked paths were emptied behind the gateway: its start 
   const started = await asUser('POST', '/v1.41/containers/fine/start');
   assert.equal(started.status, 204, started.body);
 });
+
+test(
+  'exec with the docker CLI: into a container within the limits it runs; into one outside them the exec start is refused',
+  { skip },
+  async () => {
+    // Root's container binding the host's / (made directly), and the restricted user's own.
+    const root = await daemon.docker(['run', '-d', '--name', 'roothost', '--network', 'none', '-v', '/:/host', IMAGE, 'sleep', '60']);
+    assert.equal(root.code, 0, root.stderr);
+    const own = await daemon.docker(['run', '-d', '--name', 'own', '--network', 'none', IMAGE, 'sleep', '60']);
+    assert.equal(own.code, 0, own.stderr);
+    const ok = await daemon.docker(['exec', 'own', 'echo', 'inside'], { host: gateway.socket, as: USER });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, 'inside\n');
+    const refused = await daemon.docker(['exec', 'roothost', 'cat', '/host/etc/shadow'], { host: gateway.socket, as: USER });
+    assert.notEqual(refused.code, 0, 'the exec ran');
+    // The CLI prints only the status of a refused upgrade; the decision log has the reason.
+    assert.match(refused.stderr, /403/, refused.stderr);
+    const log = readFileSync(join(daemon.dir, 'decisions.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { path: string; allowed: boolean; reason: string });
+    const start = log.filter((e) => /\/exec\/[0-9a-f]+\/start$/.test(e.path) && !e.allowed);
+    assert.equal(start.length, 1, JSON.stringify(start));
+    assert.match(start[0]!.reason, /\(bind "\/"\)|Binds "\/:\/host": \/ is outside the allowed host paths/);
+  },
+);
