@@ -1,20 +1,37 @@
 /**
- * Inspected bodies: read whole (bounded by `maxBodyBytes`), checked by the rule's Docker
- * limits, and forwarded only as the exact bytes that were checked.
+ * The Docker profile's checks of an allowed request for a rule with `docker:` limits, and
+ * inspected bodies: read whole (bounded by `maxBodyBytes`), checked, and forwarded only as
+ * the exact bytes that were checked.
  */
 import type http from 'node:http';
 import { allowedReason, entry, reply, type Conn, type Verdict } from './context.js';
-import type { DockerEndpoint } from './docker.js';
+import type { Refusal } from './docker.js';
+import type { DockerRoute } from './docker-request.js';
 import { forward } from './forward.js';
-import { GoJsonError } from './gojson.js';
 import type { CanonicalTarget } from './path.js';
 
+/** A route the profile did not refuse. */
+export type CheckedRoute = DockerRoute & { refuse?: undefined };
+
 /**
- * Why the rule refuses this body, or undefined when it passes. Throws when the body
- * cannot be checked (a GoJsonError when it is not what the daemon would decode).
+ * The profile's checks of a request that needs no more reading (the API version, the body,
+ * the effective state): why it is refused, or undefined. Fails closed: a check that throws
+ * is a 403.
  */
-export function checkBody(verdict: Verdict, endpoint: DockerEndpoint, body: Buffer): string | undefined {
-  return verdict.rule!.docker!.check(endpoint, body);
+export async function dockerCheck(conn: Conn, route: CheckedRoute, verdict: Verdict, body?: Buffer): Promise<Refusal | undefined> {
+  try {
+    return await conn.gw.profile!.check(route, verdict.rule!.docker!, body);
+  } catch (e) {
+    return { status: 403, why: `the request cannot be checked: ${(e as Error)?.message}` };
+  }
+}
+
+/** A failure after the checks (in the answer or the forwarding): a 500, or a cut connection once an answer began. */
+export function onDockerError(conn: Conn, res: http.ServerResponse): (e: unknown) => void {
+  return (e) => {
+    if (!res.headersSent) reply(conn.gw, res, 500, `secpolicy: internal error: ${(e as Error)?.message}`, true);
+    else res.destroy();
+  };
 }
 
 /** Reads an inspected body (bounded), checks it, then forwards or refuses it. */
@@ -25,13 +42,14 @@ export function inspect(
   t: CanonicalTarget,
   path: string,
   verdict: Verdict,
-  endpoint: DockerEndpoint,
+  route: CheckedRoute,
 ): void {
   const gw = conn.gw;
   const log = gw.log;
   const audit = gw.audit;
   const method = req.method!;
   const max = gw.policy.maxBodyBytes;
+  const endpoint = route.label;
   const declared = req.headers['content-length'];
   const chunks: Buffer[] = [];
   let size = 0;
@@ -54,25 +72,18 @@ export function inspect(
   };
   const onEnd = (): void => {
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-    let why: string | undefined;
-    let status = 403;
-    try {
-      why = checkBody(verdict, endpoint, body);
-    } catch (e) {
-      // Fail closed: a body that cannot be checked is not forwarded.
-      why =
-        e instanceof GoJsonError
-          ? `the ${endpoint} body is refused: ${e.message}`
-          : `the ${endpoint} body cannot be checked: ${(e as Error)?.message}`;
-      status = e instanceof GoJsonError ? 400 : 403;
-    }
-    if (why === undefined) {
-      log?.(entry(conn, method, path, verdict, allowedReason(verdict), true));
-      return forward(req, res, conn, t, verdict, body);
-    }
-    log?.(entry(conn, method, path, { ...verdict, allowed: false }, why, audit, audit ? undefined : status));
-    if (audit) return forward(req, res, conn, t, verdict, body);
-    reply(gw, res, status, `secpolicy: ${verdict.rule!.name}: ${why}`);
+    dockerCheck(conn, route, verdict, body).then(
+      (refusal) => {
+        if (refusal === undefined) {
+          log?.(entry(conn, method, path, verdict, allowedReason(verdict), true));
+          return forward(req, res, conn, t, verdict, body);
+        }
+        log?.(entry(conn, method, path, { ...verdict, allowed: false }, refusal.why, audit, audit ? undefined : refusal.status));
+        if (audit) return forward(req, res, conn, t, verdict, body);
+        reply(gw, res, refusal.status, `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);
+      },
+      onDockerError(conn, res),
+    );
   };
   req.on('data', onData);
   req.on('end', onEnd);

@@ -8,6 +8,7 @@ import type http from 'node:http';
 import type net from 'node:net';
 import type { Peer } from '../identity/peer.js';
 import type { ContainerResolver } from './containers.js';
+import type { DockerProfile } from './docker-request.js';
 import { logPeer, type GatewayLog, type GatewayLogEntry, type LogPeer, type LogSink } from './log.js';
 import type { RequestPattern } from './pattern.js';
 import type { GatewayPolicy, GatewayRule } from './policy.js';
@@ -21,6 +22,8 @@ export interface Gateway {
   readonly audit: boolean;
   /** `api: docker`. */
   readonly docker: boolean;
+  /** The Docker profile, with `api: docker`: what a rule with `docker:` limits lets through. */
+  readonly profile: DockerProfile | undefined;
   /** The key that signs identity headers, when the policy names one. */
   readonly key: Buffer | undefined;
   readonly log: GatewayLog | undefined;

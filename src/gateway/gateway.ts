@@ -18,6 +18,8 @@ import { knownPeer, Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
 import { ContainerResolver, prepare } from './containers.js';
 import { entry, newConn, rawReply, type Conn, type Gateway } from './context.js';
+import { upstreamGet } from './docker-effective.js';
+import { DockerProfile } from './docker-request.js';
 import { track } from './forward.js';
 import { logSink, type GatewayLog } from './log.js';
 import { isGatewayPolicy, type GatewayPolicy } from './policy.js';
@@ -77,6 +79,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     target,
     audit,
     docker: policy.api === 'docker',
+    profile: policy.api === 'docker' ? new DockerProfile(upstreamGet(agent, target)) : undefined,
     key: policy.forward.signKeyFile === undefined ? undefined : readKeyFile(policy.forward.signKeyFile),
     log,
     sink,

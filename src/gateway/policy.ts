@@ -114,7 +114,7 @@ const TOP = ['version', 'api', 'mode', 'connect', 'rules', 'forward', 'maxBodyBy
 const LIMITS = ['connectionsPerUid', 'headersTimeoutMs', 'requestTimeoutMs', 'idleTimeoutMs'];
 const RULE = ['name', 'who', 'allow', 'deny', 'docker'];
 const FORWARD = ['identity', 'signKeyFile'];
-const DOCKER = ['privileged', 'hostNamespaces', 'capAdd', 'devices', 'binds'];
+const DOCKER = ['privileged', 'hostNamespaces', 'capAdd', 'devices', 'binds', 'securityOpt'];
 
 function keysOf(value: unknown, path: FieldPath, walk: Walk, known: readonly string[], what: string): Record<string, unknown> {
   if (!isMapping(value)) walk.fail(path, `must be a mapping (${what}). Received ${show(value)}`);
@@ -250,7 +250,7 @@ function patterns(value: unknown, at: FieldPath, walk: Walk, api: 'docker' | und
 }
 
 function dockerLimits(value: unknown, at: FieldPath, walk: Walk): DockerLimits {
-  const d = keysOf(value, at, walk, DOCKER, 'docker limits: privileged, hostNamespaces, capAdd, devices, binds');
+  const d = keysOf(value, at, walk, DOCKER, 'docker limits: privileged, hostNamespaces, capAdd, devices, binds, securityOpt');
   const bool = (key: string): boolean => {
     if (!(key in d)) return false;
     if (typeof d[key] !== 'boolean') walk.fail([...at, key], `must be true or false. Received ${show(d[key])}`);
@@ -274,7 +274,20 @@ function dockerLimits(value: unknown, at: FieldPath, walk: Walk): DockerLimits {
     devices: bool('devices'),
     capAdd: listOrTrue('capAdd', (c) => (/^[A-Za-z_]+$/.test(c) ? undefined : `"${c}" is not a capability name such as NET_ADMIN`)),
     binds: listOrTrue('binds', (p) => pathPatternError(p)),
+    securityOpt: securityOpt(d.securityOpt, [...at, 'securityOpt'], walk),
   };
+}
+
+/** `securityOpt`: the exact `SecurityOpt` entries a rule allows besides no-new-privileges. */
+function securityOpt(value: unknown, at: FieldPath, walk: Walk): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) walk.fail(at, `must be a list of security options. Received ${show(value)}`);
+  return value.map((item, i) => {
+    if (typeof item !== 'string' || item === '') walk.fail([...at, i], `must be a non-empty string. Received ${show(item)}`);
+    if (/unconfined|\{|^disable$|^label[=:]/i.test(item))
+      walk.fail([...at, i], `"${item}" removes confinement (unconfined, disable, a label change or an inline seccomp profile)`);
+    return item;
+  });
 }
 
 /**

@@ -3,10 +3,9 @@
  * rules, then refused, inspected or forwarded.
  */
 import type http from 'node:http';
-import { inspect } from './body.js';
+import { dockerCheck, inspect, onDockerError } from './body.js';
 import { allowedReason, denial, entry, reply, type Conn } from './context.js';
 import { decide } from './decide.js';
-import { dockerEndpoint } from './docker.js';
 import { forward } from './forward.js';
 import { canonicalTarget, dockerPath } from './path.js';
 
@@ -28,8 +27,33 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, conn: Conn)
     if (!gw.audit) return reply(gw, res, 403, denial(verdict), verdict.rule === undefined);
     return forward(req, res, conn, t, verdict);
   }
-  const endpoint = gw.docker && verdict.rule!.docker ? dockerEndpoint(method, m.segments) : undefined;
-  if (endpoint !== undefined) return inspect(req, res, conn, t, m.path, verdict, endpoint);
+  if (gw.docker && verdict.rule!.docker) {
+    // A rule with docker limits: only what the Docker profile models goes through.
+    const audit = gw.audit;
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    const route = gw.profile!.route(method, t.segments, t.query, hasBody);
+    if (route.refuse) {
+      log?.(entry(conn, method, t.path, { ...verdict, allowed: false }, route.refuse.why, audit, audit ? undefined : route.refuse.status));
+      if (!audit) return reply(gw, res, route.refuse.status, `secpolicy: ${verdict.rule!.name}: ${route.refuse.why}`);
+      return forward(req, res, conn, t, verdict);
+    }
+    if (route.body) return inspect(req, res, conn, t, m.path, verdict, route);
+    // The request's body (a stream endpoint's) stays unread until forward() pipes it.
+    dockerCheck(conn, route, verdict).then(
+      (refusal) => {
+        if (refusal === undefined || audit) {
+          log?.(
+            entry(conn, method, t.path, refusal ? { ...verdict, allowed: false } : verdict, refusal?.why ?? allowedReason(verdict), true),
+          );
+          return forward(req, res, conn, t, verdict);
+        }
+        log?.(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
+        reply(gw, res, refusal.status, `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);
+      },
+      onDockerError(conn, res),
+    );
+    return;
+  }
   log?.(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
   forward(req, res, conn, t, verdict);
 }

@@ -6,7 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { allowedReason, denial, entry, rawReply, type Conn } from './context.js';
 import { decide } from './decide.js';
-import { dockerEndpoint } from './docker.js';
+import { dockerCheck, type CheckedRoute } from './body.js';
 import { forwardHeaders, responseHeaders } from './headers.js';
 import { canonicalTarget, dockerPath } from './path.js';
 
@@ -24,13 +24,17 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
   }
   const m = gw.docker ? dockerPath(t) : t;
   const verdict = decide(conn, method, m.path);
-  if (gw.docker && verdict.allowed && verdict.rule!.docker && dockerEndpoint(method, m.segments) !== undefined) {
-    // An inspected endpoint is never hijacked: its body must be read as a body.
-    verdict.allowed = false;
-    verdict.why = `${method} ${m.path} cannot be sent as an upgrade`;
-  }
   const chunked = req.headers['transfer-encoding'] !== undefined;
   const length = Number(req.headers['content-length'] ?? 0);
+  let route: CheckedRoute | undefined;
+  if (gw.docker && verdict.allowed && verdict.rule!.docker) {
+    // A rule with docker limits: only the profile's streams are upgraded (attach, exec start), after its checks.
+    const r = gw.profile!.route(method, t.segments, t.query, chunked || length > 0);
+    if (r.refuse || (r.endpoint.kind !== 'stream' && r.endpoint.body !== 'execStart')) {
+      verdict.allowed = false;
+      verdict.why = r.refuse ? r.refuse.why : `${method} ${m.path} cannot be sent as an upgrade`;
+    } else route = r;
+  }
   if (verdict.allowed && (chunked || length > gw.policy.maxBodyBytes)) {
     log?.(entry(conn, method, t.path, verdict, 'an upgrade request with a chunked or oversized body', false, 400));
     return rawReply(socket, 400, 'Bad Request', 'secpolicy: bad request: an upgrade request may carry only a small Content-Length body');
@@ -69,10 +73,9 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
     if (!req.complete) req.on('data', onData);
     socket.on('data', onData);
   };
-  collect((all) => {
+  const upgradeForward = (all: Buffer, body: Buffer): void => {
     if (socket.destroyed) return;
     try {
-      const body = all.subarray(0, length);
       const rest = all.subarray(length);
       const path = t.forward + t.query;
       const headers = forwardHeaders(req, conn, verdict, method, path, true);
@@ -140,5 +143,23 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
     } catch {
       socket.destroy();
     }
+  };
+  collect((all) => {
+    const body = all.subarray(0, length);
+    if (route === undefined) return upgradeForward(all, body);
+    dockerCheck(conn, route, verdict, body).then(
+      (refusal) => {
+        if (socket.destroyed) return;
+        if (refusal === undefined || audit) return upgradeForward(all, body);
+        log?.(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
+        rawReply(
+          socket,
+          refusal.status,
+          refusal.status === 400 ? 'Bad Request' : refusal.status === 502 ? 'Bad Gateway' : 'Forbidden',
+          `secpolicy: ${verdict.rule!.name}: ${refusal.why}`,
+        );
+      },
+      () => socket.destroy(),
+    );
   });
 }

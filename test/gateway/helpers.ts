@@ -45,7 +45,23 @@ export async function upstream(t: TestContext, path: string, options: UpstreamOp
         res.writeHead(c ? 200 : 404, { 'Content-Type': 'application/json' });
         return res.end(JSON.stringify(c ?? { message: 'No such container' }));
       }
-      const answer = JSON.stringify({ url: req.url, length: body.length });
+      // Docker's /version and inspect answers, as far as the Docker profile reads them (a clean container).
+      const docker = /^(?:\/v[0-9.]+)?\/version$/.test(req.url!)
+        ? { ApiVersion: '1.41' }
+        : /^\/(?:containers\/[^?]+\/json|exec\/[^/?]+\/json)$/.test(req.url!)
+          ? {
+              HostConfig: {
+                // dockerd's defaults for an unprivileged container
+                MaskedPaths: '/proc/asound /proc/acpi /proc/kcore /proc/keys /proc/latency_stats /proc/timer_list'
+                  .concat(' /proc/timer_stats /proc/sched_debug /proc/scsi /sys/firmware')
+                  .split(' '),
+                ReadonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+              },
+              Mounts: [],
+              ContainerID: 'c1',
+            }
+          : {};
+      const answer = JSON.stringify({ url: req.url, length: body.length, ...docker });
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(answer) });
       res.end(answer);
     });

@@ -188,7 +188,14 @@ test('gateway policy documents: unknown keys and bad values name the field and l
   );
   assert.equal(p.rules[0]!.name, 'rules[0]');
   assert.equal(p.rules[0]!.who, undefined);
-  assert.deepEqual(p.rules[0]!.dockerLimits, { privileged: false, hostNamespaces: false, devices: false, capAdd: [], binds: [] });
+  assert.deepEqual(p.rules[0]!.dockerLimits, {
+    privileged: false,
+    hostNamespaces: false,
+    devices: false,
+    capAdd: [],
+    binds: [],
+    securityOpt: [],
+  });
   assert.equal(p.rules[1]!.dockerNames, true);
   assert.equal(p.mode, 'enforce');
   assert.equal(p.maxBodyBytes, 1024 * 1024);

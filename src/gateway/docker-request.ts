@@ -1,0 +1,113 @@
+/**
+ * The Docker profile's decision for one request of a rule with `docker:` limits, in two
+ * steps the gateway calls: {@link DockerProfile.route} (at once, from the method, path,
+ * query and framing: refused, or what to do) and {@link DockerProfile.check} (once the
+ * body, if any, has been read: the API version, the body and the effective state).
+ */
+import type { DockerChecker, Refusal } from './docker.js';
+import { checkContainer, checkExec, type UpstreamGet } from './docker-effective.js';
+import { findEndpoint, type Endpoint } from './docker-endpoints.js';
+import { API_WINDOW } from './docker-model.js';
+import { outsideWindow, pathVersion } from './docker-version.js';
+
+/** What to do with a request: refuse it, or read its body (when `body`) and then {@link DockerProfile.check} it. */
+export type DockerRoute =
+  { refuse: Refusal } | { refuse?: undefined; endpoint: Endpoint; id: string[]; version: string | undefined; body: boolean; label: string };
+
+const VERSION = /^v[0-9.]+$/;
+
+/** The profile of one gateway: asks the daemon its API version once, and its objects' state per request. */
+export class DockerProfile {
+  readonly #get: UpstreamGet;
+  #daemon: Promise<string> | undefined;
+
+  constructor(get: UpstreamGet) {
+    this.#get = get;
+  }
+
+  /**
+   * Decides what it can without the body or the daemon. `segments` are the canonical
+   * path's, version prefix included; `query` the raw query (`?a=b` or empty); `hasBody`
+   * whether the request is framed with a body (a Content-Length above 0 or chunked).
+   */
+  route(method: string, segments: readonly string[], query: string, hasBody: boolean): DockerRoute {
+    const version = pathVersion(segments);
+    const rest = version === undefined ? segments : segments.slice(1);
+    if (rest.length > 1 && VERSION.test(rest[0]!)) return refuse(400, 'a path with more than one API version prefix');
+    const found = findEndpoint(method, rest);
+    if ('why' in found) return refuse(403, found.why);
+    const { endpoint, id } = found;
+    const label = `${endpoint.method} ${endpoint.path}`;
+    if (endpoint.kind === 'refuse') return refuse(403, `${label} is refused for a rule with docker limits: ${endpoint.why}`);
+    if (endpoint.refuseQuery && query.length > 1) {
+      const params = new URLSearchParams(query.slice(1));
+      for (const [name, why] of Object.entries(endpoint.refuseQuery)) {
+        // Go's form parsing takes the key as given (case-sensitive): any value but none counts.
+        if (params.has(name) && params.getAll(name).some((v) => v !== '')) return refuse(403, `${label} with ${name}= ${why}`);
+      }
+    }
+    if (hasBody && (endpoint.kind === 'read' || endpoint.kind === 'plain'))
+      return refuse(
+        403,
+        `${label} takes no body for a rule with docker limits${endpoint.path.endsWith('/start') ? ' (below API 1.24 a start body is a new host config)' : ''}`,
+      );
+    return { endpoint, id, version, body: endpoint.kind === 'body', label };
+  }
+
+  /** The API version, the body (bytes exactly as they will be forwarded) and the effective state. */
+  async check(
+    route: DockerRoute & { refuse?: undefined },
+    checker: DockerChecker,
+    body: Uint8Array | undefined,
+  ): Promise<Refusal | undefined> {
+    let daemon: string;
+    try {
+      daemon = await this.daemonVersion();
+    } catch (e) {
+      return { status: 502, why: `the daemon's API version is unknown (${(e as Error).message})` };
+    }
+    const newer = outsideWindow(daemon, "the daemon's API version");
+    if (newer) return { status: 403, why: newer };
+    const why = outsideWindow(
+      route.version ?? daemon,
+      route.version === undefined ? 'the request (unversioned, read as the daemon’s)' : 'the request’s API version',
+    );
+    if (why) return { status: 403, why };
+    if (route.endpoint.body !== undefined) {
+      const refused = checker.checkBody(route.endpoint.body, body ?? new Uint8Array());
+      if (refused) return refused;
+    }
+    try {
+      if (route.endpoint.effective === 'container') return await checkContainer(checker, route.id, this.#get);
+      if (route.endpoint.effective === 'exec') return await checkExec(checker, route.id, this.#get);
+    } catch (e) {
+      return { status: 502, why: `the effective state cannot be read from the daemon (${(e as Error).message})` };
+    }
+    return undefined;
+  }
+
+  /** The daemon's API version, asked once from GET /version (asked again after a failure). */
+  daemonVersion(): Promise<string> {
+    this.#daemon ??= this.#get('/version').then(
+      (r) => {
+        const v = (r.json as { ApiVersion?: unknown } | null)?.ApiVersion;
+        if (r.status !== 200 || typeof v !== 'string' || !/^[0-9.]+$/.test(v)) throw new Error(`GET /version answered ${r.status}`);
+        return v;
+      },
+      (e: unknown) => {
+        throw e;
+      },
+    );
+    const p = this.#daemon;
+    p.catch(() => {
+      if (this.#daemon === p) this.#daemon = undefined;
+    });
+    return p;
+  }
+}
+
+function refuse(status: 400 | 403, why: string): { refuse: Refusal } {
+  return { refuse: { status, why } };
+}
+
+export { API_WINDOW };
