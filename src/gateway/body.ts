@@ -3,7 +3,7 @@
  * limits, and forwarded only as the exact bytes that were checked.
  */
 import type http from 'node:http';
-import { allowedReason, entry, reply, type Conn, type Verdict } from './context.js';
+import { allowedReason, entry, note, reply, type Conn, type Verdict } from './context.js';
 import type { DockerEndpoint } from './docker.js';
 import { forward } from './forward.js';
 import { GoJsonError } from './gojson.js';
@@ -28,7 +28,7 @@ export function inspect(
   endpoint: DockerEndpoint,
 ): void {
   const gw = conn.gw;
-  const log = gw.log;
+  const log = gw.recording;
   const audit = gw.audit;
   const method = req.method!;
   const max = gw.policy.maxBodyBytes;
@@ -37,7 +37,7 @@ export function inspect(
   let size = 0;
   const tooLarge = (): void => {
     const why = `the ${endpoint} body is larger than ${max} bytes and cannot be checked`;
-    log?.(entry(conn, method, path, { ...verdict, allowed: false }, why, audit, audit ? undefined : 413));
+    if (log) note(res, entry(conn, method, path, { ...verdict, allowed: false }, why, audit, audit ? undefined : 413));
     if (audit) return forward(req, res, conn, t, verdict, undefined, chunks);
     req.pause();
     reply(gw, res, 413, `secpolicy: ${verdict.rule!.name}: ${why}`, true);
@@ -67,10 +67,10 @@ export function inspect(
       status = e instanceof GoJsonError ? 400 : 403;
     }
     if (why === undefined) {
-      log?.(entry(conn, method, path, verdict, allowedReason(verdict), true));
+      if (log) note(res, entry(conn, method, path, verdict, allowedReason(verdict), true));
       return forward(req, res, conn, t, verdict, body);
     }
-    log?.(entry(conn, method, path, { ...verdict, allowed: false }, why, audit, audit ? undefined : status));
+    if (log) note(res, entry(conn, method, path, { ...verdict, allowed: false }, why, audit, audit ? undefined : status));
     if (audit) return forward(req, res, conn, t, verdict, body);
     reply(gw, res, status, `secpolicy: ${verdict.rule!.name}: ${why}`);
   };

@@ -4,7 +4,7 @@
  */
 import type http from 'node:http';
 import { inspect } from './body.js';
-import { allowedReason, denial, entry, reply, type Conn } from './context.js';
+import { allowedReason, denial, entry, note, reply, type Conn } from './context.js';
 import { decide } from './decide.js';
 import { dockerEndpoint } from './docker.js';
 import { forward } from './forward.js';
@@ -12,23 +12,23 @@ import { canonicalTarget, dockerPath } from './path.js';
 
 function handle(req: http.IncomingMessage, res: http.ServerResponse, conn: Conn): void {
   const gw = conn.gw;
-  const log = gw.log;
+  const log = gw.recording;
   const method = req.method!;
   const t = canonicalTarget(req.url!);
   if ('error' in t) {
-    log?.(entry(conn, method, req.url!, undefined, t.error, false, 400));
+    if (log) note(res, entry(conn, method, req.url!, undefined, t.error, false, 400));
     return reply(gw, res, 400, `secpolicy: bad request: ${t.error}`);
   }
   const m = gw.docker ? dockerPath(t) : t;
   const verdict = decide(conn, method, m.path);
   if (!verdict.allowed) {
-    log?.(entry(conn, method, t.path, verdict, verdict.why, gw.audit, gw.audit ? undefined : 403));
+    if (log) note(res, entry(conn, method, t.path, verdict, verdict.why, gw.audit, gw.audit ? undefined : 403));
     if (!gw.audit) return reply(gw, res, 403, denial(verdict));
     return forward(req, res, conn, t, verdict);
   }
   const endpoint = gw.docker && verdict.rule!.docker ? dockerEndpoint(method, m.segments) : undefined;
   if (endpoint !== undefined) return inspect(req, res, conn, t, m.path, verdict, endpoint);
-  log?.(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
+  if (log) note(res, entry(conn, method, t.path, verdict, allowedReason(verdict), true));
   forward(req, res, conn, t, verdict);
 }
 

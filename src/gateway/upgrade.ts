@@ -4,22 +4,33 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { allowedReason, denial, entry, rawReply, type Conn } from './context.js';
+import { allowedReason, denial, elapsed, entry, rawReply, record, type Conn } from './context.js';
 import { decide } from './decide.js';
 import { dockerEndpoint } from './docker.js';
 import { forwardHeaders, responseHeaders } from './headers.js';
+import type { GatewayLogEntry } from './log.js';
 import { canonicalTarget, dockerPath } from './path.js';
 
 /** Handles an upgrade request on a socket http has handed over. */
 export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, conn: Conn): void {
   const gw = conn.gw;
-  const log = gw.log;
   const audit = gw.audit;
   const method = req.method!;
+  const start = performance.now();
+  // An upgrade's decision is recorded once its answer is known: the gateway's, or the upstream's head.
+  const log = (e: GatewayLogEntry | undefined, status: number | null): void => {
+    if (e === undefined) return;
+    const q = req.url!.indexOf('?');
+    e.query = q === -1 || q === req.url!.length - 1 ? null : req.url!.slice(q + 1);
+    e.status = status;
+    e.durationMs = elapsed(start);
+    record(gw, e);
+  };
+  const made = (e: GatewayLogEntry): GatewayLogEntry | undefined => (gw.recording ? e : undefined);
   socket.setTimeout(0);
   const t = canonicalTarget(req.url!);
   if ('error' in t) {
-    log?.(entry(conn, method, req.url!, undefined, t.error, false, 400));
+    log(made(entry(conn, method, req.url!, undefined, t.error, false)), 400);
     return rawReply(socket, 400, 'Bad Request', `secpolicy: bad request: ${t.error}`);
   }
   const m = gw.docker ? dockerPath(t) : t;
@@ -32,30 +43,39 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
   const chunked = req.headers['transfer-encoding'] !== undefined;
   const length = Number(req.headers['content-length'] ?? 0);
   if (verdict.allowed && (chunked || length > gw.policy.maxBodyBytes)) {
-    log?.(entry(conn, method, t.path, verdict, 'an upgrade request with a chunked or oversized body', false, 400));
+    log(made(entry(conn, method, t.path, verdict, 'an upgrade request with a chunked or oversized body', false)), 400);
     return rawReply(socket, 400, 'Bad Request', 'secpolicy: bad request: an upgrade request may carry only a small Content-Length body');
   }
+  let pending: GatewayLogEntry | undefined;
   if (!verdict.allowed) {
-    log?.(entry(conn, method, t.path, verdict, verdict.why, audit, audit ? undefined : 403));
-    if (!audit) return rawReply(socket, 403, 'Forbidden', denial(verdict));
+    if (!audit) {
+      log(made(entry(conn, method, t.path, verdict, verdict.why, false)), 403);
+      return rawReply(socket, 403, 'Forbidden', denial(verdict));
+    }
+    pending = made(entry(conn, method, t.path, verdict, verdict.why, true));
   } else {
-    log?.(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
+    pending = made(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
   }
+  const answered = (status: number | null): void => {
+    log(pending, status);
+    pending = undefined;
+  };
   conn.upgraded = true;
   // The request body (exec start's JSON) is sent as the body; anything after it is stream data.
   // Node 26's parser keeps an upgrade request's body in `req` (older ones leave it in `head`).
   const parsed: Buffer[] = [];
   for (let chunk: Buffer | null; (chunk = req.read() as Buffer | null) !== null;) parsed.push(chunk);
-  let pending = parsed.length ? Buffer.concat([...parsed, head]) : head;
+  let read = parsed.length ? Buffer.concat([...parsed, head]) : head;
+  socket.once('close', () => answered(null));
   const collect = (done: (body: Buffer) => void): void => {
-    if (pending.length >= length) return done(pending);
+    if (read.length >= length) return done(read);
     const onData = (chunk: Buffer): void => {
-      pending = Buffer.concat([pending, chunk]);
-      if (pending.length >= length) {
+      read = Buffer.concat([read, chunk]);
+      if (read.length >= length) {
         socket.off('data', onData);
         req.off('data', onData);
         socket.pause();
-        done(pending);
+        done(read);
       }
     };
     if (!req.complete) req.on('data', onData);
@@ -81,6 +101,8 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
       };
       socket.on('error', fail);
       up.on('error', (error) => {
+        gw.metrics?.upstreamError();
+        answered(socket.writable ? 502 : null);
         if (socket.writable)
           rawReply(
             socket,
@@ -90,6 +112,7 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
           );
       });
       up.on('response', (ures) => {
+        answered(ures.statusCode!);
         // No upgrade: relay the answer and close; the client's stream never reaches the upstream.
         let headText = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage}\r\n`;
         const h = responseHeaders(ures.rawHeaders, gw.closing);
@@ -98,6 +121,7 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
         ures.pipe(socket);
       });
       up.on('upgrade', (ures, upstream, upstreamHead) => {
+        answered(101);
         let headText = `HTTP/1.1 101 ${ures.statusMessage}\r\n`;
         const raw = ures.rawHeaders;
         for (let i = 0; i < raw.length; i += 2) headText += `${raw[i]}: ${raw[i + 1]}\r\n`;

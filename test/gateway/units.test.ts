@@ -198,7 +198,14 @@ test('decision log lines are exactly JSON.stringify of the entry; a file sink ke
   const { logLine, logSink } = await import('../../src/gateway/log.js');
   const { readFileSync } = await import('node:fs');
   const { tempDir } = await import('../helpers/index.js');
-  const peer = { pid: 7, uid: 0, gid: 0, user: 'r\u00f6"ot\n', container: { runtime: 'docker', id: 'a'.repeat(64) } };
+  const peer = {
+    pid: 7,
+    uid: 0,
+    gid: 0,
+    user: 'r\u00f6"ot\n',
+    container: { runtime: 'docker', id: 'a'.repeat(64) },
+    program: '/usr/bin/d\u2029',
+  };
   const entries = [
     {
       time: '2026-01-01T00:00:00.000Z',
@@ -213,7 +220,7 @@ test('decision log lines are exactly JSON.stringify of the entry; a file sink ke
     },
     {
       time: 't',
-      peer: { ...peer, user: null, container: null },
+      peer: { ...peer, user: null, container: null, program: null },
       method: null,
       path: null,
       rule: null,
@@ -221,12 +228,16 @@ test('decision log lines are exactly JSON.stringify of the entry; a file sink ke
       reason: '\u0000\ud800',
       mode: 'audit' as const,
       forwarded: false,
+      query: 'all=1&filters=%7B%7D',
       status: 403,
+      durationMs: 1.25,
     },
   ];
-  for (const e of entries) assert.equal(logLine(e), JSON.stringify(e) + '\n');
+  // JSON.stringify's text with U+2028/U+2029 escaped as well: it parses back to the same entry, keys in the same order.
+  const escaped = (e: object): string => JSON.stringify(e).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`) + '\n';
+  for (const e of entries) assert.equal(logLine(e), escaped(e));
   // The peer part is cached per LogPeer object: the same object gives the same text.
-  assert.equal(logLine(entries[0]!), JSON.stringify(entries[0]) + '\n');
+  assert.equal(logLine(entries[0]!), escaped(entries[0]!));
   const tmp = tempDir('secpolicy-log-');
   try {
     const sink = logSink(tmp.path('d.log'))!;
