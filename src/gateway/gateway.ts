@@ -207,16 +207,17 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   });
   gateways.set(server, gw);
   try {
+    // The metrics socket first: once the gateway's socket exists, both are served.
+    if (metrics) metricsServer = await serveMetrics(metrics.registry, o.metrics!, metricsMode, o.allowInsecureDirectory);
     await listenAt(server, where, {
       mode,
       ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
     });
-    if (metrics) metricsServer = await serveMetrics(metrics.registry, o.metrics!, metricsMode, o.allowInsecureDirectory);
   } catch (e) {
     sink?.close();
     agent.destroy();
     httpServer.close();
-    if (server.listening) server.close();
+    metricsServer?.close();
     throw e;
   }
   return server;
