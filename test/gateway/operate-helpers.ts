@@ -109,7 +109,7 @@ export function sample(samples: Sample[], name: string, labels: Record<string, s
 
 /** The entries of a decision log file. */
 export function readLog(path: string): GatewayLogEntry[] {
-  let text = '';
+  let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch {
