@@ -14,6 +14,7 @@ export function registerConvert(program: Command): void {
   const convert = program.command('convert').description("Print a gateway policy equivalent to another tool's settings.");
   convert
     .command('docker-socket-proxy')
+    .summary('its settings as a gateway policy')
     .description(
       "Read docker-socket-proxy's environment variables (CONTAINERS, IMAGES, POST, ALLOW_START, ...; EVENTS, PING and VERSION on by default) and print the equivalent gateway policy (YAML).",
     )
