@@ -251,3 +251,35 @@ test('secpolicy explain: exit 0 forwarded, 1 for the gateway’s own answer, 2 f
     tmp.cleanup();
   }
 });
+
+test('explain --to: a container named in --as is looked up on the daemon socket for its labels; without --to they are not evaluated', async (t) => {
+  const tmp = tempDir('secpolicy-explain-to-');
+  t.after(() => tmp.cleanup());
+  // A stand-in for the daemon's inspect endpoint (only that one is asked).
+  const seen: string[] = [];
+  const daemon = http.createServer((req, res) => {
+    seen.push(req.url!);
+    const found = req.url === '/containers/web/json';
+    const body = JSON.stringify(found ? { Name: '/web', Config: { Labels: { tier: 'front' } } } : { message: 'No such container' });
+    res.writeHead(found ? 200 : 404, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
+  });
+  daemon.listen(tmp.path('docker.sock'));
+  await new Promise((r) => daemon.once('listening', r));
+  t.after(() => closeServer(daemon));
+  const { parseGatewayPolicy } = await import('../../src/gateway/policy.js');
+  const policy = parseGatewayPolicy(
+    'version: 1\napi: docker\nrules:\n  - name: front\n    who: { container: { name: web, label: { tier: front } } }\n    allow: ["GET /_ping"]\n',
+  );
+  const id = parseIdentity('uid=0,gid=0,groups=,container=web');
+  const withDaemon = await explainRequest(policy, id, 'GET', '/_ping', { to: tmp.path('docker.sock') });
+  assert.deepEqual([withDaemon.status, withDaemon.rule, withDaemon.notEvaluated], [null, 'front', []]);
+  assert.deepEqual(seen, ['/containers/web/json']);
+  const without = await explainRequest(policy, id, 'GET', '/_ping');
+  assert.equal(without.status, 403);
+  assert.match(without.notEvaluated.join(), /container labels/);
+  const unknown = await explainRequest(policy, parseIdentity('uid=0,gid=0,groups=,container=db'), 'GET', '/_ping', {
+    to: tmp.path('docker.sock'),
+  });
+  assert.equal(unknown.status, 403);
+  assert.match(unknown.reasons.join(' '), /unknown|404/);
+});
