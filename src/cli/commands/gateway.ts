@@ -70,10 +70,10 @@ export function registerGateway(program: Command): void {
       const what = describePolicy(policy);
       say(`listening on ${where}, forwarding to ${flags.to}: ${what}`);
       if (flags.metrics !== undefined) say(`metrics on ${flags.metrics} (mode ${formatMode(flags.metricsMode)})`);
-      const stopSignals = operatorSignals(server, flags.policy, say);
+      // Kept while stopping too: a SIGHUP then is refused and said, instead of ending the process.
+      operatorSignals(server, flags.policy, say);
       daemon.ready(`forwarding to ${flags.to}: ${what}`);
       const signal = await stopSignal();
-      stopSignals();
       daemon.stopping();
       const closing = closeGateway(server, { grace: flags.grace });
       say(`${signal}: no new connections; requests in progress have ${flags.grace} ms to finish`);
