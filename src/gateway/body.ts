@@ -17,6 +17,27 @@ export function checkBody(verdict: Verdict, endpoint: DockerEndpoint, body: Buff
   return verdict.rule!.docker!.check(endpoint, body);
 }
 
+/** Why a body larger than `max` is refused (413). */
+export function tooLargeWhy(endpoint: DockerEndpoint, max: number): string {
+  return `the ${endpoint} body is larger than ${max} bytes and cannot be checked`;
+}
+
+/**
+ * The rule's answer on a whole body: undefined when it passes, else why and the status
+ * (403; 400 for a body the daemon would not decode). Fails closed: a body that cannot be
+ * checked is refused.
+ */
+export function judgeBody(verdict: Verdict, endpoint: DockerEndpoint, body: Buffer): { why: string; status: number } | undefined {
+  try {
+    const why = checkBody(verdict, endpoint, body);
+    return why === undefined ? undefined : { why, status: 403 };
+  } catch (e) {
+    return e instanceof GoJsonError
+      ? { why: `the ${endpoint} body is refused: ${e.message}`, status: 400 }
+      : { why: `the ${endpoint} body cannot be checked: ${(e as Error)?.message}`, status: 403 };
+  }
+}
+
 /** Reads an inspected body (bounded), checks it, then forwards or refuses it. */
 export function inspect(
   req: http.IncomingMessage,
@@ -36,7 +57,7 @@ export function inspect(
   const chunks: Buffer[] = [];
   let size = 0;
   const tooLarge = (): void => {
-    const why = `the ${endpoint} body is larger than ${max} bytes and cannot be checked`;
+    const why = tooLargeWhy(endpoint, max);
     if (log) note(res, entry(conn, method, path, { ...verdict, allowed: false }, why, audit, audit ? undefined : 413));
     if (audit) return forward(req, res, conn, t, verdict, undefined, chunks);
     req.pause();
@@ -54,22 +75,12 @@ export function inspect(
   };
   const onEnd = (): void => {
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-    let why: string | undefined;
-    let status = 403;
-    try {
-      why = checkBody(verdict, endpoint, body);
-    } catch (e) {
-      // Fail closed: a body that cannot be checked is not forwarded.
-      why =
-        e instanceof GoJsonError
-          ? `the ${endpoint} body is refused: ${e.message}`
-          : `the ${endpoint} body cannot be checked: ${(e as Error)?.message}`;
-      status = e instanceof GoJsonError ? 400 : 403;
-    }
-    if (why === undefined) {
+    const refused = judgeBody(verdict, endpoint, body);
+    if (refused === undefined) {
       if (log) note(res, entry(conn, method, path, verdict, allowedReason(verdict), true));
       return forward(req, res, conn, t, verdict, body);
     }
+    const { why, status } = refused;
     if (log) note(res, entry(conn, method, path, { ...verdict, allowed: false }, why, audit, audit ? undefined : status));
     if (audit) return forward(req, res, conn, t, verdict, body);
     reply(gw, res, status, `secpolicy: ${verdict.rule!.name}: ${why}`);

@@ -14,14 +14,11 @@ import type { Peer } from '../identity/peer.js';
 import { no, ok, absent, type Outcome } from '../identity/outcome.js';
 import { groupName, statPath, userName } from '../native/index.js';
 import { knownPeer } from '../policy/policy.js';
-import { checkBody } from './body.js';
+import { judgeBody, tooLargeWhy } from './body.js';
 import { newConn, type Gateway, type Verdict } from './context.js';
-import { decide } from './decide.js';
-import { dockerEndpoint } from './docker.js';
-import { GoJsonError } from './gojson.js';
-import { canonicalTarget, dockerPath } from './path.js';
 import { resolvedContainers, type ContainerInfo, type GatewayPolicy } from './policy.js';
 import { derive } from './reload.js';
+import { route } from './request.js';
 
 /** An identity to explain a request for: what `--as uid=N[,gid=N][,groups=N:N][,program=/path][,container=NAME]` states. */
 export interface StatedIdentity {
@@ -221,16 +218,15 @@ export async function explainRequest(
   };
   const audit = policy.mode === 'audit';
   const answer = (status: number): number | null => (audit ? null : status);
-  // The steps of request.ts's handle(), in its order.
-  const t = canonicalTarget(target);
-  if ('error' in t) {
-    out.reasons.push(t.error);
+  // The steps of request.ts's handle(), by its functions, in its order.
+  const r = route(conn, method, target);
+  if ('error' in r) {
+    out.reasons.push(r.error);
     out.status = 400;
     return out;
   }
-  const m = gw.docker ? dockerPath(t) : t;
+  const { m, verdict, endpoint } = r;
   out.path = m.path;
-  const verdict: Verdict = decide(conn, method, m.path);
   whyNot(policy, peer, verdict, out.reasons);
   out.rule = verdict.rule?.name ?? null;
   out.pattern = verdict.pattern?.source ?? null;
@@ -240,32 +236,21 @@ export async function explainRequest(
     return out;
   }
   out.reasons.push(`allowed by "${verdict.pattern!.source}"`);
-  const endpoint = gw.docker && verdict.rule!.docker ? dockerEndpoint(method, m.segments) : undefined;
   if (endpoint === undefined) {
     out.allowed = true;
     return out;
   }
-  // body.ts's inspect(): bounded, then checked.
+  // body.ts's inspect(): bounded, then judged.
   const body = options.body ?? Buffer.alloc(0);
   if (body.length > policy.maxBodyBytes) {
-    out.reasons.push(`the ${endpoint} body is larger than ${policy.maxBodyBytes} bytes and cannot be checked`);
+    out.reasons.push(tooLargeWhy(endpoint, policy.maxBodyBytes));
     out.status = answer(413);
     return out;
   }
-  let why: string | undefined;
-  let status = 403;
-  try {
-    why = checkBody(verdict, endpoint, body);
-  } catch (e) {
-    why =
-      e instanceof GoJsonError
-        ? `the ${endpoint} body is refused: ${e.message}`
-        : `the ${endpoint} body cannot be checked: ${(e as Error)?.message}`;
-    status = e instanceof GoJsonError ? 400 : 403;
-  }
-  if (why !== undefined) {
-    out.reasons.push(why);
-    out.status = answer(status);
+  const refused = judgeBody(verdict, endpoint, body);
+  if (refused !== undefined) {
+    out.reasons.push(refused.why);
+    out.status = answer(refused.status);
     return out;
   }
   out.reasons.push(`the ${endpoint} body passes the rule's docker limits`);

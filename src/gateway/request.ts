@@ -1,32 +1,54 @@
 /**
  * One HTTP request on an accepted connection: its target made canonical, decided by the
- * rules, then refused, inspected or forwarded.
+ * rules (route(), which `secpolicy explain` runs too), then refused, inspected or forwarded.
  */
 import type http from 'node:http';
 import { inspect } from './body.js';
-import { allowedReason, denial, entry, note, reply, type Conn } from './context.js';
+import { allowedReason, denial, entry, note, reply, type Conn, type Verdict } from './context.js';
 import { decide } from './decide.js';
-import { dockerEndpoint } from './docker.js';
+import { dockerEndpoint, type DockerEndpoint } from './docker.js';
 import { forward } from './forward.js';
-import { canonicalTarget, dockerPath } from './path.js';
+import { canonicalTarget, dockerPath, type CanonicalTarget } from './path.js';
+
+/** What the first steps decide about a request: its canonical target, the rules' verdict, the endpoint whose body is inspected. */
+export interface Routed {
+  t: CanonicalTarget;
+  /** The path the rules match (with `api: docker`, without its version prefix) and its segments. */
+  m: { path: string; segments: readonly string[] };
+  verdict: Verdict;
+  /** With `api: docker` and a rule with limits: the endpoint whose body is checked. */
+  endpoint: DockerEndpoint | undefined;
+}
+
+/**
+ * The first steps of every request, live or explained: the target made canonical (an
+ * ambiguous one is an error), the rules decided for the connection's peer, and the
+ * inspected endpoint of an allowed request.
+ */
+export function route(conn: Conn, method: string, target: string): Routed | { error: string } {
+  const t = canonicalTarget(target);
+  if ('error' in t) return t;
+  const m = conn.gw.docker ? dockerPath(t) : t;
+  const verdict = decide(conn, method, m.path);
+  const endpoint = verdict.allowed && conn.gw.docker && verdict.rule!.docker ? dockerEndpoint(method, m.segments) : undefined;
+  return { t, m, verdict, endpoint };
+}
 
 function handle(req: http.IncomingMessage, res: http.ServerResponse, conn: Conn): void {
   const gw = conn.gw;
   const log = gw.recording;
   const method = req.method!;
-  const t = canonicalTarget(req.url!);
-  if ('error' in t) {
-    if (log) note(res, entry(conn, method, req.url!, undefined, t.error, false, 400));
-    return reply(gw, res, 400, `secpolicy: bad request: ${t.error}`);
+  const r = route(conn, method, req.url!);
+  if ('error' in r) {
+    if (log) note(res, entry(conn, method, req.url!, undefined, r.error, false, 400));
+    return reply(gw, res, 400, `secpolicy: bad request: ${r.error}`);
   }
-  const m = gw.docker ? dockerPath(t) : t;
-  const verdict = decide(conn, method, m.path);
+  const { t, m, verdict, endpoint } = r;
   if (!verdict.allowed) {
     if (log) note(res, entry(conn, method, t.path, verdict, verdict.why, gw.audit, gw.audit ? undefined : 403));
     if (!gw.audit) return reply(gw, res, 403, denial(verdict));
     return forward(req, res, conn, t, verdict);
   }
-  const endpoint = gw.docker && verdict.rule!.docker ? dockerEndpoint(method, m.segments) : undefined;
   if (endpoint !== undefined) return inspect(req, res, conn, t, m.path, verdict, endpoint);
   if (log) note(res, entry(conn, method, t.path, verdict, allowedReason(verdict), true));
   forward(req, res, conn, t, verdict);

@@ -5,11 +5,9 @@
 import http from 'node:http';
 import net from 'node:net';
 import { allowedReason, denial, elapsed, entry, rawReply, record, type Conn } from './context.js';
-import { decide } from './decide.js';
-import { dockerEndpoint } from './docker.js';
 import { forwardHeaders, responseHeaders } from './headers.js';
 import type { GatewayLogEntry } from './log.js';
-import { canonicalTarget, dockerPath } from './path.js';
+import { route } from './request.js';
 
 /** Handles an upgrade request on a socket http has handed over. */
 export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, conn: Conn): void {
@@ -28,14 +26,13 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
   };
   const made = (e: GatewayLogEntry): GatewayLogEntry | undefined => (gw.recording ? e : undefined);
   socket.setTimeout(0);
-  const t = canonicalTarget(req.url!);
-  if ('error' in t) {
-    log(made(entry(conn, method, req.url!, undefined, t.error, false)), 400);
-    return rawReply(socket, 400, 'Bad Request', `secpolicy: bad request: ${t.error}`);
+  const r = route(conn, method, req.url!);
+  if ('error' in r) {
+    log(made(entry(conn, method, req.url!, undefined, r.error, false)), 400);
+    return rawReply(socket, 400, 'Bad Request', `secpolicy: bad request: ${r.error}`);
   }
-  const m = gw.docker ? dockerPath(t) : t;
-  const verdict = decide(conn, method, m.path);
-  if (gw.docker && verdict.allowed && verdict.rule!.docker && dockerEndpoint(method, m.segments) !== undefined) {
+  const { t, m, verdict } = r;
+  if (r.endpoint !== undefined) {
     // An inspected endpoint is never hijacked: its body must be read as a body.
     verdict.allowed = false;
     verdict.why = `${method} ${m.path} cannot be sent as an upgrade`;
