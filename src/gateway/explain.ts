@@ -12,12 +12,11 @@ import http from 'node:http';
 import { invalidArg } from '../errors.js';
 import type { Peer } from '../identity/peer.js';
 import { no, ok, absent, type Outcome } from '../identity/outcome.js';
-import { groupName, statPath, userName } from '../native/index.js';
+import { groupName, primaryGidOf, statPath, userName } from '../native/index.js';
 import { knownPeer } from '../policy/policy.js';
 import { judgeBody, tooLargeWhy } from './body.js';
 import { newConn, type Gateway, type Verdict } from './context.js';
 import { resolvedContainers, type ContainerInfo, type GatewayPolicy } from './policy.js';
-import { derive } from './reload.js';
 import { route } from './request.js';
 
 /** An identity to explain a request for: what `--as uid=N[,gid=N][,groups=N:N][,program=/path][,container=NAME]` states. */
@@ -153,6 +152,8 @@ export interface Explanation {
   reasons: string[];
   /** Checks that need the live daemon or peer and were not made. */
   notEvaluated: string[];
+  /** `refused` when the `connect` policy would refuse the identity's connection before any request (enforce mode). */
+  connection: 'accepted' | 'refused';
   /** `enforce` or `audit` (audit forwards what the rules deny). */
   mode: 'enforce' | 'audit';
 }
@@ -192,7 +193,6 @@ export async function explainRequest(
   target: string,
   options: ExplainOptions = {},
 ): Promise<Explanation> {
-  const { primaryGidOf } = await import('../native/index.js');
   const peer = new StatedPeer(identity, identity.gid ?? primaryGidOf(identity.uid)) as unknown as Peer;
   const notEvaluated: string[] = [];
   if (identity.container !== undefined) {
@@ -202,7 +202,8 @@ export async function explainRequest(
     else if (usesNames) notEvaluated.push('container labels (they are read from the daemon: give --to)');
     resolvedContainers.set(peer, info);
   }
-  const gw = { ...derive(policy), needsNames: false, cacheMs: 0, closing: false } as unknown as Gateway;
+  // What decide() and route() read of a gateway (the signing key is not needed to decide).
+  const gw = { policy, audit: policy.mode === 'audit', docker: policy.api === 'docker', needsNames: false, cacheMs: 0 } as Gateway;
   const conn = newConn(gw, peer);
   const out: Explanation = {
     method,
@@ -214,9 +215,27 @@ export async function explainRequest(
     status: null,
     reasons: [],
     notEvaluated,
+    connection: 'accepted',
     mode: policy.mode,
   };
   const audit = policy.mode === 'audit';
+  // gateway.ts: the connect policy, once per connection, before any byte is read.
+  if (policy.connect !== undefined) {
+    let why: string | undefined;
+    try {
+      const d = policy.connect.applySync(null as never, { [knownPeer]: peer } as object);
+      if (!d.allowed) why = d.failures.map((f) => f.message).join('; ');
+    } catch (e) {
+      why = (e as Error).message;
+    }
+    if (why !== undefined) {
+      out.reasons.push(`connect policy: ${why}`);
+      if (!audit) {
+        out.connection = 'refused';
+        return out;
+      }
+    }
+  }
   const answer = (status: number): number | null => (audit ? null : status);
   // The steps of request.ts's handle(), by its functions, in its order.
   const r = route(conn, method, target);

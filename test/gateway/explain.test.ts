@@ -113,6 +113,7 @@ test('explain gives the running gateway’s answer for every generated request f
     `version: 1
 api: docker
 maxBodyBytes: 60
+connect: { not: { uid: 4244 } }
 rules:
   - name: admin
     who: { uid: 0, program: ${python} }
@@ -153,6 +154,10 @@ rules:
       { uid: 4243, gid: 4243, groups: [] },
       { uid: 4243, gid: 4243, groups: [], program: python },
     ],
+    [
+      { uid: 4244, gid: 4244, groups: [] },
+      { uid: 4244, gid: 4244, groups: [], program: python },
+    ],
   ];
   const seed = Number(process.env.SECPOLICY_FC_SEED ?? Date.now() % 2 ** 31);
   const requests = fc.sample(request, { numRuns: 60, seed });
@@ -166,7 +171,8 @@ rules:
     const statuses = JSON.parse(out.stdout) as number[];
     for (const [i, r] of requests.entries()) {
       const e = await explainRequest(policy, stated, r.m, r.t, { body: Buffer.from(r.b, 'base64') });
-      const expected = e.status ?? 200;
+      // A connection refused by `connect` gets no answer at all.
+      const expected = e.connection === 'refused' ? 0 : (e.status ?? 200);
       assert.equal(
         statuses[i],
         expected,
@@ -180,7 +186,7 @@ rules:
     `explain agreed with the running gateway on ${agreed} of ${agreed} requests (seed ${seed}): ${[...byStatus].map(([s, n]) => `${s}: ${n}`).join(', ')}`,
   );
   // The sample covers each kind of answer.
-  for (const s of [200, 403, 400]) assert.ok(byStatus.has(s), `no ${s} in the sample (seed ${seed})`);
+  for (const s of [200, 403, 400, 0]) assert.ok(byStatus.has(s), `no ${s} in the sample (seed ${seed})`);
 });
 
 test('secpolicy explain: exit 0 forwarded, 1 for the gateway’s own answer, 2 for an error; --json; identities parsed strictly', async () => {

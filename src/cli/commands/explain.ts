@@ -38,17 +38,19 @@ export function registerExplain(program: Command): void {
         ...(flags.to !== undefined && { to: flags.to }),
       });
       process.stdout.write(flags.json ? json(e) : render(e));
-      if (e.status !== null) process.exitCode = 1;
+      if (e.status !== null || e.connection === 'refused') process.exitCode = 1;
     });
 }
 
 function render(e: Explanation): string {
   const head =
-    e.status !== null
-      ? `${e.status === 403 ? 'denied' : 'refused'} (${e.status})`
-      : e.allowed
-        ? 'allowed: forwarded'
-        : 'denied by the rules: forwarded (audit mode)';
+    e.connection === 'refused'
+      ? 'refused: the connection is closed before any request'
+      : e.status !== null
+        ? `${e.status === 403 ? 'denied' : 'refused'} (${e.status})`
+        : e.allowed
+          ? 'allowed: forwarded'
+          : 'denied by the rules: forwarded (audit mode)';
   const lines = [
     `${head}: ${escapeText(e.method)} ${escapeText(e.target)}`,
     `  path: ${e.path === null ? '(refused before the rules)' : escapeText(e.path)}`,

@@ -3,6 +3,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ErrorCode, SecpolicyError } from '../../errors.js';
 import { closeGateway, createGateway } from '../../gateway/gateway.js';
 import { loadGatewayPolicy } from '../../gateway/policy.js';
+import { derive } from '../../gateway/reload.js';
 import { milliseconds } from '../args.js';
 import { LISTEN_HELP, listenFlag, stopSignal, supervisor } from '../daemon.js';
 import { describePolicy, operatorSignals } from '../operate.js';
@@ -49,7 +50,11 @@ export function registerGateway(program: Command): void {
     .option('--handshake-timeout <ms>', 'bound on verifying one client connection', milliseconds)
     .action(async (flags: GatewayFlags) => {
       const policy = await loadGatewayPolicy(flags.policy);
-      if (flags.check) return void process.stdout.write(`${flags.policy}: valid: ${describePolicy(policy)}\n`);
+      if (flags.check) {
+        // What start reads besides the file: the signing key.
+        derive(policy);
+        return void process.stdout.write(`${flags.policy}: valid: ${describePolicy(policy)}\n`);
+      }
       if (flags.listen === undefined || flags.to === undefined)
         throw new SecpolicyError(ErrorCode.INVALID_ARG, 'gateway: --listen and --to are required (unless --check)');
       const say = (line: string): void => void process.stderr.write(`secpolicy gateway: ${line}\n`);
