@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { realpathSync } from 'node:fs';
 import { closeServer, tempDir } from '../helpers/index.js';
@@ -309,4 +309,15 @@ test('--log-denied-only logs only denials (metrics still count all); SIGUSR1 aft
     readLog(`${log}.1`).map((e) => e.path),
     ['/no/1', '/no/2'],
   );
+
+  // A symlink planted at the path is not followed: the reopen fails, said on stderr, and
+  // the lines go on to the file that was open.
+  renameSync(log, `${log}.2`);
+  writeFileSync(tmp.path('victim'), '', { mode: 0o600 });
+  symlinkSync(tmp.path('victim'), log);
+  gw.child.kill('SIGUSR1');
+  await outputMatches(gw, (o) => o.includes('SIGUSR1: cannot reopen the decision log'));
+  await c.request('GET', '/no/4');
+  await logHas(`${log}.2`, (e) => e.some((x) => x.path === '/no/4'), 'the denial in the file still open');
+  assert.equal(readFileSync(tmp.path('victim'), 'utf8'), '');
 });
