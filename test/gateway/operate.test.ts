@@ -321,3 +321,34 @@ test('--log-denied-only logs only denials (metrics still count all); SIGUSR1 aft
   await logHas(`${log}.2`, (e) => e.some((x) => x.path === '/no/4'), 'the denial in the file still open');
   assert.equal(readFileSync(tmp.path('victim'), 'utf8'), '');
 });
+
+test('reloadGateway() in the library: a policy object or a file; a changed connect, a stranger server and a closing gateway are refused', async (t) => {
+  const { reloadGateway, parseGatewayPolicy, closeGateway } = await import('../../src/index.js');
+  const { gatewayFixture } = await import('./helpers.js');
+  const net = await import('node:net');
+  const gw = await gatewayFixture(t, `version: 1\nrules:\n  - name: one\n    who: {}\n    allow: ["GET /one"]\n`);
+  const c = await RawConnection.open(gw.path);
+  t.after(() => c.close());
+  assert.equal((await c.request('GET', '/one')).status, 200);
+  await reloadGateway(gw.server, parseGatewayPolicy(`version: 1\nrules:\n  - name: two\n    who: {}\n    allow: ["GET /two"]\n`));
+  assert.equal((await c.request('GET', '/one')).status, 403);
+  assert.equal((await c.request('GET', '/two')).status, 200);
+  await assert.rejects(
+    reloadGateway(gw.server, parseGatewayPolicy(`version: 1\nconnect: { uid: 0 }\nrules: []\n`)),
+    (e: Error & { code?: string }) => e.code === 'ERR_SECPOLICY_POLICY_FILE' && /connect/.test(e.message),
+  );
+  await assert.rejects(reloadGateway(gw.server, tmpFile(t, `version: 1\nrules: {}\n`)), /rules/);
+  await assert.rejects(reloadGateway(gw.server, { rules: [] } as never), { code: 'ERR_SECPOLICY_INVALID_ARG' });
+  await assert.rejects(reloadGateway(net.createServer(), parseGatewayPolicy('rules: []')), { code: 'ERR_SECPOLICY_INVALID_ARG' });
+  // What failed left the running policy alone.
+  assert.equal((await c.request('GET', '/two')).status, 200);
+  c.close();
+  await closeGateway(gw.server, { grace: 0 });
+  await assert.rejects(reloadGateway(gw.server, parseGatewayPolicy('rules: []')), /closing/);
+});
+
+function tmpFile(t: { after: (fn: () => void) => void }, text: string): string {
+  const tmp = tempDir('secpolicy-reload-file-');
+  t.after(() => tmp.cleanup());
+  return policy(tmp.path('p.yaml'), text);
+}
