@@ -162,6 +162,7 @@ rules:
   const seed = Number(process.env.SECPOLICY_FC_SEED ?? Date.now() % 2 ** 31);
   const requests = fc.sample(request, { numRuns: 60, seed });
   let agreed = 0;
+  let viaCommand = 0;
   const byStatus = new Map<number, number>();
   for (const [as, stated] of identities) {
     const child = run(python, ['-c', PY_BATCH, gw.socket], { as });
@@ -180,10 +181,21 @@ rules:
       );
       agreed++;
       byStatus.set(expected, (byStatus.get(expected) ?? 0) + 1);
+      // The first few of each identity through the `secpolicy explain` command too: its status and exit code.
+      if (i < 3) {
+        const body = tmp.path('body');
+        writeFileSync(body, Buffer.from(r.b, 'base64'));
+        const who = `uid=${stated.uid},gid=${stated.gid},groups=${stated.groups!.join(':')},program=${python}`;
+        const cli = await secpolicy(['explain', '--policy', file, '--as', who, '--body', body, '--json', r.m, r.t]);
+        assert.equal(cli.code, statuses[i] === 200 ? 0 : 1, `${who} ${r.m} ${r.t}: ${cli.stdout}${cli.stderr}`);
+        const shown = JSON.parse(cli.stdout) as { status: number | null; connection: string };
+        assert.equal(shown.connection === 'refused' ? 0 : (shown.status ?? 200), statuses[i]);
+        viaCommand++;
+      }
     }
   }
   t.diagnostic(
-    `explain agreed with the running gateway on ${agreed} of ${agreed} requests (seed ${seed}): ${[...byStatus].map(([s, n]) => `${s}: ${n}`).join(', ')}`,
+    `explain agreed with the running gateway on ${agreed} of ${agreed} requests (${viaCommand} also through the command) (seed ${seed}): ${[...byStatus].map(([s, n]) => `${s}: ${n}`).join(', ')}`,
   );
   // The sample covers each kind of answer.
   for (const s of [200, 403, 400, 0]) assert.ok(byStatus.has(s), `no ${s} in the sample (seed ${seed})`);
