@@ -27,7 +27,10 @@ export function operatorSignals(server: net.Server, policyFile: string, say: (li
           const policy = await reloadGateway(server, policyFile);
           say(`SIGHUP: reloaded ${policyFile}: ${describePolicy(policy)}; requests in progress finish under the policy they started with`);
         } catch (e) {
-          say(`SIGHUP: reload failed, the running policy stays: ${(e as Error).message.replace(/\n/g, ' ')}`);
+          const code = (e as { code?: unknown }).code;
+          say(
+            `SIGHUP: reload failed, the running policy stays: ${typeof code === 'string' ? `${code}: ` : ''}${(e as Error).message.replace(/\n/g, ' ')}`,
+          );
         }
       } while (again);
     } finally {
