@@ -1,9 +1,10 @@
 /**
  * What the gateway would answer a request from a given identity, without running it:
- * the same steps, in the same order, by the same functions as a live request
- * (request.ts and body.ts): the target made canonical, the rules decided by decide() on a
- * connection record whose peer is the stated identity, and an inspected body checked by
- * checkBody(). Only what needs a live peer or the daemon is stated or left out: the peer's
+ * the same steps, in the same order, by the same functions as a live request: the
+ * connect policy, then route() (request.ts: the target made canonical, the rules decided
+ * by decide() on a connection record whose peer is the stated identity, the inspected
+ * endpoint), then judgeBody() (body.ts) on a body within the bound. Only what needs a live
+ * peer or the daemon is stated or left out: the peer's
  * attributes come from the identity (one not stated is unknown, so a rule on it never
  * matches, as for a live peer whose attribute cannot be read), and checks that read the
  * daemon are listed as not evaluated.
