@@ -4,7 +4,7 @@
  * the exact bytes that were checked.
  */
 import type http from 'node:http';
-import { allowedReason, entry, reply, type Conn, type Verdict } from './context.js';
+import { allowedReason, entry, note, reply, type Conn, type Verdict } from './context.js';
 import type { Refusal } from './docker.js';
 import type { DockerRoute } from './docker-request.js';
 import { forward } from './forward.js';
@@ -18,9 +18,18 @@ export type CheckedRoute = DockerRoute & { refuse?: undefined };
  * the effective state): why it is refused, or undefined. Fails closed: a check that throws
  * is a 403.
  */
-export async function dockerCheck(conn: Conn, route: CheckedRoute, verdict: Verdict, body?: Buffer): Promise<Refusal | undefined> {
+export async function dockerCheck(
+  conn: Conn,
+  route: CheckedRoute,
+  verdict: Verdict,
+  body?: Buffer,
+  notEvaluated?: string[],
+): Promise<Refusal | undefined> {
   try {
-    return await conn.gw.profile!.check(route, verdict.rule!.docker!, body);
+    const profile = conn.gw.profile;
+    // A reload that left `api: docker` behind: the request was routed by a profile that is gone.
+    if (profile === undefined) return { status: 403, why: 'the Docker profile is no longer in use (the policy was reloaded)' };
+    return await profile.check(route, verdict.rule!.docker!, body, notEvaluated);
   } catch (e) {
     return { status: 403, why: `the request cannot be checked: ${(e as Error)?.message}` };
   }
@@ -34,6 +43,11 @@ export function onDockerError(conn: Conn, res: http.ServerResponse): (e: unknown
   };
 }
 
+/** Why a body larger than `max` is refused (413). */
+export function tooLargeWhy(label: string, max: number): string {
+  return `the ${label} body is larger than ${max} bytes and cannot be checked`;
+}
+
 /** Reads an inspected body (bounded), checks it, then forwards or refuses it. */
 export function inspect(
   req: http.IncomingMessage,
@@ -45,7 +59,7 @@ export function inspect(
   route: CheckedRoute,
 ): void {
   const gw = conn.gw;
-  const log = gw.log;
+  const log = gw.recording;
   const audit = gw.audit;
   const method = req.method!;
   const max = gw.policy.maxBodyBytes;
@@ -54,8 +68,8 @@ export function inspect(
   const chunks: Buffer[] = [];
   let size = 0;
   const tooLarge = (): void => {
-    const why = `the ${endpoint} body is larger than ${max} bytes and cannot be checked`;
-    log?.(entry(conn, method, path, { ...verdict, allowed: false }, why, audit, audit ? undefined : 413));
+    const why = tooLargeWhy(endpoint, max);
+    if (log) note(res, entry(conn, method, path, { ...verdict, allowed: false }, why, audit, audit ? undefined : 413));
     if (audit) return forward(req, res, conn, t, verdict, undefined, chunks);
     req.pause();
     reply(gw, res, 413, `secpolicy: ${verdict.rule!.name}: ${why}`, true);
@@ -75,10 +89,11 @@ export function inspect(
     dockerCheck(conn, route, verdict, body).then(
       (refusal) => {
         if (refusal === undefined) {
-          log?.(entry(conn, method, path, verdict, allowedReason(verdict), true));
+          if (log) note(res, entry(conn, method, path, verdict, allowedReason(verdict), true));
           return forward(req, res, conn, t, verdict, body);
         }
-        log?.(entry(conn, method, path, { ...verdict, allowed: false }, refusal.why, audit, audit ? undefined : refusal.status));
+        if (log)
+          note(res, entry(conn, method, path, { ...verdict, allowed: false }, refusal.why, audit, audit ? undefined : refusal.status));
         if (audit) return forward(req, res, conn, t, verdict, body);
         reply(gw, res, refusal.status, `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);
       },

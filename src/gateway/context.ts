@@ -9,31 +9,41 @@ import type net from 'node:net';
 import type { Peer } from '../identity/peer.js';
 import type { ContainerResolver } from './containers.js';
 import type { DockerProfile } from './docker-request.js';
+import type { GatewayMetrics } from './metrics.js';
 import { logPeer, type GatewayLog, type GatewayLogEntry, type LogPeer, type LogSink } from './log.js';
 import type { RequestPattern } from './pattern.js';
 import type { GatewayPolicy, GatewayRule } from './policy.js';
 import type { UpstreamPool } from './upstream.js';
 
-/** A running gateway. */
+/**
+ * A running gateway. `policy` and what is derived from it (`audit`, `docker`, `profile`,
+ * `key`, `needsNames`) change together on a reload; a request reads them once, when it is decided.
+ */
 export interface Gateway {
-  readonly policy: GatewayPolicy;
+  policy: GatewayPolicy;
   /** The upstream's socket file. */
   readonly target: string;
-  readonly audit: boolean;
+  audit: boolean;
   /** `api: docker`. */
-  readonly docker: boolean;
-  /** The Docker profile, with `api: docker`: what a rule with `docker:` limits lets through. */
-  readonly profile: DockerProfile | undefined;
+  docker: boolean;
+  /** The Docker profile, with `api: docker`: what a rule with `docker:` limits lets through (made again by a reload). */
+  profile: DockerProfile | undefined;
   /** The key that signs identity headers, when the policy names one. */
-  readonly key: Buffer | undefined;
+  key: Buffer | undefined;
   readonly log: GatewayLog | undefined;
   readonly sink: LogSink | undefined;
+  /** Whether decisions are recorded at all (a log or metrics). */
+  readonly recording: boolean;
+  /** Log only the entries of denials. */
+  readonly deniedOnly: boolean;
+  /** The Prometheus metrics, when they are served. */
+  readonly metrics: GatewayMetrics | undefined;
   readonly agent: UpstreamPool;
   readonly resolver: ContainerResolver;
   /** How long a container's Docker name (and a `who` that used it) holds, in ms. */
   readonly cacheMs: number;
   /** Whether some rule names containers by Docker name or label. */
-  readonly needsNames: boolean;
+  needsNames: boolean;
   /** Open client connections. */
   readonly sockets: Set<net.Socket>;
   /** Open client connections per uid, for `limits.connectionsPerUid`. */
@@ -50,6 +60,8 @@ export interface Conn {
   peer: Peer;
   /** Per rule: whether `who` matched, and until when that holds (rules with Docker names expire). */
   who: Array<boolean | undefined>;
+  /** The policy whose rules `who` and `whoUntil` are about (a reload starts them over). */
+  whoOf: GatewayPolicy | undefined;
   whoUntil: number[];
   logPeer: LogPeer | undefined;
   /** Requests in progress. */
@@ -59,7 +71,7 @@ export interface Conn {
 
 /** A new connection record. */
 export function newConn(gw: Gateway, peer: Peer): Conn {
-  return { gw, peer, who: [], whoUntil: [], logPeer: undefined, active: 0, upgraded: false };
+  return { gw, peer, who: [], whoOf: undefined, whoUntil: [], logPeer: undefined, active: 0, upgraded: false };
 }
 
 /** The outcome of the rules for one request. */
@@ -80,7 +92,7 @@ export function entry(
   verdict: Verdict | undefined,
   reason: string,
   forwarded: boolean,
-  status?: number,
+  status?: number | null,
 ): GatewayLogEntry {
   return {
     time: new Date().toISOString(),
@@ -92,8 +104,53 @@ export function entry(
     reason,
     mode: conn.gw.policy.mode,
     forwarded,
-    ...(status !== undefined && { status }),
+    // Set when the answer has ended (see settle()); in this order in every line.
+    query: undefined,
+    status,
+    durationMs: undefined,
   };
+}
+
+/** Writes a finished entry: counted in the metrics, and logged (unless only denials are). */
+export function record(gw: Gateway, e: GatewayLogEntry): void {
+  gw.metrics?.observe(e);
+  if (gw.log !== undefined && (!e.allowed || !gw.deniedOnly)) gw.log(e);
+}
+
+/** Where a request's arrival time and decision wait for its answer to end. */
+const kStart = Symbol('start');
+const kEntry = Symbol('entry');
+type Noted = http.ServerResponse & { [kStart]?: number; [kEntry]?: GatewayLogEntry };
+
+/** A request has arrived: its duration counts from now. */
+export function arrived(res: http.ServerResponse): void {
+  (res as Noted)[kStart] = performance.now();
+}
+
+/**
+ * The decision on a request: recorded when its answer has ended (see {@link settle}),
+ * with the status sent and how long it took.
+ */
+export function note(res: http.ServerResponse, e: GatewayLogEntry): void {
+  (res as Noted)[kEntry] = e;
+}
+
+/** A request's answer has ended (sent, or cut): its decision is recorded now. */
+export function settle(gw: Gateway, res: http.ServerResponse): void {
+  const e = (res as Noted)[kEntry];
+  if (e === undefined) return;
+  (res as Noted)[kEntry] = undefined;
+  const url = res.req?.url ?? '';
+  const q = url.indexOf('?');
+  e.query = q === -1 || q === url.length - 1 ? null : url.slice(q + 1);
+  e.status = res.headersSent ? res.statusCode : null;
+  e.durationMs = elapsed((res as Noted)[kStart]);
+  record(gw, e);
+}
+
+/** Milliseconds since `start` (from performance.now()), to the microsecond. */
+export function elapsed(start: number | undefined): number {
+  return start === undefined ? 0 : Math.round((performance.now() - start) * 1000) / 1000;
 }
 
 export const JSON_TYPE = 'application/json';

@@ -11,6 +11,12 @@ import type { GatewayRule } from './policy.js';
 /** Whether rule `i`'s `who` matches the connection's peer (cached per connection; Docker names expire). */
 export function whoMatches(conn: Conn, i: number, rule: GatewayRule, now: number): boolean {
   if (rule.who === undefined) return true;
+  if (conn.whoOf !== conn.gw.policy) {
+    // A reload: what was worked out was about the rules of another policy.
+    conn.who = [];
+    conn.whoUntil = [];
+    conn.whoOf = conn.gw.policy;
+  }
   const cached = conn.who[i];
   if (cached !== undefined && (!rule.dockerNames || now < conn.whoUntil[i]!)) return cached;
   let matched: boolean;

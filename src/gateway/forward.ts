@@ -4,7 +4,7 @@
  * relayed back with backpressure; a client that goes away cuts the upstream request.
  */
 import http from 'node:http';
-import { reply, type Conn, type Verdict } from './context.js';
+import { arrived, reply, settle, type Conn, type Verdict } from './context.js';
 import { forwardHeaders, RESPONSE_HOP } from './headers.js';
 import type { CanonicalTarget } from './path.js';
 
@@ -19,6 +19,7 @@ type Downstream = http.ServerResponse & { [kUpstream]?: http.ClientRequest; [kCo
 /** Ties a response to its connection: its request counts as in progress until the response closes. */
 export function track(res: http.ServerResponse, conn: Conn): void {
   conn.active++;
+  arrived(res);
   (res as Downstream)[kConn] = conn;
   res.on('close', onResponseClose);
 }
@@ -28,6 +29,7 @@ function onResponseClose(this: Downstream): void {
   const up = this[kUpstream];
   if (up !== undefined && !this.writableFinished) up.destroy();
   const conn = this[kConn];
+  settle(conn.gw, this);
   conn.active--;
   if (conn.gw.closing && conn.active === 0 && !conn.upgraded) this.req.socket.destroySoon();
 }
@@ -109,6 +111,7 @@ function onUpstreamResponse(this: Upstream, ures: http.IncomingMessage): void {
 
 function onUpstreamError(this: Upstream, error: Error): void {
   const res = this[kDownstream];
+  connOf(res).gw.metrics?.upstreamError();
   if (!res.headersSent)
     reply(
       connOf(res).gw,

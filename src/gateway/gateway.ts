@@ -11,18 +11,18 @@
 import http from 'node:http';
 import type net from 'node:net';
 import { invalidArg, type SecpolicyError } from '../errors.js';
-import { readKeyFile } from '../challenge/key-file.js';
 import { createServer } from '../net/index.js';
 import { listenAt, listenTarget } from '../systemd/listeners.js';
 import { knownPeer, Policy, type Decision } from '../policy/policy.js';
 import * as v from '../policy/validate.js';
 import { ContainerResolver, prepare } from './containers.js';
-import { entry, newConn, rawReply, type Conn, type Gateway } from './context.js';
+import { entry, newConn, rawReply, record, type Conn, type Gateway } from './context.js';
 import { upstreamGet } from './docker-effective.js';
-import { DockerProfile } from './docker-request.js';
 import { track } from './forward.js';
 import { logSink, type GatewayLog } from './log.js';
+import { GatewayMetrics, serveMetrics } from './metrics.js';
 import { isGatewayPolicy, type GatewayPolicy } from './policy.js';
+import { derive, gatewayStates as gateways } from './reload.js';
 import { safely } from './request.js';
 import { upgrade } from './upgrade.js';
 import { UpstreamPool } from './upstream.js';
@@ -48,9 +48,13 @@ export interface GatewayOptions {
   containerCacheMs?: number;
   /** Use a socket directory others could write to (see `listen()`). @default false */
   allowInsecureDirectory?: boolean;
+  /** Log only denials (and, in audit mode, what would have been denied). @default false */
+  logDeniedOnly?: boolean;
+  /** A socket file to serve Prometheus metrics on (`GET /metrics`), created like `listen`. */
+  metrics?: string;
+  /** Mode of the metrics socket file. @default 0o600 */
+  metricsMode?: number;
 }
-
-const gateways = new WeakMap<net.Server, Gateway>();
 
 /**
  * Listens on `options.listen` and forwards the requests the policy allows to
@@ -68,32 +72,33 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   const cacheMs = o.containerCacheMs ?? 3000;
   if (typeof cacheMs !== 'number' || !(cacheMs >= 0) || cacheMs > 3_600_000)
     throw invalidArg('options.containerCacheMs', 'a number of ms from 0 to 3600000', cacheMs);
+  if (o.metrics !== undefined && !v.isName(o.metrics)) throw invalidArg('options.metrics', 'a socket file path', o.metrics);
+  const metricsMode = v.mode('options.metricsMode', o.metricsMode ?? 0o600);
   const policy = o.policy;
   const target = o.target;
   const audit = policy.mode === 'audit';
+  const agent = new UpstreamPool(target);
+  const derived = derive(policy, upstreamGet(agent, target));
   const sink = logSink(o.log);
   const log = sink?.write;
-  const agent = new UpstreamPool(target);
+  const metrics = o.metrics === undefined ? undefined : new GatewayMetrics();
   const gw: Gateway = {
-    policy,
+    ...derived,
     target,
-    audit,
-    docker: policy.api === 'docker',
-    profile: policy.api === 'docker' ? new DockerProfile(upstreamGet(agent, target)) : undefined,
-    key: policy.forward.signKeyFile === undefined ? undefined : readKeyFile(policy.forward.signKeyFile),
     log,
     sink,
+    recording: log !== undefined || metrics !== undefined,
+    deniedOnly: o.logDeniedOnly === true,
+    metrics,
     agent,
     resolver: new ContainerResolver(agent, target, cacheMs),
     cacheMs,
-    needsNames: policy.rules.some((r) => r.dockerNames),
     sockets: new Set(),
     perUid: new Map(),
     closing: false,
   };
   const limits = policy.limits;
   const conns = new WeakMap<net.Socket, Conn>();
-  const needsNames = gw.needsNames;
 
   // ---- the servers -------------------------------------------------------------------
 
@@ -112,7 +117,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       const conn = conns.get(req.socket)!;
       track(res, conn);
       if (gw.closing) res.shouldKeepAlive = false;
-      if (!needsNames) return safely(req, res, conn);
+      if (!gw.needsNames) return safely(req, res, conn);
       const pending = prepare(conn);
       if (pending === undefined) return safely(req, res, conn);
       req.pause();
@@ -143,7 +148,11 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   httpServer.on('connect', (req: http.IncomingMessage, socket: net.Socket) => {
     socket.on('error', () => socket.destroy());
     const conn = conns.get(socket);
-    if (conn) log?.(entry(conn, req.method!, req.url!, undefined, 'authority-form (CONNECT) targets are not served', false, 400));
+    if (conn && gw.recording)
+      record(gw, {
+        ...entry(conn, req.method!, req.url!, undefined, 'authority-form (CONNECT) targets are not served', false, 400),
+        durationMs: 0,
+      });
     rawReply(socket, 400, 'Bad Request', 'secpolicy: bad request: CONNECT is not served');
   });
   httpServer.on('clientError', (error: NodeJS.ErrnoException, socket: net.Socket) => {
@@ -185,19 +194,23 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
         } catch (e) {
           why = (e as Error).message;
         }
-        if (!allowed) log?.(entry(conn, null, null, undefined, `connect policy: ${why}`, true));
+        if (!allowed && gw.recording) record(gw, entry(conn, null, null, undefined, `connect policy: ${why}`, true));
       }
       const uid = peer.uid;
       const open = gw.perUid.get(uid) ?? 0;
-      if (limits.connectionsPerUid !== undefined && open >= limits.connectionsPerUid) {
+      // The cap is the running policy's (a reload changes it; the timeouts above stay the start's).
+      const cap = gw.policy.limits.connectionsPerUid;
+      if (cap !== undefined && open >= cap) {
         const why = `uid ${uid} has ${open} connections open, the most limits.connectionsPerUid allows`;
-        log?.(entry(conn, null, null, undefined, why, false, 503));
+        if (gw.recording) record(gw, entry(conn, null, null, undefined, why, false, 503));
         return rawReply(socket, 503, 'Service Unavailable', `secpolicy: ${why}`);
       }
       gw.perUid.set(uid, open + 1);
       conns.set(socket, conn);
       gw.sockets.add(socket);
+      metrics?.connections.inc();
       socket.once('close', () => {
+        metrics?.connections.dec();
         const n = gw.perUid.get(uid)! - 1;
         if (n === 0) gw.perUid.delete(uid);
         else gw.perUid.set(uid, n);
@@ -208,18 +221,23 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     },
   );
   server.on('denied', (reason: Decision | SecpolicyError) => {
-    if (!log) return;
+    if (!gw.recording) return;
     if ('allowed' in reason) {
       const conn = newConn(gw, reason.peer);
-      log(entry(conn, null, null, undefined, `connect policy: ${reason.failures.map((f) => f.message).join('; ')}`, false));
+      record(gw, entry(conn, null, null, undefined, `connect policy: ${reason.failures.map((f) => f.message).join('; ')}`, false));
     }
   });
+  let metricsServer: http.Server | undefined;
   server.on('close', () => {
     httpServer.close();
     agent.destroy();
+    metricsServer?.close();
+    metricsServer?.closeAllConnections();
   });
   gateways.set(server, gw);
   try {
+    // The metrics socket first: once the gateway's socket exists, both are served.
+    if (metrics) metricsServer = await serveMetrics(metrics.registry, o.metrics!, metricsMode, o.allowInsecureDirectory);
     await listenAt(server, where, {
       mode,
       ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
@@ -228,6 +246,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     sink?.close();
     agent.destroy();
     httpServer.close();
+    metricsServer?.close();
     throw e;
   }
   // Out of descriptors, or a connection gone before it was accepted: that connection is
@@ -269,6 +288,8 @@ export async function closeGateway(server: net.Server, options?: CloseGatewayOpt
   }, grace);
   await Promise.all([closed, drained]);
   clearTimeout(timer);
+  // The last answers' entries are recorded as their responses close, just after their sockets.
+  await new Promise((resolve) => setImmediate(resolve));
   gw.sink?.close();
 }
 

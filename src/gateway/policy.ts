@@ -16,6 +16,7 @@ import { fail, PASS, type Rule } from '../policy/rule.js';
 import { isMapping, ruleOf, show, type FieldPath, type Walk } from '../policy/schema.js';
 import * as v from '../policy/validate.js';
 import { DockerChecker, type DockerLimits } from './docker.js';
+import { checkNames } from './names.js';
 import { compileRequestPattern, pathPatternError, requestPatternError, type RequestPattern } from './pattern.js';
 
 /** One rule of a gateway policy. */
@@ -95,19 +96,41 @@ export function isGatewayPolicy(value: unknown): value is GatewayPolicy {
 export interface ParseGatewayPolicyOptions {
   /** Where the text came from: prefixed to messages; relative key files resolve against its directory. */
   source?: string;
+  /**
+   * Every user and group name (`user`, `group`, `memberOf`) must be known to NSS now: one that
+   * is not fails like any other error in the document. loadGatewayPolicy() checks by default.
+   * @default false
+   */
+  resolveNames?: boolean;
 }
+
+/** The `connect` document of each policy as JSON, to tell whether a reload changes it. */
+export const connectSource = new WeakMap<GatewayPolicy, string>();
 
 /**
  * Parses a gateway policy document (YAML or JSON text, or an object). Throws
  * ERR_SECPOLICY_POLICY_FILE naming the field and line of the first problem.
  */
 export function parseGatewayPolicy(input: string | object, options?: ParseGatewayPolicyOptions): GatewayPolicy {
-  return parseDocumentWith(build, input, options);
+  if (options?.resolveNames === undefined) return parseDocumentWith(build, input, options);
+  const { resolveNames, ...rest } = options;
+  return parseDocumentWith(
+    (doc, walk, source) => {
+      const policy = build(doc, walk, source);
+      if (resolveNames) checkNames(doc, walk);
+      return policy;
+    },
+    input,
+    rest,
+  );
 }
 
-/** Reads a gateway policy file with the policy-file checks and parses it. */
-export async function loadGatewayPolicy(file: string): Promise<GatewayPolicy> {
-  return parseGatewayPolicy(await readPolicyText(file), { source: file });
+/**
+ * Reads a gateway policy file with the policy-file checks and parses it; a user or group
+ * name NSS does not know is an error unless `resolveNames` is false.
+ */
+export async function loadGatewayPolicy(file: string, options?: { resolveNames?: boolean }): Promise<GatewayPolicy> {
+  return parseGatewayPolicy(await readPolicyText(file), { source: file, resolveNames: options?.resolveNames ?? true });
 }
 
 const TOP = ['version', 'api', 'mode', 'connect', 'rules', 'forward', 'maxBodyBytes', 'limits'];
@@ -162,6 +185,7 @@ function build(doc: unknown, walk: Walk, source: string | undefined): GatewayPol
     limits,
   });
   brand.add(policy);
+  connectSource.set(policy, JSON.stringify(d.connect ?? null));
   return policy;
 }
 

@@ -1,60 +1,93 @@
 /**
  * One HTTP request on an accepted connection: its target made canonical, decided by the
- * rules, then refused, inspected or forwarded.
+ * rules and, for a rule with `docker:` limits, routed by the Docker profile (route(), which
+ * `secpolicy explain` runs too), then refused, inspected, checked or forwarded.
  */
 import type http from 'node:http';
 import { dockerCheck, inspect, onDockerError } from './body.js';
-import { allowedReason, denial, entry, reply, type Conn } from './context.js';
+import { allowedReason, denial, entry, note, reply, type Conn, type Verdict } from './context.js';
 import { decide } from './decide.js';
+import type { DockerRoute } from './docker-request.js';
 import { forward } from './forward.js';
-import { canonicalTarget, dockerPath } from './path.js';
+import { canonicalTarget, dockerPath, type CanonicalTarget } from './path.js';
+
+/** What the first steps decide about a request: its canonical target, the rules' verdict, the Docker profile's route. */
+export interface Routed {
+  t: CanonicalTarget;
+  /** The path the rules match (with `api: docker`, without its version prefix) and its segments. */
+  m: { path: string; segments: readonly string[] };
+  verdict: Verdict;
+  /** With `api: docker`, a request the rules allow under a rule with limits: what the Docker profile makes of it. */
+  docker: DockerRoute | undefined;
+}
+
+/** Whether a request is framed with a body (a Content-Length above 0, or chunked). */
+export function hasBody(req: http.IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
+/**
+ * The first steps of every request, live or explained: the target made canonical (an
+ * ambiguous one is an error), the rules decided for the connection's peer, and for an
+ * allowed request under a rule with `docker:` limits, the Docker profile's route (a
+ * refusal, or the endpoint to check). `body` is whether the request is framed with a body.
+ */
+export function route(conn: Conn, method: string, target: string, body: boolean): Routed | { error: string } {
+  const t = canonicalTarget(target);
+  if ('error' in t) return t;
+  const gw = conn.gw;
+  const m = gw.docker ? dockerPath(t) : t;
+  const verdict = decide(conn, method, m.path);
+  // A rule with docker limits: only what the Docker profile models goes through.
+  const docker = verdict.allowed && gw.docker && verdict.rule!.docker ? gw.profile!.route(method, t.segments, t.query, body) : undefined;
+  return { t, m, verdict, docker };
+}
 
 function handle(req: http.IncomingMessage, res: http.ServerResponse, conn: Conn): void {
   const gw = conn.gw;
-  const log = gw.log;
+  const log = gw.recording;
+  const audit = gw.audit;
   const method = req.method!;
-  const t = canonicalTarget(req.url!);
-  if ('error' in t) {
-    log?.(entry(conn, method, req.url!, undefined, t.error, false, 400));
-    return reply(gw, res, 400, `secpolicy: bad request: ${t.error}`);
+  const r = route(conn, method, req.url!, hasBody(req));
+  if ('error' in r) {
+    if (log) note(res, entry(conn, method, req.url!, undefined, r.error, false, 400));
+    return reply(gw, res, 400, `secpolicy: bad request: ${r.error}`);
   }
-  const m = gw.docker ? dockerPath(t) : t;
-  const verdict = decide(conn, method, m.path);
+  const { t, m, verdict, docker } = r;
   if (!verdict.allowed) {
-    log?.(entry(conn, method, t.path, verdict, verdict.why, gw.audit, gw.audit ? undefined : 403));
+    if (log) note(res, entry(conn, method, t.path, verdict, verdict.why, audit, audit ? undefined : 403));
     // A peer no rule admits has nothing more to ask: its connection is closed, not kept
     // alive to drain whatever body it announced.
-    if (!gw.audit) return reply(gw, res, 403, denial(verdict), verdict.rule === undefined);
+    if (!audit) return reply(gw, res, 403, denial(verdict), verdict.rule === undefined);
     return forward(req, res, conn, t, verdict);
   }
-  if (gw.docker && verdict.rule!.docker) {
-    // A rule with docker limits: only what the Docker profile models goes through.
-    const audit = gw.audit;
-    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-    const route = gw.profile!.route(method, t.segments, t.query, hasBody);
-    if (route.refuse) {
-      log?.(entry(conn, method, t.path, { ...verdict, allowed: false }, route.refuse.why, audit, audit ? undefined : route.refuse.status));
-      if (!audit) return reply(gw, res, route.refuse.status, `secpolicy: ${verdict.rule!.name}: ${route.refuse.why}`);
+  if (docker !== undefined) {
+    if (docker.refuse) {
+      const { status, why } = docker.refuse;
+      if (log) note(res, entry(conn, method, t.path, { ...verdict, allowed: false }, why, audit, audit ? undefined : status));
+      if (!audit) return reply(gw, res, status, `secpolicy: ${verdict.rule!.name}: ${why}`);
       return forward(req, res, conn, t, verdict);
     }
-    if (route.body) return inspect(req, res, conn, t, m.path, verdict, route);
+    if (docker.body) return inspect(req, res, conn, t, m.path, verdict, docker);
     // The request's body (a stream endpoint's) stays unread until forward() pipes it.
-    dockerCheck(conn, route, verdict).then(
+    dockerCheck(conn, docker, verdict).then(
       (refusal) => {
         if (refusal === undefined || audit) {
-          log?.(
-            entry(conn, method, t.path, refusal ? { ...verdict, allowed: false } : verdict, refusal?.why ?? allowedReason(verdict), true),
-          );
+          if (log)
+            note(
+              res,
+              entry(conn, method, t.path, refusal ? { ...verdict, allowed: false } : verdict, refusal?.why ?? allowedReason(verdict), true),
+            );
           return forward(req, res, conn, t, verdict);
         }
-        log?.(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
+        if (log) note(res, entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
         reply(gw, res, refusal.status, `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);
       },
       onDockerError(conn, res),
     );
     return;
   }
-  log?.(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
+  if (log) note(res, entry(conn, method, t.path, verdict, allowedReason(verdict), true));
   forward(req, res, conn, t, verdict);
 }
 

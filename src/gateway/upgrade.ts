@@ -4,68 +4,85 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { allowedReason, denial, entry, rawReply, type Conn } from './context.js';
-import { decide } from './decide.js';
 import { dockerCheck, type CheckedRoute } from './body.js';
+import { allowedReason, denial, elapsed, entry, rawReply, record, type Conn } from './context.js';
 import { forwardHeaders, responseHeaders } from './headers.js';
-import { canonicalTarget, dockerPath } from './path.js';
+import type { GatewayLogEntry } from './log.js';
+import { route } from './request.js';
 
 /** Handles an upgrade request on a socket http has handed over. */
 export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, conn: Conn): void {
   const gw = conn.gw;
-  const log = gw.log;
   const audit = gw.audit;
   const method = req.method!;
+  const start = performance.now();
+  // An upgrade's decision is recorded once its answer is known: the gateway's, or the upstream's head.
+  const log = (e: GatewayLogEntry | undefined, status: number | null): void => {
+    if (e === undefined) return;
+    const q = req.url!.indexOf('?');
+    e.query = q === -1 || q === req.url!.length - 1 ? null : req.url!.slice(q + 1);
+    e.status = status;
+    e.durationMs = elapsed(start);
+    record(gw, e);
+  };
+  const made = (e: GatewayLogEntry): GatewayLogEntry | undefined => (gw.recording ? e : undefined);
   socket.setTimeout(0);
-  const t = canonicalTarget(req.url!);
-  if ('error' in t) {
-    log?.(entry(conn, method, req.url!, undefined, t.error, false, 400));
-    return rawReply(socket, 400, 'Bad Request', `secpolicy: bad request: ${t.error}`);
-  }
-  const m = gw.docker ? dockerPath(t) : t;
-  const verdict = decide(conn, method, m.path);
   const chunked = req.headers['transfer-encoding'] !== undefined;
   const length = Number(req.headers['content-length'] ?? 0);
-  let route: CheckedRoute | undefined;
-  if (gw.docker && verdict.allowed && verdict.rule!.docker) {
+  const r = route(conn, method, req.url!, chunked || length > 0);
+  if ('error' in r) {
+    log(made(entry(conn, method, req.url!, undefined, r.error, false)), 400);
+    return rawReply(socket, 400, 'Bad Request', `secpolicy: bad request: ${r.error}`);
+  }
+  const { t, m, verdict, docker } = r;
+  let checked: CheckedRoute | undefined;
+  if (docker !== undefined) {
     // A rule with docker limits: only the profile's streams are upgraded (attach, exec start), after its checks.
-    const r = gw.profile!.route(method, t.segments, t.query, chunked || length > 0);
-    if (r.refuse || (r.endpoint.kind !== 'stream' && r.endpoint.body !== 'execStart')) {
+    if (docker.refuse || (docker.endpoint.kind !== 'stream' && docker.endpoint.body !== 'execStart')) {
       verdict.allowed = false;
-      verdict.why = r.refuse ? r.refuse.why : `${method} ${m.path} cannot be sent as an upgrade`;
-    } else route = r;
+      verdict.why = docker.refuse ? docker.refuse.why : `${method} ${m.path} cannot be sent as an upgrade`;
+    } else checked = docker;
   }
   if (verdict.allowed && (chunked || length > gw.policy.maxBodyBytes)) {
-    log?.(entry(conn, method, t.path, verdict, 'an upgrade request with a chunked or oversized body', false, 400));
+    log(made(entry(conn, method, t.path, verdict, 'an upgrade request with a chunked or oversized body', false)), 400);
     return rawReply(socket, 400, 'Bad Request', 'secpolicy: bad request: an upgrade request may carry only a small Content-Length body');
   }
+  let pending: GatewayLogEntry | undefined;
   if (!verdict.allowed) {
-    log?.(entry(conn, method, t.path, verdict, verdict.why, audit, audit ? undefined : 403));
-    if (!audit) return rawReply(socket, 403, 'Forbidden', denial(verdict));
+    if (!audit) {
+      log(made(entry(conn, method, t.path, verdict, verdict.why, false)), 403);
+      return rawReply(socket, 403, 'Forbidden', denial(verdict));
+    }
+    pending = made(entry(conn, method, t.path, verdict, verdict.why, true));
   } else {
-    log?.(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
+    pending = made(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
   }
+  const answered = (status: number | null): void => {
+    log(pending, status);
+    pending = undefined;
+  };
   conn.upgraded = true;
   // The request body (exec start's JSON) is sent as the body; anything after it is stream data.
   // Node 26's parser keeps an upgrade request's body in `req` (older ones leave it in `head`).
   const parsed: Buffer[] = [];
   for (let chunk: Buffer | null; (chunk = req.read() as Buffer | null) !== null;) parsed.push(chunk);
-  let pending = parsed.length ? Buffer.concat([...parsed, head]) : head;
+  let read = parsed.length ? Buffer.concat([...parsed, head]) : head;
+  socket.once('close', () => answered(null));
   const collect = (done: (body: Buffer) => void): void => {
-    if (pending.length >= length) return done(pending);
+    if (read.length >= length) return done(read);
     // The body is bounded like any request's: a peer that announces more than it sends,
     // and stops or goes away, is cut (the socket is its own now, http no longer times it).
     const cut = (): void => void socket.destroy();
     const timer = setTimeout(cut, gw.policy.limits.requestTimeoutMs);
     const onData = (chunk: Buffer): void => {
-      pending = Buffer.concat([pending, chunk]);
-      if (pending.length >= length) {
+      read = Buffer.concat([read, chunk]);
+      if (read.length >= length) {
         clearTimeout(timer);
         socket.off('data', onData);
         socket.off('end', cut);
         req.off('data', onData);
         socket.pause();
-        done(pending);
+        done(read);
       }
     };
     socket.once('end', cut);
@@ -98,6 +115,8 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
       socket.once('close', fail);
       socket.once('finish', fail);
       up.on('error', (error) => {
+        gw.metrics?.upstreamError();
+        answered(socket.writable ? 502 : null);
         if (socket.writable)
           rawReply(
             socket,
@@ -108,6 +127,7 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
         else socket.destroy();
       });
       up.on('response', (ures) => {
+        answered(ures.statusCode!);
         // No upgrade: relay the answer and close; the client's stream never reaches the upstream.
         let headText = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage}\r\n`;
         const h = responseHeaders(ures.rawHeaders, gw.closing);
@@ -117,6 +137,7 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
         ures.pipe(socket);
       });
       up.on('upgrade', (ures, upstream, upstreamHead) => {
+        answered(101);
         let headText = `HTTP/1.1 101 ${ures.statusMessage}\r\n`;
         const raw = ures.rawHeaders;
         for (let i = 0; i < raw.length; i += 2) headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
@@ -146,12 +167,13 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
   };
   collect((all) => {
     const body = all.subarray(0, length);
-    if (route === undefined) return upgradeForward(all, body);
-    dockerCheck(conn, route, verdict, body).then(
+    if (checked === undefined) return upgradeForward(all, body);
+    dockerCheck(conn, checked, verdict, body).then(
       (refusal) => {
         if (socket.destroyed) return;
+        if (refusal !== undefined) pending = made(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, audit));
         if (refusal === undefined || audit) return upgradeForward(all, body);
-        log?.(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
+        answered(refusal.status);
         rawReply(
           socket,
           refusal.status,

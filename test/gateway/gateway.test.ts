@@ -430,7 +430,7 @@ test('audit mode forwards everything and logs what it would have denied', { skip
   ]);
   assert.match(gw.logs.find((e) => e.path === '/containers/create')!.reason, /Privileged/);
   for (const key of ['time', 'peer', 'method', 'path', 'rule', 'allowed', 'reason']) assert.ok(key in gw.logs[0]!, key);
-  assert.deepEqual(Object.keys(gw.logs[0]!.peer).sort(), ['container', 'gid', 'pid', 'uid', 'user']);
+  assert.deepEqual(Object.keys(gw.logs[0]!.peer).sort(), ['container', 'gid', 'pid', 'program', 'uid', 'user']);
 });
 
 test(

@@ -130,7 +130,7 @@ test('decision log lines escape U+2028, U+2029 and every C0 and C1 control, and 
   all += '\u2028\u2029';
   const e: GatewayLogEntry = {
     time: new Date().toISOString(),
-    peer: { pid: 1, uid: 2, gid: 3, user: `u${all}`, container: { runtime: 'docker', id: `c${all}` } },
+    peer: { pid: 1, uid: 2, gid: 3, user: `u${all}`, container: { runtime: 'docker', id: `c${all}` }, program: null },
     method: 'GET',
     path: `/p${all}`,
     rule: `r${all}`,

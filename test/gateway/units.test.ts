@@ -205,7 +205,14 @@ test('decision log lines are JSON.stringify of the entry with DEL, C1, U+2028 an
   const { logLine, logSink } = await import('../../src/gateway/log.js');
   const { readFileSync } = await import('node:fs');
   const { tempDir } = await import('../helpers/index.js');
-  const peer = { pid: 7, uid: 0, gid: 0, user: 'r\u00f6"ot\n', container: { runtime: 'docker', id: 'a'.repeat(64) } };
+  const peer = {
+    pid: 7,
+    uid: 0,
+    gid: 0,
+    user: 'r\u00f6"ot\n',
+    container: { runtime: 'docker', id: 'a'.repeat(64) },
+    program: '/usr/bin/d\u2029',
+  };
   const entries = [
     {
       time: '2026-01-01T00:00:00.000Z',
@@ -220,7 +227,7 @@ test('decision log lines are JSON.stringify of the entry with DEL, C1, U+2028 an
     },
     {
       time: 't',
-      peer: { ...peer, user: null, container: null },
+      peer: { ...peer, user: null, container: null, program: null },
       method: null,
       path: null,
       rule: null,
@@ -228,7 +235,9 @@ test('decision log lines are JSON.stringify of the entry with DEL, C1, U+2028 an
       reason: '\u0000\ud800',
       mode: 'audit' as const,
       forwarded: false,
+      query: 'all=1&filters=%7B%7D',
       status: 403,
+      durationMs: 1.25,
     },
   ];
   const escaped = (e: object): string =>
