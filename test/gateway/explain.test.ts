@@ -1,21 +1,27 @@
 /**
  * `secpolicy explain` against the running gateway: the same generated requests (method,
- * version prefix, segments including encoded and dot ones, a query, container create
- * bodies with and without what the limits refuse, malformed JSON) are sent through a
- * `secpolicy gateway` process by real processes of each identity (setpriv, python3 as the
- * client) and explained for the same identity, and every answer must be the same: the
- * gateway's own status (400, 403, 413) or the upstream's 200 when it forwards.
+ * version prefix in and out of the Docker profile's window, segments including encoded and
+ * dot ones, a query, container create bodies with allowed, forbidden and unknown fields,
+ * malformed JSON, starts and exec starts whose effective state the daemon reports, endpoints
+ * the profile does not model) are sent through a `secpolicy gateway` process by real
+ * processes of each identity (setpriv, python3 as the client) and explained for the same
+ * identity, and every answer must be the same: the gateway's own status (400, 403, 413,
+ * 502) or the upstream's 200 when it forwards. The upstream stands in for dockerd (it
+ * answers /version and inspect; a real daemon's containers cannot be made privileged and
+ * missing on demand here): explain is given it with `--to`, as the gateway is. Without
+ * `--to` the answers must be the same too, except where explain names the effective state
+ * as not evaluated.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { realpathSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import fc from 'fast-check';
-import { explainRequest, parseIdentity, type StatedIdentity } from '../../src/gateway/explain.js';
+import { explainRequest, parseIdentity, type Explanation, type StatedIdentity } from '../../src/gateway/explain.js';
 import { loadGatewayPolicy } from '../../src/gateway/policy.js';
 import { closeServer, needCommand, needRoot, run, tempDir, type RunAs } from '../helpers/index.js';
 import { secpolicy } from '../cli/cli.js';
-import { PYTHON } from './helpers.js';
+import { PYTHON, upstream } from './helpers.js';
 import { startListening } from './operate-helpers.js';
 
 const skip = needRoot() || needCommand('setpriv');
@@ -75,44 +81,116 @@ const segment = fc.constantFrom(
   'a b'.replace(' ', '%20'),
   '',
 );
-const request = fc
+/** The daemon's answers the upstream gives: a container privileged as the daemon reports it, one that is gone. */
+function daemonStandIn(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+  const answer = (status: number, body: object): boolean => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) }).end(text);
+    return true;
+  };
+  if (req.url === '/containers/bad/json') return answer(200, { HostConfig: { Privileged: true }, Mounts: [] });
+  if (req.url === '/containers/gone/json') return answer(404, { message: 'No such container: gone' });
+  return false;
+}
+
+const version = fc.constantFrom('', '/v1.41', '/v1.24', '/v1.23', '/v1.47', '/v1.41/v1.41');
+const createBody = fc.constantFrom(
+  '',
+  '{"Image":"bb"}',
+  '{"Image":"bb","Env":["A=1"],"Tty":true}',
+  '{"Image":"bb","HostConfig":{"Privileged":true}}',
+  '{"Image":"bb","HostConfig":{"Binds":["/srv/data:/d"]}}',
+  '{"Image":"bb","HostConfig":{"Binds":["/srv/data:/d:ro"]}}',
+  '{"Image":"bb","HostConfig":{"Binds":["/etc:/etc:ro"]}}',
+  '{"Image":"bb","Privileged":true}',
+  '{"Image":"bb","Bogus":1}',
+  '{"Image":"bb","HostConfig":{"Bogus":1}}',
+  '{"image":"bb","hostconfig":{"privileged":true}}',
+  '{"Image":',
+  `{"Image":"bb","Labels":{"x":"${'y'.repeat(120)}"}}`,
+);
+const random = fc
   .record({
     m: fc.constantFrom('GET', 'HEAD', 'POST', 'DELETE', 'PUT'),
-    version: fc.constantFrom('', '/v1.47', '/v1.41/v1.41'),
+    version,
     segments: fc.array(segment, { minLength: 0, maxLength: 4 }),
     query: fc.constantFrom('', '?all=1', '?a=%2F'),
-    create: fc.boolean(),
-    body: fc.constantFrom(
-      '',
-      '{"Image":"bb"}',
-      '{"Image":"bb","HostConfig":{"Privileged":true}}',
-      '{"Image":"bb","HostConfig":{"Binds":["/srv/data:/d"]}}',
-      '{"Image":"bb","HostConfig":{"Binds":["/etc:/etc"]}}',
-      '{"Image":',
-      `{"Image":"bb","Labels":{"x":"${'y'.repeat(40)}"}}`,
+    body: createBody,
+  })
+  .map(({ m, version, segments, query, body }): Sent => ({
+    m,
+    t: `${version}/${segments.join('/')}${query}`,
+    b: Buffer.from(m === 'POST' ? body : '').toString('base64'),
+  }));
+const create = fc
+  .record({ version, query: fc.constantFrom('', '?name=web', '?platform=linux'), body: createBody })
+  .map(({ version, query, body }): Sent => ({
+    m: 'POST',
+    t: `${version}/containers/create${query}`,
+    b: Buffer.from(body).toString('base64'),
+  }));
+/** Starts, restarts, attaches and exec starts: the effective state is asked of the daemon first. */
+const effective = fc
+  .record({
+    version,
+    target: fc.constantFrom(
+      '/containers/ok/start',
+      '/containers/bad/start',
+      '/containers/gone/start',
+      '/containers/bad/restart',
+      '/containers/ok/attach?stream=1&stdout=1',
+      '/containers/bad/attach?stream=1',
+      '/exec/e1/start',
+      '/containers/ok/stop',
+    ),
+    body: fc.constantFrom('', '{"Detach":true}', '{"Detach":true,"Bogus":1}'),
+  })
+  .map(({ version, target, body }): Sent => ({ m: 'POST', t: version + target, b: Buffer.from(body).toString('base64') }));
+/** Endpoints the Docker profile refuses or does not know, whatever the allow patterns say. */
+const unmodelled = fc
+  .record({
+    version,
+    call: fc.constantFrom(
+      ['POST', '/build'],
+      ['POST', '/images/load'],
+      ['GET', '/plugins'],
+      ['POST', '/swarm/init'],
+      ['PUT', '/containers/ok/archive?path=/'],
+      ['POST', '/networks/create'],
+      ['POST', '/session'],
+      ['GET', '/containers/ok/unknown-thing'],
     ),
   })
-  .map(({ m, version, segments, query, create, body }): Sent => {
-    const path = create ? `${version}/containers/create` : `${version}/${segments.join('/')}`;
-    return { m: create ? 'POST' : m, t: path + query, b: Buffer.from(create || m === 'POST' ? body : '').toString('base64') };
-  });
+  .map(({ version, call }): Sent => ({ m: call[0]!, t: version + call[1]!, b: '' }));
+const request = fc.oneof(random, create, effective, unmodelled);
+
+/** Requests in every sample: each kind of the Docker profile's answer at least once. */
+const FIXED: Sent[] = [
+  ['POST', '/v1.41/containers/create', '{"Image":"bb","HostConfig":{"Binds":["/srv/data:/d:ro"]}}'],
+  ['POST', '/v1.47/containers/create', '{"Image":"bb"}'],
+  ['POST', '/v1.23/containers/create', '{"Image":"bb"}'],
+  ['POST', '/containers/create', '{"Image":"bb","Bogus":1}'],
+  ['POST', '/containers/create', '{"Image":"bb","HostConfig":{"Privileged":true}}'],
+  ['POST', '/containers/create', '{"Image":'],
+  ['POST', '/containers/create', `{"Image":"bb","Labels":{"x":"${'y'.repeat(120)}"}}`],
+  ['POST', '/build', ''],
+  ['POST', '/containers/ok/start', ''],
+  ['POST', '/containers/bad/start', ''],
+  ['POST', '/containers/gone/start', ''],
+  ['POST', '/exec/e1/start', '{"Detach":true}'],
+].map(([m, t, b]) => ({ m: m!, t: t!, b: Buffer.from(b!).toString('base64') }));
 
 test('explain gives the running gateway’s answer for every generated request from every identity', { skip }, async (t) => {
   const tmp = tempDir('secpolicy-explain-');
   t.after(() => tmp.cleanup());
-  const up = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': 2 }).end('{}'));
-  });
-  up.listen(tmp.path('up.sock'));
-  await new Promise((r) => up.once('listening', r));
-  t.after(() => closeServer(up));
+  const daemon = tmp.path('up.sock');
+  await upstream(t, daemon, { handle: daemonStandIn });
   const file = tmp.path('policy.yaml');
   writeFileSync(
     file,
     `version: 1
 api: docker
-maxBodyBytes: 60
+maxBodyBytes: 120
 connect: { not: { uid: 4244 } }
 rules:
   - name: admin
@@ -122,7 +200,7 @@ rules:
     docker: { binds: ["/srv/**"] }
   - name: readers
     who: { memberOf: 4242 }
-    allow: ["GET /containers/**", "GET /images/**", "HEAD /_ping", "GET /_ping", "POST /containers/create"]
+    allow: ["GET /containers/**", "GET /images/**", "HEAD /_ping", "GET /_ping", "POST /containers/create", "POST /containers/*/start", "POST /exec/*/start", "POST /build"]
     docker: {}
   - name: named
     who: { user: nobody }
@@ -160,10 +238,15 @@ rules:
     ],
   ];
   const seed = Number(process.env.SECPOLICY_FC_SEED ?? Date.now() % 2 ** 31);
-  const requests = fc.sample(request, { numRuns: 60, seed });
+  const sampled = fc.sample(request, { numRuns: 60, seed });
+  const requests = [...sampled, ...FIXED];
   let agreed = 0;
+  let agreedWithout = 0;
+  let notEvaluated = 0;
   let viaCommand = 0;
   const byStatus = new Map<number, number>();
+  const reasons: string[] = [];
+  const answerOf = (e: Explanation): number => (e.connection === 'refused' ? 0 : (e.status ?? 200));
   for (const [as, stated] of identities) {
     const child = run(python, ['-c', PY_BATCH, gw.socket], { as });
     child.stdin!.end(JSON.stringify(requests));
@@ -171,22 +254,33 @@ rules:
     assert.equal(out.code, 0, out.stderr);
     const statuses = JSON.parse(out.stdout) as number[];
     for (const [i, r] of requests.entries()) {
-      const e = await explainRequest(policy, stated, r.m, r.t, { body: Buffer.from(r.b, 'base64') });
+      const body = Buffer.from(r.b, 'base64');
+      const what = `uid ${as.uid} groups ${as.groups}: ${r.m} ${r.t} ${body}: gateway ${statuses[i]}`;
+      // With the daemon's socket, as the gateway has it: the same answer, always.
+      const e = await explainRequest(policy, stated, r.m, r.t, { body, to: daemon });
       // A connection refused by `connect` gets no answer at all.
-      const expected = e.connection === 'refused' ? 0 : (e.status ?? 200);
-      assert.equal(
-        statuses[i],
-        expected,
-        `uid ${as.uid} groups ${as.groups}: ${r.m} ${r.t} ${Buffer.from(r.b, 'base64')}: gateway ${statuses[i]}, explain ${JSON.stringify(e)} (seed ${seed})`,
-      );
+      const expected = answerOf(e);
+      assert.equal(statuses[i], expected, `${what}, explain --to ${JSON.stringify(e)} (seed ${seed})`);
+      assert.deepEqual(e.notEvaluated, [], what);
       agreed++;
       byStatus.set(expected, (byStatus.get(expected) ?? 0) + 1);
-      // The first few of each identity through the `secpolicy explain` command too: its status and exit code.
-      if (i < 3) {
-        const body = tmp.path('body');
-        writeFileSync(body, Buffer.from(r.b, 'base64'));
+      reasons.push(...e.reasons);
+      // Without it: the newest modelled version (the stand-in's) for an unversioned path; only the effective state may differ.
+      const alone = await explainRequest(policy, stated, r.m, r.t, { body });
+      if (alone.notEvaluated.some((n) => n.startsWith('the effective state'))) {
+        assert.equal(alone.status, null, `${what}, explain ${JSON.stringify(alone)}`);
+        notEvaluated++;
+      } else {
+        assert.equal(statuses[i], answerOf(alone), `${what}, explain ${JSON.stringify(alone)} (seed ${seed})`);
+        agreedWithout++;
+      }
+      // Some of each identity through the `secpolicy explain` command too (all the fixed ones for one
+      // identity under docker limits): its status and exit code.
+      if (i < 3 || (i >= sampled.length && as.groups?.includes(4242) === true)) {
+        const file2 = tmp.path('body');
+        writeFileSync(file2, body);
         const who = `uid=${stated.uid},gid=${stated.gid},groups=${stated.groups!.join(':')},program=${python}`;
-        const cli = await secpolicy(['explain', '--policy', file, '--as', who, '--body', body, '--json', r.m, r.t]);
+        const cli = await secpolicy(['explain', '--policy', file, '--as', who, '--body', file2, '--to', daemon, '--json', r.m, r.t]);
         assert.equal(cli.code, statuses[i] === 200 ? 0 : 1, `${who} ${r.m} ${r.t}: ${cli.stdout}${cli.stderr}`);
         const shown = JSON.parse(cli.stdout) as { status: number | null; connection: string };
         assert.equal(shown.connection === 'refused' ? 0 : (shown.status ?? 200), statuses[i]);
@@ -195,10 +289,22 @@ rules:
     }
   }
   t.diagnostic(
-    `explain agreed with the running gateway on ${agreed} of ${agreed} requests (${viaCommand} also through the command) (seed ${seed}): ${[...byStatus].map(([s, n]) => `${s}: ${n}`).join(', ')}`,
+    `explain --to agreed with the running gateway on ${agreed} of ${agreed} requests, without --to on ${agreedWithout} (${notEvaluated} more with the effective state not evaluated); ${viaCommand} also through the command (seed ${seed}): ${[...byStatus].map(([s, n]) => `${s}: ${n}`).join(', ')}`,
   );
-  // The sample covers each kind of answer.
-  for (const s of [200, 403, 400, 0]) assert.ok(byStatus.has(s), `no ${s} in the sample (seed ${seed})`);
+  // The requests cover each kind of answer, and each of the Docker profile's refusals.
+  for (const s of [200, 403, 400, 413, 0]) assert.ok(byStatus.has(s), `no ${s} in the sample (seed ${seed})`);
+  for (const kind of [
+    /outside the API versions the Docker profile models/,
+    /unknown field "Bogus"/,
+    /is refused for a rule with docker limits/,
+    /privileged.*as the daemon reports it/i,
+    /the daemon answered 404/,
+    /passes the Docker profile/,
+  ])
+    assert.ok(
+      reasons.some((r) => kind.test(r)),
+      `no reason matching ${kind} (seed ${seed})`,
+    );
 });
 
 test('secpolicy explain: exit 0 forwarded, 1 for the gateway’s own answer, 2 for an error; --json; identities parsed strictly', async () => {
@@ -217,12 +323,12 @@ test('secpolicy explain: exit 0 forwarded, 1 for the gateway’s own answer, 2 f
       '--as',
       'uid=1000,gid=1000,groups=4242',
       'GET',
-      '/v1.47/containers/json?all=1',
+      '/v1.41/containers/json?all=1',
     ]);
     assert.equal(allowed.code, 0, allowed.stderr);
     assert.match(
       allowed.stdout,
-      /^allowed: forwarded: GET \/v1\.47\/containers\/json\?all=1\n {2}path: \/containers\/json\n {2}rule: readers, pattern "GET \/containers\/\*\*"/,
+      /^allowed: forwarded: GET \/v1\.41\/containers\/json\?all=1\n {2}path: \/containers\/json\n {2}rule: readers, pattern "GET \/containers\/\*\*"/,
     );
     const denied = await secpolicy(['explain', '--policy', file, '--as', 'uid=1000,gid=1000,groups=', 'DELETE', '/containers/x', '--json']);
     assert.equal(denied.code, 1);
