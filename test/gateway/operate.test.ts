@@ -352,3 +352,87 @@ function tmpFile(t: { after: (fn: () => void) => void }, text: string): string {
   t.after(() => tmp.cleanup());
   return policy(tmp.path('p.yaml'), text);
 }
+
+test('a reload makes the Docker profile anew from the new policy; its refusals are in the log with the status answered and counted in the metrics', async (t) => {
+  const { reloadGateway, parseGatewayPolicy, createGateway, closeGateway } = await import('../../src/index.js');
+  const { upstream } = await import('./helpers.js');
+  const tmp = tempDir('secpolicy-reload-docker-');
+  t.after(() => tmp.cleanup());
+  // The stand-in for dockerd answers /version (1.41) and inspect (a clean container).
+  const up = await upstream(t, tmp.path('up.sock'));
+  const logs: import('../../src/index.js').GatewayLogEntry[] = [];
+  let logged: (() => void) | undefined;
+  const server = await createGateway({
+    listen: tmp.path('gw.sock'),
+    target: tmp.path('up.sock'),
+    policy: parseGatewayPolicy(`version: 1\nrules:\n  - name: all\n    who: {}\n    allow: ["* /**"]\n`),
+    mode: 0o600,
+    metrics: tmp.path('metrics.sock'),
+    log: (e) => {
+      logs.push(e);
+      logged?.();
+    },
+  });
+  t.after(() => closeGateway(server, { grace: 0 }));
+  /** Sends one request on its own connection; resolves with the status and the entry logged for it. */
+  const send = async (method: string, path: string, body = '', headers: Record<string, string> = {}) => {
+    const before = logs.length;
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ socketPath: tmp.path('gw.sock'), method, path, agent: false, headers }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    while (logs.length === before) await new Promise<void>((r) => (logged = r));
+    return { status, entry: logs[before]! };
+  };
+  const privileged = '{"Image":"bb","HostConfig":{"Privileged":true}}';
+  // api: http: no profile, the body is forwarded as it is.
+  assert.equal((await send('POST', '/containers/create', privileged)).status, 200);
+  const versions = (): number => up.received.filter((r) => r.url === '/version').length;
+  assert.equal(versions(), 0);
+
+  await reloadGateway(
+    server,
+    parseGatewayPolicy(`version: 1\napi: docker\nrules:\n  - name: limited\n    who: {}\n    allow: ["* /**"]\n    docker: {}\n`),
+  );
+  const refusals: Array<[string, string, string, number, RegExp]> = [
+    ['POST', '/containers/create', privileged, 403, /privileged/i],
+    ['POST', '/containers/create', '{"Image":"bb","Bogus":1}', 403, /unknown field "Bogus"/],
+    ['POST', '/containers/create', '{"Image":', 400, /body is refused/],
+    ['POST', '/v1.47/containers/create', '{"Image":"bb"}', 403, /outside the API versions/],
+    ['GET', '/v1.41/v1.41/containers/json', '', 400, /more than one API version prefix/],
+    ['POST', '/build', '', 403, /is refused for a rule with docker limits/],
+  ];
+  for (const [method, path, body, status, why] of refusals) {
+    const r = await send(method, path, body, body ? { 'Content-Type': 'application/json' } : {});
+    assert.equal(r.status, status, `${method} ${path} ${body}`);
+    assert.equal(r.entry.status, status, `${method} ${path}: the entry has the status answered`);
+    assert.equal(r.entry.allowed, false);
+    assert.equal(r.entry.forwarded, false);
+    assert.match(r.entry.reason, why);
+  }
+  assert.equal(versions(), 1, 'the new profile asked the daemon its API version');
+  const passed = await send('POST', '/containers/create', '{"Image":"bb"}', { 'Content-Type': 'application/json' });
+  assert.deepEqual([passed.status, passed.entry.status, passed.entry.allowed], [200, 200, true]);
+  // The denied entries are the metrics' denied requests (the first, under api: http, was allowed).
+  const m = await scrape(tmp.path('metrics.sock'));
+  assert.equal(sample(m.samples, 'secpolicy_gateway_requests_total', { rule: 'limited', verdict: 'denied' }), refusals.length);
+  assert.equal(sample(m.samples, 'secpolicy_gateway_requests_total', { rule: 'limited', verdict: 'allowed' }), 1);
+
+  // The limits are the new policy's: privileged is allowed now, by a profile made anew.
+  await reloadGateway(
+    server,
+    parseGatewayPolicy(
+      `version: 1\napi: docker\nrules:\n  - name: privileged\n    who: {}\n    allow: ["* /**"]\n    docker: { privileged: true }\n`,
+    ),
+  );
+  const now = await send('POST', '/containers/create', privileged, { 'Content-Type': 'application/json' });
+  assert.deepEqual([now.status, now.entry.rule, now.entry.allowed], [200, 'privileged', true]);
+  assert.equal(versions(), 2, 'the reload made a new profile, which asked again');
+  // A reload back to api: http leaves no profile behind: the body goes on as it is.
+  await reloadGateway(server, parseGatewayPolicy(`version: 1\nrules:\n  - name: all\n    who: {}\n    allow: ["* /**"]\n`));
+  assert.equal((await send('POST', '/build', '')).status, 200);
+});
