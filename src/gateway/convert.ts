@@ -120,8 +120,9 @@ export function convertDockerSocketProxy(env: Readonly<Record<string, string | u
     `# On: ${on.length ? on.join(' ') : '(nothing)'}`,
     ...(ignored.length ? [`# Not about access, left out: ${ignored.join(' ')}`] : []),
     '# Stricter than docker-socket-proxy: container archive/export need POST as well as CONTAINERS,',
-    '# creating an exec needs EXEC as well as CONTAINERS and POST, and container bodies are checked',
-    '# by the docker: limits (docs/migrating.md).',
+    '# creating an exec needs EXEC as well as CONTAINERS and POST, and with POST container bodies are',
+    '# checked by the docker: limits and only what the Docker profile models goes through (no network',
+    '# create, build, plugins or swarm) (docs/migrating.md).',
   ];
   return `${header.join('\n')}\n${stringify(doc, { lineWidth: 0 })}`;
 }

@@ -184,12 +184,10 @@ const MATRIX: Array<{ name: string; env: Record<string, string>; allowed: string
   {
     name: 'network_post',
     env: { POST: '1', NETWORKS: '1' },
-    allowed: [
-      ['network', 'ls'],
-      ['network', 'create', 'foo'],
-      ['network', 'rm', 'foo'],
-    ],
-    forbidden: [],
+    allowed: [['network', 'ls']],
+    // Stricter: under the rule's docker: limits only what the Docker profile models goes
+    // through, and it does not model network creation (drivers and options reach the host).
+    forbidden: [['network', 'create', 'foo']],
   },
   {
     name: 'exec',
@@ -248,7 +246,7 @@ test(
 );
 
 test(
-  'where the converted policy is stricter: container files need POST besides CONTAINERS; an exec needs EXEC besides CONTAINERS and POST',
+  'where the converted policy is stricter: container files need POST besides CONTAINERS; an exec needs EXEC besides CONTAINERS and POST; networks are not created under docker limits',
   { skip },
   async () => {
     const read = await secpolicy(['convert', 'docker-socket-proxy', 'CONTAINERS=1'], { env: { POST: '', EXEC: '' } });
@@ -280,6 +278,20 @@ test(
       assert.match(privileged.stderr, /secpolicy: docker-socket-proxy: .*privileged/i);
     } finally {
       await readWrite.stop();
+    }
+    const networks = await secpolicy(['convert', 'docker-socket-proxy', 'POST=1', 'NETWORKS=1'], { env: { CONTAINERS: '', EXEC: '' } });
+    const networkWrite = await startListening({
+      socket: join(daemon.dir, `dsp${n++}.sock`),
+      target: daemon.socket,
+      policy: file('strict-network.yaml', networks.stdout),
+    });
+    try {
+      const create = await daemon.docker(['network', 'create', 'strict'], { host: networkWrite.socket });
+      assert.notEqual(create.code, 0);
+      assert.match(create.stderr, /secpolicy: docker-socket-proxy: POST \/networks\/create is refused for a rule with docker limits/);
+      assert.equal((await daemon.docker(['network', 'ls'], { host: networkWrite.socket })).code, 0);
+    } finally {
+      await networkWrite.stop();
     }
   },
 );
