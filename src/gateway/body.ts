@@ -5,25 +5,34 @@
  */
 import type http from 'node:http';
 import { allowedReason, entry, reply, type Conn, type Verdict } from './context.js';
-import type { Refusal } from './docker.js';
-import type { DockerRoute } from './docker-request.js';
+import { forwardSegments, type DockerCheck, type DockerRoute } from './docker-request.js';
 import { forward } from './forward.js';
-import type { CanonicalTarget } from './path.js';
+import { withSegments, type CanonicalTarget } from './path.js';
 
 /** A route the profile did not refuse. */
 export type CheckedRoute = DockerRoute & { refuse?: undefined };
 
 /**
  * The profile's checks of a request that needs no more reading (the API version, the body,
- * the effective state): why it is refused, or undefined. Fails closed: a check that throws
- * is a 403.
+ * the effective state): refused, or passed with the full Id of the object checked. Fails
+ * closed: a check that throws is a 403.
  */
-export async function dockerCheck(conn: Conn, route: CheckedRoute, verdict: Verdict, body?: Buffer): Promise<Refusal | undefined> {
+export async function dockerCheck(conn: Conn, route: CheckedRoute, verdict: Verdict, body?: Buffer): Promise<DockerCheck> {
   try {
     return await conn.gw.profile!.check(route, verdict.rule!.docker!, body);
   } catch (e) {
-    return { status: 403, why: `the request cannot be checked: ${(e as Error)?.message}` };
+    return { refuse: { status: 403, why: `the request cannot be checked: ${(e as Error)?.message}` } };
   }
+}
+
+/**
+ * Where a request that passed is forwarded: to the object by the full Id its effective
+ * state was checked under (start, restart, attach, exec start), so that the object
+ * checked is the object acted on; elsewhere, where the client sent it.
+ */
+export function checkedTarget(t: CanonicalTarget, route: CheckedRoute, checked: DockerCheck): CanonicalTarget {
+  if (checked.refuse || checked.id === undefined) return t;
+  return withSegments(t, forwardSegments(t.segments, route, checked.id));
 }
 
 /** A failure after the checks (in the answer or the forwarding): a 500, or a cut connection once an answer began. */
@@ -73,10 +82,11 @@ export function inspect(
   const onEnd = (): void => {
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     dockerCheck(conn, route, verdict, body).then(
-      (refusal) => {
+      (checked) => {
+        const refusal = checked.refuse;
         if (refusal === undefined) {
           log?.(entry(conn, method, path, verdict, allowedReason(verdict), true));
-          return forward(req, res, conn, t, verdict, body);
+          return forward(req, res, conn, checkedTarget(t, route, checked), verdict, body);
         }
         log?.(entry(conn, method, path, { ...verdict, allowed: false }, refusal.why, audit, audit ? undefined : refusal.status));
         if (audit) return forward(req, res, conn, t, verdict, body);

@@ -3,7 +3,7 @@
  * rules, then refused, inspected or forwarded.
  */
 import type http from 'node:http';
-import { dockerCheck, inspect, onDockerError } from './body.js';
+import { checkedTarget, dockerCheck, inspect, onDockerError } from './body.js';
 import { allowedReason, denial, entry, reply, type Conn } from './context.js';
 import { decide } from './decide.js';
 import { forward } from './forward.js';
@@ -40,12 +40,13 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, conn: Conn)
     if (route.body) return inspect(req, res, conn, t, m.path, verdict, route);
     // The request's body (a stream endpoint's) stays unread until forward() pipes it.
     dockerCheck(conn, route, verdict).then(
-      (refusal) => {
+      (checked) => {
+        const refusal = checked.refuse;
         if (refusal === undefined || audit) {
           log?.(
             entry(conn, method, t.path, refusal ? { ...verdict, allowed: false } : verdict, refusal?.why ?? allowedReason(verdict), true),
           );
-          return forward(req, res, conn, t, verdict);
+          return forward(req, res, conn, checkedTarget(t, route, checked), verdict);
         }
         log?.(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
         reply(gw, res, refusal.status, `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);

@@ -6,9 +6,11 @@ import http from 'node:http';
 import net from 'node:net';
 import { allowedReason, denial, entry, rawReply, type Conn } from './context.js';
 import { decide } from './decide.js';
-import { dockerCheck, type CheckedRoute } from './body.js';
+import { checkedTarget, dockerCheck, type CheckedRoute } from './body.js';
 import { forwardHeaders, responseHeaders } from './headers.js';
-import { canonicalTarget, dockerPath } from './path.js';
+import { canonicalTarget, dockerPath, type CanonicalTarget } from './path.js';
+
+const STATUS_TEXT = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway' } as const;
 
 /** Handles an upgrade request on a socket http has handed over. */
 export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, conn: Conn): void {
@@ -73,11 +75,11 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
     if (!req.complete) req.on('data', onData);
     socket.on('data', onData);
   };
-  const upgradeForward = (all: Buffer, body: Buffer): void => {
+  const upgradeForward = (all: Buffer, body: Buffer, to: CanonicalTarget): void => {
     if (socket.destroyed) return;
     try {
       const rest = all.subarray(length);
-      const path = t.forward + t.query;
+      const path = to.forward + to.query;
       const headers = forwardHeaders(req, conn, verdict, method, path, true);
       if (length > 0 || (method !== 'GET' && method !== 'HEAD')) headers.push('Content-Length', String(length));
       const up = http.request({
@@ -146,18 +148,15 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
   };
   collect((all) => {
     const body = all.subarray(0, length);
-    if (route === undefined) return upgradeForward(all, body);
+    if (route === undefined) return upgradeForward(all, body, t);
     dockerCheck(conn, route, verdict, body).then(
-      (refusal) => {
+      (checked) => {
         if (socket.destroyed) return;
-        if (refusal === undefined || audit) return upgradeForward(all, body);
+        const refusal = checked.refuse;
+        if (refusal === undefined) return upgradeForward(all, body, checkedTarget(t, route, checked));
+        if (audit) return upgradeForward(all, body, t);
         log?.(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
-        rawReply(
-          socket,
-          refusal.status,
-          refusal.status === 400 ? 'Bad Request' : refusal.status === 502 ? 'Bad Gateway' : 'Forbidden',
-          `secpolicy: ${verdict.rule!.name}: ${refusal.why}`,
-        );
+        rawReply(socket, refusal.status, STATUS_TEXT[refusal.status], `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);
       },
       () => socket.destroy(),
     );
