@@ -5,6 +5,7 @@
  */
 import type http from 'node:http';
 import { allowedReason, entry, reply, type Conn, type Verdict } from './context.js';
+import type { Refusal } from './docker.js';
 import { forwardSegments, type DockerCheck, type DockerRoute } from './docker-request.js';
 import { forward } from './forward.js';
 import { withSegments, type CanonicalTarget } from './path.js';
@@ -33,6 +34,31 @@ export async function dockerCheck(conn: Conn, route: CheckedRoute, verdict: Verd
 export function checkedTarget(t: CanonicalTarget, route: CheckedRoute, checked: DockerCheck): CanonicalTarget {
   if (checked.refuse || checked.id === undefined) return t;
   return withSegments(t, forwardSegments(t.segments, route, checked.id));
+}
+
+/** The message of a refusal: the daemon's own (an object that does not exist), or the gateway's. */
+export function refusalMessage(verdict: Verdict, refusal: Refusal): string {
+  return refusal.daemon ?? `secpolicy: ${verdict.rule!.name}: ${refusal.why}`;
+}
+
+/** Docker's media type of attach streams (and of the errors an attach answers with). */
+const RAW_STREAM = 'application/vnd.docker.raw-stream';
+
+/**
+ * The head and body of the daemon's own answer to an attach it cannot make (`status`,
+ * the error as text on the raw stream, then the connection closed), when a refusal is
+ * the daemon's answer on a stream endpoint; else undefined.
+ */
+export function rawStreamAnswer(route: CheckedRoute, refusal: Refusal): { contentType: string; body: string } | undefined {
+  if (refusal.daemon === undefined || route.endpoint.kind !== 'stream') return undefined;
+  return { contentType: RAW_STREAM, body: `${refusal.daemon}\r\n` };
+}
+
+/** Answers a refused request: as the daemon does for an object that does not exist, else the gateway's JSON message. */
+export function replyRefusal(conn: Conn, res: http.ServerResponse, verdict: Verdict, route: CheckedRoute, refusal: Refusal): void {
+  const raw = rawStreamAnswer(route, refusal);
+  if (raw === undefined) return reply(conn.gw, res, refusal.status, refusalMessage(verdict, refusal));
+  res.writeHead(refusal.status, { 'Content-Type': raw.contentType, Connection: 'close' }).end(raw.body);
 }
 
 /** A failure after the checks (in the answer or the forwarding): a 500, or a cut connection once an answer began. */
@@ -90,7 +116,7 @@ export function inspect(
         }
         log?.(entry(conn, method, path, { ...verdict, allowed: false }, refusal.why, audit, audit ? undefined : refusal.status));
         if (audit) return forward(req, res, conn, t, verdict, body);
-        reply(gw, res, refusal.status, `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);
+        replyRefusal(conn, res, verdict, route, refusal);
       },
       onDockerError(conn, res),
     );

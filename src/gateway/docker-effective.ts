@@ -57,6 +57,7 @@ const idPath = (id: readonly string[]): string => id.map(encodeURIComponent).joi
 /** Checks the container an exec runs in, and the exec itself. */
 export async function checkExec(checker: DockerChecker, id: readonly string[], get: UpstreamGet): Promise<Effective> {
   const r = await get(`/exec/${idPath(id)}/json`);
+  if (r.status === 404) return notFound(`No such exec instance: ${id.join('/')}`);
   if (r.status !== 200) return unavailable(`the exec ${id.join('/')}`, r.status);
   const exec = r.json as { ID?: unknown; ContainerID?: unknown; ProcessConfig?: { privileged?: unknown } };
   if (typeof exec.ID !== 'string' || !FULL_ID.test(exec.ID)) return refuse(403, "the daemon does not say the exec's full Id");
@@ -65,12 +66,14 @@ export async function checkExec(checker: DockerChecker, id: readonly string[], g
   if (typeof exec.ContainerID !== 'string' || exec.ContainerID === '')
     return refuse(403, 'the daemon does not say which container the exec runs in');
   const container = await checkContainer(checker, [exec.ContainerID], get);
+  if (container.refuse?.status === 404) return unavailable(`the container ${exec.ContainerID} of the exec`, 404);
   return container.refuse ? container : { id: exec.ID };
 }
 
 /** Checks a container's configuration as the daemon reports it, and the named volumes it mounts. */
 export async function checkContainer(checker: DockerChecker, id: readonly string[], get: UpstreamGet): Promise<Effective> {
   const r = await get(`/containers/${idPath(id)}/json`);
+  if (r.status === 404) return notFound(`No such container: ${id.join('/')}`);
   if (r.status !== 200) return unavailable(`the container ${id.join('/')}`, r.status);
   const c = r.json as { Id?: unknown; HostConfig?: GoStruct; Mounts?: unknown };
   if (typeof c.Id !== 'string' || !FULL_ID.test(c.Id)) return refuse(403, "the daemon does not say the container's full Id");
@@ -121,7 +124,12 @@ function refuse(status: 403, why: string): { refuse: Refusal } {
   return { refuse: { status, why } };
 }
 
+/** The state is unknown: refused. */
 function unavailable(what: string, status: number): { refuse: Refusal } {
-  // A 404 is the daemon's own answer for the request too; anything else, the state is unknown.
   return refuse(403, `${what} cannot be checked: the daemon answered ${status} to its inspect`);
+}
+
+/** The object the request names does not exist: the daemon's own answer, which forwarding would get. */
+function notFound(message: string): { refuse: Refusal } {
+  return { refuse: { status: 404, why: `${message} (the daemon's inspect answered 404)`, daemon: message } };
 }

@@ -67,7 +67,7 @@ export class DockerProfile {
 
   /**
    * The API version, the body (bytes exactly as they will be forwarded) and the effective
-   * state.
+   * state. A request whose object does not exist is refused with the daemon's own 404.
    */
   async check(route: DockerRoute & { refuse?: undefined }, checker: DockerChecker, body: Uint8Array | undefined): Promise<DockerCheck> {
     let daemon: string;

@@ -3,7 +3,7 @@
  * rules, then refused, inspected or forwarded.
  */
 import type http from 'node:http';
-import { checkedTarget, dockerCheck, inspect, onDockerError } from './body.js';
+import { checkedTarget, dockerCheck, inspect, onDockerError, replyRefusal } from './body.js';
 import { allowedReason, denial, entry, reply, type Conn } from './context.js';
 import { decide } from './decide.js';
 import { forward } from './forward.js';
@@ -49,7 +49,7 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, conn: Conn)
           return forward(req, res, conn, checkedTarget(t, route, checked), verdict);
         }
         log?.(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
-        reply(gw, res, refusal.status, `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);
+        replyRefusal(conn, res, verdict, route, refusal);
       },
       onDockerError(conn, res),
     );

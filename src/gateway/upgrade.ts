@@ -4,13 +4,13 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { allowedReason, denial, entry, rawReply, type Conn } from './context.js';
+import { allowedReason, closeSoon, denial, entry, rawReply, type Conn } from './context.js';
 import { decide } from './decide.js';
-import { checkedTarget, dockerCheck, type CheckedRoute } from './body.js';
+import { checkedTarget, dockerCheck, rawStreamAnswer, refusalMessage, type CheckedRoute } from './body.js';
 import { forwardHeaders, responseHeaders } from './headers.js';
 import { canonicalTarget, dockerPath, type CanonicalTarget } from './path.js';
 
-const STATUS_TEXT = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway' } as const;
+const STATUS_TEXT = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 502: 'Bad Gateway' } as const;
 
 /** Handles an upgrade request on a socket http has handed over. */
 export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, conn: Conn): void {
@@ -156,7 +156,12 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
         if (refusal === undefined) return upgradeForward(all, body, checkedTarget(t, route, checked));
         if (audit) return upgradeForward(all, body, t);
         log?.(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
-        rawReply(socket, refusal.status, STATUS_TEXT[refusal.status], `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);
+        const raw = rawStreamAnswer(route, refusal);
+        if (raw === undefined) return rawReply(socket, refusal.status, STATUS_TEXT[refusal.status], refusalMessage(verdict, refusal));
+        socket.end(
+          `HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status]}\r\nContent-Type: ${raw.contentType}\r\nConnection: close\r\n\r\n${raw.body}`,
+        );
+        closeSoon(socket);
       },
       () => socket.destroy(),
     );

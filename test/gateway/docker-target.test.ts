@@ -6,7 +6,8 @@
  * between the inspect and the forward. A real dockerd behind a recording relay (a byte
  * pipe that notes each request line the gateway sends, and can hold one request back
  * while the test renames containers) makes the race deterministic: the relay holds the
- * gateway's start until the swap is done.
+ * gateway's start until the swap is done. A start, restart or attach of a container that
+ * does not exist is answered as the daemon answers it (404), without forwarding.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -186,3 +187,45 @@ test(
     assert.match(execStart[0]!, /^POST \/v[0-9.]+\/exec\/[0-9a-f]{64}\/start HTTP\/1\.1$/);
   },
 );
+
+test('a start, restart, attach or exec start of an object that does not exist is answered as the daemon answers it', { skip }, async () => {
+  const UPGRADE = ['-H', 'Connection: Upgrade', '-H', 'Upgrade: tcp'];
+  const cases: Array<[string, string, string | undefined, string[]]> = [
+    ['POST', '/v1.41/containers/nosuch/start', undefined, []],
+    ['POST', '/containers/nosuch/restart', undefined, []],
+    ['POST', '/v1.41/containers/nosuch/attach?stream=1&stdout=1', undefined, []],
+    ['POST', '/v1.41/containers/nosuch/attach?stream=1&stdout=1', undefined, UPGRADE],
+    ['POST', '/v1.41/exec/nosuchexec/start', '{"Detach":true}', []],
+  ];
+  for (const [method, path, body, headers] of cases) {
+    const what = `${method} ${path}${headers.length ? ' (upgrade)' : ''}`;
+    const direct = await daemon.api(method, path, body === undefined ? undefined : JSON.parse(body));
+    assert.equal(direct.status, 404, `${what}: the daemon's own answer: ${direct.body}`);
+    const from = seen.length;
+    const data = body === undefined ? [] : ['-H', 'Content-Type: application/json', '--data-binary', body];
+    const r = await run(
+      'curl',
+      [
+        '-sS',
+        '--unix-socket',
+        gateway.socket,
+        '-X',
+        method,
+        '-w',
+        '\n%{http_code} %{content_type}',
+        ...headers,
+        ...data,
+        `http://docker${path}`,
+      ],
+      { as: USER },
+    ).output();
+    const at = r.stdout.lastIndexOf('\n');
+    assert.equal(r.stdout.slice(at + 1), `404 ${direct.headers['content-type']}`, `${what}: ${r.stdout}${r.stderr}`);
+    const answer = r.stdout.slice(0, at);
+    if (direct.headers['content-type'] === 'application/json') assert.deepEqual(JSON.parse(answer), JSON.parse(direct.body), what);
+    else assert.equal(answer, direct.body, what);
+    assert.match(answer, /No such (container: nosuch|exec instance: nosuchexec)/);
+    const forwarded = seen.slice(from).filter((l) => l.startsWith(`${method} `));
+    assert.deepEqual(forwarded, [], `${what} was forwarded`);
+  }
+});
