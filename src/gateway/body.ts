@@ -6,17 +6,17 @@
 import type http from 'node:http';
 import { allowedReason, entry, note, reply, type Conn, type Verdict } from './context.js';
 import type { Refusal } from './docker.js';
-import type { DockerRoute } from './docker-request.js';
+import { forwardSegments, type DockerCheck, type DockerRoute } from './docker-request.js';
 import { forward } from './forward.js';
-import type { CanonicalTarget } from './path.js';
+import { withSegments, type CanonicalTarget } from './path.js';
 
 /** A route the profile did not refuse. */
 export type CheckedRoute = DockerRoute & { refuse?: undefined };
 
 /**
  * The profile's checks of a request that needs no more reading (the API version, the body,
- * the effective state): why it is refused, or undefined. Fails closed: a check that throws
- * is a 403.
+ * the effective state): refused, or passed with the full Id of the object checked. Fails
+ * closed: a check that throws is a 403.
  */
 export async function dockerCheck(
   conn: Conn,
@@ -24,15 +24,50 @@ export async function dockerCheck(
   verdict: Verdict,
   body?: Buffer,
   notEvaluated?: string[],
-): Promise<Refusal | undefined> {
+): Promise<DockerCheck> {
   try {
     const profile = conn.gw.profile;
     // A reload that left `api: docker` behind: the request was routed by a profile that is gone.
-    if (profile === undefined) return { status: 403, why: 'the Docker profile is no longer in use (the policy was reloaded)' };
+    if (profile === undefined) return { refuse: { status: 403, why: 'the Docker profile is no longer in use (the policy was reloaded)' } };
     return await profile.check(route, verdict.rule!.docker!, body, notEvaluated);
   } catch (e) {
-    return { status: 403, why: `the request cannot be checked: ${(e as Error)?.message}` };
+    return { refuse: { status: 403, why: `the request cannot be checked: ${(e as Error)?.message}` } };
   }
+}
+
+/**
+ * Where a request that passed is forwarded: to the object by the full Id its effective
+ * state was checked under (start, restart, attach, exec start), so that the object
+ * checked is the object acted on; elsewhere, where the client sent it.
+ */
+export function checkedTarget(t: CanonicalTarget, route: CheckedRoute, checked: DockerCheck): CanonicalTarget {
+  if (checked.refuse || checked.id === undefined) return t;
+  return withSegments(t, forwardSegments(t.segments, route, checked.id));
+}
+
+/** The message of a refusal: the daemon's own (an object that does not exist), or the gateway's. */
+export function refusalMessage(verdict: Verdict, refusal: Refusal): string {
+  return refusal.daemon ?? `secpolicy: ${verdict.rule!.name}: ${refusal.why}`;
+}
+
+/** Docker's media type of attach streams (and of the errors an attach answers with). */
+const RAW_STREAM = 'application/vnd.docker.raw-stream';
+
+/**
+ * The head and body of the daemon's own answer to an attach it cannot make (`status`,
+ * the error as text on the raw stream, then the connection closed), when a refusal is
+ * the daemon's answer on a stream endpoint; else undefined.
+ */
+export function rawStreamAnswer(route: CheckedRoute, refusal: Refusal): { contentType: string; body: string } | undefined {
+  if (refusal.daemon === undefined || route.endpoint.kind !== 'stream') return undefined;
+  return { contentType: RAW_STREAM, body: `${refusal.daemon}\r\n` };
+}
+
+/** Answers a refused request: as the daemon does for an object that does not exist, else the gateway's JSON message. */
+export function replyRefusal(conn: Conn, res: http.ServerResponse, verdict: Verdict, route: CheckedRoute, refusal: Refusal): void {
+  const raw = rawStreamAnswer(route, refusal);
+  if (raw === undefined) return reply(conn.gw, res, refusal.status, refusalMessage(verdict, refusal));
+  res.writeHead(refusal.status, { 'Content-Type': raw.contentType, Connection: 'close' }).end(raw.body);
 }
 
 /** A failure after the checks (in the answer or the forwarding): a 500, or a cut connection once an answer began. */
@@ -87,15 +122,16 @@ export function inspect(
   const onEnd = (): void => {
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     dockerCheck(conn, route, verdict, body).then(
-      (refusal) => {
+      (checked) => {
+        const refusal = checked.refuse;
         if (refusal === undefined) {
           if (log) note(res, entry(conn, method, path, verdict, allowedReason(verdict), true));
-          return forward(req, res, conn, t, verdict, body);
+          return forward(req, res, conn, checkedTarget(t, route, checked), verdict, body);
         }
         if (log)
           note(res, entry(conn, method, path, { ...verdict, allowed: false }, refusal.why, audit, audit ? undefined : refusal.status));
         if (audit) return forward(req, res, conn, t, verdict, body);
-        reply(gw, res, refusal.status, `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);
+        replyRefusal(conn, res, verdict, route, refusal);
       },
       onDockerError(conn, res),
     );

@@ -167,9 +167,13 @@ function matches(parts: ReadonlyArray<string | null>, segments: readonly string[
  * The endpoint a request goes to (path segments without the version prefix), or why none.
  * Literal segments are compared without regard to case, like the rules' patterns; a
  * placeholder takes one or more segments, as the daemon's routes do. A path two
- * templates fit (beyond a literal one) is refused as ambiguous.
+ * templates fit (beyond a literal one) is refused as ambiguous. `id` is what the
+ * placeholder took, `idAt` the index of its first segment (-1 without a placeholder).
  */
-export function findEndpoint(method: string, segments: readonly string[]): { endpoint: Endpoint; id: string[] } | { why: string } {
+export function findEndpoint(
+  method: string,
+  segments: readonly string[],
+): { endpoint: Endpoint; id: string[]; idAt: number } | { why: string } {
   const method2 = method === 'HEAD' ? 'GET' : method;
   const found = COMPILED.filter((c) => (c.endpoint.method === method || c.endpoint.method === method2) && matches(c.parts, segments));
   // An exact HEAD entry wins over the GET it follows.
@@ -190,5 +194,5 @@ export function findEndpoint(method: string, segments: readonly string[]): { end
   const at = c.parts.indexOf(null);
   // The id: what the placeholder took (the segments between the literal ones around it).
   const id = at < 0 ? [] : segments.slice(at, segments.length - (c.parts.length - at - 1));
-  return { endpoint: c.endpoint, id };
+  return { endpoint: c.endpoint, id, idAt: at };
 }

@@ -32,8 +32,10 @@ export interface DockerLimits {
 
 /** A refusal: the status the gateway answers and why. */
 export interface Refusal {
-  status: 400 | 403 | 502;
+  status: 400 | 403 | 404 | 502;
   why: string;
+  /** The daemon's own answer to the request (its 404 for an object that does not exist): the message sent as it is. */
+  daemon?: string;
 }
 
 /** The `check` fields of the model that {@link DockerChecker} reads (test/gateway/docker-model.test.ts compares). */

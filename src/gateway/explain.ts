@@ -153,7 +153,7 @@ export interface Explanation {
   pattern: string | null;
   /** What the rules (and the body check) decided. */
   allowed: boolean;
-  /** The gateway's own answer (400, 403, 413, 502), or null when it forwards the request. */
+  /** The gateway's own answer (400, 403, 404, 413, 502), or null when it forwards the request. */
   status: number | null;
   /** Why, in order: the rules before the deciding one that did not match the identity, then the decision. */
   reasons: string[];
@@ -296,13 +296,15 @@ async function steps(
     out.status = answer(413);
     return out;
   }
-  const refusal = await dockerCheck(conn, docker, verdict, docker.body ? body : undefined, notEvaluated);
+  const checked = await dockerCheck(conn, docker, verdict, docker.body ? body : undefined, notEvaluated);
+  const refusal = checked.refuse;
   if (refusal !== undefined) {
     out.reasons.push(refusal.why);
     out.status = answer(refusal.status);
     return out;
   }
   out.reasons.push(`${docker.label} passes the Docker profile${docker.body ? " (its body within the rule's docker limits)" : ''}`);
+  if (checked.id !== undefined) out.reasons.push(`forwarded to ${checked.id}, the full Id the daemon's inspect named`);
   out.allowed = true;
   return out;
 }

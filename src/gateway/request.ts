@@ -4,7 +4,7 @@
  * `secpolicy explain` runs too), then refused, inspected, checked or forwarded.
  */
 import type http from 'node:http';
-import { dockerCheck, inspect, onDockerError } from './body.js';
+import { checkedTarget, dockerCheck, inspect, onDockerError, replyRefusal } from './body.js';
 import { allowedReason, denial, entry, note, reply, type Conn, type Verdict } from './context.js';
 import { decide } from './decide.js';
 import type { DockerRoute } from './docker-request.js';
@@ -71,17 +71,18 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, conn: Conn)
     if (docker.body) return inspect(req, res, conn, t, m.path, verdict, docker);
     // The request's body (a stream endpoint's) stays unread until forward() pipes it.
     dockerCheck(conn, docker, verdict).then(
-      (refusal) => {
+      (checked) => {
+        const refusal = checked.refuse;
         if (refusal === undefined || audit) {
           if (log)
             note(
               res,
               entry(conn, method, t.path, refusal ? { ...verdict, allowed: false } : verdict, refusal?.why ?? allowedReason(verdict), true),
             );
-          return forward(req, res, conn, t, verdict);
+          return forward(req, res, conn, checkedTarget(t, docker, checked), verdict);
         }
         if (log) note(res, entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
-        reply(gw, res, refusal.status, `secpolicy: ${verdict.rule!.name}: ${refusal.why}`);
+        replyRefusal(conn, res, verdict, docker, refusal);
       },
       onDockerError(conn, res),
     );

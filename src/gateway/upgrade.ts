@@ -4,11 +4,14 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { dockerCheck, type CheckedRoute } from './body.js';
-import { allowedReason, denial, elapsed, entry, rawReply, record, type Conn } from './context.js';
+import { checkedTarget, dockerCheck, rawStreamAnswer, refusalMessage, type CheckedRoute } from './body.js';
+import { allowedReason, closeSoon, denial, elapsed, entry, rawReply, record, type Conn } from './context.js';
 import { forwardHeaders, responseHeaders } from './headers.js';
 import type { GatewayLogEntry } from './log.js';
+import type { CanonicalTarget } from './path.js';
 import { route } from './request.js';
+
+const STATUS_TEXT = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 502: 'Bad Gateway' } as const;
 
 /** Handles an upgrade request on a socket http has handed over. */
 export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, conn: Conn): void {
@@ -35,13 +38,13 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
     return rawReply(socket, 400, 'Bad Request', `secpolicy: bad request: ${r.error}`);
   }
   const { t, m, verdict, docker } = r;
-  let checked: CheckedRoute | undefined;
+  let stream: CheckedRoute | undefined;
   if (docker !== undefined) {
     // A rule with docker limits: only the profile's streams are upgraded (attach, exec start), after its checks.
     if (docker.refuse || (docker.endpoint.kind !== 'stream' && docker.endpoint.body !== 'execStart')) {
       verdict.allowed = false;
       verdict.why = docker.refuse ? docker.refuse.why : `${method} ${m.path} cannot be sent as an upgrade`;
-    } else checked = docker;
+    } else stream = docker;
   }
   if (verdict.allowed && (chunked || length > gw.policy.maxBodyBytes)) {
     log(made(entry(conn, method, t.path, verdict, 'an upgrade request with a chunked or oversized body', false)), 400);
@@ -90,11 +93,11 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
     if (!req.complete) req.on('data', onData);
     socket.on('data', onData);
   };
-  const upgradeForward = (all: Buffer, body: Buffer): void => {
+  const upgradeForward = (all: Buffer, body: Buffer, to: CanonicalTarget): void => {
     if (socket.destroyed) return;
     try {
       const rest = all.subarray(length);
-      const path = t.forward + t.query;
+      const path = to.forward + to.query;
       const headers = forwardHeaders(req, conn, verdict, method, path, true);
       if (length > 0 || (method !== 'GET' && method !== 'HEAD')) headers.push('Content-Length', String(length));
       const up = http.request({
@@ -167,19 +170,21 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
   };
   collect((all) => {
     const body = all.subarray(0, length);
-    if (checked === undefined) return upgradeForward(all, body);
-    dockerCheck(conn, checked, verdict, body).then(
-      (refusal) => {
+    if (stream === undefined) return upgradeForward(all, body, t);
+    dockerCheck(conn, stream, verdict, body).then(
+      (checked) => {
         if (socket.destroyed) return;
-        if (refusal !== undefined) pending = made(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, audit));
-        if (refusal === undefined || audit) return upgradeForward(all, body);
+        const refusal = checked.refuse;
+        if (refusal === undefined) return upgradeForward(all, body, checkedTarget(t, stream, checked));
+        pending = made(entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, audit));
+        if (audit) return upgradeForward(all, body, t);
         answered(refusal.status);
-        rawReply(
-          socket,
-          refusal.status,
-          refusal.status === 400 ? 'Bad Request' : refusal.status === 502 ? 'Bad Gateway' : 'Forbidden',
-          `secpolicy: ${verdict.rule!.name}: ${refusal.why}`,
+        const raw = rawStreamAnswer(stream, refusal);
+        if (raw === undefined) return rawReply(socket, refusal.status, STATUS_TEXT[refusal.status], refusalMessage(verdict, refusal));
+        socket.end(
+          `HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status]}\r\nContent-Type: ${raw.contentType}\r\nConnection: close\r\n\r\n${raw.body}`,
         );
+        closeSoon(socket);
       },
       () => socket.destroy(),
     );

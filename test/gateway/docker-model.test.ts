@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { CHECKED_FIELDS, DockerChecker } from '../../src/gateway/docker.js';
 import { ENDPOINTS, findEndpoint } from '../../src/gateway/docker-endpoints.js';
 import { API_WINDOW, BODIES, HOST_CONFIG } from '../../src/gateway/docker-model.js';
-import { DockerProfile } from '../../src/gateway/docker-request.js';
+import { DockerProfile, forwardSegments } from '../../src/gateway/docker-request.js';
 import { compareVersions, pathVersion } from '../../src/gateway/docker-version.js';
 import { parseGatewayPolicy } from '../../src/gateway/policy.js';
 import type { GoType } from '../../src/gateway/gojson.js';
@@ -174,7 +174,7 @@ test('check: the API version window, for the request and for the daemon (a stub 
   const check = async (path: string) => {
     const r = profile.route('GET', path.slice(1).split('/'), '', false);
     assert.ok(!r.refuse);
-    return (await profile.check(r, checker, undefined))?.why;
+    return (await profile.check(r, checker, undefined)).refuse?.why;
   };
   assert.equal(await check('/v1.41/info'), undefined);
   assert.equal(await check('/v1.24/info'), undefined);
@@ -185,7 +185,7 @@ test('check: the API version window, for the request and for the daemon (a stub 
   const newer = new DockerProfile(async () => ({ status: 200, json: { ApiVersion: (daemon = '1.43') } }));
   const r = newer.route('GET', ['info'], '', false);
   assert.ok(!r.refuse);
-  assert.match((await newer.check(r, checker, undefined))!.why, /the daemon's API version 1\.43 is outside/);
+  assert.match((await newer.check(r, checker, undefined)).refuse!.why, /the daemon's API version 1\.43 is outside/);
 });
 
 test('securityOpt: the rule lists exact options besides no-new-privileges; none that removes confinement loads', () => {
@@ -226,4 +226,21 @@ test('Tmpfs options that bind, move or remount are refused with a binds limit; s
   assert.equal(body({ '/t': 'size=1m,mode=1777,noexec' }), undefined);
   for (const bad of ['rbind', 'size=1m,BIND', 'remount,ro', 'rshared'])
     assert.match(body({ '/t': bad })!.why, /HostConfig\.Tmpfs "\/t": the options .* are not a tmpfs mount/, bad);
+});
+
+test('forwardSegments: the full Id the effective-state check found takes the place of the name the client used', () => {
+  const profile = new DockerProfile(() => Promise.reject(new Error('not asked')));
+  const id = 'f'.repeat(64);
+  const forwarded = (method: string, path: string, inspected = true) => {
+    const segments = path.slice(1).split('/');
+    const r = profile.route(method, segments, '', false);
+    assert.ok(!r.refuse, path);
+    return '/' + forwardSegments(segments, r, inspected ? id : undefined).join('/');
+  };
+  assert.equal(forwarded('POST', '/v1.41/containers/app/start'), `/v1.41/containers/${id}/start`);
+  assert.equal(forwarded('POST', '/containers/a1b2/restart'), `/containers/${id}/restart`);
+  assert.equal(forwarded('POST', '/containers/a/b/attach'), `/containers/${id}/attach`, 'a placeholder of two segments');
+  assert.equal(forwarded('POST', '/v1.24/exec/e1/start'), `/v1.24/exec/${id}/start`);
+  assert.equal(forwarded('POST', '/containers/app/start', false), '/containers/app/start', 'nothing was inspected');
+  assert.equal(forwarded('GET', '/v1.41/info'), '/v1.41/info', 'no object in the path');
 });

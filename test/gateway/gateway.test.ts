@@ -10,7 +10,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { isRoot, needCommand, needRoot, run } from '../helpers/index.js';
-import { gatewayFixture, parseResponses, PYTHON, rawRequest, req } from './helpers.js';
+import { fakeId, gatewayFixture, parseResponses, PYTHON, rawRequest, req } from './helpers.js';
 import { verifyIdentity } from '../../src/index.js';
 
 const skipPy = needCommand('python3');
@@ -456,7 +456,7 @@ test(
         .slice(before)
         .map((r) => r.url)
         .filter((u) => !/\/json$|^\/version$/.test(u)), // the Docker profile's inspects of the exec and its container
-      ['/exec/abc/start'],
+      [`/exec/${fakeId('abc')}/start`], // by the full Id the exec's inspect returned
     );
     assert.doesNotMatch(gw.up.raw(), /export/);
     // An inspected endpoint cannot be sent as an upgrade (its body would go unread).

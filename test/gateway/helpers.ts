@@ -3,6 +3,7 @@
  * what reached it, a gateway in this process, and raw clients in other processes
  * (python3, optionally as another user through setpriv) that send bytes as written.
  */
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
@@ -18,6 +19,11 @@ export interface Received {
   rawHeaders: string[];
   headers: http.IncomingHttpHeaders;
   body: Buffer;
+}
+
+/** The full Id the recording upstream gives the container (or exec) a request names: 64 hex digits derived from the name. */
+export function fakeId(name: string): string {
+  return /^[0-9a-f]{64}$/.test(name) ? name : createHash('sha256').update(name).digest('hex');
 }
 
 /** Options of {@link upstream}. */
@@ -48,8 +54,10 @@ export async function upstream(t: TestContext, path: string, options: UpstreamOp
       // Docker's /version and inspect answers, as far as the Docker profile reads them (a clean container).
       const docker = /^(?:\/v[0-9.]+)?\/version$/.test(req.url!)
         ? { ApiVersion: '1.41' }
-        : /^\/(?:containers\/[^?]+\/json|exec\/[^/?]+\/json)$/.test(req.url!)
+        : /^\/(?:containers|exec)\/[^?]+\/json$/.test(req.url!)
           ? {
+              // The full Id of what the path names (a container's Id, an exec's ID).
+              [req.url!.startsWith('/exec/') ? 'ID' : 'Id']: fakeId(decodeURIComponent(req.url!.split('/')[2]!)),
               HostConfig: {
                 // dockerd's defaults for an unprivileged container
                 MaskedPaths: '/proc/asound /proc/acpi /proc/kcore /proc/keys /proc/latency_stats /proc/timer_list'
@@ -58,7 +66,7 @@ export async function upstream(t: TestContext, path: string, options: UpstreamOp
                 ReadonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
               },
               Mounts: [],
-              ContainerID: 'c1',
+              ContainerID: fakeId('c1'),
             }
           : {};
       const answer = JSON.stringify({ url: req.url, length: body.length, ...docker });

@@ -20,7 +20,7 @@ export function registerExplain(program: Command): void {
   program
     .command('explain')
     .description(
-      "Show what a gateway policy would answer a request from an identity, decided by the gateway's own code. Exit 0 forwarded, 1 answered by the gateway (400, 403, 413, 502), 2 error.",
+      "Show what a gateway policy would answer a request from an identity, decided by the gateway's own code. Exit 0 forwarded, 1 answered by the gateway (400, 403, 404, 413, 502), 2 error.",
     )
     .argument('<method>', 'the request method, such as GET or POST')
     .argument('<path>', 'the request target, such as /v1.47/containers/json?all=1')
