@@ -21,7 +21,7 @@ import { explainRequest, parseIdentity, type Explanation, type StatedIdentity } 
 import { loadGatewayPolicy } from '../../src/gateway/policy.js';
 import { closeServer, needCommand, needRoot, run, tempDir, type RunAs } from '../helpers/index.js';
 import { secpolicy } from '../cli/cli.js';
-import { PYTHON, upstream } from './helpers.js';
+import { fakeId, PYTHON, upstream } from './helpers.js';
 import { startListening } from './operate-helpers.js';
 
 const skip = needRoot() || needCommand('setpriv');
@@ -88,7 +88,7 @@ function daemonStandIn(req: http.IncomingMessage, res: http.ServerResponse): boo
     res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) }).end(text);
     return true;
   };
-  if (req.url === '/containers/bad/json') return answer(200, { HostConfig: { Privileged: true }, Mounts: [] });
+  if (req.url === '/containers/bad/json') return answer(200, { Id: fakeId('bad'), HostConfig: { Privileged: true }, Mounts: [] });
   if (req.url === '/containers/gone/json') return answer(404, { message: 'No such container: gone' });
   return false;
 }
@@ -292,13 +292,14 @@ rules:
     `explain --to agreed with the running gateway on ${agreed} of ${agreed} requests, without --to on ${agreedWithout} (${notEvaluated} more with the effective state not evaluated); ${viaCommand} also through the command (seed ${seed}): ${[...byStatus].map(([s, n]) => `${s}: ${n}`).join(', ')}`,
   );
   // The requests cover each kind of answer, and each of the Docker profile's refusals.
-  for (const s of [200, 403, 400, 413, 0]) assert.ok(byStatus.has(s), `no ${s} in the sample (seed ${seed})`);
+  for (const s of [200, 403, 400, 404, 413, 0]) assert.ok(byStatus.has(s), `no ${s} in the sample (seed ${seed})`);
   for (const kind of [
     /outside the API versions the Docker profile models/,
     /unknown field "Bogus"/,
     /is refused for a rule with docker limits/,
     /privileged.*as the daemon reports it/i,
-    /the daemon answered 404/,
+    /No such container: gone/,
+    /forwarded to [0-9a-f]{64}, the full Id/,
     /passes the Docker profile/,
   ])
     assert.ok(
