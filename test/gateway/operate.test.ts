@@ -353,13 +353,20 @@ function tmpFile(t: { after: (fn: () => void) => void }, text: string): string {
   return policy(tmp.path('p.yaml'), text);
 }
 
-test('a reload makes the Docker profile anew from the new policy; its refusals are in the log with the status answered and counted in the metrics', async (t) => {
+test("a reload makes the Docker profile anew from the new policy; its refusals (403, 400, the daemon's 404) are in the log with the status answered and counted in the metrics", async (t) => {
   const { reloadGateway, parseGatewayPolicy, createGateway, closeGateway } = await import('../../src/index.js');
   const { upstream } = await import('./helpers.js');
   const tmp = tempDir('secpolicy-reload-docker-');
   t.after(() => tmp.cleanup());
   // The stand-in for dockerd answers /version (1.41) and inspect (a clean container).
-  const up = await upstream(t, tmp.path('up.sock'));
+  const up = await upstream(t, tmp.path('up.sock'), {
+    // A container that does not exist: the daemon's 404 to its inspect.
+    handle: (req, res) => {
+      if (req.url !== '/containers/gone/json') return false;
+      res.writeHead(404, { 'Content-Type': 'application/json' }).end('{"message":"No such container: gone"}');
+      return true;
+    },
+  });
   const logs: import('../../src/index.js').GatewayLogEntry[] = [];
   let logged: (() => void) | undefined;
   const server = await createGateway({
@@ -405,6 +412,7 @@ test('a reload makes the Docker profile anew from the new policy; its refusals a
     ['POST', '/v1.47/containers/create', '{"Image":"bb"}', 403, /outside the API versions/],
     ['GET', '/v1.41/v1.41/containers/json', '', 400, /more than one API version prefix/],
     ['POST', '/build', '', 403, /is refused for a rule with docker limits/],
+    ['POST', '/containers/gone/start', '', 404, /No such container: gone/],
   ];
   for (const [method, path, body, status, why] of refusals) {
     const r = await send(method, path, body, body ? { 'Content-Type': 'application/json' } : {});
