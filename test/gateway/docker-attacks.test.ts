@@ -10,9 +10,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IMAGE, startDockerd, startGateway, type GatewayProcess } from '../helpers/dockerd.js';
+import { logHas } from './operate-helpers.js';
 import { needCommand, run, type RunAs } from '../helpers/index.js';
 
 const daemon = await startDockerd();
@@ -294,11 +295,11 @@ test(
     assert.notEqual(refused.code, 0, 'the exec ran');
     // The CLI prints only the status of a refused upgrade; the decision log has the reason.
     assert.match(refused.stderr, /403/, refused.stderr);
-    const log = readFileSync(join(daemon.dir, 'decisions.log'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as { path: string; allowed: boolean; reason: string });
-    const start = log.filter((e) => /\/exec\/[0-9a-f]+\/start$/.test(e.path) && !e.allowed);
+    // The gateway (another process) writes its lines once per turn: wait for the refusal's.
+    const deniedStart = (e: { path: string | null; allowed: boolean }): boolean =>
+      /\/exec\/[0-9a-f]+\/start$/.test(e.path ?? '') && !e.allowed;
+    const log = await logHas(join(daemon.dir, 'decisions.log'), (entries) => entries.some(deniedStart), 'the refused exec start');
+    const start = log.filter(deniedStart);
     assert.equal(start.length, 1, JSON.stringify(start));
     assert.match(start[0]!.reason, /\(bind "\/"\)|Binds "\/:\/host": \/ is outside the allowed host paths/);
   },
