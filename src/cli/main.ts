@@ -43,6 +43,8 @@ export const COMMANDS: Readonly<Record<string, () => Promise<Register>>> = Objec
   keygen: async () => (await import('./commands/keygen.js')).registerKeygen,
   proxy: async () => (await import('./commands/proxy.js')).registerProxy,
   gateway: async () => (await import('./commands/gateway.js')).registerGateway,
+  explain: async () => (await import('./commands/explain.js')).registerExplain,
+  convert: async () => (await import('./commands/convert.js')).registerConvert,
 });
 
 /**

@@ -15,6 +15,9 @@
  * Where Go's result depends on a slice's hidden capacity (a repeated list key whose
  * elements are null or objects, which Go decodes into the old backing array), the body is
  * refused as ambiguous rather than guessed at. Trailing data after the value is refused.
+ *
+ * Decoded strictly (`{ strict: true }`), a key that names no field of its struct is an
+ * error naming it, where Go would skip it: a positive model knows every field it forwards.
  */
 
 /** A parsed JSON value, keys kept in order with duplicates. */
@@ -30,8 +33,11 @@ export type JsonNode =
 export class GoJsonError extends Error {
   constructor(
     message: string,
-    /** 'syntax' for invalid JSON, 'type' for a value of the wrong type, 'ambiguous' for a result Go leaves to memory layout. */
-    readonly kind: 'syntax' | 'type' | 'ambiguous',
+    /**
+     * 'syntax' for invalid JSON, 'type' for a value of the wrong type, 'ambiguous' for a result Go
+     * leaves to memory layout, 'unknown' for a key no field has (strict decoding).
+     */
+    readonly kind: 'syntax' | 'type' | 'ambiguous' | 'unknown',
   ) {
     super(message);
   }
@@ -339,16 +345,27 @@ function foldRune(ch: string): string {
   return candidates.filter((x) => x.codePointAt(0)! >= 0x80).reduce((a, x) => (x.codePointAt(0)! < a.codePointAt(0)! ? x : a), ch);
 }
 
-/** The Go type a field is decoded into. */
-export type GoType =
+/**
+ * What a model says of a field: `safe` whatever its value; `check`, checked against a
+ * rule's limits by the code that reads it; `refuse`, allowed only at its zero value (absent,
+ * null, empty); `ignored`, a field of a later API version that the modelled daemon does not
+ * decode (its type is still checked).
+ */
+export type Verdict = 'safe' | 'check' | 'refuse' | 'ignored';
+
+/** The Go type a field is decoded into, and optionally what a model says of the field. */
+export type GoType = (
   | { k: 'struct'; fields: Readonly<Record<string, GoType>>; folded?: Map<string, string> }
   | { k: 'ptr'; to: GoType & { k: 'struct' } }
   | { k: 'slice'; of: GoType }
   | { k: 'map'; of: GoType }
   | { k: 'string' }
   | { k: 'bool' }
+  /** Any JSON number (Go's integer and float kinds; the daemon refuses one that does not fit). */
+  | { k: 'number' }
   /** Docker's StrSlice: a list of strings or one string, replaced whole by its UnmarshalJSON. */
-  | { k: 'strslice' };
+  | { k: 'strslice' }
+) & { v?: Verdict; why?: string };
 
 /** A decoded Go slice: its elements and the longest length its backing array has held. */
 export class GoSlice<T = unknown> {
@@ -365,6 +382,7 @@ export type GoStruct = Record<string, unknown>;
 export const T = {
   string: { k: 'string' } as GoType,
   bool: { k: 'bool' } as GoType,
+  number: { k: 'number' } as GoType,
   strslice: { k: 'strslice' } as GoType,
   struct: (fields: Record<string, GoType>): GoType & { k: 'struct' } => ({ k: 'struct', fields }),
   ptr: (to: GoType & { k: 'struct' }): GoType => ({ k: 'ptr', to }),
@@ -372,14 +390,29 @@ export const T = {
   map: (of: GoType): GoType => ({ k: 'map', of }),
 };
 
+/** Options of {@link decodeGo}. */
+export interface DecodeOptions {
+  /** A key that names no field is an error (Go skips it). @default false */
+  strict?: boolean;
+}
+
 /** Decodes a parsed body into a struct type, as json.Unmarshal into a zero value would. */
-export function decodeGo(node: JsonNode, type: GoType & { k: 'struct' }): GoStruct {
+export function decodeGo(node: JsonNode, type: GoType & { k: 'struct' }, options: DecodeOptions = {}): GoStruct {
   const out = Object.create(null) as GoStruct;
   if (node.t === 'null') return out;
   if (node.t !== 'obj') throw typeError(node, 'an object', '');
-  decodeStruct(node, type, out, '');
+  const previous = strict;
+  strict = options.strict === true;
+  try {
+    decodeStruct(node, type, out, '');
+  } finally {
+    strict = previous;
+  }
   return out;
 }
+
+/** Whether the decoding under way is strict (decoding is synchronous). */
+let strict = false;
 
 function typeError(node: JsonNode, expected: string, at: string): GoJsonError {
   const got = { obj: 'an object', arr: 'an array', str: 'a string', num: 'a number', bool: 'a boolean', null: 'null' }[node.t];
@@ -398,7 +431,10 @@ function fieldOf(type: GoType & { k: 'struct' }, key: string): string | undefine
 function decodeStruct(node: JsonNode & { t: 'obj' }, type: GoType & { k: 'struct' }, out: GoStruct, at: string): void {
   for (const [key, value] of node.entries) {
     const name = fieldOf(type, key);
-    if (name === undefined) continue;
+    if (name === undefined) {
+      if (strict) throw new GoJsonError(`unknown field ${JSON.stringify(key)}${at ? ` in ${at}` : ''}`, 'unknown');
+      continue;
+    }
     const where = at ? `${at}.${name}` : name;
     out[name] = decodeValue(value, type.fields[name]!, out[name], where);
   }
@@ -412,6 +448,8 @@ function zero(type: GoType): unknown {
       return '';
     case 'bool':
       return false;
+    case 'number':
+      return 0;
     default:
       return null;
   }
@@ -427,6 +465,10 @@ function decodeValue(node: JsonNode, type: GoType, current: unknown, at: string)
       if (node.t === 'null') return current ?? false;
       if (node.t !== 'bool') throw typeError(node, 'a boolean', at);
       return node.v;
+    case 'number':
+      if (node.t === 'null') return current ?? 0;
+      if (node.t !== 'num') throw typeError(node, 'a number', at);
+      return Number(node.raw);
     case 'struct': {
       const target = (current as GoStruct | undefined) ?? (Object.create(null) as GoStruct);
       if (node.t === 'null') return target;

@@ -1,11 +1,16 @@
 /** The identity-aware HTTP gateway: requests decided by who sent them (and, for Docker, by what their bodies ask). */
 export { createGateway, closeGateway, type GatewayOptions, type CloseGatewayOptions } from './gateway.js';
+export { reloadGateway, reopenGatewayLog } from './reload.js';
+export { explainRequest, parseIdentity, type StatedIdentity, type Explanation, type ExplainOptions } from './explain.js';
+export { convertDockerSocketProxy, dockerSocketProxyPolicy, type ConvertOptions } from './convert.js';
 export {
   parseGatewayPolicy,
   loadGatewayPolicy,
   isGatewayPolicy,
   DEFAULT_MAX_BODY,
+  DEFAULT_LIMITS,
   type GatewayPolicy,
+  type GatewayLimits,
   type GatewayRule,
   type ForwardOptions,
   type ParseGatewayPolicyOptions,

@@ -12,6 +12,8 @@ export interface LogPeer {
   user: string | null;
   /** `{ runtime, id }` of the peer's container; null on the host (or when unreadable). */
   container: { runtime: string; id: string } | null;
+  /** The peer's executable (the path /proc shows), or null when unreadable. */
+  program: string | null;
 }
 
 /** One decision. */
@@ -33,8 +35,16 @@ export interface GatewayLogEntry {
   mode: 'enforce' | 'audit';
   /** Whether the request went to the upstream. */
   forwarded: boolean;
-  /** The status the gateway answered with itself (400, 403, 413), when it did. */
-  status?: number;
+  /** The raw query of the request without its `?` (null when it has none, or before any request). */
+  query?: string | null;
+  /**
+   * The status of the answer: the upstream's when the request was forwarded, the gateway's
+   * own otherwise (400, 403, 413, 502); null when none was sent (the client went away or the
+   * stream was cut first). Absent for a connection refused before any request.
+   */
+  status?: number | null;
+  /** From the request's arrival to the end of its answer (an upgrade: to the upstream's answer), in ms. */
+  durationMs?: number;
 }
 
 /** Where log entries go. */
@@ -43,20 +53,47 @@ export type GatewayLog = (entry: GatewayLogEntry) => void;
 /** The log peer of a Peer. */
 export function logPeer(peer: Peer): LogPeer {
   const c = peer.container;
-  return { pid: peer.pid, uid: peer.uid, gid: peer.gid, user: peer.user ?? null, container: c ? { runtime: c.runtime, id: c.id } : null };
+  return {
+    pid: peer.pid,
+    uid: peer.uid,
+    gid: peer.gid,
+    user: peer.user ?? null,
+    container: c ? { runtime: c.runtime, id: c.id } : null,
+    program: peer.program ?? null,
+  };
 }
 
 /** A peer's JSON, made once: the gateway keeps one LogPeer per connection. */
 const peerJson = new WeakMap<LogPeer, string>();
 
-/** One log line: exactly `JSON.stringify(entry) + '\n'`, with the peer part serialised once per connection. */
+/**
+ * Characters JSON.stringify leaves raw that end or hide a line for some reader of the
+ * log: DEL and the C1 controls (U+0085 is a line end to some tools, U+009B a terminal
+ * escape) and U+2028/U+2029 (line ends to JavaScript and to many editors).
+ */
+const RAW_CONTROLS = /[\u007f-\u009f\u2028\u2029]/g;
+
+function escapeControl(c: string): string {
+  return '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0');
+}
+
+/** JSON text with every control character escaped (JSON.stringify already escapes C0). */
+function json(value: unknown): string {
+  return JSON.stringify(value).replace(RAW_CONTROLS, escapeControl);
+}
+
+/**
+ * One log line: `JSON.stringify(entry) + '\n'` with the characters above escaped too (it
+ * parses back to the same entry), the peer part serialised once per connection.
+ */
 export function logLine(e: GatewayLogEntry): string {
   let peer = peerJson.get(e.peer);
-  if (peer === undefined) peerJson.set(e.peer, (peer = JSON.stringify(e.peer)));
+  if (peer === undefined) peerJson.set(e.peer, (peer = json(e.peer)));
   return (
-    `{"time":${JSON.stringify(e.time)},"peer":${peer},"method":${JSON.stringify(e.method)},"path":${JSON.stringify(e.path)}` +
-    `,"rule":${JSON.stringify(e.rule)},"allowed":${e.allowed},"reason":${JSON.stringify(e.reason)},"mode":${JSON.stringify(e.mode)}` +
-    `,"forwarded":${e.forwarded}${e.status === undefined ? '' : `,"status":${e.status}`}}\n`
+    `{"time":${JSON.stringify(e.time)},"peer":${peer},"method":${json(e.method)},"path":${json(e.path)}` +
+    `,"rule":${json(e.rule)},"allowed":${e.allowed},"reason":${json(e.reason)},"mode":${JSON.stringify(e.mode)}` +
+    `,"forwarded":${e.forwarded}${e.query === undefined ? '' : `,"query":${json(e.query)}`}` +
+    `${e.status === undefined ? '' : `,"status":${e.status}`}${e.durationMs === undefined ? '' : `,"durationMs":${e.durationMs}`}}\n`
   );
 }
 
@@ -64,6 +101,8 @@ export function logLine(e: GatewayLogEntry): string {
 export interface LogSink {
   write: GatewayLog;
   close(): void;
+  /** Opens the file at the log's path again (after logrotate moved it); a no-op for stdout and functions. Throws when it cannot. */
+  reopen(): void;
 }
 
 /**
@@ -71,7 +110,7 @@ export interface LogSink {
  * the decisions of every request that turn handled, instead of one write (or one trip
  * through the thread pool) per request. `out` writes a batch; close() writes what is left.
  */
-function batched(out: (data: string) => void, end: () => void): LogSink {
+function batched(out: (data: string) => void, end: () => void, reopen: () => void = () => {}): LogSink {
   let queue: string[] = [];
   let scheduled = false;
   let closed = false;
@@ -97,6 +136,12 @@ function batched(out: (data: string) => void, end: () => void): LogSink {
       flush();
       end();
     },
+    reopen: () => {
+      if (closed) return;
+      // What is queued was decided before the move: it goes to the old file.
+      flush();
+      reopen();
+    },
   };
 }
 
@@ -107,13 +152,40 @@ function batched(out: (data: string) => void, end: () => void): LogSink {
  */
 export function logSink(log: unknown): LogSink | undefined {
   if (log === undefined) return undefined;
-  if (typeof log === 'function') return { write: log as GatewayLog, close: () => {} };
+  if (typeof log === 'function') return { write: log as GatewayLog, close: () => {}, reopen: () => {} };
   if (typeof log !== 'string' || log === '') throw invalidArg('options.log', 'a function, "-" (stdout) or a file path', log);
   if (log === '-')
     return batched(
       (data) => void process.stdout.write(data),
       () => {},
     );
+  let fd = openLogFile(log);
+  // An append to a regular file goes to the page cache: written synchronously, once per
+  // turn, it costs one system call and no thread hand-off. A failing write (disk full)
+  // loses that batch, not the gateway.
+  return batched(
+    (data) => {
+      try {
+        let buf = Buffer.from(data, 'utf8');
+        while (buf.length > 0) buf = buf.subarray(writeSync(fd, buf));
+      } catch {
+        // Dropped: the decisions were made and answered; only their record is lost.
+      }
+    },
+    () => closeSync(fd),
+    () => {
+      const next = openLogFile(log);
+      closeSync(fd);
+      fd = next;
+    },
+  );
+}
+
+/**
+ * Opens the log file for appending: without following a symlink, created 0600 if missing,
+ * and only a regular file that other users cannot write.
+ */
+function openLogFile(log: string): number {
   let fd: number;
   try {
     fd = openSync(log, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
@@ -132,18 +204,5 @@ export function logSink(log: unknown): LogSink | undefined {
       { path: log },
     );
   }
-  // An append to a regular file goes to the page cache: written synchronously, once per
-  // turn, it costs one system call and no thread hand-off. A failing write (disk full)
-  // loses that batch, not the gateway.
-  return batched(
-    (data) => {
-      try {
-        let buf = Buffer.from(data, 'utf8');
-        while (buf.length > 0) buf = buf.subarray(writeSync(fd, buf));
-      } catch {
-        // Dropped: the decisions were made and answered; only their record is lost.
-      }
-    },
-    () => closeSync(fd),
-  );
+  return fd;
 }

@@ -96,6 +96,12 @@ export function general(rawPath: string, query: string): CanonicalTarget | Targe
   return { path, segments, forward: needsEncoding(path) ? '/' + segments.map(encodeSegment).join('/') : path, query };
 }
 
+/** The target with its path made of other (decoded, clean, non-empty) segments, encoded where needed, and the same query. */
+export function withSegments(t: CanonicalTarget, segments: string[]): CanonicalTarget {
+  const path = '/' + segments.join('/');
+  return { path, segments, forward: needsEncoding(path) ? '/' + segments.map(encodeSegment).join('/') : path, query: t.query };
+}
+
 /** One raw segment, decoded; an ambiguous one is refused. */
 function decodeSegment(raw: string): string | TargetError {
   let encoded = false;

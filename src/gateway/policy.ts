@@ -15,10 +15,11 @@ import { evaluate } from '../policy/evaluate.js';
 import { parseDocumentWith, readPolicyText } from '../policy/file.js';
 import { Policy } from '../policy/policy.js';
 import { Result } from '../policy/result.js';
-import { fail, missing, PASS, unknown, type Rule } from '../policy/rule.js';
+import { fail, missing, PASS, unknown, type Failure, type Rule } from '../policy/rule.js';
 import { isMapping, ruleOf, show, type FieldPath, type RuleExtensions, type Walk } from '../policy/schema.js';
 import * as v from '../policy/validate.js';
 import { DockerChecker, type DockerLimits } from './docker.js';
+import { checkNames } from './names.js';
 import { compileRequestPattern, pathPatternError, requestPatternError, type RequestPattern } from './pattern.js';
 
 /** One rule of a gateway policy. */
@@ -57,7 +58,32 @@ export interface GatewayPolicy {
   readonly forward: ForwardOptions;
   /** Largest request body read for inspection, in bytes (larger: 413). */
   readonly maxBodyBytes: number;
+  /** Bounds on what one connection, and one uid, may hold. */
+  readonly limits: GatewayLimits;
 }
+
+/** The `limits:` of a gateway policy: bounds on what a connection, and a uid, may hold. */
+export interface GatewayLimits {
+  /** Connections one uid may have open at once (more are answered 503 and closed); undefined: no cap. */
+  readonly connectionsPerUid: number | undefined;
+  /** Time to receive a request's head, in ms (then 408 and the connection closed). */
+  readonly headersTimeoutMs: number;
+  /** Time to receive a whole request, head and body, in ms (then 408 and the connection closed). */
+  readonly requestTimeoutMs: number;
+  /** How long a keep-alive connection may wait for its next request, in ms (then closed). */
+  readonly idleTimeoutMs: number;
+}
+
+/** Defaults of {@link GatewayLimits}. */
+export const DEFAULT_LIMITS: GatewayLimits = Object.freeze({
+  connectionsPerUid: undefined,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 300_000,
+  idleTimeoutMs: 30_000,
+});
+
+/** The largest time bound a policy may set: a day. */
+const MAX_TIMEOUT = 86_400_000;
 
 /** Default bound on an inspected body. */
 export const DEFAULT_MAX_BODY = 1024 * 1024;
@@ -73,25 +99,48 @@ export function isGatewayPolicy(value: unknown): value is GatewayPolicy {
 export interface ParseGatewayPolicyOptions {
   /** Where the text came from: prefixed to messages; relative key files resolve against its directory. */
   source?: string;
+  /**
+   * Every user and group name (`user`, `group`, `memberOf`) must be known to NSS now: one that
+   * is not fails like any other error in the document. loadGatewayPolicy() checks by default.
+   * @default false
+   */
+  resolveNames?: boolean;
 }
+
+/** The `connect` document of each policy as JSON, to tell whether a reload changes it. */
+export const connectSource = new WeakMap<GatewayPolicy, string>();
 
 /**
  * Parses a gateway policy document (YAML or JSON text, or an object). Throws
  * ERR_SECPOLICY_POLICY_FILE naming the field and line of the first problem.
  */
 export function parseGatewayPolicy(input: string | object, options?: ParseGatewayPolicyOptions): GatewayPolicy {
-  return parseDocumentWith(build, input, options);
+  if (options?.resolveNames === undefined) return parseDocumentWith(build, input, options);
+  const { resolveNames, ...rest } = options;
+  return parseDocumentWith(
+    (doc, walk, source) => {
+      const policy = build(doc, walk, source);
+      if (resolveNames) checkNames(doc, walk);
+      return policy;
+    },
+    input,
+    rest,
+  );
 }
 
-/** Reads a gateway policy file with the policy-file checks and parses it. */
-export async function loadGatewayPolicy(file: string): Promise<GatewayPolicy> {
-  return parseGatewayPolicy(await readPolicyText(file), { source: file });
+/**
+ * Reads a gateway policy file with the policy-file checks and parses it; a user or group
+ * name NSS does not know is an error unless `resolveNames` is false.
+ */
+export async function loadGatewayPolicy(file: string, options?: { resolveNames?: boolean }): Promise<GatewayPolicy> {
+  return parseGatewayPolicy(await readPolicyText(file), { source: file, resolveNames: options?.resolveNames ?? true });
 }
 
-const TOP = ['version', 'api', 'mode', 'connect', 'rules', 'forward', 'maxBodyBytes'];
+const TOP = ['version', 'api', 'mode', 'connect', 'rules', 'forward', 'maxBodyBytes', 'limits'];
+const LIMITS = ['connectionsPerUid', 'headersTimeoutMs', 'requestTimeoutMs', 'idleTimeoutMs'];
 const RULE = ['name', 'who', 'allow', 'deny', 'docker'];
 const FORWARD = ['identity', 'signKeyFile'];
-const DOCKER = ['privileged', 'hostNamespaces', 'capAdd', 'devices', 'binds'];
+const DOCKER = ['privileged', 'hostNamespaces', 'capAdd', 'devices', 'binds', 'securityOpt'];
 
 function keysOf(value: unknown, path: FieldPath, walk: Walk, known: readonly string[], what: string): Record<string, unknown> {
   if (!isMapping(value)) walk.fail(path, `must be a mapping (${what}). Received ${show(value)}`);
@@ -127,6 +176,7 @@ function build(doc: unknown, walk: Walk, source: string | undefined): GatewayPol
     return rule;
   });
   const forward = forwardOf(d.forward, walk, source);
+  const limits = limitsOf(d.limits, walk);
   const policy: GatewayPolicy = Object.freeze({
     version: 1,
     api,
@@ -135,9 +185,37 @@ function build(doc: unknown, walk: Walk, source: string | undefined): GatewayPol
     rules: Object.freeze(rules),
     forward,
     maxBodyBytes,
+    limits,
   });
   brand.add(policy);
+  connectSource.set(policy, JSON.stringify(d.connect ?? null));
   return policy;
+}
+
+function limitsOf(value: unknown, walk: Walk): GatewayLimits {
+  if (value === undefined) return DEFAULT_LIMITS;
+  const l = keysOf(value, ['limits'], walk, LIMITS, 'such as { connectionsPerUid: 64 }');
+  const bounded = (key: string, max: number, what: string): number | undefined => {
+    if (!(key in l)) return undefined;
+    const x = l[key];
+    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 1 || x > max)
+      walk.fail(['limits', key], `must be ${what} from 1 to ${max}. Received ${show(x)}`);
+    return x;
+  };
+  const ms = (key: keyof GatewayLimits): number => bounded(key, MAX_TIMEOUT, 'a whole number of ms') ?? (DEFAULT_LIMITS[key] as number);
+  const headersTimeoutMs = ms('headersTimeoutMs');
+  const requestTimeoutMs = ms('requestTimeoutMs');
+  if (headersTimeoutMs > requestTimeoutMs)
+    walk.fail(
+      ['limits', 'headersTimeoutMs' in l ? 'headersTimeoutMs' : 'requestTimeoutMs'],
+      `the head is part of the request: headersTimeoutMs (${headersTimeoutMs}) must not exceed requestTimeoutMs (${requestTimeoutMs})`,
+    );
+  return Object.freeze({
+    connectionsPerUid: bounded('connectionsPerUid', 1_000_000, 'a whole number of connections'),
+    headersTimeoutMs,
+    requestTimeoutMs,
+    idleTimeoutMs: ms('idleTimeoutMs'),
+  });
 }
 
 function forwardOf(value: unknown, walk: Walk, source: string | undefined): ForwardOptions {
@@ -199,7 +277,7 @@ function patterns(value: unknown, at: FieldPath, walk: Walk, api: 'docker' | und
 }
 
 function dockerLimits(value: unknown, at: FieldPath, walk: Walk): DockerLimits {
-  const d = keysOf(value, at, walk, DOCKER, 'docker limits: privileged, hostNamespaces, capAdd, devices, binds');
+  const d = keysOf(value, at, walk, DOCKER, 'docker limits: privileged, hostNamespaces, capAdd, devices, binds, securityOpt');
   const bool = (key: string): boolean => {
     if (!(key in d)) return false;
     if (typeof d[key] !== 'boolean') walk.fail([...at, key], `must be true or false. Received ${show(d[key])}`);
@@ -223,7 +301,20 @@ function dockerLimits(value: unknown, at: FieldPath, walk: Walk): DockerLimits {
     devices: bool('devices'),
     capAdd: listOrTrue('capAdd', (c) => (/^[A-Za-z_]+$/.test(c) ? undefined : `"${c}" is not a capability name such as NET_ADMIN`)),
     binds: listOrTrue('binds', (p) => pathPatternError(p)),
+    securityOpt: securityOpt(d.securityOpt, [...at, 'securityOpt'], walk),
   };
+}
+
+/** `securityOpt`: the exact `SecurityOpt` entries a rule allows besides no-new-privileges. */
+function securityOpt(value: unknown, at: FieldPath, walk: Walk): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) walk.fail(at, `must be a list of security options. Received ${show(value)}`);
+  return value.map((item, i) => {
+    if (typeof item !== 'string' || item === '') walk.fail([...at, i], `must be a non-empty string. Received ${show(item)}`);
+    if (/unconfined|\{|^disable$|^label[=:]/i.test(item))
+      walk.fail([...at, i], `"${item}" removes confinement (unconfined, disable, a label change or an inline seccomp profile)`);
+    return item;
+  });
 }
 
 /**
@@ -281,6 +372,15 @@ export type ContainerInfo = DockerContainer;
  * not a verification. Unknown never matches, whatever `not` or `anyOf` around it says.
  */
 export function whoAdmits(who: Policy, peer: Peer, container: ContainerInfo | Error | undefined): boolean {
+  const failures = whoFailures(who, peer, container);
+  return typeof failures !== 'string' && failures.length === 0;
+}
+
+/**
+ * The rules of a `who` (or `connect`) document that `peer` fails, through the one evaluator
+ * and publishing nothing; a string when the document could not be evaluated at all (why).
+ */
+export function whoFailures(who: Policy, peer: Peer, container: ContainerInfo | Error | undefined): readonly Failure[] | string {
   const dockerContainer: Outcome<ContainerInfo> =
     container === undefined
       ? no('the container was not looked up')
@@ -290,17 +390,17 @@ export function whoAdmits(who: Policy, peer: Peer, container: ContainerInfo | Er
   let failures: ReturnType<typeof evaluate>;
   try {
     failures = evaluate(who.rules, peer, { strict: who.strict, mode: 'sync', given: { dockerContainer } });
-  } catch {
+  } catch (error) {
     // A check that cannot run decides nothing: no match.
-    return false;
+    return `unknown: ${(error as Error).message}`;
   }
   if (!Array.isArray(failures)) {
     // A who document holds no callbacks; should one ever answer later, it does not match.
     failures.release();
     failures.then(undefined, () => {});
-    return false;
+    return 'unknown: a rule answered asynchronously';
   }
-  return failures.length === 0;
+  return failures;
 }
 
 function dockerNameRule(names: readonly string[] | undefined, label: Readonly<Record<string, string>> | undefined): Rule {

@@ -55,11 +55,11 @@ export interface Daemon {
   readonly madeBy: string;
   readonly open: Drain;
   /** Called before anything closes (answers from now on say `Connection: close`, say). */
-  closing?(): void;
+  stopping?(): void;
   /** Called when the grace period is over, before what is still open is cut. */
   cut?(): void;
   /** Called once everything is closed (a worker stopped, a log closed). */
-  closed?(): void | Promise<void>;
+  stopped?(): void | Promise<void>;
 }
 
 const daemons = new WeakMap<Server, Daemon>();
@@ -79,12 +79,12 @@ export function daemonOf<D extends Daemon>(server: Server, madeBy: string): D {
 /**
  * @internal Stops the daemon behind `server`: no new connections, idle ones cut at once,
  * the others given `options.grace` ms (default 10000) and then cut. Resolves when all
- * of them are closed and the daemon's own `closed()` is done.
+ * of them are closed and the daemon's own `stopped()` is done.
  */
 export async function closeDaemon(server: Server, madeBy: string, options: unknown): Promise<void> {
   const daemon = daemonOf(server, madeBy);
   const grace = v.grace('options.grace', v.options<{ grace?: number }>('options', options).grace, 10_000);
-  daemon.closing?.();
+  daemon.stopping?.();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   const drained = daemon.open.empty();
   for (const item of daemon.open) if (item.idle?.()) item.destroy();
@@ -97,5 +97,5 @@ export async function closeDaemon(server: Server, madeBy: string, options: unkno
   } finally {
     clearTimeout(timer);
   }
-  await daemon.closed?.();
+  await daemon.stopped?.();
 }

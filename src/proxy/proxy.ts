@@ -120,7 +120,7 @@ export async function createProxy(options: ProxyOptions): Promise<VerifiedServer
     cut(): void {
       this.cutoff.abort(new SecpolicyError(ErrorCode.ABORTED, 'the proxy is closing'));
     },
-    async closed(): Promise<void> {
+    async stopped(): Promise<void> {
       await this.relay?.stop();
       this.relay = undefined;
     },

@@ -146,7 +146,7 @@ test(
       BUILDER,
       'POST',
       '/containers/create?name=body-ok',
-      json(JSON.stringify({ Image: IMAGE, Cmd: ['true'], HostConfig: { Binds: [`${daemon.dir}/ok/a:/a`], NetworkMode: 'none' } })),
+      json(JSON.stringify({ Image: IMAGE, Cmd: ['true'], HostConfig: { Binds: [`${daemon.dir}/ok/a:/a:ro`], NetworkMode: 'none' } })),
     );
     assert.equal(ok.status, 201, ok.body);
     assert.ok((await daemon.containerNames()).includes('body-ok'));

@@ -3,6 +3,7 @@
  * what reached it, a gateway in this process, and raw clients in other processes
  * (python3, optionally as another user through setpriv) that send bytes as written.
  */
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
@@ -18,6 +19,11 @@ export interface Received {
   rawHeaders: string[];
   headers: http.IncomingHttpHeaders;
   body: Buffer;
+}
+
+/** The full Id the recording upstream gives the container (or exec) a request names: 64 hex digits derived from the name. */
+export function fakeId(name: string): string {
+  return /^[0-9a-f]{64}$/.test(name) ? name : createHash('sha256').update(name).digest('hex');
 }
 
 /** Options of {@link upstream}. */
@@ -45,13 +51,36 @@ export async function upstream(t: TestContext, path: string, options: UpstreamOp
         res.writeHead(c ? 200 : 404, { 'Content-Type': 'application/json' });
         return res.end(JSON.stringify(c ?? { message: 'No such container' }));
       }
-      const answer = JSON.stringify({ url: req.url, length: body.length });
+      // Docker's /version and inspect answers, as far as the Docker profile reads them (a clean container).
+      const docker = /^(?:\/v[0-9.]+)?\/version$/.test(req.url!)
+        ? { ApiVersion: '1.41' }
+        : /^\/(?:containers|exec)\/[^?]+\/json$/.test(req.url!)
+          ? {
+              // The full Id of what the path names (a container's Id, an exec's ID).
+              [req.url!.startsWith('/exec/') ? 'ID' : 'Id']: fakeId(decodeURIComponent(req.url!.split('/')[2]!)),
+              HostConfig: {
+                // dockerd's defaults for an unprivileged container
+                MaskedPaths: '/proc/asound /proc/acpi /proc/kcore /proc/keys /proc/latency_stats /proc/timer_list'
+                  .concat(' /proc/timer_stats /proc/sched_debug /proc/scsi /sys/firmware')
+                  .split(' '),
+                ReadonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+              },
+              Mounts: [],
+              ContainerID: fakeId('c1'),
+            }
+          : {};
+      const answer = JSON.stringify({ url: req.url, length: body.length, ...docker });
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(answer) });
       res.end(answer);
     });
   });
   server.on('connection', (s: net.Socket) => s.on('data', (d: Buffer) => raw.push(d)));
+  // Upgraded streams are not the http server's any more: closed here when the test ends.
+  const streams = new Set<net.Socket>();
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    streams.add(socket);
+    socket.once('close', () => streams.delete(socket));
+    socket.on('error', () => socket.destroy());
     received.push({ method: req.method!, url: req.url!, rawHeaders: req.rawHeaders, headers: req.headers, body: head });
     if (!req.url!.includes('/attach')) {
       socket.end('HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}');
@@ -65,8 +94,11 @@ export async function upstream(t: TestContext, path: string, options: UpstreamOp
   (server as http.Server & { allowHalfOpen?: boolean }).allowHalfOpen = true;
   server.listen(path);
   await once(server, 'listening');
-  t.after(() => closeServer(server));
-  return { server, received, raw: () => Buffer.concat(raw).toString('latin1') };
+  t.after(() => {
+    for (const s of streams) s.destroy();
+    return closeServer(server);
+  });
+  return { server, streams, received, raw: () => Buffer.concat(raw).toString('latin1') };
 }
 
 /** A gateway in this process in front of a recording upstream, in a fresh directory. */

@@ -188,17 +188,31 @@ test('gateway policy documents: unknown keys and bad values name the field and l
   );
   assert.equal(p.rules[0]!.name, 'rules[0]');
   assert.equal(p.rules[0]!.who, undefined);
-  assert.deepEqual(p.rules[0]!.dockerLimits, { privileged: false, hostNamespaces: false, devices: false, capAdd: [], binds: [] });
+  assert.deepEqual(p.rules[0]!.dockerLimits, {
+    privileged: false,
+    hostNamespaces: false,
+    devices: false,
+    capAdd: [],
+    binds: [],
+    securityOpt: [],
+  });
   assert.equal(p.rules[1]!.dockerNames, true);
   assert.equal(p.mode, 'enforce');
   assert.equal(p.maxBodyBytes, 1024 * 1024);
 });
 
-test('decision log lines are exactly JSON.stringify of the entry; a file sink keeps order and close() writes what is queued', async () => {
+test('decision log lines are JSON.stringify of the entry with DEL, C1, U+2028 and U+2029 escaped too; a file sink keeps order and close() writes what is queued', async () => {
   const { logLine, logSink } = await import('../../src/gateway/log.js');
   const { readFileSync } = await import('node:fs');
   const { tempDir } = await import('../helpers/index.js');
-  const peer = { pid: 7, uid: 0, gid: 0, user: 'r\u00f6"ot\n', container: { runtime: 'docker', id: 'a'.repeat(64) } };
+  const peer = {
+    pid: 7,
+    uid: 0,
+    gid: 0,
+    user: 'r\u00f6"ot\n',
+    container: { runtime: 'docker', id: 'a'.repeat(64) },
+    program: '/usr/bin/d\u2029',
+  };
   const entries = [
     {
       time: '2026-01-01T00:00:00.000Z',
@@ -213,7 +227,7 @@ test('decision log lines are exactly JSON.stringify of the entry; a file sink ke
     },
     {
       time: 't',
-      peer: { ...peer, user: null, container: null },
+      peer: { ...peer, user: null, container: null, program: null },
       method: null,
       path: null,
       rule: null,
@@ -221,12 +235,20 @@ test('decision log lines are exactly JSON.stringify of the entry; a file sink ke
       reason: '\u0000\ud800',
       mode: 'audit' as const,
       forwarded: false,
+      query: 'all=1&filters=%7B%7D',
       status: 403,
+      durationMs: 1.25,
     },
   ];
-  for (const e of entries) assert.equal(logLine(e), JSON.stringify(e) + '\n');
+  const escaped = (e: object): string =>
+    JSON.stringify(e).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n';
+  for (const e of entries) {
+    assert.equal(logLine(e), escaped(e));
+    assert.deepEqual(JSON.parse(logLine(e)), e);
+  }
+  assert.match(logLine(entries[0]!), /"path":"\/a\\u2028\\"\\\\"/);
   // The peer part is cached per LogPeer object: the same object gives the same text.
-  assert.equal(logLine(entries[0]!), JSON.stringify(entries[0]) + '\n');
+  assert.equal(logLine(entries[0]!), escaped(entries[0]!));
   const tmp = tempDir('secpolicy-log-');
   try {
     const sink = logSink(tmp.path('d.log'))!;

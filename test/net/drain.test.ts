@@ -25,9 +25,9 @@ async function daemonServer(dir: string): Promise<{ server: net.Server; daemon: 
     madeBy: 'test()',
     open,
     events,
-    closing: () => void events.push('closing'),
+    stopping: () => void events.push('stopping'),
     cut: () => void events.push('cut'),
-    closed: () => void events.push('closed'),
+    stopped: () => void events.push('stopped'),
   };
   registerDaemon(server, daemon);
   const path = join(dir, 's.sock');
@@ -61,9 +61,9 @@ test('closing cuts idle connections at once, lets busy ones finish, then cuts th
   const closing = closeDaemon(server, 'test()', { grace: 200 });
   await idleClosed;
   assert.equal(busy.destroyed, false, 'the busy connection is not cut before the grace period');
-  assert.deepEqual(daemon.events, ['closing']);
+  assert.deepEqual(daemon.events, ['stopping']);
   await closing;
-  assert.deepEqual(daemon.events, ['closing', 'cut', 'closed']);
+  assert.deepEqual(daemon.events, ['stopping', 'cut', 'stopped']);
   assert.equal(daemon.open.size, 0);
 });
 
@@ -76,7 +76,7 @@ test('closing resolves as soon as the last connection ends by itself, without a 
   const closing = closeDaemon(server, 'test()', { grace: 60_000 });
   busy.end();
   await closing;
-  assert.deepEqual(daemon.events, ['closing', 'closed']);
+  assert.deepEqual(daemon.events, ['stopping', 'stopped']);
 });
 
 test('a server the daemon did not make, or a bad grace, is ERR_SECPOLICY_INVALID_ARG', async (t) => {

@@ -1,20 +1,27 @@
 /** `secpolicy gateway`: an HTTP gateway that decides every request by who sent it. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { ErrorCode, SecpolicyError } from '../../errors.js';
 import { closeGateway, createGateway } from '../../gateway/gateway.js';
 import { loadGatewayPolicy } from '../../gateway/policy.js';
 import { escapeText } from '../../escape.js';
+import { derive } from '../../gateway/reload.js';
 import { milliseconds } from '../args.js';
 import { LISTEN_HELP, listenFlag, stopSignal, supervisor } from '../daemon.js';
+import { describePolicy, operatorSignals } from '../operate.js';
 import { formatMode } from '../output.js';
 import { chownSocket, ownership, targetProblem } from '../socket-flags.js';
 
 /** Options of the gateway command as commander parses them. */
 interface GatewayFlags {
-  listen: string;
-  to: string;
+  listen?: string;
+  to?: string;
   policy: string;
+  check?: boolean;
   mode: number;
   log?: string;
+  logDeniedOnly?: boolean;
+  metrics?: string;
+  metricsMode: number;
   grace: number;
   handshakeTimeout?: number;
   owner?: string;
@@ -33,13 +40,17 @@ export function registerGateway(program: Command): void {
   program
     .command('gateway')
     .description(
-      'Listen on a new socket and forward the HTTP requests a gateway policy allows to an existing socket (such as docker.sock). Stops on SIGTERM or SIGINT.',
+      'Listen on a new socket and forward the HTTP requests a gateway policy allows to an existing socket (such as docker.sock). Stops on SIGTERM or SIGINT; SIGHUP reloads the policy file, SIGUSR1 reopens the log file.',
     )
-    .requiredOption('--listen <path>', LISTEN_HELP)
-    .requiredOption('--to <path>', 'the socket file of the HTTP service behind the gateway')
+    .option('--listen <path>', `${LISTEN_HELP} (required unless --check)`)
+    .option('--to <path>', 'the socket file of the HTTP service behind the gateway (required unless --check)')
     .requiredOption('--policy <file>', 'the gateway policy file (YAML or JSON)')
+    .option('--check', 'validate the policy file (users and groups it names must exist) and exit: 0 valid, 2 invalid')
     .addOption(new Option('--mode <octal>', 'mode of the socket file the gateway creates').argParser(octalMode).default(0o600, '0600'))
     .option('--log <file>', 'decision log, one JSON object per request per line: - for stdout, or a file to append to')
+    .option('--log-denied-only', 'log only denials (in audit mode, what would have been denied)')
+    .option('--metrics <path>', 'a socket file to create that answers GET /metrics in the Prometheus text format')
+    .addOption(new Option('--metrics-mode <octal>', 'mode of the metrics socket file').argParser(octalMode).default(0o600, '0600'))
     .option('--grace <ms>', 'on SIGTERM, how long requests in progress may finish before they are cut', milliseconds, 10000)
     .option('--handshake-timeout <ms>', 'bound on verifying one client connection', milliseconds)
     .option('--owner <user>', 'owner of the socket file the gateway creates (name or uid)')
@@ -47,6 +58,13 @@ export function registerGateway(program: Command): void {
     .option('--allow-insecure-directory', 'create the socket in a directory others could write to (they could replace it)')
     .action(async (flags: GatewayFlags) => {
       const policy = await loadGatewayPolicy(flags.policy);
+      if (flags.check) {
+        // What start reads besides the file: the signing key (no daemon is asked).
+        derive(policy, undefined);
+        return void process.stdout.write(`${flags.policy}: valid: ${describePolicy(policy)}\n`);
+      }
+      if (flags.listen === undefined || flags.to === undefined)
+        throw new SecpolicyError(ErrorCode.INVALID_ARG, 'gateway: --listen and --to are required (unless --check)');
       const say = (line: string): void => void process.stderr.write(`secpolicy gateway: ${line}\n`);
       const ids = ownership(flags.owner, flags.group);
       const listen = listenFlag(flags.listen);
@@ -57,6 +75,8 @@ export function registerGateway(program: Command): void {
         policy,
         mode: flags.mode,
         ...(flags.log !== undefined && { log: flags.log }),
+        ...(flags.logDeniedOnly && { logDeniedOnly: true }),
+        ...(flags.metrics !== undefined && { metrics: flags.metrics, metricsMode: flags.metricsMode }),
         ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
         ...(flags.allowInsecureDirectory && { allowInsecureDirectory: true }),
       });
@@ -64,14 +84,23 @@ export function registerGateway(program: Command): void {
       if (typeof listen === 'string') await chownSocket(listen, ids, () => closeGateway(server, { grace: 0 }));
       const where =
         typeof listen === 'string' ? `${listen} (mode ${formatMode(flags.mode)})` : `the socket systemd passed (${flags.listen})`;
-      const what = `${policy.rules.length} rule(s), ${policy.mode} mode${policy.api ? `, ${policy.api} API` : ''}`;
+      const what = describePolicy(policy);
       say(`listening on ${where}, forwarding to ${flags.to}: ${what}`);
       const problem = targetProblem(flags.to);
       // Not fatal: the daemon may start later; until then each allowed request gets a 502.
       if (problem) say(escapeText(`warning: target ${flags.to} ${problem}; allowed requests fail until it listens`));
+      if (flags.metrics !== undefined) say(`metrics on ${flags.metrics} (mode ${formatMode(flags.metricsMode)})`);
+      // Kept while stopping too: a SIGHUP then is refused and said, instead of ending the process.
+      operatorSignals(server, flags.policy, say);
       daemon.ready(`forwarding to ${flags.to}: ${what}`);
       const signal = await stopSignal();
       daemon.stopping();
+      // Whatever is still open a second after the grace period (closeGateway cuts it all
+      // at the end of the grace period), the process ends.
+      setTimeout(() => {
+        say('stopped: cut what was still open');
+        process.exit(0);
+      }, flags.grace + 1000).unref();
       const closing = closeGateway(server, { grace: flags.grace });
       say(`${signal}: no new connections; requests in progress have ${flags.grace} ms to finish`);
       await closing;

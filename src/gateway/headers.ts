@@ -1,0 +1,95 @@
+/**
+ * Headers across the gateway: what of a client's request reaches the upstream (no
+ * hop-by-hop header, no client `X-Secpolicy-*` header, the identity headers added), and
+ * what of the upstream's answer reaches the client.
+ */
+import type * as http from 'node:http';
+import type { Conn, Verdict } from './context.js';
+import { identityValues, sign } from './identity.js';
+
+/** Hop-by-hop headers (RFC 9110 7.6.1) and those the gateway sets itself. */
+const HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+  'expect',
+]);
+
+/** Hop-by-hop headers of a response. */
+export const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+/**
+ * Header names a Connection header lists, lower case (removed before forwarding), or
+ * undefined when it names none but the hop-by-hop `keep-alive` and `close`.
+ */
+function connectionListed(value: string | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const v = value.toLowerCase();
+  if (v === 'keep-alive' || v === 'close') return undefined;
+  return new Set(v.split(',').map((s) => s.trim()));
+}
+
+/**
+ * Whether a lower-case header name is one of the gateway's own under some spelling: CGI
+ * and WSGI servers turn `-` into `_` (`X_Secpolicy_Uid` and `X-Secpolicy-Uid` are both
+ * HTTP_X_SECPOLICY_UID to them), so the name is compared with every `-` and `_` left out.
+ */
+function isIdentityHeader(lower: string): boolean {
+  if (lower.startsWith('x-secpolicy-')) return true;
+  const c = lower.charCodeAt(0);
+  // Only a name that begins with x or with a separator can be one.
+  if (c !== 0x78 && c !== 0x5f && c !== 0x2d) return false;
+  return lower.replace(/[-_]/g, '').startsWith('xsecpolicy');
+}
+
+/** The request headers to forward: hop-by-hop and client X-Secpolicy-* removed, identity added. */
+export function forwardHeaders(
+  req: http.IncomingMessage,
+  conn: Conn,
+  verdict: Verdict,
+  method: string,
+  forwardTarget: string,
+  upgrade: boolean,
+): string[] {
+  const raw = req.rawHeaders;
+  const out: string[] = [];
+  const listed = connectionListed(req.headers.connection);
+  let host = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (HOP.has(lower) || isIdentityHeader(lower) || listed?.has(lower)) continue;
+    if (lower === 'host') host = true;
+    out.push(name, raw[i + 1]!);
+  }
+  if (!host) out.push('Host', 'localhost');
+  if (upgrade) out.push('Connection', 'Upgrade', 'Upgrade', req.headers.upgrade ?? 'tcp');
+  const gw = conn.gw;
+  if (gw.policy.forward.identity) {
+    const values = identityValues(conn.peer, verdict.rule?.name);
+    const signature = gw.key === undefined ? undefined : sign(gw.key, method, forwardTarget, values);
+    out.push('X-Secpolicy-Uid', values.uid, 'X-Secpolicy-Gid', values.gid);
+    if (values.user !== undefined) out.push('X-Secpolicy-User', values.user);
+    out.push('X-Secpolicy-Groups', values.groups, 'X-Secpolicy-Pid', values.pid);
+    if (values.container !== undefined) out.push('X-Secpolicy-Container', values.container);
+    if (values.rule !== undefined) out.push('X-Secpolicy-Rule', values.rule);
+    if (signature !== undefined)
+      out.push('X-Secpolicy-Timestamp', values.timestamp!, 'X-Secpolicy-Nonce', values.nonce!, 'X-Secpolicy-Signature', signature);
+  }
+  return out;
+}
+
+/** The upstream's response headers for the client, hop-by-hop ones removed. */
+export function responseHeaders(raw: string[], closing: boolean): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!RESPONSE_HOP.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
+  }
+  if (closing) out.push('Connection', 'close');
+  return out;
+}
