@@ -1,5 +1,5 @@
 /** Flags that the daemon commands (`proxy`, `gateway`) share about the socket files they use. */
-import { lchownSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { ErrorCode, SecpolicyError } from '../errors.js';
 import { gidOf, uidOf } from '../native/index.js';
 
@@ -30,22 +30,4 @@ export function ownership(owner: string | undefined, group: string | undefined):
     return found;
   };
   return { uid: resolve('--owner', owner, uidOf), gid: resolve('--group', group, gidOf) };
-}
-
-/**
- * Gives the socket file just created at `path` its owner and group (until then it is the
- * process's, and its mode already limits who connects); on failure calls `close` and throws.
- */
-export async function chownSocket(path: string, ids: { uid: number; gid: number }, close: () => Promise<unknown>): Promise<void> {
-  if (ids.uid === -1 && ids.gid === -1) return;
-  try {
-    lchownSync(path, ids.uid, ids.gid);
-  } catch (cause) {
-    await close();
-    throw new SecpolicyError(ErrorCode.NATIVE, `${path}: cannot give the socket file owner ${ids.uid} and group ${ids.gid}`, {
-      path,
-      syscall: 'lchown',
-      cause,
-    });
-  }
 }

@@ -49,6 +49,10 @@ export interface GatewayOptions {
   containerCacheMs?: number;
   /** Use a socket directory others could write to (see `listen()`). @default false */
   allowInsecureDirectory?: boolean;
+  /** Owner of the socket file (user name or uid), as `listen()` applies it: before anyone can connect. */
+  owner?: string | number;
+  /** Group of the socket file (group name or gid), as `listen()` applies it: before anyone can connect. */
+  group?: string | number;
   /** Log only denials (and, in audit mode, what would have been denied). @default false */
   logDeniedOnly?: boolean;
   /** A socket file to serve Prometheus metrics on (`GET /metrics`), created like `listen`. */
@@ -257,6 +261,8 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     await listenAt(server, where, {
       mode,
       ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),
+      ...(o.owner !== undefined && { owner: o.owner }),
+      ...(o.group !== undefined && { group: o.group }),
     });
   } catch (e) {
     sink?.close();

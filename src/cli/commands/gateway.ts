@@ -9,7 +9,7 @@ import { milliseconds } from '../args.js';
 import { LISTEN_HELP, listenFlag, stopSignal, supervisor } from '../daemon.js';
 import { describePolicy, operatorSignals } from '../operate.js';
 import { formatMode } from '../output.js';
-import { chownSocket, ownership, targetProblem } from '../socket-flags.js';
+import { idOrName, ownership, targetProblem } from '../socket-flags.js';
 
 /** Options of the gateway command as commander parses them. */
 interface GatewayFlags {
@@ -66,7 +66,8 @@ export function registerGateway(program: Command): void {
       if (flags.listen === undefined || flags.to === undefined)
         throw new SecpolicyError(ErrorCode.INVALID_ARG, 'gateway: --listen and --to are required (unless --check)');
       const say = (line: string): void => void process.stderr.write(`secpolicy gateway: ${line}\n`);
-      const ids = ownership(flags.owner, flags.group);
+      // An unknown --owner or --group is an error before anything listens.
+      ownership(flags.owner, flags.group);
       const listen = listenFlag(flags.listen);
       const daemon = supervisor(say);
       const server = await createGateway({
@@ -79,9 +80,9 @@ export function registerGateway(program: Command): void {
         ...(flags.metrics !== undefined && { metrics: flags.metrics, metricsMode: flags.metricsMode }),
         ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
         ...(flags.allowInsecureDirectory && { allowInsecureDirectory: true }),
+        ...(flags.owner !== undefined && { owner: idOrName(flags.owner) }),
+        ...(flags.group !== undefined && { group: idOrName(flags.group) }),
       });
-      // systemd's SocketUser=/SocketGroup= own a passed socket; a file made here gets --owner/--group.
-      if (typeof listen === 'string') await chownSocket(listen, ids, () => closeGateway(server, { grace: 0 }));
       const where =
         typeof listen === 'string' ? `${listen} (mode ${formatMode(flags.mode)})` : `the socket systemd passed (${flags.listen})`;
       const what = describePolicy(policy);
