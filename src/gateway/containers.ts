@@ -18,10 +18,17 @@ export function prepare(conn: Conn): Promise<void> | undefined {
   const resolver = conn.gw.resolver;
   const cached = resolver.cached(container);
   if (cached !== undefined) {
-    conn.container = cached;
+    resolved(conn, cached);
     return undefined;
   }
-  return resolver.resolve(container).then((info) => void (conn.container = info));
+  return resolver.resolve(container).then((info) => resolved(conn, info));
+}
+
+/** The connection's container as looked up now: the log names it from here on. */
+function resolved(conn: Conn, info: ContainerInfo | Error): void {
+  if (info === conn.container) return;
+  conn.container = info;
+  conn.logPeer = undefined;
 }
 
 /** Docker names and labels of containers, cached briefly, looked up through the upstream. */

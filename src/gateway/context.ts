@@ -105,7 +105,7 @@ export function entry(
 ): GatewayLogEntry {
   return {
     time: new Date().toISOString(),
-    peer: (conn.logPeer ??= logPeer(conn.peer)),
+    peer: (conn.logPeer ??= logPeer(conn.peer, conn.container)),
     method,
     path,
     rule: verdict?.rule?.name ?? null,

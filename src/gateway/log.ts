@@ -10,8 +10,11 @@ export interface LogPeer {
   uid: number;
   gid: number;
   user: string | null;
-  /** `{ runtime, id }` of the peer's container; null on the host (or when unreadable). */
-  container: { runtime: string; id: string } | null;
+  /**
+   * `{ runtime, id }` of the peer's container, with its Docker `name` when a rule looked it
+   * up; null on the host (or when unreadable).
+   */
+  container: { runtime: string; id: string; name?: string } | null;
   /** The peer's executable (the path /proc shows), or null when unreadable. */
   program: string | null;
 }
@@ -51,14 +54,15 @@ export interface GatewayLogEntry {
 export type GatewayLog = (entry: GatewayLogEntry) => void;
 
 /** The log peer of a Peer. */
-export function logPeer(peer: Peer): LogPeer {
+export function logPeer(peer: Peer, resolved?: { name: string } | Error): LogPeer {
   const c = peer.container;
+  const name = resolved === undefined || resolved instanceof Error ? undefined : resolved.name;
   return {
     pid: peer.pid,
     uid: peer.uid,
     gid: peer.gid,
     user: peer.user ?? null,
-    container: c ? { runtime: c.runtime, id: c.id } : null,
+    container: c ? { runtime: c.runtime, id: c.id, ...(name !== undefined && { name }) } : null,
     program: peer.program ?? null,
   };
 }

@@ -202,24 +202,27 @@ test(
             allowed: boolean;
             method: string;
             path: string;
-            peer: { container: { id: string } | null };
+            peer: { container: { id: string; name?: string } | null };
           },
       );
     const decided = entries.map(
-      (e) => `${e.rule ?? '-'} ${e.allowed ? 'allowed' : 'denied'} ${e.method} ${e.path.replace(/[0-9a-f]{64}/, 'ID')}`,
+      (e) =>
+        `${e.peer.container?.name ?? '?'}: ${e.rule ?? '-'} ${e.allowed ? 'allowed' : 'denied'} ${e.method} ${e.path.replace(/[0-9a-f]{64}/, 'ID')}`,
     );
     for (const expected of [
-      'dashboard allowed GET /v1.41/containers/json',
-      'dashboard denied POST /containers/create',
-      'runner allowed POST /containers/create',
-      'runner allowed POST /containers/ID/start',
-      'runner denied POST /containers/create',
-      '- denied GET /_ping',
+      'dashboard: dashboard allowed GET /v1.41/containers/json',
+      'dashboard: dashboard denied POST /containers/create',
+      'runner: runner allowed POST /containers/create',
+      'runner: runner allowed POST /containers/ID/start',
+      'runner: runner denied POST /containers/create',
+      'intruder: - denied GET /_ping',
+      'runner2: - denied GET /_ping',
     ]) {
       assert.ok(decided.includes(expected), `log has "${expected}":\n${decided.join('\n')}`);
     }
     for (const e of entries)
       assert.match(e.peer.container?.id ?? '', /^[0-9a-f]{64}$/, 'every peer was a container, and the log says which');
+    // The rules name containers, so each line names the container as the daemon calls it.
     for (const line of decided) t.diagnostic(`log: ${line}`);
 
     // Why `pid: host`: the same gateway in a pid namespace of its own cannot see its peers'
