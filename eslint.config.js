@@ -1,6 +1,7 @@
 // ESLint flat config: recommended rules for TypeScript, plus the project's layering rules.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import boundaries from 'eslint-plugin-boundaries';
 
 /** koffi is reached only through src/native/, which gives the rest of the code typed functions. */
 const koffiOutsideNative = {
@@ -20,6 +21,41 @@ const handleOutsideNative = [
   },
 ];
 
+/**
+ * The rooms of src/, lowest first. A room may import from rooms below it, never above or
+ * beside it, and only through their front door (`index.ts`). The files directly in src/ are
+ * shared by every room (errors, escaping, argument validation, diagnostics channels), and
+ * `src/index.ts`, the package's public entry point, names what users may import.
+ */
+const LAYERS = [['native'], ['identity'], ['challenge'], ['policy'], ['net'], ['systemd'], ['audit', 'proxy', 'gateway'], ['cli']];
+const rank = new Map(LAYERS.flatMap((rooms, i) => rooms.map((room) => [room, i])));
+const rooms = [...rank.keys()];
+const below = (room) => rooms.filter((other) => rank.get(other) < rank.get(room));
+const roomOrder = {
+  files: ['src/**/*.ts'],
+  plugins: { boundaries },
+  settings: {
+    'import/resolver': { typescript: { project: './tsconfig.json' } },
+    'boundaries/elements': [...rooms.map((room) => ({ type: room, pattern: `src/${room}` }))],
+  },
+  rules: {
+    'boundaries/dependencies': [
+      'error',
+      {
+        default: 'disallow',
+        message:
+          'A room imports only from rooms below it (native < identity < challenge < policy < net < systemd < daemons < cli), through their index.ts',
+        policies: [
+          ...rooms.map((room) => ({
+            from: { element: { type: room } },
+            allow: { to: { element: { types: below(room), fileInternalPath: 'index.ts' } } },
+          })),
+        ],
+      },
+    ],
+  },
+};
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', 'test/challenge/c/'] },
   js.configs.recommended,
@@ -37,6 +73,7 @@ export default tseslint.config(
       'no-restricted-syntax': ['error', ...handleOutsideNative],
     },
   },
+  roomOrder,
   {
     files: ['src/native/**'],
     rules: { 'no-restricted-imports': 'off', 'no-restricted-syntax': 'off' },

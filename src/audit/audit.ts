@@ -3,10 +3,10 @@
  * it, and findings. One listing (sock_diag where it works, /proc/net/unix otherwise), one
  * scan of /proc/PID/fd for the whole host, then cheap per-socket checks.
  */
-import { formatMode } from '../native/mode.js';
+import { formatMode } from '../native/index.js';
 import { readlinkSync } from 'node:fs';
 import { groupName, userName } from '../native/index.js';
-import * as v from '../policy/validate.js';
+import * as v from '../validate.js';
 import { FindingCode, abstractFindings, checkFile, severityRank, type DirCache, type Finding, type Severity } from './findings.js';
 import { processInfo, scanHolders, secpolicyService, type ProcessInfo, type ScanProgress, type SecpolicyService } from './holders.js';
 import { listListening, type ListSource, type ListeningSocket, type SocketKind } from './list.js';

@@ -7,8 +7,8 @@ import * as net from 'node:net';
 import { resolve } from 'node:path';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
 import { connectAbstract } from '../native/index.js';
-import { openSocket } from '../net/connect.js';
-import * as v from '../policy/validate.js';
+import { openSocket } from '../net/index.js';
+import * as v from '../validate.js';
 
 /** A connected client socket and how its address reads. */
 export interface Dialed {

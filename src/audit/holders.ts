@@ -4,7 +4,7 @@
  */
 import { readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { socketHolders, type ScanProgress } from '../identity/holders.js';
+import { socketHolders, type ScanProgress } from '../identity/index.js';
 
 export type { ScanProgress };
 

@@ -3,11 +3,11 @@
  * through the same lazy Peer the policies use (no policy involved), and adds what the
  * socket file and the directories above it say.
  */
-import { formatMode } from '../native/mode.js';
-import { Peer } from '../identity/peer.js';
+import { formatMode } from '../native/index.js';
+import { Peer } from '../identity/index.js';
 import { groupName, userName } from '../native/index.js';
-import { DEFAULT_TIMEOUT } from '../policy/policy.js';
-import * as v from '../policy/validate.js';
+import { DEFAULT_TIMEOUT } from '../policy/index.js';
+import * as v from '../validate.js';
 import { dial } from './dial.js';
 import { abstractFindings, checkFile, type Finding } from './findings.js';
 

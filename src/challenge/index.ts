@@ -71,3 +71,5 @@ export async function runChallenge(socket: Socket, config: ChallengeConfig, opti
   }
   return runExchange(socket, steps, bounds);
 }
+// Used by other rooms of this package; not re-exported by the package root.
+export { generateKey } from './key-file.js';

@@ -3,8 +3,8 @@
  * or a socket systemd passed), and telling a supervisor that they are ready, alive and
  * stopping (NOTIFY_SOCKET, WATCHDOG_USEC).
  */
-import { isSystemdSpec, systemdSocket } from '../systemd/listeners.js';
-import { notifier, watchdogThrough, type Watchdog } from '../systemd/notify.js';
+import { isSystemdSpec, systemdSocket } from '../systemd/index.js';
+import { notifier, watchdogThrough, type Watchdog } from '../systemd/index.js';
 
 /** The `--listen` help text of a daemon command. */
 export const LISTEN_HELP = 'the socket file to create and listen on, or "systemd" / "systemd:NAME" for a socket systemd passed';

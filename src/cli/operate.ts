@@ -3,7 +3,7 @@
  * policy file, SIGUSR1 reopens the decision log (after logrotate), both reported on stderr.
  */
 import type * as net from 'node:net';
-import { reloadGateway, reopenGatewayLog } from '../gateway/reload.js';
+import { reloadGateway, reopenGatewayLog } from '../gateway/index.js';
 
 /** How a policy reads in one line: `3 rule(s), enforce mode, docker API`. */
 export function describePolicy(policy: { rules: readonly unknown[]; mode: string; api: string | undefined }): string {

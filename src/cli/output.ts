@@ -239,7 +239,7 @@ export function json(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
-export { formatMode } from '../native/mode.js';
+export { formatMode } from '../native/index.js';
 
 /** An id with its name when it has one: `1000 (alice)`. */
 export function formatId(id: number | undefined, name: string | undefined): string | undefined {

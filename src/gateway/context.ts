@@ -6,8 +6,8 @@
  */
 import type * as http from 'node:http';
 import type * as net from 'node:net';
-import type { Peer } from '../identity/peer.js';
-import type { Daemon, Drain } from '../net/drain.js';
+import type { Peer } from '../identity/index.js';
+import type { Daemon, Drain } from '../net/index.js';
 import type { ContainerResolver } from './containers.js';
 import type { DockerProfile } from './docker-request.js';
 import type { GatewayMetrics } from './metrics.js';

@@ -15,8 +15,8 @@
  */
 import * as http from 'node:http';
 import { invalidArg } from '../errors.js';
-import type { Peer } from '../identity/peer.js';
-import { no, ok, absent, type Outcome } from '../identity/outcome.js';
+import type { Peer } from '../identity/index.js';
+import { no, ok, absent, type Outcome } from '../identity/index.js';
 import { groupName, primaryGidOf, statPath, userName } from '../native/index.js';
 import { dockerCheck, tooLargeWhy } from './body.js';
 import { newConn, type Gateway, type Verdict } from './context.js';

@@ -15,7 +15,7 @@
  * the random nonce let a verifier refuse old and replayed requests.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Peer } from '../identity/peer.js';
+import type { Peer } from '../identity/index.js';
 
 /** Header names, lower case (HTTP header names are case-insensitive). */
 export const IDENTITY_HEADERS = Object.freeze({

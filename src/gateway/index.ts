@@ -18,3 +18,5 @@ export {
 export type { DockerLimits } from './docker.js';
 export { verifyIdentity, IDENTITY_HEADERS, type IdentityValues, type VerifyIdentityOptions, type VerifiedIdentity } from './identity.js';
 export type { GatewayLog, GatewayLogEntry, LogPeer } from './log.js';
+// Used by other rooms of this package; not re-exported by the package root.
+export { derive } from './reload.js';

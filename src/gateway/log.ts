@@ -1,7 +1,7 @@
 /** The gateway's decision log: one JSON object per line, to a function, stdout or a file opened safely. */
 import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
-import type { Peer } from '../identity/peer.js';
+import type { Peer } from '../identity/index.js';
 import { formatMode } from '../native/index.js';
 
 /** The peer as a log entry shows it. */

@@ -6,7 +6,7 @@
  */
 import * as http from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { listenAt } from '../systemd/listeners.js';
+import { listenAt } from '../systemd/index.js';
 import type { GatewayLogEntry } from './log.js';
 
 /** A gateway's metrics. */

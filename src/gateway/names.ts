@@ -4,7 +4,7 @@
  * loaded, with the field and line of the name.
  */
 import { gidOf, uidOf } from '../native/index.js';
-import { isMapping, type FieldPath, type Walk } from '../policy/schema.js';
+import { isMapping, type FieldPath, type Walk } from '../policy/index.js';
 
 /** The keys of a `who` document whose values are user (`user`) or group names. */
 const NAME_KEYS: Readonly<Record<string, 'user' | 'group'>> = { user: 'user', group: 'group', memberOf: 'group' };

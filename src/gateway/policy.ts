@@ -7,17 +7,17 @@
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 
-import { no, ok, type Outcome } from '../identity/outcome.js';
-import type { Peer } from '../identity/peer.js';
-import type { DockerContainer } from '../identity/proc-attributes.js';
-import { allOf } from '../policy/combinators.js';
-import { evaluate } from '../policy/evaluate.js';
-import { parseDocumentWith, readPolicyText } from '../policy/file.js';
-import { Policy } from '../policy/policy.js';
-import { Result } from '../policy/result.js';
-import { fail, missing, PASS, unknown, type Failure, type Rule } from '../policy/rule.js';
-import { isMapping, ruleOf, show, type FieldPath, type RuleExtensions, type Walk } from '../policy/schema.js';
-import * as v from '../policy/validate.js';
+import { no, ok, type Outcome } from '../identity/index.js';
+import type { Peer } from '../identity/index.js';
+import type { DockerContainer } from '../identity/index.js';
+import { allOf } from '../policy/index.js';
+import { evaluate } from '../policy/index.js';
+import { parseDocumentWith, readPolicyText } from '../policy/index.js';
+import { Policy } from '../policy/index.js';
+import { Result } from '../policy/index.js';
+import { fail, missing, PASS, unknown, type Failure, type Rule } from '../policy/index.js';
+import { isMapping, ruleOf, show, type FieldPath, type RuleExtensions, type Walk } from '../policy/index.js';
+import * as v from '../validate.js';
 import { DockerChecker, type DockerLimits } from './docker.js';
 import { checkNames } from './names.js';
 import { compileRequestPattern, pathPatternError, requestPatternError, type RequestPattern } from './pattern.js';

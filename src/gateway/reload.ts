@@ -6,9 +6,9 @@
  * the running one in place.
  */
 import type * as net from 'node:net';
-import { readKeyFile } from '../challenge/key-file.js';
+import { readKeyFile } from '../challenge/index.js';
 import { ErrorCode, invalidArg, SecpolicyError } from '../errors.js';
-import { daemonOf } from '../net/drain.js';
+import { daemonOf } from '../net/index.js';
 import type { Gateway } from './context.js';
 import { upstreamGet, type UpstreamGet } from './docker-effective.js';
 import { DockerProfile } from './docker-request.js';

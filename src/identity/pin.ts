@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import { closeFd, socketFd } from '../native/index.js';
-import { pidfdAlive, pidfdOpen, socketPeerPidfd } from '../native/pidfd.js';
+import { pidfdAlive, pidfdOpen, socketPeerPidfd } from '../native/index.js';
 import { no, ok, type Outcome } from './outcome.js';
 import { liveStartTime as startTime } from './proc.js';
 

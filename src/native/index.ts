@@ -44,3 +44,6 @@ export {
   type Relay,
   type RelayOptions,
 } from './splice.js';
+// Used by other rooms of this package; not re-exported by the package root.
+export { notUnixStreamListener, ownPidfdId, sendDatagram, setCloseOnExec } from './activation.js';
+export { pidfdAlive, pidfdOpen, socketPeerPidfd } from './pidfd.js';

@@ -2,8 +2,8 @@
 import { statSync, type Stats } from 'node:fs';
 import * as net from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
-import { DEFAULT_TIMEOUT, Policy, type Decision } from '../policy/policy.js';
-import * as v from '../policy/validate.js';
+import { DEFAULT_TIMEOUT, Policy, type Decision } from '../policy/index.js';
+import * as v from '../validate.js';
 import { publishDenied } from '../diagnostics.js';
 import { rememberPeer } from './registry.js';
 import { asError } from './verify.js';

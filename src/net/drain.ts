@@ -5,7 +5,7 @@
  */
 import type { Server } from 'node:net';
 import { invalidArg } from '../errors.js';
-import * as v from '../policy/validate.js';
+import * as v from '../validate.js';
 
 /** Something a daemon keeps open: it can be cut, and may say it has nothing left to finish. */
 export interface Drainable {

@@ -1,8 +1,8 @@
 /** guard(): verification in front of an existing server (net, http, express, fastify). */
 import type { Server, Socket } from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
-import { Policy, type Decision } from '../policy/policy.js';
-import * as v from '../policy/validate.js';
+import { Policy, type Decision } from '../policy/index.js';
+import * as v from '../validate.js';
 import type { DeniedEvents } from './server.js';
 import { installVerifier, verifierConfig, type VerifyOptions } from './verify.js';
 

@@ -4,9 +4,9 @@
  * counts) until it closes.
  */
 import type { Socket } from 'node:net';
-import type { Peer } from '../identity/peer.js';
-import { makeDecision, type Decision } from '../policy/policy.js';
-import { Result } from '../policy/result.js';
+import type { Peer } from '../identity/index.js';
+import { makeDecision, type Decision } from '../policy/index.js';
+import { Result } from '../policy/index.js';
 
 /** @internal Live connections per uid, bounded by `max`. */
 export class UidLimiter {

@@ -30,8 +30,8 @@ import {
   uidOf,
   type FileStat,
 } from '../native/index.js';
-import { holdListenerFile } from '../identity/listener-file.js';
-import * as v from '../policy/validate.js';
+import { holdListenerFile } from '../identity/index.js';
+import * as v from '../validate.js';
 import { log } from '../diagnostics.js';
 import { checkDirectories, clearStaleSocket, fileAt, pathErrorCode, proveBoundFile, removeIfSame, sameFileAt } from './socket-file.js';
 

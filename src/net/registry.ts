@@ -4,7 +4,7 @@
  * outside this module can read, set, replace or forge it through the socket object.
  */
 import type { Socket } from 'node:net';
-import type { Peer } from '../identity/peer.js';
+import type { Peer } from '../identity/index.js';
 
 /** A constructor that hands back the object it is given, so that a subclass stamps its private field onto that object. */
 class Stamp {

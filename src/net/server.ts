@@ -1,9 +1,9 @@
 /** createServer(): a net.Server whose connections are verified before anyone sees them. */
 import * as net from 'node:net';
 import { invalidArg, type SecpolicyError } from '../errors.js';
-import type { Peer } from '../identity/peer.js';
-import { Policy, type Decision } from '../policy/policy.js';
-import * as v from '../policy/validate.js';
+import type { Peer } from '../identity/index.js';
+import { Policy, type Decision } from '../policy/index.js';
+import * as v from '../validate.js';
 import { peerOf } from './registry.js';
 import { installVerifier, verifierConfig, type VerifyOptions } from './verify.js';
 

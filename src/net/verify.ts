@@ -7,9 +7,9 @@
 import type { Server, Socket } from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
 import { maxPayloadOption } from '../challenge/index.js';
-import { Peer } from '../identity/peer.js';
-import { SERVER_SIDE, knownPeer, type ApplyOptions, type Decision, type InternalApplyOptions, type Policy } from '../policy/policy.js';
-import * as v from '../policy/validate.js';
+import { Peer } from '../identity/index.js';
+import { SERVER_SIDE, knownPeer, type ApplyOptions, type Decision, type InternalApplyOptions, type Policy } from '../policy/index.js';
+import * as v from '../validate.js';
 import { publishDenied, type DeniedMessage } from '../diagnostics.js';
 import { UidLimiter } from './limits.js';
 import { rememberPeer } from './registry.js';

@@ -4,7 +4,7 @@
  * `not(unknown)` is unknown; `anyOf` passes only on a member that truly passed; `allOf`
  * is unknown when a member is unknown and none truly failed.
  */
-import type { Peer } from '../identity/peer.js';
+import type { Peer } from '../identity/index.js';
 import { PASS, fail, isThenable, needsOf, unknown, type Check, type Failure, type Rule, type RuleContext } from './rule.js';
 
 /** Runs rules in order; returns their failures (sync when every rule answered sync). */

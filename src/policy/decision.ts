@@ -1,5 +1,5 @@
 /** The Decision a verification returns: what was decided about a peer, and why. */
-import type { Peer } from '../identity/peer.js';
+import type { Peer } from '../identity/index.js';
 import type { Failure } from './rule.js';
 
 /** The outcome of applying a policy to a connection. */

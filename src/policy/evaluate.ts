@@ -7,9 +7,9 @@
  * verifications (apply(), a verified server, connect()) turn failures into a published
  * Decision.
  */
-import { no, type Outcome } from '../identity/outcome.js';
-import type { Peer } from '../identity/peer.js';
-import { ATTRIBUTES, type AsyncAttributeName, type AttributeDef, type AttributeTypes, type Lookups } from '../identity/proc-attributes.js';
+import { no, type Outcome } from '../identity/index.js';
+import type { Peer } from '../identity/index.js';
+import { ATTRIBUTES, type AsyncAttributeName, type AttributeDef, type AttributeTypes, type Lookups } from '../identity/index.js';
 import { runRules } from './combinators.js';
 import { isThenable, needsOf, type Failure, type Rule, type RuleContext } from './rule.js';
 import { readHolderDigests } from './strict.js';

@@ -13,7 +13,7 @@ import { escapeText } from '../escape.js';
 import { formatMode } from '../native/index.js';
 import { Policy } from './policy.js';
 import { isMapping, rulesOf, ruleOf, show, type FieldPath, type Walk } from './schema.js';
-import * as v from './validate.js';
+import * as v from '../validate.js';
 
 /** Options of {@link parsePolicy}. */
 export interface ParsePolicyOptions {

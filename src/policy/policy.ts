@@ -15,14 +15,14 @@ import {
 } from '../challenge/index.js';
 import { publishDecision } from '../diagnostics.js';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
-import { Peer, type PeerOptions } from '../identity/peer.js';
+import { Peer, type PeerOptions } from '../identity/index.js';
 import { allOf, anyOf, not, record, withContext } from './combinators.js';
 import { makeDecision, type Decision } from './decision.js';
 import { evaluate, type Pending } from './evaluate.js';
 import { Result } from './result.js';
 import { TABLE_KEYS, tableRule, type TableRuleMethods } from './table.js';
 import { PASS, isThenable, type Failure, type Rule, type RuleContext } from './rule.js';
-import * as v from './validate.js';
+import * as v from '../validate.js';
 
 export { makeDecision, type Decision };
 

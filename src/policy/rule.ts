@@ -2,8 +2,8 @@
  * Rules are small values: a name, a flag, what is expected, and a check. The builder and
  * policy files make the same objects; allOf / anyOf / not combine them.
  */
-import type { Peer } from '../identity/peer.js';
-import type { AsyncAttributeName } from '../identity/proc-attributes.js';
+import type { Peer } from '../identity/index.js';
+import type { AsyncAttributeName } from '../identity/index.js';
 
 /**
  * What a rule's check found: it holds, it does not, or (`unknown: true`) it cannot be

@@ -9,7 +9,7 @@ import { describe, isSecpolicyError } from '../errors.js';
 import { allOf, anyOf, not } from './combinators.js';
 import type { Rule } from './rule.js';
 import { RULE_DEFS, TABLE_KEYS, tableRule, type RuleDef } from './table.js';
-import * as v from './validate.js';
+import * as v from '../validate.js';
 
 /** A field path inside the document: keys and list indexes. */
 export type FieldPath = ReadonlyArray<string | number>;

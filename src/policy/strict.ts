@@ -11,10 +11,10 @@
  */
 import { readlinkSync } from 'node:fs';
 import { queuedToRead } from '../native/index.js';
-import { executableDigest, executableDigestAsync, MAX_HOLDER_DIGEST_BYTES } from '../identity/digest.js';
-import { stillHolds, type Holder, type HolderScan, type OurEnd } from '../identity/holders.js';
-import { no, type Outcome } from '../identity/outcome.js';
-import type { Peer } from '../identity/peer.js';
+import { executableDigest, executableDigestAsync, MAX_HOLDER_DIGEST_BYTES } from '../identity/index.js';
+import { stillHolds, type Holder, type HolderScan, type OurEnd } from '../identity/index.js';
+import { no, type Outcome } from '../identity/index.js';
+import type { Peer } from '../identity/index.js';
 import {
   ATTRIBUTES,
   isAttribute,
@@ -23,7 +23,7 @@ import {
   type AttributeSource,
   type AttributeTypes,
   type HolderScanOf,
-} from '../identity/proc-attributes.js';
+} from '../identity/index.js';
 import { programFiles, programMatches, type ProgramFiles } from './program-file.js';
 import { PASS, fail, unknown as unknownCheck, type Check } from './rule.js';
 

@@ -12,10 +12,10 @@
  * check runs.
  */
 import { invalidArg } from '../errors.js';
-import type { Peer } from '../identity/peer.js';
-import type { Container } from '../identity/container.js';
-import { NAMESPACE_KINDS, ownNamespaces, type NamespaceKind } from '../identity/namespaces.js';
-import type { Outcome } from '../identity/outcome.js';
+import type { Peer } from '../identity/index.js';
+import type { Container } from '../identity/index.js';
+import { NAMESPACE_KINDS, ownNamespaces, type NamespaceKind } from '../identity/index.js';
+import type { Outcome } from '../identity/index.js';
 import {
   ATTRIBUTES,
   CAPABILITY_NAMES,
@@ -23,13 +23,13 @@ import {
   type AttributeDef,
   type AttributeName,
   type AttributeTypes,
-} from '../identity/proc-attributes.js';
-import { idUnmapped } from '../identity/proc.js';
+} from '../identity/index.js';
+import { idUnmapped } from '../identity/index.js';
 import { formatMode, gidOf, type FileStat } from '../native/index.js';
 import { programFiles, programMatches } from './program-file.js';
 import { PASS, fail, isThenable, missing, unknown, type Check, type Rule, type RuleContext, type RuleNeeds } from './rule.js';
 import { strictHoldersCheck, type HolderTest } from './strict.js';
-import * as v from './validate.js';
+import * as v from '../validate.js';
 
 /** What a policy-file value is turned into: the builder's arguments, or a message for the file's error. */
 export type FileArgs = { ok: true; args: unknown[] } | { ok: false; message: string };

@@ -9,14 +9,14 @@ import * as net from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg, isSecpolicyError } from '../errors.js';
 import { closeTaken, connectUnix, startRelay, takeSocket, type Relay, type TakenSocket } from '../native/index.js';
 import { log as debug } from '../diagnostics.js';
-import { connectWith, openSocket, type SocketOptions } from '../net/connect.js';
+import { connectWith, openSocket, type SocketOptions } from '../net/index.js';
 import { createServer, type VerifiedServer } from '../net/index.js';
-import { closeDaemon, daemonOf, Drain, registerDaemon, type Daemon } from '../net/drain.js';
-import type { Peer } from '../identity/peer.js';
-import { DEFAULT_TIMEOUT, Policy, type Decision } from '../policy/policy.js';
+import { closeDaemon, daemonOf, Drain, registerDaemon, type Daemon } from '../net/index.js';
+import type { Peer } from '../identity/index.js';
+import { DEFAULT_TIMEOUT, Policy, type Decision } from '../policy/index.js';
 import { escapeText } from '../escape.js';
-import * as v from '../policy/validate.js';
-import { listenAt, listenTarget } from '../systemd/listeners.js';
+import * as v from '../validate.js';
+import { listenAt, listenTarget } from '../systemd/index.js';
 import { endClient, pipeStreams, type Pair } from './streams.js';
 
 /** How the proxy moves bytes: `splice` (a worker thread, zero-copy), `streams` (JavaScript), or `auto`. */

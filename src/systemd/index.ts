@@ -9,3 +9,6 @@ export {
   type SystemdListenersOptions,
 } from './listeners.js';
 export { notify, startWatchdog, type Watchdog, type WatchdogOptions } from './notify.js';
+// Used by other rooms of this package; not re-exported by the package root.
+export { listenAt, listenTarget } from './listeners.js';
+export { notifier, watchdogThrough } from './notify.js';

@@ -7,11 +7,11 @@
 import { once } from 'node:events';
 import * as net from 'node:net';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
-import { notUnixStreamListener, ownPidfdId, setCloseOnExec } from '../native/activation.js';
+import { notUnixStreamListener, ownPidfdId, setCloseOnExec } from '../native/index.js';
 import { localAddress } from '../native/index.js';
-import { holdListenerFile } from '../identity/listener-file.js';
-import { listen, type ListenOptions } from '../net/listen.js';
-import * as v from '../policy/validate.js';
+import { holdListenerFile } from '../identity/index.js';
+import { listen, type ListenOptions } from '../net/index.js';
+import * as v from '../validate.js';
 
 /** The first fd systemd passes (SD_LISTEN_FDS_START). */
 const FIRST_FD = 3;

@@ -8,8 +8,8 @@
  */
 import { debuglog } from 'node:util';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
-import { Errno } from '../native/libc.js';
-import { sendDatagram } from '../native/activation.js';
+import { Errno } from '../native/index.js';
+import { sendDatagram } from '../native/index.js';
 
 const debug = debuglog('secpolicy');
 

@@ -1,7 +1,7 @@
 /** `secpolicy audit`: every listening UNIX socket on the host, who holds it, and findings. */
 import { Option, type Command } from 'commander';
-import { audit, type SocketReport } from '../../audit/audit.js';
-import { SEVERITIES, severityRank } from '../../audit/findings.js';
+import { audit, type SocketReport } from '../../audit/index.js';
+import { SEVERITIES, severityRank } from '../../audit/index.js';
 import { colorsFor, formatMode, json, severityStyle, table, widthOf, type Column } from '../output.js';
 
 /** Options of the audit command as commander parses them. */

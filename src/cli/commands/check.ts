@@ -1,10 +1,10 @@
 /** `secpolicy check --policy <file> <path>`: verify a server against a policy file. */
 import type { Command } from 'commander';
-import { dial } from '../../audit/dial.js';
+import { dial } from '../../audit/index.js';
 import { escapeText } from '../../escape.js';
-import { loadPolicy } from '../../policy/file.js';
-import { DEFAULT_TIMEOUT, type Decision, type Policy } from '../../policy/policy.js';
-import { resultNames } from '../../policy/result.js';
+import { loadPolicy } from '../../policy/index.js';
+import { DEFAULT_TIMEOUT, type Decision, type Policy } from '../../policy/index.js';
+import { resultNames } from '../../policy/index.js';
 import { milliseconds } from '../args.js';
 import { colorsFor, fields, formatId, json, table, widthOf, wrap, type Colors } from '../output.js';
 

@@ -1,7 +1,7 @@
 /** `secpolicy convert docker-socket-proxy`: another tool's settings as a gateway policy. */
 import type { Command } from 'commander';
 import { invalidArg } from '../../errors.js';
-import { convertDockerSocketProxy } from '../../gateway/convert.js';
+import { convertDockerSocketProxy } from '../../gateway/index.js';
 
 /** Options of the convert command as commander parses them. */
 interface ConvertFlags {

@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { escapeText } from '../../escape.js';
-import { explainRequest, parseIdentity, type Explanation } from '../../gateway/explain.js';
-import { loadGatewayPolicy } from '../../gateway/policy.js';
+import { explainRequest, parseIdentity, type Explanation } from '../../gateway/index.js';
+import { loadGatewayPolicy } from '../../gateway/index.js';
 import { json } from '../output.js';
 
 /** Options of the explain command as commander parses them. */

@@ -1,10 +1,10 @@
 /** `secpolicy gateway`: an HTTP gateway that decides every request by who sent it. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ErrorCode, SecpolicyError } from '../../errors.js';
-import { closeGateway, createGateway } from '../../gateway/gateway.js';
-import { loadGatewayPolicy } from '../../gateway/policy.js';
+import { closeGateway, createGateway } from '../../gateway/index.js';
+import { loadGatewayPolicy } from '../../gateway/index.js';
 import { escapeText } from '../../escape.js';
-import { derive } from '../../gateway/reload.js';
+import { derive } from '../../gateway/index.js';
 import { milliseconds } from '../args.js';
 import { LISTEN_HELP, listenFlag, stopSignal, supervisor } from '../daemon.js';
 import { describePolicy, operatorSignals } from '../operate.js';

@@ -1,8 +1,8 @@
 /** `secpolicy inspect <path>`: who listens on a socket, and what its file says. */
 import { Option, type Command } from 'commander';
-import { inspect, type PeerReport } from '../../audit/inspect.js';
-import { SEVERITIES, severityRank } from '../../audit/findings.js';
-import { DEFAULT_TIMEOUT } from '../../policy/policy.js';
+import { inspect, type PeerReport } from '../../audit/index.js';
+import { SEVERITIES, severityRank } from '../../audit/index.js';
+import { DEFAULT_TIMEOUT } from '../../policy/index.js';
 import { milliseconds } from '../args.js';
 import { colorsFor, fields, formatId, formatMode, json, severityStyle, table, widthOf, type Colors, type Field } from '../output.js';
 

@@ -1,7 +1,7 @@
 /** `secpolicy keygen <file>`: a fresh key for the shared-secret challenge. */
 import type { Command } from 'commander';
 import { escapeText } from '../../escape.js';
-import { GENERATED_KEY_BYTES, generateKey, writeKeyFile } from '../../challenge/key-file.js';
+import { GENERATED_KEY_BYTES, generateKey, writeKeyFile } from '../../challenge/index.js';
 
 /** Options of the keygen command as commander parses them. */
 interface KeygenFlags {

@@ -1,8 +1,8 @@
 /** `secpolicy proxy`: a policy-enforcing proxy in front of an existing socket. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { escapeText } from '../../escape.js';
-import { loadPolicy } from '../../policy/file.js';
-import { closeProxy, createProxy, proxyDataPath } from '../../proxy/proxy.js';
+import { loadPolicy } from '../../policy/index.js';
+import { closeProxy, createProxy, proxyDataPath } from '../../proxy/index.js';
 import { milliseconds } from '../args.js';
 import { LISTEN_HELP, listenFlag, stopSignal, supervisor } from '../daemon.js';
 import { formatMode } from '../output.js';

@@ -1,5 +1,5 @@
 /** Argument validators shared by the builder, policy files and entry points. */
-import { invalidArg } from '../errors.js';
+import { invalidArg } from './errors.js';
 
 const MAX_ID = 0xfffffffe; // (uid_t)-1 means "no change" to the kernel, never an identity
 
