@@ -147,7 +147,10 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   httpServer.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     // http has handed the socket over with its error listener removed: a reset must not crash us.
     socket.on('error', () => socket.destroy());
-    const conn = conns.get(socket)!;
+    // The connection is the request's socket: newer Node hands an upgrade that carries a body
+    // over as a stream wrapping it (the body's bytes first), not as the socket itself.
+    const conn = conns.get(req.socket as net.Socket);
+    if (conn === undefined) return void socket.destroy();
     const pending = prepare(conn);
     const go = (): void => {
       try {
@@ -161,7 +164,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   });
   httpServer.on('connect', (req: http.IncomingMessage, socket: net.Socket) => {
     socket.on('error', () => socket.destroy());
-    const conn = conns.get(socket);
+    const conn = conns.get(req.socket as net.Socket);
     if (conn && gw.recording)
       record(gw, {
         ...entry(conn, req.method!, req.url!, undefined, 'authority-form (CONNECT) targets are not served', false, 400),

@@ -15,7 +15,6 @@ import {
   isAttribute,
   type AttributeDef,
   type AttributeName,
-  type AttributeSource,
   type AttributeTypes,
   type Connection,
   type PublicAttributeValues,
@@ -112,7 +111,7 @@ const SLOT: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(
 
 /** The peer of a UNIX socket connection. */
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
-export class Peer implements AttributeSource {
+export class Peer {
   readonly #connection: Connection;
   /** Attributes fixed at connect, one slot each: the value once read (a failure as the Outcome saying why). */
   #fixed: unknown[] | undefined;
@@ -211,6 +210,7 @@ export class Peer implements AttributeSource {
    * that a read after apply() is of the process as it is then, pinned again.
    */
   attempt<K extends AttributeName>(name: K): Outcome<AttributeTypes[K]>;
+  /** @internal An attribute named by a string (the inspect report's loop), as above. */
   attempt(name: string): Outcome<unknown>;
   attempt(name: string): Outcome<unknown> {
     if (!isAttribute(name)) return no(`unknown attribute ${name}`);

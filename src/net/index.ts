@@ -14,5 +14,8 @@ export { peerOf } from './registry.js';
 export { DEFAULT_HANDSHAKE_TIMEOUT, type VerifyOptions } from './verify.js';
 export { CHANNELS, DECISION_CHANNEL, DENIED_CHANNEL, type DeniedMessage } from './channels.js';
 // Used by other rooms of this package; not re-exported by the package root.
+/** @internal */
 export { connectWith, openSocket, type SocketOptions } from './connect.js';
-export { Drain, closeDaemon, daemonOf, registerDaemon, type Daemon } from './drain.js';
+export { Drain, type Daemon } from './drain.js';
+/** @internal */
+export { closeDaemon, daemonOf, registerDaemon } from './drain.js';

@@ -24,7 +24,7 @@ import { TABLE_KEYS, tableRule, type TableRuleMethods } from './table.js';
 import { PASS, isThenable, type Failure, type Rule, type RuleContext } from './rule.js';
 import * as v from '../validate.js';
 
-export { makeDecision, type Decision };
+export type { Decision };
 
 /** Options of `new Policy()`. */
 export interface PolicyOptions {

@@ -10,5 +10,7 @@ export {
 } from './listeners.js';
 export { notify, startWatchdog, type Watchdog, type WatchdogOptions } from './notify.js';
 // Used by other rooms of this package; not re-exported by the package root.
+/** @internal */
 export { listenAt, listenTarget } from './listeners.js';
+/** @internal */
 export { notifier, watchdogThrough } from './notify.js';

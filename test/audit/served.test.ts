@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { SocketReport } from '../../src/index.js';
 import { needCommand, needRoot, tempDir } from '../helpers/index.js';
@@ -192,10 +192,20 @@ test(
     t.after(() => child.kill('SIGKILL'));
     await waitForPath(socket, child, () => out);
     chmodSync(socket, 0o666); // as SocketMode=0666 would
-    // systemd-socket-activate execs the gateway on the first connection: make one.
-    const first = connect(socket);
+    // systemd-socket-activate execs the gateway on the first connection: make one (the file
+    // exists from its bind, a moment before it listens: refused until then).
+    let first: Socket | undefined;
+    for (let attempt = 0; first === undefined && attempt < 200; attempt++) {
+      const c = connect(socket);
+      const ok = await new Promise<boolean>((resolve) => {
+        c.once('connect', () => resolve(true));
+        c.once('error', () => resolve(false));
+      });
+      if (ok) first = c;
+      else await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(first, 'systemd-socket-activate listens on the socket');
     first.on('error', () => {});
-    await once(first, 'connect');
     while (!/listening on the socket systemd passed/.test(out)) await once(child.stderr, 'data');
     first.destroy();
 
