@@ -32,9 +32,9 @@ export async function dockerCheck(
     if (profile === undefined) return { refuse: { status: 403, why: 'the Docker profile is no longer in use (the policy was reloaded)' } };
     let owner: string | undefined;
     if (verdict.rule!.dockerLimits?.owner === true) {
-      owner = ownerOf(conn);
-      if (owner === undefined)
-        return { refuse: { status: 403, why: "the peer's owner name is unknown (its container's Docker name could not be resolved)" } };
+      const o = ownerOf(conn);
+      if (typeof o !== 'string') return { refuse: { status: 403, why: `the peer's owner is unknown: ${o.why}` } };
+      owner = o;
     }
     return await profile.check(route, verdict.rule!.docker!, body, notEvaluated, owner);
   } catch (e) {
@@ -53,12 +53,14 @@ export function checkedTarget(t: CanonicalTarget, route: CheckedRoute, checked: 
   return checked.query === undefined ? target : { ...target, query: checked.query };
 }
 
-/** The owner name of the connection's peer (docker-owner.ts), undefined when its container's name is unknown. */
-export function ownerOf(conn: Conn): string | undefined {
+/** The owner name of the connection's peer (docker-owner.ts), or why it is unknown. */
+export function ownerOf(conn: Conn): string | { why: string } {
   const c = conn.peer.attempt('container');
-  if (!c.ok) return undefined;
-  const name = conn.container instanceof Error ? undefined : conn.container?.name;
-  return ownerName(c.value !== null, conn.peer.uid, name);
+  if (!c.ok) return { why: `whether the peer runs in a container is unknown (${c.reason})` };
+  if (c.value === null) return ownerName(false, conn.peer.uid, undefined)!;
+  if (conn.container instanceof Error) return { why: `its container's Docker name is unknown (${conn.container.message})` };
+  const name = ownerName(true, conn.peer.uid, conn.container?.name);
+  return name ?? { why: "its container's Docker name was not looked up" };
 }
 
 /** The message of a refusal: the daemon's own (an object that does not exist), or the gateway's. */
