@@ -131,16 +131,15 @@ export class DockerProfile {
     const get = this.#get;
     let owned: DockerCheck = {};
     if (owner !== undefined) {
-      if (get === undefined) {
-        notEvaluated?.push(`the owner of what ${route.label} names, and the owner scoping (the daemon's inspect: give --to)`);
-      } else {
-        try {
-          owned = await ownerCheck(route.endpoint, route.id, route.query, body, owner, get);
-        } catch (e) {
-          return refuse(502, `the owner cannot be read from the daemon (${(e as Error).message})`);
-        }
-        if (owned.refuse) return owned;
+      // Without a daemon, what needs no lookup is still checked (forged labels, the filters, what cannot be scoped).
+      const lookup: UpstreamGet = get ?? (() => Promise.reject(new NoDaemon()));
+      try {
+        owned = await ownerCheck(route.endpoint, route.id, route.query, body, owner, lookup);
+      } catch (e) {
+        if (!(e instanceof NoDaemon)) return refuse(502, `the owner cannot be read from the daemon (${(e as Error).message})`);
+        notEvaluated?.push(`the owner of the objects ${route.label} names (the daemon's inspect: give --to)`);
       }
+      if (owned.refuse) return owned;
     }
     if (route.endpoint.effective !== undefined && get === undefined) {
       notEvaluated?.push(`the effective state before ${route.label} (the daemon's inspect of the ${route.endpoint.effective}: give --to)`);
@@ -178,6 +177,9 @@ export class DockerProfile {
     return p;
   }
 }
+
+/** A lookup asked of no daemon (`secpolicy explain` without `--to`). */
+class NoDaemon extends Error {}
 
 function refuse(status: 400 | 403 | 502, why: string): { refuse: Refusal } {
   return { refuse: { status, why } };

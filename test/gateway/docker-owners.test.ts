@@ -16,6 +16,8 @@ import { join } from 'node:path';
 import { intoHostCgroup } from '../helpers/cgroups.js';
 import { IMAGE, startDockerd, startGateway, type GatewayProcess } from '../helpers/dockerd.js';
 import { needCommand, run, type RunAs } from '../helpers/index.js';
+import { explainRequest, parseIdentity } from '../../src/gateway/explain.js';
+import { loadGatewayPolicy } from '../../src/gateway/policy.js';
 
 const daemon = await startDockerd();
 const skip = daemon.skip || needCommand('setpriv', 'curl');
@@ -420,3 +422,31 @@ test(
     assert.equal((await direct(otherId)).State.Running, true, "Bob's container that took the name was not touched");
   },
 );
+
+test('secpolicy explain --to gives the gateway’s answer for owner-scoped requests', { skip }, async () => {
+  const id = await run1(ALICE, 'explained');
+  const policy = await loadGatewayPolicy(join(daemon.dir, 'owners.yaml'), { resolveNames: false });
+  const cases: Array<[RunAs, string, string, string?]> = [
+    [BOB, 'GET', `/v1.41/containers/${id}/json`],
+    [BOB, 'GET', '/v1.41/containers/explained/json'],
+    [BOB, 'POST', `/v1.41/containers/${id.slice(0, 12)}/stop`],
+    [ALICE, 'GET', '/v1.41/containers/explained/json'],
+    [BOB, 'GET', '/v1.41/system/df'],
+    [BOB, 'GET', '/v1.41/containers/json?filters=nonsense'],
+    [BOB, 'POST', '/v1.41/containers/create?name=explained2', JSON.stringify({ Image: IMAGE, Labels: { [LABEL]: 'uid:1' } })],
+    [ADMIN, 'GET', '/v1.41/containers/explained/json'],
+  ];
+  for (const [who, method, target, body] of cases) {
+    const live = await raw(who, method, target, body);
+    const explained = await explainRequest(policy, parseIdentity(`uid=${who.uid},gid=${who.gid}`), method, target, {
+      to: daemon.socket,
+      ...(body !== undefined && { body: Buffer.from(body) }),
+    });
+    assert.equal(
+      explained.status ?? 200,
+      live.status === 201 || live.status === 204 ? 200 : live.status,
+      `${who.uid} ${method} ${target}: ${live.body}`,
+    );
+  }
+  assert.equal((await direct(id)).State.Running, true);
+});
