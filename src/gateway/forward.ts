@@ -78,7 +78,8 @@ export function forward(
     insecureHTTPParser: false,
   } as http.RequestOptions);
   (up as Upstream)[kDownstream] = res;
-  if (answer !== undefined) (up as Upstream)[kAnswer] = answer;
+  // (A HEAD's answer has no body to check.)
+  if (answer !== undefined && method !== 'HEAD') (up as Upstream)[kAnswer] = answer;
   (res as Downstream)[kUpstream] = up;
   up.on('response', onUpstreamResponse);
   up.on('error', onUpstreamError);

@@ -14,13 +14,14 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { intoHostCgroup } from '../helpers/cgroups.js';
-import { IMAGE, startDockerd, startGateway, type GatewayProcess } from '../helpers/dockerd.js';
+import { IMAGE, startDockerd, startGateway, UNIX_HTTP_CLIENT, type GatewayProcess } from '../helpers/dockerd.js';
+import { compileStatic } from '../helpers/runc.js';
 import { needCommand, run, type RunAs } from '../helpers/index.js';
 import { explainRequest, parseIdentity } from '../../src/gateway/explain.js';
 import { loadGatewayPolicy } from '../../src/gateway/policy.js';
 
 const daemon = await startDockerd();
-const skip = daemon.skip || needCommand('setpriv', 'curl');
+const skip = daemon.skip || needCommand('setpriv', 'curl', 'cc');
 // The tenants are host peers (owner uid:<n>): this process, and so every client it starts,
 // goes to the root cgroups, a host layout wherever the test runs (a runner may keep its
 // processes in a cgroup that names neither host nor container: then the owner is unknown).
@@ -48,6 +49,10 @@ rules:
     who: { uid: [1, 2] }
     allow: ["* /**"]
     docker: { owner: true }
+  - name: apps
+    who: { container: { name: [app-a, app-b] } }
+    allow: ["* /**"]
+    docker: { owner: true }
   - name: admin
     who: { uid: 3 }
     allow: ["* /**"]
@@ -60,6 +65,7 @@ rules:
 before(async () => {
   if (skip) return;
   mkdirSync(join(daemon.dir, 'gw'), { mode: 0o755 });
+  compileStatic(UNIX_HTTP_CLIENT, join(daemon.dir, 'bin', 'client'));
   gateway = await startGateway({
     socket: join(daemon.dir, 'gw', 'gw.sock'),
     target: daemon.socket,
@@ -449,4 +455,50 @@ test('secpolicy explain --to gives the gateway’s answer for owner-scoped reque
     );
   }
   assert.equal((await direct(id)).State.Running, true);
+});
+
+test('two client containers sharing the gateway socket are two owners, by container name', { skip }, async () => {
+  for (const name of ['app-a', 'app-b']) {
+    const r = await daemon.docker([
+      'run',
+      '-d',
+      '--network',
+      'none',
+      '--name',
+      name,
+      '-v',
+      `${join(daemon.dir, 'gw')}:/gw`,
+      '-v',
+      `${join(daemon.dir, 'bin')}:/c:ro`,
+      IMAGE,
+      'sleep',
+      '1000',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  /** One request from inside the container `app` (its status line and body). */
+  const from = async (app: string, method: string, path: string, body?: string): Promise<{ status: number; body: string }> => {
+    const r = await daemon.docker(['exec', app, '/c/client', '/gw/gw.sock', method, path, ...(body === undefined ? [] : [body])]);
+    assert.equal(r.code, 0, r.stderr);
+    const status = /^HTTP\/1\.1 (\d{3})/.exec(r.stdout);
+    assert.ok(status, r.stdout);
+    return { status: Number(status[1]), body: r.stdout.slice(r.stdout.indexOf('\r\n\r\n') + 4) };
+  };
+  const create = JSON.stringify({ Image: IMAGE, Cmd: ['true'], HostConfig: { NetworkMode: 'none' } });
+  assert.equal((await from('app-a', 'POST', '/v1.41/containers/create?name=made-by-a', create)).status, 201);
+  assert.equal((await from('app-b', 'POST', '/v1.41/containers/create?name=made-by-b', create)).status, 201);
+  assert.equal((await direct('made-by-a')).Config.Labels?.[LABEL], 'container:app-a');
+  assert.equal((await direct('made-by-b')).Config.Labels?.[LABEL], 'container:app-b');
+  const listed = await from('app-b', 'GET', '/v1.41/containers/json?all=1');
+  assert.equal(listed.status, 200, listed.body);
+  assert.match(listed.body, /made-by-b/);
+  assert.doesNotMatch(listed.body, /made-by-a|"\/app-a"|"\/app-b"/);
+  const other = await from('app-b', 'DELETE', '/v1.41/containers/made-by-a');
+  assert.equal(other.status, 404, other.body);
+  assert.match(other.body, /No such container: made-by-a/);
+  assert.equal((await daemon.api('GET', '/containers/made-by-a/json')).status, 200, 'it is still there');
+  assert.equal((await from('app-a', 'GET', '/v1.41/containers/made-by-a/json')).status, 200);
+  // The host users' containers are no container's.
+  await run1(ALICE, 'host-made');
+  assert.equal((await from('app-a', 'GET', '/v1.41/containers/host-made/json')).status, 404);
 });
