@@ -133,9 +133,13 @@ const LISTINGS: Record<string, OwnedAnswerKind> = {
 /** Prunes: scoped by the filters query (the daemon removes only what matches). */
 const PRUNES = new Set(['/containers/prune', '/volumes/prune', '/networks/prune']);
 
-/** Endpoints that would show or touch every tenant's objects and cannot be scoped. */
+/** Endpoints that would show or change every tenant's objects and cannot be scoped. */
 const UNSCOPED: Record<string, string> = {
-  '/system/df': "the disk usage lists every tenant's containers and volumes",
+  'GET /system/df': "the disk usage lists every tenant's containers and volumes",
+  // Images are shared: a tag moved, or an image removed, is so for every tenant (whose next run would use another image).
+  'POST /images/{name}/tag': 'images are shared by every tenant: a tag would change what their names run',
+  'DELETE /images/{name}': 'images are shared by every tenant: a removal would remove them for all',
+  'POST /images/prune': 'images are shared by every tenant: a prune would remove them for all',
 };
 
 /**
@@ -151,7 +155,7 @@ export async function ownerCheck(
   get: UpstreamGet,
 ): Promise<OwnerCheck> {
   const path = endpoint.path;
-  const unscoped = UNSCOPED[path];
+  const unscoped = UNSCOPED[`${endpoint.method} ${path}`];
   if (unscoped !== undefined) return refuse(403, `${endpoint.method} ${path} is refused for an owner rule: ${unscoped}`);
   const listing = LISTINGS[path];
   if (listing !== undefined || PRUNES.has(path)) {

@@ -211,6 +211,14 @@ test(
     assert.equal(pruned.status, 200, pruned.body);
     assert.equal((await daemon.api('GET', '/volumes/alice-vol')).status, 200, 'the volume survived the other tenant prune');
     assert.equal((await daemon.api('GET', '/volumes/bob-vol')).status, 404, 'the pruning tenant pruned its own volume');
+    // Images are shared for reading: a tenant cannot move a tag, or remove an image, for all.
+    assert.equal((await cli(BOB, ['image', 'inspect', IMAGE])).code, 0);
+    const tag = await cli(BOB, ['tag', IMAGE, 'bb:evil']);
+    assert.notEqual(tag.code, 0);
+    assert.match(tag.stderr, /images are shared/);
+    assert.equal((await daemon.api('GET', '/images/bb:evil/json')).status, 404);
+    assert.notEqual((await cli(BOB, ['rmi', '-f', IMAGE])).code, 0);
+    assert.equal((await daemon.api('GET', `/images/${IMAGE}/json`)).status, 200);
     // The admin rule (no owner) sees both.
     const all = await ps(ADMIN);
     assert.ok(all.includes('alice-ls') && all.includes('bob-ls'), all.join());
