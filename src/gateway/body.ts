@@ -8,6 +8,7 @@ import { allowedReason, entry, note, reply, type Conn, type Verdict } from './co
 import type { Refusal } from './docker.js';
 import { forwardSegments, type DockerCheck, type DockerRoute } from './docker-request.js';
 import { forward } from './forward.js';
+import { ownerName } from './docker-owner.js';
 import { withSegments, type CanonicalTarget } from './path.js';
 
 /** A route the profile did not refuse. */
@@ -29,7 +30,13 @@ export async function dockerCheck(
     const profile = conn.gw.profile;
     // A reload that left `api: docker` behind: the request was routed by a profile that is gone.
     if (profile === undefined) return { refuse: { status: 403, why: 'the Docker profile is no longer in use (the policy was reloaded)' } };
-    return await profile.check(route, verdict.rule!.docker!, body, notEvaluated);
+    let owner: string | undefined;
+    if (verdict.rule!.dockerLimits?.owner === true) {
+      const o = ownerOf(conn);
+      if (typeof o !== 'string') return { refuse: { status: 403, why: `the peer's owner is unknown: ${o.why}` } };
+      owner = o;
+    }
+    return await profile.check(route, verdict.rule!.docker!, body, notEvaluated, owner);
   } catch (e) {
     return { refuse: { status: 403, why: `the request cannot be checked: ${(e as Error)?.message}` } };
   }
@@ -41,8 +48,19 @@ export async function dockerCheck(
  * checked is the object acted on; elsewhere, where the client sent it.
  */
 export function checkedTarget(t: CanonicalTarget, route: CheckedRoute, checked: DockerCheck): CanonicalTarget {
-  if (checked.refuse || checked.id === undefined) return t;
-  return withSegments(t, forwardSegments(t.segments, route, checked.id));
+  if (checked.refuse) return t;
+  const target = checked.id === undefined ? t : withSegments(t, forwardSegments(t.segments, route, checked.id));
+  return checked.query === undefined ? target : { ...target, query: checked.query };
+}
+
+/** The owner name of the connection's peer (docker-owner.ts), or why it is unknown. */
+export function ownerOf(conn: Conn): string | { why: string } {
+  const c = conn.peer.attempt('container');
+  if (!c.ok) return { why: `whether the peer runs in a container is unknown (${c.reason})` };
+  if (c.value === null) return ownerName(false, conn.peer.uid, undefined)!;
+  if (conn.container instanceof Error) return { why: `its container's Docker name is unknown (${conn.container.message})` };
+  const name = ownerName(true, conn.peer.uid, conn.container?.name);
+  return name ?? { why: "its container's Docker name was not looked up" };
 }
 
 /** The message of a refusal: the daemon's own (an object that does not exist), or the gateway's. */
@@ -126,7 +144,7 @@ export function inspect(
         const refusal = checked.refuse;
         if (refusal === undefined) {
           if (log) note(res, entry(conn, method, path, verdict, allowedReason(verdict), true));
-          return forward(req, res, conn, checkedTarget(t, route, checked), verdict, body);
+          return forward(req, res, conn, checkedTarget(t, route, checked), verdict, checked.body ?? body, undefined, checked.answer);
         }
         if (log)
           note(res, entry(conn, method, path, { ...verdict, allowed: false }, refusal.why, audit, audit ? undefined : refusal.status));

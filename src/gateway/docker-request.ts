@@ -10,6 +10,7 @@ import type { DockerChecker, Refusal } from './docker.js';
 import { checkContainer, checkExec, type UpstreamGet } from './docker-effective.js';
 import { findEndpoint, type Endpoint } from './docker-endpoints.js';
 import { API_WINDOW } from './docker-model.js';
+import { ownerCheck, type OwnedAnswer } from './docker-owner.js';
 import { outsideWindow, pathVersion } from './docker-version.js';
 
 /**
@@ -19,10 +20,31 @@ import { outsideWindow, pathVersion } from './docker-version.js';
  */
 export type DockerRoute =
   | { refuse: Refusal }
-  | { refuse?: undefined; endpoint: Endpoint; id: string[]; idAt: number; version: string | undefined; body: boolean; label: string };
+  | {
+      refuse?: undefined;
+      endpoint: Endpoint;
+      id: string[];
+      idAt: number;
+      version: string | undefined;
+      body: boolean;
+      label: string;
+      /** The request's raw query (`?a=b` or empty). */
+      query: string;
+    };
 
 /** The outcome of {@link DockerProfile.check}: refused, or passed (with the full Id of the object whose effective state was checked). */
-export type DockerCheck = { refuse: Refusal } | { refuse?: undefined; id?: string };
+export type DockerCheck =
+  | { refuse: Refusal }
+  | {
+      refuse?: undefined;
+      id?: string;
+      /** For an owner rule: the body to forward (the checked bytes plus the owner label). */
+      body?: Buffer;
+      /** For an owner rule: the query to forward (the filters scoped to the owner). */
+      query?: string;
+      /** For an owner rule: the answer to check object by object. */
+      answer?: OwnedAnswer;
+    };
 
 const VERSION = /^v[0-9.]+$/;
 
@@ -67,19 +89,22 @@ export class DockerProfile {
         403,
         `${label} takes no body for a rule with docker limits${endpoint.path.endsWith('/start') ? ' (below API 1.24 a start body is a new host config)' : ''}`,
       );
-    return { endpoint, id, idAt, version, body: endpoint.kind === 'body', label };
+    return { endpoint, id, idAt, version, body: endpoint.kind === 'body', label, query };
   }
 
   /**
    * The API version, the body (bytes exactly as they will be forwarded) and the effective
    * state. A request whose object does not exist is refused with the daemon's own 404.
-   * Without a daemon, what needs it is added to `notEvaluated`.
+   * Without a daemon, what needs it is added to `notEvaluated`. `owner`, for a rule with
+   * `owner: true`, is the caller's owner name: the objects the request names must be its
+   * (docker-owner.ts), and the request goes on to the full Id they were found under.
    */
   async check(
     route: DockerRoute & { refuse?: undefined },
     checker: DockerChecker,
     body: Uint8Array | undefined,
     notEvaluated?: string[],
+    owner?: string,
   ): Promise<DockerCheck> {
     let daemon: string;
     if (this.#get === undefined) {
@@ -104,17 +129,31 @@ export class DockerProfile {
       if (refused) return { refuse: refused };
     }
     const get = this.#get;
+    let owned: DockerCheck = {};
+    if (owner !== undefined) {
+      // Without a daemon, what needs no lookup is still checked (forged labels, the filters, what cannot be scoped).
+      const lookup: UpstreamGet = get ?? (() => Promise.reject(new NoDaemon()));
+      try {
+        owned = await ownerCheck(route.endpoint, route.id, route.query, body, owner, lookup);
+      } catch (e) {
+        if (!(e instanceof NoDaemon)) return refuse(502, `the owner cannot be read from the daemon (${(e as Error).message})`);
+        notEvaluated?.push(`the owner of the objects ${route.label} names (the daemon's inspect: give --to)`);
+      }
+      if (owned.refuse) return owned;
+    }
     if (route.endpoint.effective !== undefined && get === undefined) {
       notEvaluated?.push(`the effective state before ${route.label} (the daemon's inspect of the ${route.endpoint.effective}: give --to)`);
-      return {};
+      return owned;
     }
+    // The object found owned is the one whose state is checked (by its full Id).
+    const id = owned.id === undefined ? route.id : [owned.id];
     try {
-      if (route.endpoint.effective === 'container') return await checkContainer(checker, route.id, get!);
-      if (route.endpoint.effective === 'exec') return await checkExec(checker, route.id, get!);
+      if (route.endpoint.effective === 'container') return { ...owned, ...(await checkContainer(checker, id, get!)) };
+      if (route.endpoint.effective === 'exec') return { ...owned, ...(await checkExec(checker, id, get!)) };
     } catch (e) {
       return refuse(502, `the effective state cannot be read from the daemon (${(e as Error).message})`);
     }
-    return {};
+    return owned;
   }
 
   /** The daemon's API version, asked once from GET /version (asked again after a failure). */
@@ -138,6 +177,9 @@ export class DockerProfile {
     return p;
   }
 }
+
+/** A lookup asked of no daemon (`secpolicy explain` without `--to`). */
+class NoDaemon extends Error {}
 
 function refuse(status: 400 | 403 | 502, why: string): { refuse: Refusal } {
   return { refuse: { status, why } };

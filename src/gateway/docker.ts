@@ -28,6 +28,11 @@ export interface DockerLimits {
   binds: readonly string[] | true;
   /** `SecurityOpt` entries allowed besides `no-new-privileges` (exact strings). @default [] */
   securityOpt: readonly string[];
+  /**
+   * Scope the rule's peers to what they own: objects they create get the owner label, and
+   * requests, listings and events reach only objects with their owner label (docker-owner.ts). @default false
+   */
+  owner?: boolean;
 }
 
 /** A refusal: the status the gateway answers and why. */

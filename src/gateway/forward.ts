@@ -6,13 +6,15 @@
 import * as http from 'node:http';
 import { arrived, reply, settle, type Conn, type Verdict } from './context.js';
 import { forwardHeaders, RESPONSE_HOP } from './headers.js';
+import { ownedEvent, ownedListing, type OwnedAnswer } from './docker-owner.js';
 import type { CanonicalTarget } from './path.js';
 
 /** Where a forwarded request's pieces find each other, without a closure per request. */
 const kDownstream = Symbol('downstream');
 const kUpstream = Symbol('upstream');
 const kConn = Symbol('conn');
-type Upstream = http.ClientRequest & { [kDownstream]: http.ServerResponse };
+const kAnswer = Symbol('answer');
+type Upstream = http.ClientRequest & { [kDownstream]: http.ServerResponse; [kAnswer]?: OwnedAnswer };
 type UpstreamResponse = http.IncomingMessage & { [kDownstream]: http.ServerResponse };
 type Downstream = http.ServerResponse & { [kUpstream]?: http.ClientRequest; [kConn]: Conn };
 
@@ -41,7 +43,8 @@ function connOf(res: http.ServerResponse): Conn {
 
 /**
  * Sends the request upstream. `body` is the exact bytes that were checked; `prefix` the
- * part of a body already read (audit mode past the bound) before the rest is piped.
+ * part of a body already read (audit mode past the bound) before the rest is piped;
+ * `answer`, for an owner rule's listing or event stream, what the answer may hold.
  */
 export function forward(
   req: http.IncomingMessage,
@@ -51,6 +54,7 @@ export function forward(
   verdict: Verdict,
   body?: Buffer,
   prefix?: Buffer[],
+  answer?: OwnedAnswer,
 ): void {
   const method = req.method!;
   const path = t.forward + t.query;
@@ -74,6 +78,8 @@ export function forward(
     insecureHTTPParser: false,
   } as http.RequestOptions);
   (up as Upstream)[kDownstream] = res;
+  // (A HEAD's answer has no body to check.)
+  if (answer !== undefined && method !== 'HEAD') (up as Upstream)[kAnswer] = answer;
   (res as Downstream)[kUpstream] = up;
   up.on('response', onUpstreamResponse);
   up.on('error', onUpstreamError);
@@ -88,6 +94,8 @@ export function forward(
 /** The upstream's answer: its head at once (without hop-by-hop headers), then its body as it comes. */
 function onUpstreamResponse(this: Upstream, ures: http.IncomingMessage): void {
   const res = this[kDownstream];
+  const answer = this[kAnswer];
+  if (answer !== undefined && ures.statusCode === 200) return ownedOnly(res, ures, answer);
   const raw = ures.rawHeaders;
   const out: string[] = [];
   let length = false;
@@ -140,4 +148,70 @@ function relayEnd(this: UpstreamResponse): void {
 
 function relayError(this: UpstreamResponse): void {
   this[kDownstream].destroy();
+}
+
+/** Bound on a listing's answer read whole to be checked. */
+const MAX_LISTING = 64 * 1024 * 1024;
+/** Bound on one event of the stream. */
+const MAX_EVENT = 1024 * 1024;
+
+/**
+ * An owner rule's listing or event stream: only the caller's objects go to the client. A
+ * listing is read whole, checked object by object and sent with its new length; the event
+ * stream is checked event by event (one JSON object a line) as it comes. An answer that
+ * cannot be read is cut, never passed on unchecked.
+ */
+function ownedOnly(res: http.ServerResponse, ures: http.IncomingMessage, answer: OwnedAnswer): void {
+  const cut = (): void => {
+    ures.destroy();
+    if (!res.headersSent) reply(connOf(res).gw, res, 502, 'secpolicy: the answer could not be checked', true);
+    else res.destroy();
+  };
+  ures.on('error', cut);
+  const closing = connOf(res).gw.closing;
+  if (answer.kind === 'events') {
+    const head: Record<string, string> = { 'Content-Type': ures.headers['content-type'] ?? 'application/json' };
+    if (closing) head.Connection = 'close';
+    res.writeHead(200, head);
+    res.flushHeaders();
+    let pending = '';
+    ures.setEncoding('utf8');
+    ures.on('data', (text: string) => {
+      if (res.destroyed) return;
+      pending += text;
+      let nl: number;
+      let out = '';
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        if (line.trim() !== '' && ownedEvent(line, answer.owner)) out += line + '\n';
+      }
+      if (pending.length > MAX_EVENT) return cut();
+      if (out !== '' && !res.write(out)) {
+        ures.pause();
+        res.once('drain', () => ures.resume());
+      }
+    });
+    ures.on('end', () => {
+      if (pending.trim() !== '' && ownedEvent(pending, answer.owner)) res.write(pending);
+      if (!res.destroyed) res.end();
+    });
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  ures.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size > MAX_LISTING) return cut();
+    chunks.push(c);
+  });
+  ures.on('end', () => {
+    if (res.destroyed) return;
+    const owned = ownedListing(answer.kind as Exclude<OwnedAnswer['kind'], 'events'>, Buffer.concat(chunks).toString('utf8'), answer.owner);
+    if (owned === undefined) return cut();
+    const body = owned + '\n';
+    const head: Record<string, string | number> = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
+    if (closing) head.Connection = 'close';
+    res.writeHead(200, head).end(body);
+  });
 }

@@ -140,7 +140,7 @@ const TOP = ['version', 'api', 'mode', 'connect', 'rules', 'forward', 'maxBodyBy
 const LIMITS = ['connectionsPerUid', 'headersTimeoutMs', 'requestTimeoutMs', 'idleTimeoutMs'];
 const RULE = ['name', 'who', 'allow', 'deny', 'docker'];
 const FORWARD = ['identity', 'signKeyFile'];
-const DOCKER = ['privileged', 'hostNamespaces', 'capAdd', 'devices', 'binds', 'securityOpt'];
+const DOCKER = ['privileged', 'hostNamespaces', 'capAdd', 'devices', 'binds', 'securityOpt', 'owner'];
 
 function keysOf(value: unknown, path: FieldPath, walk: Walk, known: readonly string[], what: string): Record<string, unknown> {
   if (!isMapping(value)) walk.fail(path, `must be a mapping (${what}). Received ${show(value)}`);
@@ -277,7 +277,7 @@ function patterns(value: unknown, at: FieldPath, walk: Walk, api: 'docker' | und
 }
 
 function dockerLimits(value: unknown, at: FieldPath, walk: Walk): DockerLimits {
-  const d = keysOf(value, at, walk, DOCKER, 'docker limits: privileged, hostNamespaces, capAdd, devices, binds, securityOpt');
+  const d = keysOf(value, at, walk, DOCKER, 'docker limits: privileged, hostNamespaces, capAdd, devices, binds, securityOpt, owner');
   const bool = (key: string): boolean => {
     if (!(key in d)) return false;
     if (typeof d[key] !== 'boolean') walk.fail([...at, key], `must be true or false. Received ${show(d[key])}`);
@@ -302,6 +302,7 @@ function dockerLimits(value: unknown, at: FieldPath, walk: Walk): DockerLimits {
     capAdd: listOrTrue('capAdd', (c) => (/^[A-Za-z_]+$/.test(c) ? undefined : `"${c}" is not a capability name such as NET_ADMIN`)),
     binds: listOrTrue('binds', (p) => pathPatternError(p)),
     securityOpt: securityOpt(d.securityOpt, [...at, 'securityOpt'], walk),
+    ...('owner' in d && { owner: bool('owner') }),
   };
 }
 

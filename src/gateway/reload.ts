@@ -29,7 +29,8 @@ export function derive(
     docker: policy.api === 'docker',
     profile: policy.api === 'docker' ? new DockerProfile(get) : undefined,
     key: policy.forward.signKeyFile === undefined ? undefined : readKeyFile(policy.forward.signKeyFile),
-    needsNames: policy.rules.some((r) => r.dockerNames),
+    // An owner rule names a peer in a container by its Docker name.
+    needsNames: policy.rules.some((r) => r.dockerNames || r.dockerLimits?.owner === true),
   };
 }
 

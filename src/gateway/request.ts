@@ -79,7 +79,16 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, conn: Conn)
               res,
               entry(conn, method, t.path, refusal ? { ...verdict, allowed: false } : verdict, refusal?.why ?? allowedReason(verdict), true),
             );
-          return forward(req, res, conn, checkedTarget(t, docker, checked), verdict);
+          return forward(
+            req,
+            res,
+            conn,
+            checkedTarget(t, docker, checked),
+            verdict,
+            undefined,
+            undefined,
+            checked.refuse ? undefined : checked.answer,
+          );
         }
         if (log) note(res, entry(conn, method, t.path, { ...verdict, allowed: false }, refusal.why, false, refusal.status));
         replyRefusal(conn, res, verdict, docker, refusal);
