@@ -7,6 +7,7 @@
  * verifications (apply(), a verified server, connect()) turn failures into a published
  * Decision.
  */
+import { ErrorCode, SecpolicyError } from '../errors.js';
 import { no, type Outcome } from '../identity/index.js';
 import type { Peer } from '../identity/index.js';
 import { ATTRIBUTES, type AsyncAttributeName, type AttributeDef, type AttributeTypes, type Lookups } from '../identity/index.js';
@@ -53,7 +54,12 @@ export function evaluate(rules: readonly Rule[], peer: Peer, context: Evaluation
       const holderDigests = context.strict && wanted.includes('holders') && needs.includes('programDigest');
       pending = Promise.all(wanted.map((name) => preRead(peer, name, context.lookups)))
         .then(() => (holderDigests && !s.released ? readHolderDigests(peer.attempt('holders')) : undefined))
-        .then(() => (s.released ? [] : runRules(rules, peer, context)));
+        .then(() => {
+          // Let go before its reads ended (a timeout, an abort): the rules are not run, and
+          // what the caller gets, should it still look, is a failure, never an empty list.
+          if (s.released) throw new SecpolicyError(ErrorCode.ABORTED, 'the evaluation was let go before its reads ended');
+          return runRules(rules, peer, context);
+        });
     }
   } catch (error) {
     peer.release();
