@@ -32,9 +32,9 @@ test("guard() and createProxy() return servers with a typed 'denied' event", { t
   const server = guard(http.createServer(), new Policy().uid(0));
   const seen: Array<Decision | SecpolicyError> = [];
   // These lines compile only while the listener's parameters are typed (not any).
-  server.on('denied', (reason, socket) => {
+  server.on('denied', (reason, _socket) => {
     const typed: Equal<typeof reason, Decision | SecpolicyError> = true;
-    const typedSocket: Equal<typeof socket, net.Socket> = true;
+    const typedSocket: Equal<typeof _socket, net.Socket> = true;
     assert.ok(typed && typedSocket);
     seen.push(reason);
   });
@@ -49,9 +49,9 @@ test("guard() and createProxy() return servers with a typed 'denied' event", { t
   t.after(() => tmp.cleanup());
   const proxy = await createProxy({ listen: tmp.path('p.sock'), target: tmp.path('none.sock'), policy: new Policy().uid(0), mode: 0o666 });
   t.after(() => closeProxy(proxy, { grace: 0 }));
-  proxy.once('denied', (reason, socket) => {
-    const typed: Equal<typeof reason, Decision | SecpolicyError> = true;
-    const typedSocket: Equal<typeof socket, net.Socket> = true;
+  proxy.once('denied', (_reason, _socket) => {
+    const typed: Equal<typeof _reason, Decision | SecpolicyError> = true;
+    const typedSocket: Equal<typeof _socket, net.Socket> = true;
     assert.ok(typed && typedSocket);
   });
 });
