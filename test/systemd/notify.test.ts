@@ -48,10 +48,7 @@ for (const kind of ['path', 'abstract'] as const) {
     async (t) => {
       const tmp = tempDir('secpolicy-notify-');
       t.after(() => tmp.cleanup());
-      writeFileSync(tmp.path('policy.yaml'), `uid: ${process.getuid!()}\n`);
-      const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)).listen(tmp.path('target.sock'));
-      await once(echo, 'listening');
-      t.after(() => echo.close());
+      await echoTarget(t, tmp);
       const where = kind === 'path' ? tmp.path('notify.sock') : `@secpolicy-test-notify-${process.pid}-${Date.now()}`;
       const sup = await supervisorSocket(t, where);
 
@@ -187,10 +184,7 @@ test(
   async (t) => {
     const tmp = tempDir('secpolicy-notify-');
     t.after(() => tmp.cleanup());
-    writeFileSync(tmp.path('policy.yaml'), `uid: ${process.getuid!()}\n`);
-    const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)).listen(tmp.path('target.sock'));
-    await once(echo, 'listening');
-    t.after(() => echo.close());
+    await echoTarget(t, tmp);
     const sup = await supervisorSocket(t, tmp.path('notify.sock'));
     const proxy = watch(
       run(
@@ -240,6 +234,14 @@ while True:
     time.sleep(3600)
 `;
 
+/** The proxy's side in `tmp`: a policy for this uid at `policy.yaml` and an echo server at `target.sock`. */
+async function echoTarget(t: TestContext, tmp: ReturnType<typeof tempDir>): Promise<void> {
+  writeFileSync(tmp.path('policy.yaml'), `uid: ${process.getuid!()}\n`);
+  const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)).listen(tmp.path('target.sock'));
+  await once(echo, 'listening');
+  t.after(() => echo.close());
+}
+
 /** A temporary directory with FULL_RECEIVER bound at `notify.sock` in it, its queue already full. */
 async function fullReceiver(t: TestContext): Promise<{ tmp: ReturnType<typeof tempDir>; where: string }> {
   const tmp = tempDir('secpolicy-notify-');
@@ -281,10 +283,7 @@ test(
     assert.equal(failure.errno, 11);
     assert.match(failure.message, /queue is full.*dropped/);
 
-    writeFileSync(tmp.path('policy.yaml'), `uid: ${process.getuid!()}\n`);
-    const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)).listen(tmp.path('target.sock'));
-    await once(echo, 'listening');
-    t.after(() => echo.close());
+    await echoTarget(t, tmp);
     const proxy = watch(
       run(
         process.execPath,
