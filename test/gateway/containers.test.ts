@@ -10,26 +10,16 @@ import { enterHostCgroup } from '../helpers/cgroups.js';
 import { run } from '../helpers/index.js';
 import { compileStatic, needRunc, runContainer } from '../helpers/runc.js';
 import { gatewayFixture, parseResponses, req } from './helpers.js';
+import { unixClientSource } from '../helpers/c-client.js';
 
 /** A static client: connects to argv[1], sends argv[2], prints everything until the server closes. */
-const CLIENT = `
-#include <stdio.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-  int s = socket(AF_UNIX, SOCK_STREAM, 0);
-  struct sockaddr_un a = { .sun_family = AF_UNIX };
-  strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
-  if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 2; }
+const CLIENT = unixClientSource(`
   write(s, argv[2], strlen(argv[2]));
   char buf[4096];
   ssize_t n;
   while ((n = read(s, buf, sizeof buf)) > 0) fwrite(buf, 1, n, stdout);
   return 0;
-}
-`;
+`);
 
 test(
   'container names through the Docker API: named container allowed, unknown container matches nothing (not even under not)',

@@ -10,11 +10,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { IMAGE, startDockerd, startGateway, type GatewayProcess } from '../helpers/dockerd.js';
+import { IMAGE, startDockerd, type GatewayProcess } from '../helpers/dockerd.js';
+import { curlAs, json, startDockerGateway } from './docker-fixture.js';
 import { logHas } from './operate-helpers.js';
-import { needCommand, run, type RunAs } from '../helpers/index.js';
+import { needCommand, type RunAs } from '../helpers/index.js';
 
 const daemon = await startDockerd();
 const skip = daemon.skip || needCommand('setpriv', 'curl');
@@ -27,12 +28,10 @@ let ok: string;
 
 before(async () => {
   if (skip) return;
-  mkdirSync(join(daemon.dir, 'gw'), { mode: 0o755 });
   ok = join(daemon.dir, 'ok');
   mkdirSync(join(ok, 'work'), { recursive: true, mode: 0o755 });
-  const policy = join(daemon.dir, 'gateway.yaml');
-  writeFileSync(
-    policy,
+  gateway = await startDockerGateway(
+    daemon,
     `version: 1
 api: docker
 rules:
@@ -42,13 +41,8 @@ rules:
             "POST /exec/*/start", "POST /volumes/create", "POST /containers/*/wait", "DELETE /containers/*"]
     docker: { privileged: false, hostNamespaces: false, capAdd: [], devices: false, binds: ["${ok}/**"] }
 `,
+    { extra: ['--log', join(daemon.dir, 'decisions.log')] },
   );
-  gateway = await startGateway({
-    socket: join(daemon.dir, 'gw', 'gw.sock'),
-    target: daemon.socket,
-    policy,
-    extra: ['--mode', '0666', '--log', join(daemon.dir, 'decisions.log')],
-  });
 });
 
 after(async () => {
@@ -57,15 +51,8 @@ after(async () => {
 });
 
 /** A request through the gateway as the restricted user. */
-async function asUser(method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
-  const data = body === undefined ? [] : ['-H', 'Content-Type: application/json', '--data-binary', body];
-  const r = await run(
-    'curl',
-    ['-sS', '--path-as-is', '--unix-socket', gateway.socket, '-X', method, '-w', '\n%{http_code}', ...data, `http://docker${path}`],
-    { as: USER },
-  ).output();
-  const at = r.stdout.lastIndexOf('\n');
-  return { status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, at) + r.stderr };
+function asUser(method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
+  return curlAs(gateway.socket, USER, method, path, body === undefined ? [] : json(body));
 }
 
 /** The daemon's own view of a container (direct socket). */

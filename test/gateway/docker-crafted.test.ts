@@ -8,9 +8,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { IMAGE, UNIX_HTTP_CLIENT, startDockerd, startGateway, type GatewayProcess } from '../helpers/dockerd.js';
+import { IMAGE, UNIX_HTTP_CLIENT, startDockerd, type GatewayProcess } from '../helpers/dockerd.js';
+import { curlAs, json, startDockerGateway } from './docker-fixture.js';
 import { needCommand, run, type RunAs } from '../helpers/index.js';
 import { compileStatic } from '../helpers/runc.js';
 
@@ -27,11 +28,9 @@ let client: string;
 
 before(async () => {
   if (skip) return;
-  mkdirSync(join(daemon.dir, 'gw'), { mode: 0o755 });
   mkdirSync(join(daemon.dir, 'ok'), { mode: 0o755 });
-  const policy = join(daemon.dir, 'gateway.yaml');
-  writeFileSync(
-    policy,
+  gateway = await startDockerGateway(
+    daemon,
     `version: 1
 api: docker
 rules:
@@ -47,7 +46,6 @@ rules:
     allow: ["GET /containers/json"]
 `,
   );
-  gateway = await startGateway({ socket: join(daemon.dir, 'gw', 'gw.sock'), target: daemon.socket, policy, extra: ['--mode', '0666'] });
   client = join(daemon.dir, 'bin', 'client');
   compileStatic(UNIX_HTTP_CLIENT, client);
 });
@@ -58,17 +56,9 @@ after(async () => {
 });
 
 /** curl as `as` against the gateway; `args` go before the URL. Returns the status and body. */
-async function curl(as: RunAs, method: string, path: string, args: string[] = []): Promise<{ status: number; body: string }> {
-  const r = await run(
-    'curl',
-    ['-sS', '--path-as-is', '--unix-socket', gateway.socket, '-X', method, '-w', '\n%{http_code}', ...args, `http://docker${path}`],
-    { as },
-  ).output();
-  const at = r.stdout.lastIndexOf('\n');
-  return { status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, at) + r.stderr };
+function curl(as: RunAs, method: string, path: string, args: string[] = []): Promise<{ status: number; body: string }> {
+  return curlAs(gateway.socket, as, method, path, args);
 }
-
-const json = (body: string): string[] => ['-H', 'Content-Type: application/json', '--data-binary', body];
 
 /** Asserts `status` is a refusal by the gateway and the daemon has no container `name`. */
 async function assertNotCreated(what: string, r: { status: number; body: string }, name: string): Promise<void> {

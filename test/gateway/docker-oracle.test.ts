@@ -10,11 +10,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import fc from 'fast-check';
-import { IMAGE, startDockerd, startGateway, type GatewayProcess } from '../helpers/dockerd.js';
+import { IMAGE, startDockerd, type GatewayProcess } from '../helpers/dockerd.js';
+import { startDockerGateway } from './docker-fixture.js';
 import { needCommand, run, type RunAs } from '../helpers/index.js';
 
 const daemon = await startDockerd();
@@ -32,12 +33,10 @@ let fresh: string;
 
 before(async () => {
   if (skip) return;
-  mkdirSync(join(daemon.dir, 'gw'), { mode: 0o755 });
   ok = join(daemon.dir, 'ok');
   mkdirSync(join(ok, 'r'), { recursive: true, mode: 0o755 });
-  const policy = join(daemon.dir, 'gateway.yaml');
-  writeFileSync(
-    policy,
+  gateway = await startDockerGateway(
+    daemon,
     `version: 1
 api: docker
 rules:
@@ -48,7 +47,6 @@ rules:
     docker: { privileged: false, hostNamespaces: false, capAdd: [NET_ADMIN], devices: false, binds: ["${ok}/**"] }
 `,
   );
-  gateway = await startGateway({ socket: join(daemon.dir, 'gw', 'gw.sock'), target: daemon.socket, policy, extra: ['--mode', '0666'] });
   // Made directly: a running container to update and exec into, one never started, and one of root's that binds /.
   const r1 = await daemon.docker(['run', '-d', '--name', 'running', '--network', 'none', IMAGE, 'sleep', '600']);
   assert.equal(r1.code, 0, r1.stderr);

@@ -11,10 +11,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { IMAGE, startDockerd, startGateway, type GatewayProcess } from '../helpers/dockerd.js';
+import { IMAGE, startDockerd, type GatewayProcess } from '../helpers/dockerd.js';
+import { curlAs, json, startDockerGateway } from './docker-fixture.js';
 import { needCommand, run, type RunAs } from '../helpers/index.js';
 
 const daemon = await startDockerd();
@@ -63,11 +63,9 @@ function startRelay(path: string, target: string): Promise<net.Server> {
 
 before(async () => {
   if (skip) return;
-  mkdirSync(join(daemon.dir, 'gw'), { mode: 0o755 });
   relay = await startRelay(join(daemon.dir, 'relay.sock'), daemon.socket);
-  const policy = join(daemon.dir, 'gateway.yaml');
-  writeFileSync(
-    policy,
+  gateway = await startDockerGateway(
+    daemon,
     `version: 1
 api: docker
 rules:
@@ -78,13 +76,8 @@ rules:
             "POST /exec/*/start", "DELETE /containers/*"]
     docker: { privileged: false, hostNamespaces: false, capAdd: [], devices: false, binds: [] }
 `,
+    { target: join(daemon.dir, 'relay.sock') },
   );
-  gateway = await startGateway({
-    socket: join(daemon.dir, 'gw', 'gw.sock'),
-    target: join(daemon.dir, 'relay.sock'),
-    policy,
-    extra: ['--mode', '0666'],
-  });
 });
 
 after(async () => {
@@ -94,15 +87,8 @@ after(async () => {
 });
 
 /** A request through the gateway as the restricted user. */
-async function asUser(method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
-  const data = body === undefined ? [] : ['-H', 'Content-Type: application/json', '--data-binary', body];
-  const r = await run(
-    'curl',
-    ['-sS', '--path-as-is', '--unix-socket', gateway.socket, '-X', method, '-w', '\n%{http_code}', ...data, `http://docker${path}`],
-    { as: USER },
-  ).output();
-  const at = r.stdout.lastIndexOf('\n');
-  return { status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, at) + r.stderr };
+function asUser(method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
+  return curlAs(gateway.socket, USER, method, path, body === undefined ? [] : json(body));
 }
 
 /** The daemon's own view of a container (direct socket). */

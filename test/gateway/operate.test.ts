@@ -4,7 +4,7 @@
  * request held open across it, metrics that agree with the decision log, the new log
  * fields, --log-denied-only, and the log reopened on SIGUSR1 after a rename.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -83,12 +83,13 @@ test('--check: a valid policy exits 0; an unknown user or group exits 2 naming t
   }
 });
 
-test('SIGHUP: a request in flight finishes under the old policy, the next request on an old connection is decided by the new one, a bad file keeps it; the socket is never replaced', async (t) => {
-  const tmp = tempDir('secpolicy-reload-');
+/** A temporary directory (`prefix`) with a slow upstream and a gateway in front of it, with `text` as its policy, a decision log and a metrics socket. */
+async function observedGateway(t: TestContext, prefix: string, text: string) {
+  const tmp = tempDir(prefix);
   t.after(() => tmp.cleanup());
   const up = await slowUpstream(tmp.path('up.sock'));
   t.after(() => closeServer(up.server));
-  const file = policy(tmp.path('policy.yaml'), `version: 1\nrules:\n  - name: v1\n    who: { uid: ${me} }\n    allow: ["GET /**"]\n`);
+  const file = policy(tmp.path('policy.yaml'), text);
   const log = tmp.path('decisions.log');
   const metrics = tmp.path('metrics.sock');
   const gw = await startListening({
@@ -98,6 +99,15 @@ test('SIGHUP: a request in flight finishes under the old policy, the next reques
     extra: ['--log', log, '--metrics', metrics],
   });
   t.after(() => gw.stop());
+  return { tmp, up, file, log, metrics, gw };
+}
+
+test('SIGHUP: a request in flight finishes under the old policy, the next request on an old connection is decided by the new one, a bad file keeps it; the socket is never replaced', async (t) => {
+  const { up, file, log, metrics, gw } = await observedGateway(
+    t,
+    'secpolicy-reload-',
+    `version: 1\nrules:\n  - name: v1\n    who: { uid: ${me} }\n    allow: ["GET /**"]\n`,
+  );
   const timeline: string[] = [];
   const start = performance.now();
   const at = (what: string): void => void timeline.push(`${(performance.now() - start).toFixed(1)} ms: ${what}`);
@@ -169,23 +179,11 @@ test('SIGHUP: a request in flight finishes under the old policy, the next reques
 });
 
 test('metrics agree with the decision log; the log has status, durationMs, query and program; an unreachable upstream is a 502 and an upstream error', async (t) => {
-  const tmp = tempDir('secpolicy-metrics-');
-  t.after(() => tmp.cleanup());
-  const up = await slowUpstream(tmp.path('up.sock'));
-  t.after(() => closeServer(up.server));
-  const file = policy(
-    tmp.path('policy.yaml'),
+  const { tmp, file, log, metrics, gw } = await observedGateway(
+    t,
+    'secpolicy-metrics-',
     `version: 1\napi: docker\nrules:\n  - name: mine\n    who: { uid: ${me} }\n    allow: ["GET /ok/**", "HEAD /ok/**"]\n    deny: ["GET /ok/no"]\n  - name: others\n    who: {}\n    allow: ["GET /_ping"]\n`,
   );
-  const log = tmp.path('decisions.log');
-  const metrics = tmp.path('metrics.sock');
-  const gw = await startListening({
-    socket: tmp.path('gw.sock'),
-    target: tmp.path('up.sock'),
-    policy: file,
-    extra: ['--log', log, '--metrics', metrics],
-  });
-  t.after(() => gw.stop());
   assert.equal(statSync(metrics).mode & 0o777, 0o600);
 
   const c = await RawConnection.open(gw.socket);

@@ -14,19 +14,10 @@ import { programFiles, programMatches } from '../../src/policy/program-file.js';
 import { statPath } from '../../src/native/index.js';
 import { needCommand, run } from '../helpers/index.js';
 import { acceptFrom, reap, socketServer } from './peers.js';
+import { unixClientSource } from '../helpers/c-client.js';
 
 /** Connects to argv[1], says `up`, holds the connection until the server closes it. */
-const CLIENT = `
-#include <stdio.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-  int s = socket(AF_UNIX, SOCK_STREAM, 0);
-  struct sockaddr_un a = { .sun_family = AF_UNIX };
-  strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
-  if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 2; }
+const CLIENT = unixClientSource(`
 #ifdef OTHER
   puts("another program");
 #endif
@@ -35,8 +26,7 @@ int main(int argc, char **argv) {
   char buf[256];
   while (read(s, buf, sizeof buf) > 0) {}
   return 0;
-}
-`;
+`);
 
 function compile(out: string, defines: string[] = []): void {
   const r = spawnSync('cc', ['-O2', ...defines.map((d) => `-D${d}`), '-x', 'c', '-o', out, '-'], { input: CLIENT, encoding: 'utf8' });

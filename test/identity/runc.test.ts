@@ -7,19 +7,10 @@ import { Cgroups, allHierarchies, needCgroups } from '../helpers/cgroups.js';
 import { run } from '../helpers/index.js';
 import { compileStatic, needRunc, runContainer } from '../helpers/runc.js';
 import { PY, acceptFrom, connectScript, reap, socketServer } from './peers.js';
+import { unixClientSource } from '../helpers/c-client.js';
 
 /** A static client: connects to argv[1], says `up <pid>`, holds the connection until the server closes it. */
-const CLIENT = `
-#include <stdio.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-  int s = socket(AF_UNIX, SOCK_STREAM, 0);
-  struct sockaddr_un a = { .sun_family = AF_UNIX };
-  strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
-  if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 2; }
+const CLIENT = unixClientSource(`
 #ifdef SPOOF
   puts("a different program at the same path");
 #endif
@@ -28,8 +19,7 @@ int main(int argc, char **argv) {
   char buf[256];
   while (read(s, buf, sizeof buf) > 0) {}
   return 0;
-}
-`;
+`);
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 

@@ -48,10 +48,7 @@ for (const kind of ['path', 'abstract'] as const) {
     async (t) => {
       const tmp = tempDir('secpolicy-notify-');
       t.after(() => tmp.cleanup());
-      writeFileSync(tmp.path('policy.yaml'), `uid: ${process.getuid!()}\n`);
-      const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)).listen(tmp.path('target.sock'));
-      await once(echo, 'listening');
-      t.after(() => echo.close());
+      await echoTarget(t, tmp);
       const where = kind === 'path' ? tmp.path('notify.sock') : `@secpolicy-test-notify-${process.pid}-${Date.now()}`;
       const sup = await supervisorSocket(t, where);
 
@@ -187,10 +184,7 @@ test(
   async (t) => {
     const tmp = tempDir('secpolicy-notify-');
     t.after(() => tmp.cleanup());
-    writeFileSync(tmp.path('policy.yaml'), `uid: ${process.getuid!()}\n`);
-    const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)).listen(tmp.path('target.sock'));
-    await once(echo, 'listening');
-    t.after(() => echo.close());
+    await echoTarget(t, tmp);
     const sup = await supervisorSocket(t, tmp.path('notify.sock'));
     const proxy = watch(
       run(
@@ -240,16 +234,43 @@ while True:
     time.sleep(3600)
 `;
 
+/** The proxy's side in `tmp`: a policy for this uid at `policy.yaml` and an echo server at `target.sock`. */
+async function echoTarget(t: TestContext, tmp: ReturnType<typeof tempDir>): Promise<void> {
+  writeFileSync(tmp.path('policy.yaml'), `uid: ${process.getuid!()}\n`);
+  const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)).listen(tmp.path('target.sock'));
+  await once(echo, 'listening');
+  t.after(() => echo.close());
+}
+
+/** A temporary directory with FULL_RECEIVER bound at `notify.sock` in it, its queue already full. */
+async function fullReceiver(t: TestContext): Promise<{ tmp: ReturnType<typeof tempDir>; where: string }> {
+  const tmp = tempDir('secpolicy-notify-');
+  t.after(() => tmp.cleanup());
+  const where = tmp.path('notify.sock');
+  const receiver = watch(run('python3', ['-c', FULL_RECEIVER, where]));
+  t.after(() => receiver.child.kill('SIGKILL'));
+  await receiver.stdout(/full \d+\n/);
+  return { tmp, where };
+}
+
+/** Lets a server drop keep-alives to the full receiver, stops it with SIGTERM: exit 0, one log line of the drop. Its stderr. */
+async function stopsAfterOneDrop(server: Watched): Promise<string> {
+  // Room for a few dozen keep-alives at 10 ms, every one dropped.
+  await new Promise((r) => setTimeout(r, 300));
+  server.child.kill('SIGTERM');
+  const [code] = await once(server.child, 'close');
+  assert.equal(code, 0);
+  const text = await server.stderr(/[\s\S]*/);
+  assert.match(text, /stopped\n/);
+  assert.equal(text.match(/cannot notify the supervisor/g)?.length, 1, text);
+  return text;
+}
+
 test(
   'a NOTIFY_SOCKET receiver that stopped reading: notify() fails at once, and secpolicy proxy keeps serving, logs the drop once and exits on SIGTERM',
   { skip: needCommand('python3'), timeout: 60_000 },
   async (t) => {
-    const tmp = tempDir('secpolicy-notify-');
-    t.after(() => tmp.cleanup());
-    const where = tmp.path('notify.sock');
-    const receiver = watch(run('python3', ['-c', FULL_RECEIVER, where]));
-    t.after(() => receiver.child.kill('SIGKILL'));
-    await receiver.stdout(/full \d+\n/);
+    const { tmp, where } = await fullReceiver(t);
 
     // The library call: a coded error with EAGAIN, not a blocked thread.
     const script = `import * as sp from ${JSON.stringify(INDEX)};
@@ -262,10 +283,7 @@ test(
     assert.equal(failure.errno, 11);
     assert.match(failure.message, /queue is full.*dropped/);
 
-    writeFileSync(tmp.path('policy.yaml'), `uid: ${process.getuid!()}\n`);
-    const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)).listen(tmp.path('target.sock'));
-    await once(echo, 'listening');
-    t.after(() => echo.close());
+    await echoTarget(t, tmp);
     const proxy = watch(
       run(
         process.execPath,
@@ -285,14 +303,7 @@ test(
       await once(client, 'close');
       assert.equal(echoed, `connection ${i}`);
     }
-    // Room for a few dozen keep-alives at 10 ms, every one dropped.
-    await new Promise((r) => setTimeout(r, 300));
-    proxy.child.kill('SIGTERM');
-    const [code] = await once(proxy.child, 'close');
-    assert.equal(code, 0);
-    const text = await proxy.stderr(/[\s\S]*/);
-    assert.match(text, /stopped\n/);
-    assert.equal(text.match(/cannot notify the supervisor/g)?.length, 1, text);
+    const text = await stopsAfterOneDrop(proxy);
     assert.doesNotMatch(text, /works again/);
   },
 );
@@ -301,12 +312,7 @@ test(
   'a NOTIFY_SOCKET receiver that stopped reading: secpolicy gateway keeps answering requests, logs the drop once and exits on SIGTERM',
   { skip: needCommand('python3'), timeout: 60_000 },
   async (t) => {
-    const tmp = tempDir('secpolicy-notify-');
-    t.after(() => tmp.cleanup());
-    const where = tmp.path('notify.sock');
-    const receiver = watch(run('python3', ['-c', FULL_RECEIVER, where]));
-    t.after(() => receiver.child.kill('SIGKILL'));
-    await receiver.stdout(/full \d+\n/);
+    const { tmp, where } = await fullReceiver(t);
 
     const upstream = http.createServer((req, res) => res.end(JSON.stringify({ url: req.url }))).listen(tmp.path('up.sock'));
     await once(upstream, 'listening');
@@ -336,13 +342,7 @@ test(
       assert.equal(res.statusCode, 200, body);
       assert.match(body, new RegExp(`containers/json\\?n=${i}`));
     }
-    await new Promise((r) => setTimeout(r, 300));
-    gateway.child.kill('SIGTERM');
-    const [code] = await once(gateway.child, 'close');
-    assert.equal(code, 0);
-    const text = await gateway.stderr(/[\s\S]*/);
-    assert.match(text, /stopped\n/);
-    assert.equal(text.match(/cannot notify the supervisor/g)?.length, 1, text);
+    await stopsAfterOneDrop(gateway);
   },
 );
 
