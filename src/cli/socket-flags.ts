@@ -18,7 +18,7 @@ export function targetProblem(path: string): string | undefined {
   }
 }
 
-/** `--owner` and `--group` as ids (-1 for not given); an unknown name is ERR_SECPOLICY_INVALID_ARGUMENT, before anything starts. */
+/** `--owner` and `--group` as ids (-1 for not given); an unknown name is ERR_SECPOLICY_INVALID_ARG, before anything starts. */
 export function ownership(owner: string | undefined, group: string | undefined): { uid: number; gid: number } {
   const resolve = (flag: string, value: string | undefined, lookup: (name: string) => number | undefined): number => {
     if (value === undefined) return -1;
