@@ -10,7 +10,7 @@ import type { DockerChecker, Refusal } from './docker.js';
 import { checkContainer, checkExec, type UpstreamGet } from './docker-effective.js';
 import { findEndpoint, type Endpoint } from './docker-endpoints.js';
 import { API_WINDOW } from './docker-model.js';
-import { ownerCheck, type OwnedAnswer } from './docker-owner.js';
+import { ownerCheck, type OwnerCheck } from './docker-owner.js';
 import { outsideWindow, pathVersion } from './docker-version.js';
 
 /**
@@ -32,19 +32,11 @@ export type DockerRoute =
       query: string;
     };
 
-/** The outcome of {@link DockerProfile.check}: refused, or passed (with the full Id of the object whose effective state was checked). */
-export type DockerCheck =
-  | { refuse: Refusal }
-  | {
-      refuse?: undefined;
-      id?: string;
-      /** For an owner rule: the body to forward (the checked bytes plus the owner label). */
-      body?: Buffer;
-      /** For an owner rule: the query to forward (the filters scoped to the owner). */
-      query?: string;
-      /** For an owner rule: the answer to check object by object. */
-      answer?: OwnedAnswer;
-    };
+/**
+ * The outcome of {@link DockerProfile.check}: refused, or passed, with the full Id of the
+ * object whose effective state was checked and, for an owner rule, what to forward instead.
+ */
+export type DockerCheck = OwnerCheck;
 
 const VERSION = /^v[0-9.]+$/;
 
