@@ -144,14 +144,18 @@ export function note(res: http.ServerResponse, e: GatewayLogEntry): void {
   (res as Noted)[kEntry] = e;
 }
 
+/** The query of a request target, without its `?`; null when it has none. */
+export function queryOf(url: string): string | null {
+  const q = url.indexOf('?');
+  return q === -1 || q === url.length - 1 ? null : url.slice(q + 1);
+}
+
 /** A request's answer has ended (sent, or cut): its decision is recorded now. */
 export function settle(gw: Gateway, res: http.ServerResponse): void {
   const e = (res as Noted)[kEntry];
   if (e === undefined) return;
   (res as Noted)[kEntry] = undefined;
-  const url = res.req?.url ?? '';
-  const q = url.indexOf('?');
-  e.query = q === -1 || q === url.length - 1 ? null : url.slice(q + 1);
+  e.query = queryOf(res.req?.url ?? '');
   e.status = res.headersSent ? res.statusCode : null;
   e.durationMs = elapsed((res as Noted)[kStart]);
   record(gw, e);

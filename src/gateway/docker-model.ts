@@ -189,9 +189,6 @@ const endpointSettings = T.struct({
   GwPriority: ignored(N),
 });
 
-/** The names of the host-config fields a create body may carry at its top level. */
-export const TOP_LEVEL_HOST_CONFIG = Object.keys(HOST_CONFIG);
-
 /** The bodies the profile models, by endpoint. */
 export const BODIES = {
   /** POST /containers/create: the daemon's ContainerConfigWrapper. */

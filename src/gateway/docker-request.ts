@@ -152,21 +152,19 @@ export class DockerProfile {
   daemonVersion(): Promise<string> {
     const get = this.#get;
     if (get === undefined) return Promise.reject(new Error('no daemon to ask'));
-    this.#daemon ??= get('/version').then(
-      (r) => {
+    if (this.#daemon === undefined) {
+      const p = get('/version').then((r) => {
         const v = (r.json as { ApiVersion?: unknown } | null)?.ApiVersion;
         if (r.status !== 200 || typeof v !== 'string' || !/^[0-9.]+$/.test(v)) throw new Error(`GET /version answered ${r.status}`);
         return v;
-      },
-      (e: unknown) => {
-        throw e;
-      },
-    );
-    const p = this.#daemon;
-    p.catch(() => {
-      if (this.#daemon === p) this.#daemon = undefined;
-    });
-    return p;
+      });
+      // A failure is not kept: the next request asks again.
+      p.catch(() => {
+        if (this.#daemon === p) this.#daemon = undefined;
+      });
+      this.#daemon = p;
+    }
+    return this.#daemon;
   }
 }
 

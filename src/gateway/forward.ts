@@ -5,7 +5,7 @@
  */
 import * as http from 'node:http';
 import { arrived, reply, settle, type Conn, type Verdict } from './context.js';
-import { forwardHeaders, RESPONSE_HOP } from './headers.js';
+import { forwardHeaders, responseHeaders } from './headers.js';
 import { ownedEvent, ownedListing, type OwnedAnswer } from './docker-owner.js';
 import type { CanonicalTarget } from './path.js';
 
@@ -96,21 +96,11 @@ function onUpstreamResponse(this: Upstream, ures: http.IncomingMessage): void {
   const res = this[kDownstream];
   const answer = this[kAnswer];
   if (answer !== undefined && ures.statusCode === 200) return ownedOnly(res, ures, answer);
-  const raw = ures.rawHeaders;
-  const out: string[] = [];
-  let length = false;
-  for (let i = 0; i < raw.length; i += 2) {
-    const lower = raw[i]!.toLowerCase();
-    if (RESPONSE_HOP.has(lower)) continue;
-    if (lower === 'content-length') length = true;
-    out.push(raw[i]!, raw[i + 1]!);
-  }
-  if (connOf(res).gw.closing) out.push('Connection', 'close');
-  res.writeHead(ures.statusCode!, ures.statusMessage, out);
+  res.writeHead(ures.statusCode!, ures.statusMessage, responseHeaders(ures.rawHeaders, connOf(res).gw.closing));
   // A response of unknown length is a stream (container wait, logs -f, events): its
   // head goes out at once, as the daemon sent it, since clients wait for it before the
   // body (docker run starts the container only once the wait's head has arrived).
-  if (!length) res.flushHeaders();
+  if (ures.headers['content-length'] === undefined) res.flushHeaders();
   (ures as UpstreamResponse)[kDownstream] = res;
   ures.on('data', relayData);
   ures.on('end', relayEnd);

@@ -131,7 +131,6 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       const conn = conns.get(req.socket)!;
       track(res, conn);
       if (gw.closing) res.shouldKeepAlive = false;
-      if (!gw.needsNames) return safely(req, res, conn);
       const pending = prepare(conn);
       if (pending === undefined) return safely(req, res, conn);
       req.pause();

@@ -21,7 +21,7 @@ const HOP = new Set([
 ]);
 
 /** Hop-by-hop headers of a response. */
-export const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 /**
  * Header names a Connection header lists, lower case (removed before forwarding), or

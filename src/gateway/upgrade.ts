@@ -5,7 +5,7 @@
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { checkedTarget, dockerCheck, rawStreamAnswer, refusalMessage, type CheckedRoute } from './body.js';
-import { allowedReason, closeSoon, denial, elapsed, entry, rawReply, record, type Conn } from './context.js';
+import { allowedReason, closeSoon, denial, elapsed, entry, queryOf, rawReply, record, type Conn } from './context.js';
 import { forwardHeaders, responseHeaders } from './headers.js';
 import type { GatewayLogEntry } from './log.js';
 import type { CanonicalTarget } from './path.js';
@@ -22,8 +22,7 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
   // An upgrade's decision is recorded once its answer is known: the gateway's, or the upstream's head.
   const log = (e: GatewayLogEntry | undefined, status: number | null): void => {
     if (e === undefined) return;
-    const q = req.url!.indexOf('?');
-    e.query = q === -1 || q === req.url!.length - 1 ? null : req.url!.slice(q + 1);
+    e.query = queryOf(req.url!);
     e.status = status;
     e.durationMs = elapsed(start);
     record(gw, e);
@@ -133,7 +132,8 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
         answered(ures.statusCode!);
         // No upgrade: relay the answer and close; the client's stream never reaches the upstream.
         let headText = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage}\r\n`;
-        const h = responseHeaders(ures.rawHeaders, gw.closing);
+        // Closed after this answer whatever the gateway is doing: `Connection: close` once, below.
+        const h = responseHeaders(ures.rawHeaders, false);
         for (let i = 0; i < h.length; i += 2) headText += `${h[i]}: ${h[i + 1]}\r\n`;
         socket.write(headText + 'Connection: close\r\n\r\n');
         ures.on('error', fail);
