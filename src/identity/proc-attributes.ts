@@ -21,6 +21,7 @@ import {
   socketFd,
   socketInode,
   statPath,
+  statProcExe,
   userName,
   S_IFMT,
   S_IFSOCK,
@@ -235,13 +236,21 @@ function readUnits(source: AttributeSource): Outcome<Units> {
   return ok({ slice: u.slice, unit: u.unit, user: null });
 }
 
+/** The `/proc/PID/task/TID/status` fields the per-thread attributes read. */
+const NO_NEW_PRIVS = { name: 'NoNewPrivs', pattern: /^NoNewPrivs:\s*(\S+)/m };
+const CAP_EFF = { name: 'CapEff', pattern: /^CapEff:\s*(\S+)/m };
+
 /**
  * Reads `/proc/PID/task/TID/status` of every thread of the process at `proc` and folds
- * the field `name` of each: attributes the kernel keeps per thread hold only if they hold
+ * the field `field` of each: attributes the kernel keeps per thread hold only if they hold
  * for every thread. A thread that ended during the read is gone and counts no more; any
  * other thread that cannot be read makes the attribute unknown.
  */
-function everyThread<T>(proc: string, field: string, fold: (acc: T | undefined, value: string, tid: string) => T): Outcome<T> {
+function everyThread<T>(
+  proc: string,
+  field: { name: string; pattern: RegExp },
+  fold: (acc: T | undefined, value: string, tid: string) => T,
+): Outcome<T> {
   // A holder whose main thread exited is read through one of its threads: the process's own task list is above it.
   const base = proc.replace(/\/task\/\d+$/, '');
   let tids: string[];
@@ -252,7 +261,6 @@ function everyThread<T>(proc: string, field: string, fold: (acc: T | undefined, 
   }
   let acc: T | undefined;
   let seen = 0;
-  const pattern = new RegExp(`^${field}:\\s*(\\S+)`, 'm');
   for (const tid of tids) {
     const status = readProc(`${base}/task/${tid}/status`);
     if (status === undefined) {
@@ -260,8 +268,8 @@ function everyThread<T>(proc: string, field: string, fold: (acc: T | undefined, 
       if (threadGone(base, tid)) continue;
       return no(`cannot read ${base}/task/${tid}/status: one thread of the peer is unreadable`);
     }
-    const m = pattern.exec(status);
-    if (!m) return no(`this kernel does not report ${field} in /proc/PID/status`);
+    const m = field.pattern.exec(status);
+    if (!m) return no(`this kernel does not report ${field.name} in /proc/PID/status`);
     acc = fold(acc, m[1]!, tid);
     seen++;
   }
@@ -402,7 +410,10 @@ export const ATTRIBUTES: Registry = Object.freeze({
     'FileStat',
     (s) =>
       s.procRead((proc) => {
-        const st = statPath(`${proc}/exe`);
+        // The peer's own executable through a path written into a preallocated buffer; a
+        // holder's (possibly through one of its threads) by its /proc path.
+        const c = s.connection();
+        const st = c !== undefined ? statProcExe(c.pid) : statPath(`${proc}/exe`);
         return st ? ok(st) : no('cannot read /proc/PID/exe: the peer exited or its executable is not visible to us');
       }),
     { internal: true, seen: fileIdentity },
@@ -486,14 +497,14 @@ export const ATTRIBUTES: Registry = Object.freeze({
     },
   ),
   noNewPrivs: live('`NoNewPrivs:` of /proc/PID/task/TID/status: true only when every thread has it', 'boolean', (s) =>
-    s.procRead((proc) => everyThread<boolean>(proc, 'NoNewPrivs', (acc, v) => (acc ?? true) && v === '1')),
+    s.procRead((proc) => everyThread<boolean>(proc, NO_NEW_PRIVS, (acc, v) => (acc ?? true) && v === '1')),
   ),
   capabilities: live(
     '`CapEff:` of /proc/PID/task/TID/status: the effective capabilities of any thread, sorted `CAP_` names',
     'string[]',
     (s) =>
       s.procRead((proc) => {
-        const r = everyThread<bigint>(proc, 'CapEff', (acc, v) => (acc ?? 0n) | BigInt(`0x${v}`));
+        const r = everyThread<bigint>(proc, CAP_EFF, (acc, v) => (acc ?? 0n) | BigInt(`0x${v}`));
         return r.ok ? ok(capabilityNames(r.value)) : r;
       }),
   ),
