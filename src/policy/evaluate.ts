@@ -50,8 +50,9 @@ export function evaluate(rules: readonly Rule[], peer: Peer, context: Evaluation
     if (wanted.length === 0) pending = runRules(rules, peer, context);
     else {
       const s = (state = { released: false });
-      // A strict programDigest judges every holder's executable: hashed off the loop too, once the holders are known.
-      const holderDigests = context.strict && wanted.includes('holders') && needs.includes('programDigest');
+      // A strict programDigest (of this policy, or of a strict policy nested in it) judges every
+      // holder's executable: hashed off the loop too, once the holders are known.
+      const holderDigests = wanted.includes('holders') && needs.includes('programDigest');
       pending = Promise.all(wanted.map((name) => preRead(peer, name, context.lookups)))
         .then(() => (holderDigests && !s.released ? readHolderDigests(peer.attempt('holders')) : undefined))
         .then(() => {
