@@ -54,10 +54,14 @@ test(
     assert.equal((await old.request('GET', '/v1.41/containers/json')).status, 200);
     at('old connection: GET /containers/json 200 under v1');
 
-    // The wait: its head comes at once, its body when the container exits.
+    // The wait: its head comes at once, its body when the container exits. The reload waits
+    // for the head, so the wait is decided under v1 whatever order the two connections take.
+    let waitHead: (status: number) => void = () => {};
+    const waitOpen = new Promise<number>((resolve) => (waitHead = resolve));
     const wait = new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = http.request({ socketPath: gw.socket, method: 'POST', path: '/v1.41/containers/waited/wait' }, (res) => {
         at(`wait: head ${res.statusCode} under v1, body pending`);
+        waitHead(res.statusCode!);
         let body = '';
         res.on('data', (d) => (body += d));
         res.on('end', () => resolve({ status: res.statusCode!, body }));
@@ -65,6 +69,8 @@ test(
       req.on('error', reject);
       req.end();
     });
+    wait.catch(() => {});
+    assert.equal(await Promise.race([waitOpen, wait.then((w) => w.status)]), 200);
     // The events stream, filtered to the container.
     const filters = encodeURIComponent(JSON.stringify({ container: ['waited'] }));
     let events = '';
