@@ -122,8 +122,10 @@ function report(socket: ListeningSocket, pids: number[], ctx: Context): SocketRe
   }
   // A secpolicy gateway or proxy serving this very socket authenticates each peer; systemd
   // (pid 1) holding it too is socket activation. Any other root holder keeps the finding.
-  const serving = holders.find((h) => h.service && serves(h.service, socket.path));
-  const others = holders.filter((h) => h !== serving && !(h.report.pid === 1 && h.report.comm === 'systemd'));
+  // A gateway of several processes: each of them serves it.
+  const servers = holders.filter((h) => h.service && serves(h.service, socket.path));
+  const serving = servers[0];
+  const others = holders.filter((h) => !servers.includes(h) && !(h.report.pid === 1 && h.report.comm === 'systemd'));
   if (serving) {
     const by = { pid: serving.report.pid, command: serving.service!.command };
     out.authenticatedBy = by;

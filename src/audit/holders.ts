@@ -66,14 +66,17 @@ export interface SecpolicyService {
  * Whether `pid` runs this package's CLI as `gateway` or `proxy`: its executable is a Node
  * binary, its script (argv[1], as the process resolves it, through `root` for another mount
  * namespace) is `dist/src/cli/main.js` of a package named `secpolicy`, and the command is the
- * first argument after it, as the CLI itself reads it. undefined for anything else, or when
+ * first argument after it, as the CLI itself reads it; or is a process of such a gateway
+ * (`dist/src/cli/gateway-worker.js` of the package, started by it, `--workers`), which serves
+ * what its parent serves. undefined for anything else, or when
  * any of it cannot be read (the caller then reports the socket as any other).
  */
 export function secpolicyService(pid: number, root = '', proc = '/proc'): SecpolicyService | undefined {
   try {
     const argv = readFileSync(`${proc}/${pid}/cmdline`, 'utf8').split('\0');
     const command = argv[2];
-    if (command !== 'gateway' && command !== 'proxy') return undefined;
+    const named = command === 'gateway' || command === 'proxy';
+    if (!named && argv.length !== 3) return undefined;
     let exe: string;
     try {
       exe = readlinkSync(`${proc}/${pid}/exe`);
@@ -85,9 +88,17 @@ export function secpolicyService(pid: number, root = '', proc = '/proc'): Secpol
     const script = argv[1] ?? '';
     const at = script.startsWith('/') ? root + script : `${proc}/${pid}/cwd/${script}`;
     const real = realpathSync(at);
-    if (!real.endsWith('/dist/src/cli/main.js')) return undefined;
+    // argv [node, script] alone: only a process of a gateway is run that way.
+    const worker = !named && real.endsWith('/dist/src/cli/gateway-worker.js');
+    if (!worker && !(named && real.endsWith('/dist/src/cli/main.js'))) return undefined;
     const pkg = JSON.parse(readFileSync(join(dirname(real), '..', '..', '..', 'package.json'), 'utf8')) as { name?: unknown };
     if (pkg.name !== 'secpolicy') return undefined;
+    // A process of a gateway of several (--workers) serves what the gateway that started it serves.
+    if (worker) {
+      const parent = Number(/^PPid:\t(\d+)$/m.exec(readFileSync(`${proc}/${pid}/status`, 'utf8'))?.[1]);
+      const service = parent > 1 ? secpolicyService(parent, root, proc) : undefined;
+      return service?.command === 'gateway' ? service : undefined;
+    }
     const value = (flag: string): string[] => {
       const out: string[] = [];
       for (let i = 3; i < argv.length; i++) {
@@ -99,7 +110,7 @@ export function secpolicyService(pid: number, root = '', proc = '/proc'): Secpol
     };
     const absolute = (path: string): string => (path.startsWith('/') ? path : resolve(readlinkSync(`${proc}/${pid}/cwd`), path));
     const listen = value('--listen').at(-1);
-    if (listen === undefined || listen === '') return undefined;
+    if (listen === undefined || listen === '' || !named) return undefined;
     return {
       command,
       listen: listen.startsWith('systemd:') ? listen : absolute(listen),

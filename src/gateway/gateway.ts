@@ -21,6 +21,7 @@ import { upstreamGet } from './docker-effective.js';
 import { track } from './forward.js';
 import { logSink, type GatewayLog } from './log.js';
 import { GatewayMetrics, serveMetrics } from './metrics.js';
+import type { Registry } from 'prom-client';
 import { isGatewayPolicy, type GatewayPolicy } from './policy.js';
 import { derive, MADE_BY } from './reload.js';
 import { closeDaemon, Drain, registerDaemon } from '../net/index.js';
@@ -68,6 +69,19 @@ export interface GatewayOptions {
  * the `connect` policy, like createServer's.
  */
 export async function createGateway(options: GatewayOptions): Promise<net.Server> {
+  return openGateway(options, {});
+}
+
+/** @internal What a gateway process of a group (`secpolicy gateway --workers`) adds to its options. */
+export interface GatewayInternals {
+  /** Count the metrics without serving them: the group's first process serves everyone's. */
+  countMetrics?: boolean;
+  /** What the metrics socket answers, given this process's registry (the group adds its other processes'). */
+  metricsText?: (own: Registry) => Promise<string>;
+}
+
+/** @internal {@link createGateway} with what a process of a group needs besides its options. */
+export async function openGateway(options: GatewayOptions, internals: GatewayInternals): Promise<net.Server> {
   const o = v.options<GatewayOptions>('options', options);
   const where = listenTarget('options.listen', o.listen);
   if (!v.isName(o.target)) throw invalidArg('options.target', 'a socket file path', o.target);
@@ -86,7 +100,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   const derived = derive(policy, upstreamGet(agent, target));
   const sink = logSink(o.log);
   const log = sink?.write;
-  const metrics = o.metrics === undefined ? undefined : new GatewayMetrics();
+  const metrics = o.metrics === undefined && internals.countMetrics !== true ? undefined : new GatewayMetrics();
   const gw: Gateway = {
     ...derived,
     target,
@@ -259,7 +273,11 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   registerDaemon(server, gw);
   try {
     // The metrics socket first: once the gateway's socket exists, both are served.
-    if (metrics) metricsServer = await serveMetrics(metrics.registry, o.metrics!, metricsMode, o.allowInsecureDirectory);
+    if (metrics && o.metrics !== undefined) {
+      const own = metrics.registry;
+      const text = internals.metricsText === undefined ? () => own.metrics() : () => internals.metricsText!(own);
+      metricsServer = await serveMetrics(text, own.contentType, o.metrics, metricsMode, o.allowInsecureDirectory);
+    }
     await listenAt(server, where, {
       mode,
       ...(o.allowInsecureDirectory !== undefined && { allowInsecureDirectory: o.allowInsecureDirectory }),

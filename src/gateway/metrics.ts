@@ -5,7 +5,7 @@
  * log, so the two always agree.
  */
 import * as http from 'node:http';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { listenAt } from '../systemd/index.js';
 import type { GatewayLogEntry } from './log.js';
 
@@ -72,32 +72,44 @@ export class GatewayMetrics {
 }
 
 /**
- * Serves `registry` on a new UNIX socket at `path` (created like the gateway's own, with
- * `mode`): `GET /metrics` (and HEAD) answers the text format, any other path 404, any
- * other method 405.
+ * Serves the metrics `text()` makes (of a content type, such as a registry's) on a new
+ * UNIX socket at `path` (created like the gateway's own, with `mode`): `GET /metrics` (and
+ * HEAD) answers the text format, any other path 404, any other method 405.
  */
 export async function serveMetrics(
-  registry: Registry,
+  text: () => Promise<string>,
+  contentType: string,
   path: string,
   mode: number,
   allowInsecureDirectory: boolean | undefined,
 ): Promise<http.Server> {
   const server = http.createServer({ requestTimeout: 10_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
-    const text = (status: number, body: string, headers: http.OutgoingHttpHeaders = {}): void => {
+    const answer = (status: number, body: string, headers: http.OutgoingHttpHeaders = {}): void => {
       res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), ...headers });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     const url = req.url ?? '';
-    if (url !== '/metrics' && !url.startsWith('/metrics?')) return text(404, 'not found: the metrics are at /metrics\n');
-    if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, 'only GET /metrics\n', { Allow: 'GET, HEAD' });
-    registry.metrics().then(
+    if (url !== '/metrics' && !url.startsWith('/metrics?')) return answer(404, 'not found: the metrics are at /metrics\n');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return answer(405, 'only GET /metrics\n', { Allow: 'GET, HEAD' });
+    text().then(
       (body) => {
-        res.writeHead(200, { 'Content-Type': registry.contentType, 'Content-Length': Buffer.byteLength(body) });
+        res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
         res.end(req.method === 'HEAD' ? undefined : body);
       },
-      (e: unknown) => text(500, `metrics unavailable: ${(e as Error)?.message}\n`),
+      (e: unknown) => answer(500, `metrics unavailable: ${(e as Error)?.message}\n`),
     );
   });
   await listenAt(server, path, { mode, ...(allowInsecureDirectory !== undefined && { allowInsecureDirectory }) });
   return server;
+}
+
+/** Metrics of one process as JSON, as a group's processes send them to the one that serves them. */
+export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
+
+/**
+ * The metrics of a gateway of several processes in the text format: every process's
+ * counters, gauges and histograms summed, series by series.
+ */
+export async function groupMetricsText(own: Registry, others: readonly MetricsJson[]): Promise<string> {
+  return AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...others]).metrics();
 }

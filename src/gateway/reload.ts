@@ -6,6 +6,7 @@
  * the running one in place.
  */
 import type * as net from 'node:net';
+import type { Registry } from 'prom-client';
 import { readKeyFile } from '../challenge/index.js';
 import { ErrorCode, invalidArg, SecpolicyError } from '../errors.js';
 import { daemonOf } from '../net/index.js';
@@ -50,21 +51,50 @@ function stateOf(server: net.Server): Gateway {
 export async function reloadGateway(server: net.Server, source: GatewayPolicy | string): Promise<GatewayPolicy> {
   const gw = stateOf(server);
   try {
-    if (gw.closing) throw new SecpolicyError(ErrorCode.INVALID_ARG, 'the gateway is closing');
-    const policy = typeof source === 'string' ? await loadGatewayPolicy(source) : source;
-    if (!isGatewayPolicy(policy)) throw invalidArg('source', 'a GatewayPolicy or the path of a policy file', policy);
-    if (connectSource.get(policy) !== connectSource.get(gw.policy))
-      throw new SecpolicyError(
-        ErrorCode.POLICY_FILE,
-        '`connect` differs from the running policy: it is checked by the listening socket, which a reload keeps; restart the gateway to change it',
-      );
-    Object.assign(gw, derive(policy, upstreamGet(gw.agent, gw.target)));
+    const prepared = await prepareReload(server, source);
+    prepared.apply();
     gw.metrics?.reloaded(true);
-    return policy;
+    return prepared.policy;
   } catch (e) {
     gw.metrics?.reloaded(false);
     throw e;
   }
+}
+
+/** @internal Counts a reload decided outside {@link reloadGateway} (a group's, for all its processes). */
+export function countReload(server: net.Server, ok: boolean): void {
+  stateOf(server).metrics?.reloaded(ok);
+}
+
+/** @internal The registry of a gateway's metrics, when it counts them. */
+export function metricsOf(server: net.Server): Registry | undefined {
+  return stateOf(server).metrics?.registry;
+}
+
+/** @internal A reload checked and compiled against a running gateway, not applied yet. */
+export interface PreparedReload {
+  readonly policy: GatewayPolicy;
+  /** Swaps the policy in: synchronous, so no request sees half of it. */
+  apply(): void;
+}
+
+/**
+ * @internal Everything {@link reloadGateway} does but the swap and the count: what a
+ * gateway of several processes prepares in each before any of them applies it. Rejects
+ * as reloadGateway does.
+ */
+export async function prepareReload(server: net.Server, source: GatewayPolicy | string): Promise<PreparedReload> {
+  const gw = stateOf(server);
+  if (gw.closing) throw new SecpolicyError(ErrorCode.INVALID_ARG, 'the gateway is closing');
+  const policy = typeof source === 'string' ? await loadGatewayPolicy(source) : source;
+  if (!isGatewayPolicy(policy)) throw invalidArg('source', 'a GatewayPolicy or the path of a policy file', policy);
+  if (connectSource.get(policy) !== connectSource.get(gw.policy))
+    throw new SecpolicyError(
+      ErrorCode.POLICY_FILE,
+      '`connect` differs from the running policy: it is checked by the listening socket, which a reload keeps; restart the gateway to change it',
+    );
+  const next = derive(policy, upstreamGet(gw.agent, gw.target));
+  return { policy, apply: () => void Object.assign(gw, next) };
 }
 
 /**

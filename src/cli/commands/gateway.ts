@@ -1,12 +1,13 @@
 /** `secpolicy gateway`: an HTTP gateway that decides every request by who sent it. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ErrorCode, SecpolicyError } from '../../errors.js';
-import { closeGateway, createGateway } from '../../gateway/index.js';
-import { loadGatewayPolicy } from '../../gateway/index.js';
+import { closeGateway, openGateway, parseGatewayPolicy, reloadGateway, reopenGatewayLog } from '../../gateway/index.js';
+import { readPolicyText } from '../../policy/index.js';
 import { escapeText } from '../../escape.js';
 import { derive } from '../../gateway/index.js';
 import { milliseconds } from '../args.js';
 import { LISTEN_HELP, listenFlag, stopSignal, supervisor } from '../daemon.js';
+import { defaultWorkers, gatewayGroup, MAX_WORKERS, singleProcessOnly } from '../gateway-group.js';
 import { describePolicy, operatorSignals } from '../operate.js';
 import { formatMode } from '../output.js';
 import { idOrName, ownership, targetProblem } from '../socket-flags.js';
@@ -27,12 +28,21 @@ interface GatewayFlags {
   owner?: string;
   group?: string;
   allowInsecureDirectory?: boolean;
+  workers: number;
 }
 
 /** A commander parser for a socket file mode written in octal (`0660`, `660`). */
 function octalMode(value: string): number {
   if (!/^0?[0-7]{3}$/.test(value)) throw new InvalidArgumentError('expected an octal mode such as 0660');
   return Number.parseInt(value, 8);
+}
+
+/** A commander parser for `--workers`: a count of processes, or `auto`. */
+function workerCount(value: string): number {
+  if (value === 'auto') return defaultWorkers();
+  const n = /^[1-9][0-9]*$/.test(value) ? Number(value) : NaN;
+  if (!(n <= MAX_WORKERS)) throw new InvalidArgumentError(`expected auto or a number of processes from 1 to ${MAX_WORKERS}`);
+  return n;
 }
 
 /** Registers `secpolicy gateway`. */
@@ -56,8 +66,23 @@ export function registerGateway(program: Command): void {
     .option('--owner <user>', 'owner of the socket file the gateway creates (name or uid)')
     .option('--group <group>', 'group of the socket file the gateway creates (name or gid)')
     .option('--allow-insecure-directory', 'create the socket in a directory others could write to (they could replace it)')
-    .action(async (flags: GatewayFlags) => {
-      const policy = await loadGatewayPolicy(flags.policy);
+    .addOption(
+      new Option(
+        '--workers <n>',
+        'processes serving the socket, each verifying the connections it accepts: a number, or auto (one per CPU this process may use)',
+      )
+        .argParser(workerCount)
+        .default(defaultWorkers(), 'auto'),
+    )
+    .action(async (flags: GatewayFlags, command: Command) => {
+      const text = await readPolicyText(flags.policy);
+      const policy = parseGatewayPolicy(text, { source: flags.policy, resolveNames: true });
+      const oneProcess = singleProcessOnly(policy);
+      if (oneProcess !== undefined && flags.workers > 1) {
+        if (command.getOptionValueSource('workers') !== 'default')
+          throw new SecpolicyError(ErrorCode.INVALID_ARG, `gateway: --workers ${flags.workers}: ${oneProcess}`);
+        flags.workers = 1;
+      }
       if (flags.check) {
         // What start reads besides the file: the signing key (no daemon is asked).
         derive(policy, undefined);
@@ -70,29 +95,60 @@ export function registerGateway(program: Command): void {
       ownership(flags.owner, flags.group);
       const listen = listenFlag(flags.listen);
       const daemon = supervisor(say);
-      const server = await createGateway({
-        listen,
-        target: flags.to,
-        policy,
-        mode: flags.mode,
-        ...(flags.log !== undefined && { log: flags.log }),
-        ...(flags.logDeniedOnly && { logDeniedOnly: true }),
-        ...(flags.metrics !== undefined && { metrics: flags.metrics, metricsMode: flags.metricsMode }),
-        ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
-        ...(flags.allowInsecureDirectory && { allowInsecureDirectory: true }),
-        ...(flags.owner !== undefined && { owner: idOrName(flags.owner) }),
-        ...(flags.group !== undefined && { group: idOrName(flags.group) }),
-      });
+      const group =
+        flags.workers > 1
+          ? gatewayGroup({
+              workers: flags.workers,
+              policyFile: flags.policy,
+              text,
+              readText: () => readPolicyText(flags.policy),
+              target: flags.to,
+              ...(flags.log !== undefined && { log: flags.log }),
+              logDeniedOnly: flags.logDeniedOnly === true,
+              ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
+              metrics: flags.metrics !== undefined,
+              grace: flags.grace,
+              say,
+            })
+          : undefined;
+      const server = await openGateway(
+        {
+          listen,
+          target: flags.to,
+          policy,
+          mode: flags.mode,
+          ...(flags.log !== undefined && { log: flags.log }),
+          ...(flags.logDeniedOnly && { logDeniedOnly: true }),
+          ...(flags.metrics !== undefined && { metrics: flags.metrics, metricsMode: flags.metricsMode }),
+          ...(flags.handshakeTimeout !== undefined && { handshakeTimeout: flags.handshakeTimeout }),
+          ...(flags.allowInsecureDirectory && { allowInsecureDirectory: true }),
+          ...(flags.owner !== undefined && { owner: idOrName(flags.owner) }),
+          ...(flags.group !== undefined && { group: idOrName(flags.group) }),
+        },
+        group === undefined ? {} : { metricsText: (own) => group.metricsText(own) },
+      );
+      if (group !== undefined) {
+        try {
+          await group.start(server);
+        } catch (e) {
+          await closeGateway(server, { grace: 0 });
+          throw e;
+        }
+      }
       const where =
         typeof listen === 'string' ? `${listen} (mode ${formatMode(flags.mode)})` : `the socket systemd passed (${flags.listen})`;
       const what = describePolicy(policy);
-      say(`listening on ${where}, forwarding to ${flags.to}: ${what}`);
+      say(`listening on ${where}, forwarding to ${flags.to}: ${what}${group ? `; ${flags.workers} processes` : ''}`);
       const problem = targetProblem(flags.to);
       // Not fatal: the daemon may start later; until then each allowed request gets a 502.
       if (problem) say(escapeText(`warning: target ${flags.to} ${problem}; allowed requests fail until it listens`));
       if (flags.metrics !== undefined) say(`metrics on ${flags.metrics} (mode ${formatMode(flags.metricsMode)})`);
       // Kept while stopping too: a SIGHUP then is refused and said, instead of ending the process.
-      operatorSignals(server, flags.policy, say);
+      operatorSignals(
+        group ?? { reload: () => reloadGateway(server, flags.policy), reopen: () => reopenGatewayLog(server) },
+        flags.policy,
+        say,
+      );
       daemon.ready(`forwarding to ${flags.to}: ${what}`);
       const signal = await stopSignal();
       daemon.stopping();
@@ -102,7 +158,7 @@ export function registerGateway(program: Command): void {
         say('stopped: cut what was still open');
         process.exit(0);
       }, flags.grace + 1000).unref();
-      const closing = closeGateway(server, { grace: flags.grace });
+      const closing = Promise.all([closeGateway(server, { grace: flags.grace }), group?.stop()]);
       say(`${signal}: no new connections; requests in progress have ${flags.grace} ms to finish`);
       await closing;
       say('stopped');
