@@ -5,7 +5,8 @@
  */
 import type * as http from 'node:http';
 import type { Conn, Verdict } from './context.js';
-import { identityValues, sign } from './identity.js';
+import { identityValues, ruleValue, sign, type IdentityValues } from './identity.js';
+import type { GatewayRule } from './policy.js';
 
 /** Hop-by-hop headers (RFC 9110 7.6.1) and those the gateway sets itself. */
 const HOP = new Set([
@@ -47,6 +48,49 @@ function isIdentityHeader(lower: string): boolean {
   return lower.replace(/[-_]/g, '').startsWith('xsecpolicy');
 }
 
+/** What a connection's identity headers are, worked out at its first forwarded request. */
+const kIdentity = Symbol('identity');
+interface ConnIdentity {
+  /** The peer's values (no rule): uid, gid, user, groups, pid, container. */
+  peer: IdentityValues;
+  /** The rule the headers below name, and the headers: names and values, as rawHeaders. */
+  rule: GatewayRule | undefined;
+  headers: string[];
+}
+type IdentityConn = Conn & { [kIdentity]?: ConnIdentity };
+
+/** The identity headers (names and values) of the peer's values and a rule. */
+function identityHeaders(values: IdentityValues): string[] {
+  const out = ['X-Secpolicy-Uid', values.uid, 'X-Secpolicy-Gid', values.gid];
+  if (values.user !== undefined) out.push('X-Secpolicy-User', values.user);
+  out.push('X-Secpolicy-Groups', values.groups, 'X-Secpolicy-Pid', values.pid);
+  if (values.container !== undefined) out.push('X-Secpolicy-Container', values.container);
+  if (values.rule !== undefined) out.push('X-Secpolicy-Rule', values.rule);
+  return out;
+}
+
+/**
+ * The identity of a connection's peer: read once per connection, as its `who` matches are
+ * (the peer cannot change on a connection), and its headers made once per rule that
+ * allows its requests.
+ */
+function connIdentity(conn: Conn, rule: GatewayRule | undefined): ConnIdentity {
+  let id = (conn as IdentityConn)[kIdentity];
+  if (id === undefined) {
+    const peer = identityValues(conn.peer, undefined);
+    id = (conn as IdentityConn)[kIdentity] = { peer, rule, headers: identityHeaders(withRule(peer, rule)) };
+  } else if (id.rule !== rule) {
+    id.rule = rule;
+    id.headers = identityHeaders(withRule(id.peer, rule));
+  }
+  return id;
+}
+
+/** A peer's identity values with the rule's name. */
+function withRule(peer: IdentityValues, rule: GatewayRule | undefined): IdentityValues {
+  return rule === undefined ? { ...peer } : { ...peer, rule: ruleValue(rule.name) };
+}
+
 /** The request headers to forward: hop-by-hop and client X-Secpolicy-* removed, identity added. */
 export function forwardHeaders(
   req: http.IncomingMessage,
@@ -71,15 +115,14 @@ export function forwardHeaders(
   if (upgrade) out.push('Connection', 'Upgrade', 'Upgrade', req.headers.upgrade ?? 'tcp');
   const gw = conn.gw;
   if (gw.policy.forward.identity) {
-    const values = identityValues(conn.peer, verdict.rule?.name);
-    const signature = gw.key === undefined ? undefined : sign(gw.key, method, forwardTarget, values);
-    out.push('X-Secpolicy-Uid', values.uid, 'X-Secpolicy-Gid', values.gid);
-    if (values.user !== undefined) out.push('X-Secpolicy-User', values.user);
-    out.push('X-Secpolicy-Groups', values.groups, 'X-Secpolicy-Pid', values.pid);
-    if (values.container !== undefined) out.push('X-Secpolicy-Container', values.container);
-    if (values.rule !== undefined) out.push('X-Secpolicy-Rule', values.rule);
-    if (signature !== undefined)
+    const id = connIdentity(conn, verdict.rule);
+    const headers = id.headers;
+    for (let i = 0; i < headers.length; i++) out.push(headers[i]!);
+    if (gw.key !== undefined) {
+      const values = withRule(id.peer, verdict.rule);
+      const signature = sign(gw.key, method, forwardTarget, values);
       out.push('X-Secpolicy-Timestamp', values.timestamp!, 'X-Secpolicy-Nonce', values.nonce!, 'X-Secpolicy-Signature', signature);
+    }
   }
   return out;
 }

@@ -52,6 +52,11 @@ function headerSafe(value: string): string {
   return /^[\x21-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
 }
 
+/** The `X-Secpolicy-Rule` value of a rule's name. */
+export function ruleValue(name: string): string {
+  return headerSafe(name);
+}
+
 /** The identity header values for a peer and the rule that allowed its request. */
 export function identityValues(peer: Peer, rule: string | undefined): IdentityValues {
   const c = peer.container;
