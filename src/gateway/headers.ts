@@ -24,6 +24,21 @@ const HOP = new Set([
 /** Hop-by-hop headers of a response. */
 const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
+/** 1 at each length some name of `names` has: a header name of another length is none of them, whatever its case. */
+function lengths(names: Iterable<string>): Uint8Array {
+  const out = new Uint8Array(64);
+  for (const n of names) out[n.length] = 1;
+  return out;
+}
+/** The lengths of the request header names the gateway removes or looks at (Host). */
+const REQUEST_NAME_LENGTHS = lengths([...HOP, 'host']);
+const RESPONSE_HOP_LENGTHS = lengths(RESPONSE_HOP);
+
+/** Whether a name that begins with this character could be an identity header (x, X, _ or -; see isIdentityHeader). */
+function mayBeIdentity(c: number): boolean {
+  return c === 0x78 || c === 0x58 || c === 0x5f || c === 0x2d;
+}
+
 /**
  * Header names a Connection header lists, lower case (removed before forwarding), or
  * undefined when it names none but the hop-by-hop `keep-alive` and `close`.
@@ -106,9 +121,12 @@ export function forwardHeaders(
   let host = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if (HOP.has(lower) || isIdentityHeader(lower) || listed?.has(lower)) continue;
-    if (lower === 'host') host = true;
+    // Lower-cased only when it may be a name removed here (by its length or its first character) or Host.
+    if (listed !== undefined || REQUEST_NAME_LENGTHS[name.length] === 1 || mayBeIdentity(name.charCodeAt(0))) {
+      const lower = name.toLowerCase();
+      if (HOP.has(lower) || isIdentityHeader(lower) || listed?.has(lower)) continue;
+      if (lower === 'host') host = true;
+    }
     out.push(name, raw[i + 1]!);
   }
   if (!host) out.push('Host', 'localhost');
@@ -131,8 +149,19 @@ export function forwardHeaders(
 export function responseHeaders(raw: string[], closing: boolean): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    if (!RESPONSE_HOP.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
+    const name = raw[i]!;
+    if (RESPONSE_HOP_LENGTHS[name.length] === 1 && RESPONSE_HOP.has(name.toLowerCase())) continue;
+    out.push(name, raw[i + 1]!);
   }
   if (closing) out.push('Connection', 'close');
   return out;
+}
+
+/** Whether a message's raw headers have a Content-Length. */
+export function hasContentLength(raw: string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 14 && name.toLowerCase() === 'content-length') return true;
+  }
+  return false;
 }
