@@ -4,6 +4,7 @@
  */
 import * as http from 'node:http';
 import type { Conn } from './context.js';
+import { peerContainer } from './identity.js';
 import type { ContainerInfo } from './policy.js';
 
 /**
@@ -12,9 +13,9 @@ import type { ContainerInfo } from './policy.js';
  */
 export function prepare(conn: Conn): Promise<void> | undefined {
   if (!conn.gw.needsNames) return undefined;
-  const c = conn.peer.attempt('container');
-  if (!c.ok || c.value === null) return undefined;
-  const container = c.value;
+  // Read from /proc once per connection (as the log and the identity headers read it).
+  const container = peerContainer(conn.peer);
+  if (container === undefined || container === null) return undefined;
   const resolver = conn.gw.resolver;
   const cached = resolver.cached(container);
   if (cached !== undefined) {

@@ -5,7 +5,7 @@
  */
 import * as http from 'node:http';
 import { arrived, reply, settle, type Conn, type Verdict } from './context.js';
-import { forwardHeaders, responseHeaders } from './headers.js';
+import { forwardHeaders, hasContentLength, responseHeaders } from './headers.js';
 import { ownedEvent, ownedListing, type OwnedAnswer } from './docker-owner.js';
 import type { CanonicalTarget } from './path.js';
 
@@ -100,7 +100,7 @@ function onUpstreamResponse(this: Upstream, ures: http.IncomingMessage): void {
   // A response of unknown length is a stream (container wait, logs -f, events): its
   // head goes out at once, as the daemon sent it, since clients wait for it before the
   // body (docker run starts the container only once the wait's head has arrived).
-  if (ures.headers['content-length'] === undefined) res.flushHeaders();
+  if (!hasContentLength(ures.rawHeaders)) res.flushHeaders();
   (ures as UpstreamResponse)[kDownstream] = res;
   ures.on('data', relayData);
   ures.on('end', relayEnd);

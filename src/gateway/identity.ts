@@ -15,7 +15,7 @@
  * the random nonce let a verifier refuse old and replayed requests.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Peer } from '../identity/index.js';
+import type { Container, Peer } from '../identity/index.js';
 
 /** Header names, lower case (HTTP header names are case-insensitive). */
 export const IDENTITY_HEADERS = Object.freeze({
@@ -52,9 +52,28 @@ function headerSafe(value: string): string {
   return /^[\x21-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
 }
 
+/** The `X-Secpolicy-Rule` value of a rule's name. */
+export function ruleValue(name: string): string {
+  return headerSafe(name);
+}
+
+/** The container each peer was found in, read once per peer (the log and the identity headers share it). */
+const containers = new WeakMap<Peer, Container | null | undefined>();
+
+/**
+ * The peer's container (null on the host, undefined when it cannot be read), read from
+ * /proc once per connection: the gateway decides `who` once per connection too, and the
+ * log and the identity headers show the same container.
+ */
+export function peerContainer(peer: Peer): Container | null | undefined {
+  let c = containers.get(peer);
+  if (c === undefined && !containers.has(peer)) containers.set(peer, (c = peer.container));
+  return c;
+}
+
 /** The identity header values for a peer and the rule that allowed its request. */
 export function identityValues(peer: Peer, rule: string | undefined): IdentityValues {
-  const c = peer.container;
+  const c = peerContainer(peer);
   const user = peer.user;
   return {
     uid: String(peer.uid),

@@ -1,7 +1,8 @@
 /** The gateway's decision log: one JSON object per line, to a function, stdout or a file opened safely. */
 import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
 import { ErrorCode, SecpolicyError, invalidArg } from '../errors.js';
-import type { Peer } from '../identity/index.js';
+import type { Container, Peer } from '../identity/index.js';
+import { peerContainer } from './identity.js';
 import { formatMode } from '../native/index.js';
 
 /** The peer as a log entry shows it. */
@@ -55,7 +56,16 @@ export type GatewayLog = (entry: GatewayLogEntry) => void;
 
 /** The log peer of a Peer. */
 export function logPeer(peer: Peer, resolved?: { name: string } | Error): LogPeer {
-  const c = peer.container;
+  // Both /proc reads under one pin of the process.
+  peer.hold();
+  let c: Container | null | undefined;
+  let program: string | undefined;
+  try {
+    c = peerContainer(peer);
+    program = peer.program;
+  } finally {
+    peer.release();
+  }
   const name = resolved === undefined || resolved instanceof Error ? undefined : resolved.name;
   return {
     pid: peer.pid,
@@ -63,7 +73,7 @@ export function logPeer(peer: Peer, resolved?: { name: string } | Error): LogPee
     gid: peer.gid,
     user: peer.user ?? null,
     container: c ? { runtime: c.runtime, id: c.id, ...(name !== undefined && { name }) } : null,
-    program: peer.program ?? null,
+    program: program ?? null,
   };
 }
 
@@ -86,6 +96,29 @@ function json(value: unknown): string {
   return JSON.stringify(value).replace(RAW_CONTROLS, escapeControl);
 }
 
+/** JSON text of a string: printable ASCII without a quote or a backslash is its own, anything else is json()'s. */
+function jsonString(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return json(s);
+  }
+  return '"' + s + '"';
+}
+
+/** JSON of the strings that repeat from line to line (methods, rule names, the reasons of allowed requests), made once each. */
+const repeated = new Map<string, string>();
+const REPEATED_MAX = 1024;
+
+function repeatedJson(s: string | null): string {
+  if (s === null) return 'null';
+  let j = repeated.get(s);
+  if (j === undefined) {
+    if (repeated.size >= REPEATED_MAX) repeated.clear();
+    repeated.set(s, (j = jsonString(s)));
+  }
+  return j;
+}
+
 /**
  * One log line: `JSON.stringify(entry) + '\n'` with the characters above escaped too (it
  * parses back to the same entry), the peer part serialised once per connection.
@@ -93,12 +126,17 @@ function json(value: unknown): string {
 export function logLine(e: GatewayLogEntry): string {
   let peer = peerJson.get(e.peer);
   if (peer === undefined) peerJson.set(e.peer, (peer = json(e.peer)));
-  return (
-    `{"time":${JSON.stringify(e.time)},"peer":${peer},"method":${json(e.method)},"path":${json(e.path)}` +
-    `,"rule":${json(e.rule)},"allowed":${e.allowed},"reason":${json(e.reason)},"mode":${JSON.stringify(e.mode)}` +
-    `,"forwarded":${e.forwarded}${e.query === undefined ? '' : `,"query":${json(e.query)}`}` +
-    `${e.status === undefined ? '' : `,"status":${e.status}`}${e.durationMs === undefined ? '' : `,"durationMs":${e.durationMs}`}}\n`
-  );
+  const path = e.path === null ? 'null' : jsonString(e.path);
+  // A denial's reason names its path: not one to keep.
+  const reason = e.allowed ? repeatedJson(e.reason) : jsonString(e.reason);
+  let line =
+    `{"time":${jsonString(e.time)},"peer":${peer},"method":${repeatedJson(e.method)},"path":${path}` +
+    `,"rule":${repeatedJson(e.rule)},"allowed":${e.allowed},"reason":${reason},"mode":${repeatedJson(e.mode)}` +
+    `,"forwarded":${e.forwarded}`;
+  if (e.query !== undefined) line += `,"query":${e.query === null ? 'null' : jsonString(e.query)}`;
+  if (e.status !== undefined) line += `,"status":${e.status}`;
+  if (e.durationMs !== undefined) line += `,"durationMs":${e.durationMs}`;
+  return line + '}\n';
 }
 
 /** A sink and how to close it. */

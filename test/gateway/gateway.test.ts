@@ -359,11 +359,30 @@ test(
       'X-Secpolicy-Signature: v1=00',
       'Connection: close, X-Keep',
     ];
-    const [r] = parseResponses(
-      await rawRequest(gw.path, req('GET /v1.41/info?x=1', { headers: forged }), { as: { ...OTHER, groups: [4243, 4244] } }),
+    // Two requests on one connection: each carries the identity, signed on its own.
+    const [first, r] = parseResponses(
+      await rawRequest(
+        gw.path,
+        req('GET /v1.41/version', { headers: forged.slice(0, -1) }) + req('GET /v1.41/info?x=1', { headers: forged }),
+        {
+          as: { ...OTHER, groups: [4243, 4244] },
+        },
+      ),
     );
+    assert.equal(first!.status, 200);
     assert.equal(r!.status, 200);
+    const before = gw.up.received.at(-2)!;
     const got = gw.up.received.at(-1)!;
+    assert.equal(before.url, '/v1.41/version');
+    for (const name of ['x-secpolicy-uid', 'x-secpolicy-gid', 'x-secpolicy-groups', 'x-secpolicy-pid', 'x-secpolicy-rule'])
+      assert.equal(before.headers[name], got.headers[name], name);
+    assert.notEqual(before.headers['x-secpolicy-nonce'], got.headers['x-secpolicy-nonce']);
+    assert.equal(verifyIdentity(Buffer.alloc(32, 7), 'GET', before.url, before.headers).ok, true);
+    assert.equal(
+      verifyIdentity(Buffer.alloc(32, 7), 'GET', got.url, before.headers).ok,
+      false,
+      'the first signature is for its own target',
+    );
     const secpolicy = got.rawHeaders.filter((_, i) => i % 2 === 0 && /^x-secpolicy-/i.test(got.rawHeaders[i]!));
     assert.deepEqual(secpolicy, [
       'X-Secpolicy-Uid',

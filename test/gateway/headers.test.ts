@@ -127,23 +127,29 @@ test('decision log lines escape U+2028, U+2029 and every C0 and C1 control, and 
   let all = '';
   for (let c = 0; c < 0x20; c++) all += String.fromCharCode(c);
   for (let c = 0x7f; c < 0xa0; c++) all += String.fromCharCode(c);
-  all += '\u2028\u2029';
-  const e: GatewayLogEntry = {
-    time: new Date().toISOString(),
-    peer: { pid: 1, uid: 2, gid: 3, user: `u${all}`, container: { runtime: 'docker', id: `c${all}` }, program: null },
-    method: 'GET',
-    path: `/p${all}`,
-    rule: `r${all}`,
-    allowed: false,
-    reason: `why${all}`,
-    mode: 'enforce',
-    forwarded: false,
-    status: 403,
-  };
-  const line = logLine(e);
-  assert.ok(line.endsWith('}\n'));
-  assert.doesNotMatch(line.slice(0, -1), RAW_CONTROL, JSON.stringify(line));
-  assert.deepEqual(JSON.parse(line), e);
+  all += '\u2028\u2029"\\';
+  // Denied and allowed (whose reasons are serialised once and reused), each written twice.
+  for (const allowed of [false, true]) {
+    const e: GatewayLogEntry = {
+      time: new Date().toISOString(),
+      peer: { pid: 1, uid: 2, gid: 3, user: `u${all}`, container: { runtime: 'docker', id: `c${all}` }, program: null },
+      method: `GET${all}`,
+      path: `/p${all}`,
+      rule: `r${all}`,
+      allowed,
+      reason: `why${all}`,
+      mode: 'enforce',
+      forwarded: allowed,
+      query: `q${all}`,
+      status: allowed ? 200 : 403,
+    };
+    for (let i = 0; i < 2; i++) {
+      const line = logLine(e);
+      assert.ok(line.endsWith('}\n'));
+      assert.doesNotMatch(line.slice(0, -1), RAW_CONTROL, JSON.stringify(line));
+      assert.deepEqual(JSON.parse(line), e);
+    }
+  }
 });
 
 test(
