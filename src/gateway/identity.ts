@@ -57,6 +57,9 @@ export function ruleValue(name: string): string {
   return headerSafe(name);
 }
 
+/** X-Secpolicy-Container of a peer whose container cannot be read (an absent header means the host). */
+export const UNKNOWN_CONTAINER = 'unknown';
+
 /** The container each peer was found in, read once per peer (the log and the identity headers share it). */
 const containers = new WeakMap<Peer, Container | null | undefined>();
 
@@ -81,7 +84,8 @@ export function identityValues(peer: Peer, rule: string | undefined): IdentityVa
     ...(user !== undefined && { user: headerSafe(user) }),
     groups: peer.groups.join(','),
     pid: String(peer.pid),
-    ...(c && { container: headerSafe(`${c.runtime}:${c.id}`) }),
+    // A container that cannot be read is said so: an absent header means the host.
+    ...(c ? { container: headerSafe(`${c.runtime}:${c.id}`) } : c === undefined && { container: UNKNOWN_CONTAINER }),
     ...(rule !== undefined && { rule: headerSafe(rule) }),
   };
 }

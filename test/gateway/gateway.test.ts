@@ -277,6 +277,35 @@ test(
   },
 );
 
+test(
+  'identity headers: a peer whose container cannot be read (its connector gone) is forwarded as X-Secpolicy-Container: unknown, never as the host',
+  { skip: skipPy },
+  async (t) => {
+    const me = process.getuid!();
+    const gw = await gatewayFixture(t, { rules: [{ name: 'me', who: { uid: me }, allow: ['GET /**'] }], forward: { identity: true } });
+    // The connector forks, exits and is reaped; its child, holding the socket, then sends.
+    const py = `
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+parent = os.getpid()
+if os.fork() != 0:
+    os._exit(0)
+while os.path.exists('/proc/%d' % parent):
+    time.sleep(0.01)
+s.sendall(b"GET /orphan HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+sys.stdout.write(s.recv(65536).decode('latin1'))`;
+    const child = run(PYTHON, ['-c', py, gw.path]);
+    await child.output();
+    await new Promise<void>((resolve) => {
+      const check = (): void => (gw.up.received.some((r) => r.url === '/orphan') ? resolve() : void setTimeout(check, 10));
+      check();
+    });
+    const got = gw.up.received.find((r) => r.url === '/orphan')!;
+    assert.equal(got.headers['x-secpolicy-container'], 'unknown');
+    assert.equal(got.headers['x-secpolicy-uid'], String(me));
+  },
+);
+
 test('exec, update and volume bodies are checked too', { skip: skipPy }, async (t) => {
   const gw = await gatewayFixture(t, DOCKER_POLICY);
   const post = async (line: string, body: string) => parseResponses(await rawRequest(gw.path, req(line, { body, close: true })))[0]!;
