@@ -10,7 +10,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { isRoot, needCommand, needRoot, run } from '../helpers/index.js';
-import { fakeId, gatewayFixture, parseResponses, PYTHON, rawRequest, req } from './helpers.js';
+import { fakeId, gatewayFixture, hostContainerHeader, parseResponses, PYTHON, rawRequest, req } from './helpers.js';
 import { verifyIdentity } from '../../src/index.js';
 
 const skipPy = needCommand('python3');
@@ -413,11 +413,13 @@ test(
       'the first signature is for its own target',
     );
     const secpolicy = got.rawHeaders.filter((_, i) => i % 2 === 0 && /^x-secpolicy-/i.test(got.rawHeaders[i]!));
+    const container = await hostContainerHeader();
     assert.deepEqual(secpolicy, [
       'X-Secpolicy-Uid',
       'X-Secpolicy-Gid',
       'X-Secpolicy-Groups',
       'X-Secpolicy-Pid',
+      ...(container === undefined ? [] : ['X-Secpolicy-Container']),
       'X-Secpolicy-Rule',
       'X-Secpolicy-Timestamp',
       'X-Secpolicy-Nonce',
@@ -427,7 +429,7 @@ test(
     assert.equal(got.headers['x-secpolicy-gid'], String(OTHER.gid));
     assert.equal(got.headers['x-secpolicy-groups'], '4243,4244');
     assert.equal(got.headers['x-secpolicy-rule'], 'other');
-    assert.equal(got.headers['x-secpolicy-container'], undefined, 'absent on the host');
+    assert.equal(got.headers['x-secpolicy-container'], container, 'absent on the host, unknown in an unrecognised cgroup');
     // Verified in another language, from the documented canonical form.
     const py = `
 import hmac, hashlib, sys, json

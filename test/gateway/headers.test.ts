@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { closeGateway, createGateway, parseGatewayPolicy } from '../../src/index.js';
 import { logLine, type GatewayLogEntry } from '../../src/gateway/log.js';
 import { needCommand, run, tempDir } from '../helpers/index.js';
-import { gatewayFixture, parseResponses, PYTHON, rawRequest, req } from './helpers.js';
+import { gatewayFixture, hostContainerHeader, parseResponses, PYTHON, rawRequest, req } from './helpers.js';
 
 const skipPy = needCommand('python3');
 const ME = process.getuid!();
@@ -112,7 +112,8 @@ test(
     assert.equal(env.HTTP_X_SECPOLICY_GID, String(process.getgid!()));
     assert.equal(env.HTTP_X_SECPOLICY_RULE, 'me');
     assert.equal(env.HTTP_X_SECPOLICY_PID !== undefined && /^\d+$/.test(env.HTTP_X_SECPOLICY_PID), true, JSON.stringify(env));
-    assert.equal(env.HTTP_X_SECPOLICY_CONTAINER, undefined, 'a host peer has no container header');
+    // Never the forged docker:forged: the gateway's own value only (none on the host).
+    assert.equal(env.HTTP_X_SECPOLICY_CONTAINER, await hostContainerHeader(), 'the container header is the gateway’s');
     assert.doesNotMatch(env.HTTP_X_SECPOLICY_GROUPS ?? '', /^0,|,0,/, 'no forged group first');
     if (env.HTTP_X_SECPOLICY_USER !== undefined) assert.doesNotMatch(env.HTTP_X_SECPOLICY_USER, /,/);
     for (const value of Object.values(env)) assert.doesNotMatch(value, /31337|admin|forged|^root,/, JSON.stringify(env));

@@ -7,10 +7,34 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
 import type { TestContext } from 'node:test';
-import { closeGateway, createGateway, parseGatewayPolicy, type GatewayLogEntry } from '../../src/index.js';
+import { closeGateway, createGateway, parseGatewayPolicy, Peer, type GatewayLogEntry } from '../../src/index.js';
 import { closeServer, run, tempDir, type RunAs } from '../helpers/index.js';
+
+/**
+ * X-Secpolicy-Container as the gateway sends it for a peer in this process's cgroup (peers
+ * run with setpriv stay in it): absent on a recognised host layout, `unknown` in a cgroup
+ * that names neither the host nor a container (a CI sandbox's, say), `runtime:id` in a
+ * container. Read through the library from a real connection to this process.
+ */
+export async function hostContainerHeader(): Promise<string | undefined> {
+  const tmp = tempDir('secpolicy-own-cgroup-');
+  const server = net.createServer();
+  try {
+    server.listen(tmp.path('s.sock'));
+    await once(server, 'listening');
+    const client = net.connect(tmp.path('s.sock'));
+    const [accepted] = (await once(server, 'connection')) as [net.Socket];
+    const c = new Peer(accepted).container;
+    client.destroy();
+    accepted.destroy();
+    return c === null ? undefined : c === undefined ? 'unknown' : `${c.runtime}:${c.id}`;
+  } finally {
+    await closeServer(server);
+    tmp.cleanup();
+  }
+}
 
 /** What the upstream received for one request. */
 export interface Received {
