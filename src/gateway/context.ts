@@ -76,11 +76,23 @@ export interface Conn {
   /** Requests in progress. */
   active: number;
   upgraded: boolean;
+  /** The response to the latest request, until it closes. */
+  res: http.ServerResponse | undefined;
 }
 
 /** A new connection record. */
 export function newConn(gw: Gateway, peer: Peer): Conn {
-  return { gw, peer, who: [], whoOf: undefined, whoUntil: [], logPeer: undefined, active: 0, upgraded: false };
+  return { gw, peer, who: [], whoOf: undefined, whoUntil: [], logPeer: undefined, active: 0, upgraded: false, res: undefined };
+}
+
+/**
+ * Whether an answer has begun on a connection and not ended: its head produced and its
+ * end not yet written (nothing else may be written on it then). An earlier response still
+ * open under the latest one may have begun too.
+ */
+export function answering(conn: Conn): boolean {
+  const res = conn.res;
+  return res !== undefined && (conn.active > 1 || (res.headersSent && !res.writableFinished));
 }
 
 /** The outcome of the rules for one request. */
@@ -129,7 +141,14 @@ export function record(gw: Gateway, e: GatewayLogEntry): void {
 /** Where a request's arrival time and decision wait for its answer to end. */
 const kStart = Symbol('start');
 const kEntry = Symbol('entry');
-type Noted = http.ServerResponse & { [kStart]?: number; [kEntry]?: GatewayLogEntry };
+const kConn = Symbol('conn');
+type Noted = http.ServerResponse & { [kStart]?: number; [kEntry]?: GatewayLogEntry; [kConn]?: Conn };
+
+/** The response to a connection's latest request (see {@link answering}). */
+export function responding(conn: Conn, res: http.ServerResponse): void {
+  conn.res = res;
+  (res as Noted)[kConn] = conn;
+}
 
 /** A request has arrived: its duration counts from now. */
 export function arrived(res: http.ServerResponse): void {
@@ -152,6 +171,8 @@ export function queryOf(url: string): string | null {
 
 /** A request's answer has ended (sent, or cut): its decision is recorded now. */
 export function settle(gw: Gateway, res: http.ServerResponse): void {
+  const conn = (res as Noted)[kConn];
+  if (conn !== undefined && conn.res === res) conn.res = undefined;
   const e = (res as Noted)[kEntry];
   if (e === undefined) return;
   (res as Noted)[kEntry] = undefined;

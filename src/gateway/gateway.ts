@@ -16,7 +16,7 @@ import { listenAt, listenTarget } from '../systemd/index.js';
 import { knownPeer, Policy, type Decision } from '../policy/index.js';
 import * as v from '../validate.js';
 import { ContainerResolver, prepare } from './containers.js';
-import { entry, newConn, rawReply, record, type Conn, type Gateway, type OpenConnection } from './context.js';
+import { answering, entry, newConn, rawReply, record, responding, type Conn, type Gateway, type OpenConnection } from './context.js';
 import { upstreamGet } from './docker-effective.js';
 import { track } from './forward.js';
 import { logSink, type GatewayLog } from './log.js';
@@ -129,6 +129,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     },
     (req, res) => {
       const conn = conns.get(req.socket)!;
+      responding(conn, res);
       track(res, conn);
       if (gw.closing) res.shouldKeepAlive = false;
       const pending = prepare(conn);
@@ -173,8 +174,8 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   });
   httpServer.on('clientError', (error: NodeJS.ErrnoException, socket: net.Socket) => {
     // A response already under way (a body cut off after its answer began) cannot be followed by another.
-    const started = (socket as net.Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage?.headersSent === true;
-    if (!socket.writable || started || error.code === 'ECONNRESET') return void socket.destroy();
+    const conn = conns.get(socket);
+    if (!socket.writable || (conn !== undefined && answering(conn)) || error.code === 'ECONNRESET') return void socket.destroy();
     if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT')
       return rawReply(socket, 408, 'Request Timeout', 'secpolicy: the request did not arrive in time');
     const large = error.code === 'HPE_HEADER_OVERFLOW';
