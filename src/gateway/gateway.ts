@@ -16,7 +16,7 @@ import { listenAt, listenTarget } from '../systemd/index.js';
 import { knownPeer, Policy, type Decision } from '../policy/index.js';
 import * as v from '../validate.js';
 import { ContainerResolver, prepare } from './containers.js';
-import { answering, entry, newConn, rawReply, record, responding, type Conn, type Gateway, type OpenConnection } from './context.js';
+import { answering, entry, newConn, rawReply, record, responding, type Conn, type Gateway } from './context.js';
 import { upstreamGet } from './docker-effective.js';
 import { track } from './forward.js';
 import { logSink, type GatewayLog } from './log.js';
@@ -191,6 +191,17 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
   // The http server never listens itself; this starts its header timeout checks.
   httpServer.emit('listening');
 
+  /** A client connection has closed: it no longer counts (one listener function for every connection). */
+  function closed(this: net.Socket): void {
+    const conn = conns.get(this)!;
+    metrics?.connections.dec();
+    const uid = conn.peer.uid;
+    const n = gw.perUid.get(uid)! - 1;
+    if (n === 0) gw.perUid.delete(uid);
+    else gw.perUid.set(uid, n);
+    gw.open.delete(conn);
+  }
+
   const connectPolicy = policy.connect;
   const server = createServer(
     {
@@ -200,7 +211,7 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     },
     (socket, peer) => {
       if (gw.closing) return void socket.destroy();
-      const conn = newConn(gw, peer);
+      const conn = newConn(gw, peer, socket);
       if (audit && connectPolicy) {
         let allowed = false;
         let why: string;
@@ -224,22 +235,9 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
       }
       gw.perUid.set(uid, open + 1);
       conns.set(socket, conn);
-      const tracked: OpenConnection = {
-        socket,
-        conn,
-        destroy: () => socket.destroy(),
-        // An idle keep-alive connection has no request in progress and no stream: nothing to finish.
-        idle: () => conn.active === 0 && !conn.upgraded,
-      };
-      gw.open.add(tracked);
+      gw.open.add(conn);
       metrics?.connections.inc();
-      socket.once('close', () => {
-        metrics?.connections.dec();
-        const n = gw.perUid.get(uid)! - 1;
-        if (n === 0) gw.perUid.delete(uid);
-        else gw.perUid.set(uid, n);
-        gw.open.delete(tracked);
-      });
+      socket.on('close', closed);
       httpServer.emit('connection', socket);
     },
   );
