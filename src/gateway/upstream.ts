@@ -8,7 +8,7 @@
  * comes back only after a complete response, read to its end, on a connection both sides
  * keep alive (an upstream's `Connection: close` ends it), with the request fully written;
  * anything else (an upgrade, an error, a response cut short) ends or destroys the socket.
- * The Agent keeps at most {@link MAX_FREE} idle ones, the most recently freed used first,
+ * The Agent keeps at most 256 idle ones (its default maxFreeSockets), the most recently freed used first,
  * and closes an idle one that errs or times out. What is added here: an upstream that
  * states how long it keeps an idle connection (`Keep-Alive: timeout=N`) has its
  * connections let go a second sooner, idle connections do not keep the process alive,
@@ -21,9 +21,6 @@
 import * as dc from 'node:diagnostics_channel';
 import * as http from 'node:http';
 import * as net from 'node:net';
-
-/** How many idle connections are kept (as http.Agent's default maxFreeSockets). */
-const MAX_FREE = 256;
 
 /** How much sooner than the upstream's stated keep-alive time an idle connection is closed, in ms. */
 const KEEP_ALIVE_BUFFER = 1000;
@@ -59,9 +56,17 @@ export class UpstreamPool extends http.Agent {
   #destroyed = false;
 
   constructor(path: string) {
-    super({ keepAlive: true, maxFreeSockets: MAX_FREE, scheduling: 'lifo' });
+    // maxFreeSockets (256) and scheduling ('lifo') are the Agent's defaults; every option here
+    // is copied into each request's options, so none is given twice. A UNIX socket has no
+    // TLS server name: an empty one saves the Agent working one out for every request.
+    super({ keepAlive: true, servername: '' } as http.AgentOptions);
     this.#path = path;
     if (pools++ === 0) dc.subscribe(RESPONSE, onResponse);
+  }
+
+  /** The key of the Agent's lists of connections: one upstream, one key (the Agent builds it from host, port and path). */
+  override getName(): string {
+    return '';
   }
 
   /** A new connection to the upstream, whatever the request's options say. */
