@@ -187,6 +187,8 @@ export async function createGateway(options: GatewayOptions): Promise<net.Server
     );
   });
   // A client that shuts its write side down after its requests still gets every answer.
+  // (http.Server's own switch, set by its constructor: no option sets it, and without it the
+  // server ends the connection at the client's FIN, before the answers are written.)
   (httpServer as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   // The http server never listens itself; this starts its header timeout checks.
   httpServer.emit('listening');
