@@ -401,10 +401,12 @@ export function whoAdmits(who: Policy, peer: Peer, container: ContainerInfo | Er
  */
 export function whoFailures(who: Policy, peer: Peer, container: ContainerInfo | Error | undefined): readonly Failure[] | string {
   // Given only to rules that read it: a value given is kept with the peer as what its rules saw.
-  const given = readsContainer(who.rules) ? { dockerContainer: containerOutcome(container) } : undefined;
+  const rules = who.rules;
   let failures: ReturnType<typeof evaluate>;
   try {
-    failures = evaluate(who.rules, peer, { strict: who.strict, mode: 'sync', ...(given && { given }) });
+    failures = readsContainer(rules)
+      ? evaluate(rules, peer, { strict: who.strict, mode: 'sync', given: { dockerContainer: containerOutcome(container) } })
+      : evaluate(rules, peer, { strict: who.strict, mode: 'sync' });
   } catch (error) {
     // A check that cannot run decides nothing: no match.
     return `unknown: ${(error as Error).message}`;
