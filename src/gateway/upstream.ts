@@ -13,7 +13,7 @@
  * it keeps an idle connection (`Keep-Alive: timeout=N`) has its connections let go a second
  * sooner, idle connections do not keep the process alive, and once destroyed the pool
  * opens nothing new. (The Agent copies each request's options into an object of its own:
- * about 2 KB and a few µs per request that a pool of its own would not spend.)
+ * about 3 KB and a few µs per request that a pool of its own would not spend.)
  *
  * The Keep-Alive header of the response a connection last carried is read from the
  * documented `http.client.response.finish` diagnostics channel, which names the request
