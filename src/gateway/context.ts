@@ -53,34 +53,64 @@ export interface Gateway extends Daemon {
   closing: boolean;
 }
 
-/** A client connection as the drain sees it. */
-export interface OpenConnection {
-  readonly socket: net.Socket;
-  readonly conn: Conn;
-  destroy(): void;
-  idle(): boolean;
-}
+/** A client connection as the drain sees it: its record. */
+export type OpenConnection = Conn;
 
-/** Per connection: its peer and what has been worked out about it. */
-export interface Conn {
-  gw: Gateway;
-  peer: Peer;
+/**
+ * Per connection: its peer and what has been worked out about it; for the drain, whether
+ * it is idle. One object per connection, its methods shared.
+ */
+export class Conn {
   /** Per rule: whether `who` matched, and until when that holds (rules with Docker names expire). */
   who: Array<boolean | undefined>;
   /** The policy whose rules `who` and `whoUntil` are about (a reload starts them over). */
   whoOf: GatewayPolicy | undefined;
   whoUntil: number[];
   /** The peer's Docker container as last resolved (an Error when the lookup failed), for rules with Docker names. */
-  container?: ContainerInfo | Error;
-  logPeer: LogPeer | undefined;
+  container: ContainerInfo | Error | undefined = undefined;
+  logPeer: LogPeer | undefined = undefined;
   /** Requests in progress. */
-  active: number;
-  upgraded: boolean;
+  active = 0;
+  upgraded = false;
+  /** The response to the latest request, until it closes. */
+  res: http.ServerResponse | undefined = undefined;
+
+  constructor(
+    readonly gw: Gateway,
+    readonly peer: Peer,
+    /** The client's socket (none for a connection refused before it was served). */
+    readonly socket?: net.Socket,
+  ) {
+    // Made for the running policy, `who` at its size (an empty array grows to 17 slots at its first element).
+    const policy = gw.policy;
+    this.whoOf = policy;
+    this.who = new Array<boolean | undefined>(policy.rules.length);
+    this.whoUntil = [];
+  }
+
+  destroy(): void {
+    this.socket?.destroy();
+  }
+
+  /** An idle keep-alive connection has no request in progress and no stream: nothing to finish. */
+  idle(): boolean {
+    return this.active === 0 && !this.upgraded;
+  }
 }
 
 /** A new connection record. */
-export function newConn(gw: Gateway, peer: Peer): Conn {
-  return { gw, peer, who: [], whoOf: undefined, whoUntil: [], logPeer: undefined, active: 0, upgraded: false };
+export function newConn(gw: Gateway, peer: Peer, socket?: net.Socket): Conn {
+  return new Conn(gw, peer, socket);
+}
+
+/**
+ * Whether an answer has begun on a connection and not ended: its head produced and its
+ * end not yet written (nothing else may be written on it then). An earlier response still
+ * open under the latest one may have begun too.
+ */
+export function answering(conn: Conn): boolean {
+  const res = conn.res;
+  return res !== undefined && (conn.active > 1 || (res.headersSent && !res.writableFinished));
 }
 
 /** The outcome of the rules for one request. */
@@ -129,7 +159,14 @@ export function record(gw: Gateway, e: GatewayLogEntry): void {
 /** Where a request's arrival time and decision wait for its answer to end. */
 const kStart = Symbol('start');
 const kEntry = Symbol('entry');
-type Noted = http.ServerResponse & { [kStart]?: number; [kEntry]?: GatewayLogEntry };
+const kConn = Symbol('conn');
+type Noted = http.ServerResponse & { [kStart]?: number; [kEntry]?: GatewayLogEntry; [kConn]?: Conn };
+
+/** The response to a connection's latest request (see {@link answering}). */
+export function responding(conn: Conn, res: http.ServerResponse): void {
+  conn.res = res;
+  (res as Noted)[kConn] = conn;
+}
 
 /** A request has arrived: its duration counts from now. */
 export function arrived(res: http.ServerResponse): void {
@@ -152,6 +189,8 @@ export function queryOf(url: string): string | null {
 
 /** A request's answer has ended (sent, or cut): its decision is recorded now. */
 export function settle(gw: Gateway, res: http.ServerResponse): void {
+  const conn = (res as Noted)[kConn];
+  if (conn !== undefined && conn.res === res) conn.res = undefined;
   const e = (res as Noted)[kEntry];
   if (e === undefined) return;
   (res as Noted)[kEntry] = undefined;

@@ -16,7 +16,7 @@ import { listenAt, listenTarget } from '../systemd/index.js';
 import { knownPeer, Policy, type Decision } from '../policy/index.js';
 import * as v from '../validate.js';
 import { ContainerResolver, prepare } from './containers.js';
-import { entry, newConn, rawReply, record, type Conn, type Gateway, type OpenConnection } from './context.js';
+import { answering, entry, newConn, rawReply, record, responding, type Conn, type Gateway } from './context.js';
 import { upstreamGet } from './docker-effective.js';
 import { track } from './forward.js';
 import { logSink, type GatewayLog } from './log.js';
@@ -143,6 +143,7 @@ export async function openGateway(options: GatewayOptions, internals: GatewayInt
     },
     (req, res) => {
       const conn = conns.get(req.socket)!;
+      responding(conn, res);
       track(res, conn);
       if (gw.closing) res.shouldKeepAlive = false;
       const pending = prepare(conn);
@@ -187,8 +188,8 @@ export async function openGateway(options: GatewayOptions, internals: GatewayInt
   });
   httpServer.on('clientError', (error: NodeJS.ErrnoException, socket: net.Socket) => {
     // A response already under way (a body cut off after its answer began) cannot be followed by another.
-    const started = (socket as net.Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage?.headersSent === true;
-    if (!socket.writable || started || error.code === 'ECONNRESET') return void socket.destroy();
+    const conn = conns.get(socket);
+    if (!socket.writable || (conn !== undefined && answering(conn)) || error.code === 'ECONNRESET') return void socket.destroy();
     if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT')
       return rawReply(socket, 408, 'Request Timeout', 'secpolicy: the request did not arrive in time');
     const large = error.code === 'HPE_HEADER_OVERFLOW';
@@ -200,9 +201,22 @@ export async function openGateway(options: GatewayOptions, internals: GatewayInt
     );
   });
   // A client that shuts its write side down after its requests still gets every answer.
+  // (http.Server's own switch, set by its constructor: no option sets it, and without it the
+  // server ends the connection at the client's FIN, before the answers are written.)
   (httpServer as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   // The http server never listens itself; this starts its header timeout checks.
   httpServer.emit('listening');
+
+  /** A client connection has closed: it no longer counts (one listener function for every connection). */
+  function closed(this: net.Socket): void {
+    const conn = conns.get(this)!;
+    metrics?.connections.dec();
+    const uid = conn.peer.uid;
+    const n = gw.perUid.get(uid)! - 1;
+    if (n === 0) gw.perUid.delete(uid);
+    else gw.perUid.set(uid, n);
+    gw.open.delete(conn);
+  }
 
   const connectPolicy = policy.connect;
   const server = createServer(
@@ -213,7 +227,7 @@ export async function openGateway(options: GatewayOptions, internals: GatewayInt
     },
     (socket, peer) => {
       if (gw.closing) return void socket.destroy();
-      const conn = newConn(gw, peer);
+      const conn = newConn(gw, peer, socket);
       if (audit && connectPolicy) {
         let allowed = false;
         let why: string;
@@ -237,22 +251,9 @@ export async function openGateway(options: GatewayOptions, internals: GatewayInt
       }
       gw.perUid.set(uid, open + 1);
       conns.set(socket, conn);
-      const tracked: OpenConnection = {
-        socket,
-        conn,
-        destroy: () => socket.destroy(),
-        // An idle keep-alive connection has no request in progress and no stream: nothing to finish.
-        idle: () => conn.active === 0 && !conn.upgraded,
-      };
-      gw.open.add(tracked);
+      gw.open.add(conn);
       metrics?.connections.inc();
-      socket.once('close', () => {
-        metrics?.connections.dec();
-        const n = gw.perUid.get(uid)! - 1;
-        if (n === 0) gw.perUid.delete(uid);
-        else gw.perUid.set(uid, n);
-        gw.open.delete(tracked);
-      });
+      socket.on('close', closed);
       httpServer.emit('connection', socket);
     },
   );

@@ -366,6 +366,24 @@ function labels(value: unknown, at: FieldPath, walk: Walk): Readonly<Record<stri
 /** What the Docker API says about the peer's container. */
 export type ContainerInfo = DockerContainer;
 
+const readsContainerOf = new WeakMap<readonly Rule[], boolean>();
+
+/** Whether some of `rules` reads the Docker container (a rule naming containers by Docker name or label). */
+function readsContainer(rules: readonly Rule[]): boolean {
+  let reads = readsContainerOf.get(rules);
+  if (reads === undefined) {
+    reads = rules.some((r) => r.needs?.always.includes('dockerContainer') === true || r.needs?.strict.includes('dockerContainer') === true);
+    readsContainerOf.set(rules, reads);
+  }
+  return reads;
+}
+
+/** The container the gateway resolved, as the dockerContainer attribute. */
+function containerOutcome(container: ContainerInfo | Error | undefined): Outcome<ContainerInfo> {
+  if (container === undefined) return no('the container was not looked up');
+  return container instanceof Error ? no(`container unresolved: ${container.message}`) : ok(container);
+}
+
 /**
  * Whether `peer` is who a rule's `who` (or the `connect` document) names: the one
  * evaluator, synchronously, with the container the gateway resolved (an Error when the
@@ -382,15 +400,13 @@ export function whoAdmits(who: Policy, peer: Peer, container: ContainerInfo | Er
  * and publishing nothing; a string when the document could not be evaluated at all (why).
  */
 export function whoFailures(who: Policy, peer: Peer, container: ContainerInfo | Error | undefined): readonly Failure[] | string {
-  const dockerContainer: Outcome<ContainerInfo> =
-    container === undefined
-      ? no('the container was not looked up')
-      : container instanceof Error
-        ? no(`container unresolved: ${container.message}`)
-        : ok(container);
+  // Given only to rules that read it: a value given is kept with the peer as what its rules saw.
+  const rules = who.rules;
   let failures: ReturnType<typeof evaluate>;
   try {
-    failures = evaluate(who.rules, peer, { strict: who.strict, mode: 'sync', given: { dockerContainer } });
+    failures = readsContainer(rules)
+      ? evaluate(rules, peer, { strict: who.strict, mode: 'sync', given: { dockerContainer: containerOutcome(container) } })
+      : evaluate(rules, peer, { strict: who.strict, mode: 'sync' });
   } catch (error) {
     // A check that cannot run decides nothing: no match.
     return `unknown: ${(error as Error).message}`;

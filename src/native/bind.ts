@@ -76,8 +76,8 @@ export function chmodPathFd(fd: number, mode: number): void {
 export function listenOnBoundSocket(server: Server, fd: number, path: string, backlog: number | undefined): void {
   const worker = cluster.isWorker === true;
   // listenInCluster() serves a listen itself in the primary or when exclusive; an fd
-  // listen is never exclusive, so the worker is taken for the primary for this one
-  // synchronous call (no other JavaScript runs meanwhile).
+  // listen is never exclusive (only a path's or a port's is), so the worker is taken for
+  // the primary for this one synchronous call (no other JavaScript runs meanwhile).
   const primary = Object.getOwnPropertyDescriptor(cluster, 'isPrimary');
   if (worker) Object.defineProperty(cluster, 'isPrimary', { value: true, configurable: true, writable: true });
   try {
@@ -89,7 +89,20 @@ export function listenOnBoundSocket(server: Server, fd: number, path: string, ba
       else delete (cluster as { isPrimary?: boolean }).isPrimary;
     }
   }
-  // Node answers address() from the name a path listen was given (an fd listen has none);
-  // the socket is bound to exactly this path, as getsockname() says.
-  (server as Server & { _pipeName?: string })._pipeName = path;
+  reportPath(server, path);
+}
+
+/**
+ * Node's address() of a server that listens on an fd is null (its name is kept only for
+ * a path listen): while it listens, this server answers `path`, the name the socket is
+ * bound to (as getsockname() says). The answer goes with the server's close.
+ */
+function reportPath(server: Server, path: string): void {
+  const address = function (this: Server): ReturnType<Server['address']> {
+    return this.listening ? path : null;
+  };
+  server.address = address;
+  server.once('close', () => {
+    if (server.address === address) delete (server as Partial<Server>).address;
+  });
 }
