@@ -20,17 +20,18 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDockerd } from '../test/helpers/dockerd.js';
 import { hasCommand } from '../test/helpers/index.js';
 import { startLoad } from './lib/http-load.js';
+import { childPids, compile, cpuSeconds, rssBytes } from './lib/native.js';
 import { isMain, percentile, report } from './lib/stats.js';
 
 const ROUNDS = 7;
-const RATE_REQUESTS = 2000;
+const RATE_REQUESTS = 6000;
 const CONCURRENCY = 16;
 const LATENCY_REQUESTS = 500;
 const IDLE_CONNECTIONS = 500;
@@ -129,19 +130,21 @@ async function kill(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-function rssBytes(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for ${pid}`);
-  return Number(m[1]) * 1024;
+/** CPU seconds of a process and its children (a gateway's other processes; HAProxy's threads are its own). */
+function groupCpu(pid: number): number {
+  return [pid, ...childPids(pid)].reduce((sum, p) => sum + cpuSeconds(p), 0);
+}
+
+/** One thing the load is sent to: its socket, and the process whose CPU is counted (none for dockerd itself). */
+interface Target {
+  name: string;
+  socket: string;
+  pid?: number;
 }
 
 /** RSS of a process and its children (a gateway's other processes). */
 function groupRss(pid: number): number {
-  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
-    .stdout.split('\n')
-    .filter(Boolean)
-    .map(Number);
-  return [pid, ...children].reduce((sum, p) => sum + rssBytes(p), 0);
+  return [pid, ...childPids(pid)].reduce((sum, p) => sum + rssBytes(p), 0);
 }
 
 /** Why the bench cannot run here, or false. */
@@ -162,8 +165,12 @@ export async function run(): Promise<void> {
   const children: ChildProcess[] = [];
   const load = startLoad();
   try {
-    const direct = { name: 'direct dockerd', socket: daemon.socket };
-    const targets = [direct];
+    // The rate load in C when a compiler is here (on two cores a JavaScript load takes much
+    // of the CPU the targets share); the Node load process otherwise.
+    const loader = compile('http-load', daemon.dir, ['-lpthread']);
+    if ('error' in loader) console.log(`note: the rate load runs in Node (${loader.error})`);
+    const direct: Target = { name: 'direct dockerd', socket: daemon.socket };
+    const targets: Target[] = [direct];
     for (const keep of [false, true]) {
       const name = keep ? 'haproxy-ka' : 'haproxy';
       const socket = join(daemon.dir, `${name}.sock`);
@@ -171,7 +178,11 @@ export async function run(): Promise<void> {
       const haproxy = spawnLogged('haproxy', ['-db', '-f', join(daemon.dir, `${name}.cfg`)]);
       children.push(haproxy.child);
       await waitForSocket(socket, haproxy.child, haproxy.log);
-      targets.push({ name: keep ? 'haproxy with upstream keep-alive' : 'haproxy (docker-socket-proxy config)', socket });
+      targets.push({
+        name: keep ? 'haproxy with upstream keep-alive' : 'haproxy (docker-socket-proxy config)',
+        socket,
+        pid: haproxy.child.pid!,
+      });
     }
 
     const missing = gatewayCliMissing();
@@ -208,25 +219,32 @@ export async function run(): Promise<void> {
       return { socket, pid: v.child.pid!, child: v.child };
     };
     const gateway = missing ? undefined : await startGateway();
-    if (gateway) targets.push({ name: GATEWAY, socket: gateway.socket });
+    if (gateway) targets.push({ name: GATEWAY, socket: gateway.socket, pid: gateway.pid });
     // The same gateway in one process, for what the other processes add.
     const single = missing ? undefined : await startGateway(1);
-    if (single) targets.push({ name: SINGLE, socket: single.socket });
+    if (single) targets.push({ name: SINGLE, socket: single.socket, pid: single.pid });
 
     for (const path of ['/_ping', '/containers/json']) {
       for (const keepAlive of [true, false]) {
         const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+        const cpu = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+        const n = keepAlive ? RATE_REQUESTS : RATE_REQUESTS / 2;
         for (let i = 0; i <= ROUNDS; i++) {
           for (const t of targets) {
-            const { ms } = await load.send<{ ms: number }>({
-              op: 'rate',
-              socket: t.socket,
-              path,
-              n: keepAlive ? RATE_REQUESTS : RATE_REQUESTS / 2,
-              keepAlive,
-              concurrency: CONCURRENCY,
-            });
-            if (i > 0) samples.get(t.name)!.push(((keepAlive ? RATE_REQUESTS : RATE_REQUESTS / 2) * 1000) / ms); // round 0 warms up
+            const before = t.pid === undefined ? 0 : groupCpu(t.pid);
+            let ms: number;
+            if ('exe' in loader) {
+              const r = spawnSync(loader.exe, [t.socket, path, String(n), String(CONCURRENCY), keepAlive ? '1' : '0'], {
+                encoding: 'utf8',
+              });
+              if (r.status !== 0) throw new Error(`http-load against ${t.name}: ${r.stderr}`);
+              ms = Number(r.stdout) * 1000;
+            } else {
+              ({ ms } = await load.send<{ ms: number }>({ op: 'rate', socket: t.socket, path, n, keepAlive, concurrency: CONCURRENCY }));
+            }
+            if (i === 0) continue; // round 0 warms up
+            samples.get(t.name)!.push((n * 1000) / ms);
+            if (t.pid !== undefined) cpu.get(t.name)!.push(((groupCpu(t.pid) - before) * 1e6) / n);
           }
         }
         const label = `GET ${path} ${keepAlive ? 'keep-alive' : 'connection per request'}`;
@@ -241,6 +259,12 @@ export async function run(): Promise<void> {
           report(`${label}, ${name}`, g, h, { unit: 'req/s' });
           report(`${label}, ${name}`, g, hk, { unit: 'req/s' });
         }
+        // CPU per request of each proxy (all its processes and threads): what the rate
+        // becomes once the machine's cores are the limit.
+        const hkCpu = { name: hk.name, samples: cpu.get(hk.name)! };
+        report(`CPU per request, ${label}, ${h.name}`, cpu.get(h.name)!, hkCpu, { unit: 'µs' });
+        for (const name of gateway ? [GATEWAY, SINGLE] : [])
+          report(`CPU per request, ${label}, ${name}`, cpu.get(name)!, hkCpu, { unit: 'µs' });
       }
     }
 

@@ -26,9 +26,14 @@ import type { Registry } from 'prom-client';
 /** The most processes `--workers` takes. */
 export const MAX_WORKERS = 64;
 
-/** The default of `--workers`: a process for each CPU this process may run on. */
+/**
+ * The default of `--workers`: a process for each CPU this process may run on but one. The
+ * gateway shares the machine with what it serves (the upstream daemon and the clients on
+ * the same host, both ends of a local socket): on two CPUs, two gateway processes under
+ * load served fewer requests than one (bench/gateway.ts), each request costing more CPU.
+ */
 export function defaultWorkers(): number {
-  return Math.max(1, Math.min(MAX_WORKERS, os.availableParallelism()));
+  return Math.max(1, Math.min(MAX_WORKERS, os.availableParallelism() - 1));
 }
 
 /**
