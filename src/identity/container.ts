@@ -12,7 +12,7 @@
  * containers in exactly such paths.
  */
 import { readdirSync } from 'node:fs';
-import { readProc } from './proc.js';
+import { readProc, readTaskStat } from './proc.js';
 
 /** The container a peer runs in. */
 export interface Container {
@@ -223,16 +223,7 @@ const MAX_THREADS = 64;
 
 /** The flags (field 9) of a /proc/.../stat; undefined when it cannot be read. */
 function taskFlags(dir: string): number | undefined {
-  const stat = readProc(`${dir}/stat`);
-  if (stat === undefined) return undefined;
-  // The command name (field 2) is in parentheses and may hold spaces or ')': field 3 is after
-  // the last ')', and field 9 six spaces further.
-  let at = stat.lastIndexOf(')') + 1;
-  for (let field = 2; field < 9 && at > 0; field++) at = stat.indexOf(' ', at) + 1;
-  if (at <= 0) return undefined;
-  const end = stat.indexOf(' ', at);
-  const flags = Number(stat.slice(at, end < 0 ? undefined : end));
-  return Number.isSafeInteger(flags) ? flags : undefined;
+  return readTaskStat(`${dir}/stat`)?.flags;
 }
 
 /**
@@ -248,7 +239,7 @@ function taskFlags(dir: string): number | undefined {
  * the threads still running, and must be the same for all of them.
  */
 export function readCgroup(proc: string): CgroupInfo | string {
-  const text = readProc(`${proc}/cgroup`);
+  const text = readProc(`${proc}/cgroup`, true);
   if (text === undefined) return `cannot read ${proc}/cgroup: the peer exited`;
   const info = parseCgroup(text);
   if (!info.lines.some((l) => l.hierarchy !== '' && l.path === '/')) return info;
@@ -270,7 +261,7 @@ function throughThreads(proc: string): CgroupInfo | string {
   let seen: string | undefined;
   for (const tid of tids) {
     const dir = `${proc}/task/${tid}`;
-    const text = readProc(`${dir}/cgroup`);
+    const text = readProc(`${dir}/cgroup`, true);
     const flags = taskFlags(dir);
     // A thread gone or exiting (the main one among them) holds nothing any longer.
     if (text === undefined || flags === undefined || flags & PF_EXITING) continue;

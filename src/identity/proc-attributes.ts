@@ -237,8 +237,31 @@ function readUnits(source: AttributeSource): Outcome<Units> {
 }
 
 /** The `/proc/PID/task/TID/status` fields the per-thread attributes read. */
-const NO_NEW_PRIVS = { name: 'NoNewPrivs', pattern: /^NoNewPrivs:\s*(\S+)/m };
-const CAP_EFF = { name: 'CapEff', pattern: /^CapEff:\s*(\S+)/m };
+const NO_NEW_PRIVS = { name: 'NoNewPrivs', pattern: /^NoNewPrivs:\s*(\S+)/m, key: '\nNoNewPrivs:' };
+const CAP_EFF = { name: 'CapEff', pattern: /^CapEff:\s*(\S+)/m, key: '\nCapEff:' };
+
+/** The value of the line starting with `key` (`\nName:`) of a status text, trimmed; undefined when absent. */
+function statusLine(status: string, key: string): string | undefined {
+  const at = status.indexOf(key);
+  if (at < 0) return undefined;
+  const end = status.indexOf('\n', at + key.length);
+  return status.slice(at + key.length, end < 0 ? undefined : end).trim();
+}
+
+/**
+ * The field of a process that has one thread, from /proc/PID/status alone (one read, no
+ * task list): when its main thread is alive (not Z or X) and `Threads:` says 1, that
+ * thread is the only one, and a thread made later starts with what its maker has. Else
+ * undefined: the threads are read one by one.
+ */
+function soleThreadField(base: string, key: string): string | undefined {
+  const status = readProc(`${base}/status`, true);
+  if (status === undefined) return undefined;
+  const state = statusLine(status, '\nState:');
+  if (state === undefined || state.startsWith('Z') || state.startsWith('X')) return undefined;
+  if (statusLine(status, '\nThreads:') !== '1') return undefined;
+  return statusLine(status, key);
+}
 
 /**
  * Reads `/proc/PID/task/TID/status` of every thread of the process at `proc` and folds
@@ -248,11 +271,13 @@ const CAP_EFF = { name: 'CapEff', pattern: /^CapEff:\s*(\S+)/m };
  */
 function everyThread<T>(
   proc: string,
-  field: { name: string; pattern: RegExp },
+  field: { name: string; pattern: RegExp; key: string },
   fold: (acc: T | undefined, value: string, tid: string) => T,
 ): Outcome<T> {
   // A holder whose main thread exited is read through one of its threads: the process's own task list is above it.
   const base = proc.replace(/\/task\/\d+$/, '');
+  const sole = soleThreadField(base, field.key);
+  if (sole !== undefined) return ok(fold(undefined, sole, base.slice(base.lastIndexOf('/') + 1)));
   let tids: string[];
   try {
     tids = readdirSync(`${base}/task`);
@@ -262,7 +287,7 @@ function everyThread<T>(
   let acc: T | undefined;
   let seen = 0;
   for (const tid of tids) {
-    const status = readProc(`${base}/task/${tid}/status`);
+    const status = readProc(`${base}/task/${tid}/status`, true);
     if (status === undefined) {
       // Gone since readdir (its threads inherit from a thread still listed), or unreadable.
       if (threadGone(base, tid)) continue;
