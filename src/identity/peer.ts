@@ -6,7 +6,7 @@
  * remembered with its reason so that the rules needing it fail closed and say why.
  */
 import type { Socket } from 'node:net';
-import { peerCred, socketFd } from '../native/index.js';
+import { handleFdOf, peerCred, socketFdWhile, socketHandle } from '../native/index.js';
 import { isMissing, no, ok, type Outcome } from './outcome.js';
 import { PinnedReader, type Pinning } from './pin.js';
 import {
@@ -130,13 +130,16 @@ export class Peer {
 
   /** @internal Use `policy.apply()` or `peerOf()`; a Peer made by hand reads the socket it is given. */
   constructor(socket: Socket, options?: PeerOptions) {
-    // socketFd first: it validates the argument before anything reads from it.
-    const fd = socketFd(socket);
+    // The handle first: it validates the argument before anything reads from it.
+    const handle = socketHandle(socket);
+    const fd = handleFdOf(handle);
     // Credentials are read at once: they are what every policy needs, and reading them
     // now (not when a getter is first touched) ties the Peer to this connection.
     const cred = peerCred(fd);
     this.#connection = {
       socket,
+      handle,
+      fd,
       side: options?.side ?? ((socket as { server?: unknown }).server ? 'server' : 'client'),
       knownPath: options?.socketPath,
       pid: cred.pid,
@@ -146,7 +149,7 @@ export class Peer {
   }
 
   get #reader(): PinnedReader {
-    return (this.#pinReader ??= new PinnedReader(this.#connection.socket, this.#connection.pid));
+    return (this.#pinReader ??= new PinnedReader(this.#connection));
   }
 
   /** Which end of the connection this process is. */
@@ -319,7 +322,8 @@ export class Peer {
 
   /** @internal The socket's fd (strict mode looks up its peer end). */
   fd(): number {
-    return socketFd(this.#connection.socket);
+    const c = this.#connection;
+    return socketFdWhile(c.socket, c.handle, c.fd);
   }
 
   /** @internal Bytes Node has already read from the socket (strict mode: bytes that arrived before the check). */

@@ -6,7 +6,7 @@
  * every read. Else nothing can be proven and /proc-based rules fail.
  */
 import type { Socket } from 'node:net';
-import { closeFd, socketFd } from '../native/index.js';
+import { closeFd, socketFdWhile } from '../native/index.js';
 import { pidfdAlive, pidfdOpen, socketPeerPidfd } from '../native/index.js';
 import { no, ok, type Outcome } from './outcome.js';
 import { liveStartTime as startTime } from './proc.js';
@@ -112,13 +112,21 @@ export class Pin {
   }
 }
 
+/** What a {@link PinnedReader} pins: a connection's socket, its handle and fd as read before, and its peer's pid. */
+export interface PinnedConnection {
+  readonly socket: Socket;
+  readonly handle: object;
+  readonly fd: number;
+  readonly pid: number;
+}
+
 /**
  * The pin of one Peer, counted: a pin (one pidfd) lives for one /proc read, or, while
  * holds are open ({@link PinnedReader.hold}), across every read until the last hold ends.
  * A verified connection holds no pidfd between verifications.
  */
 export class PinnedReader {
-  readonly #socket: Socket;
+  readonly #connection: PinnedConnection;
   readonly #pid: number;
   #pin: Pin | undefined;
   #method: Pinning | undefined;
@@ -126,10 +134,10 @@ export class PinnedReader {
   #broken: string | undefined;
   #holding = 0;
 
-  /** The peer of `socket`, whose SO_PEERCRED pid is `pid`. */
-  constructor(socket: Socket, pid: number) {
-    this.#socket = socket;
-    this.#pid = pid;
+  /** The peer of a connection (its socket, the socket's handle and fd as read then, and its SO_PEERCRED pid). */
+  constructor(connection: PinnedConnection) {
+    this.#connection = connection;
+    this.#pid = connection.pid;
   }
 
   /** How the process is pinned (pinned now if it never was). */
@@ -180,7 +188,8 @@ export class PinnedReader {
     if (this.#broken !== undefined) return Pin.broken(this.#method ?? 'none', this.#pid, this.#broken);
     let fd = -1;
     try {
-      fd = socketFd(this.#socket);
+      const c = this.#connection;
+      fd = socketFdWhile(c.socket, c.handle, c.fd);
     } catch {
       // A closed socket: Pin.of reports it as a pin that cannot be made.
     }

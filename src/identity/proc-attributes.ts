@@ -18,7 +18,7 @@ import {
   peerGroups,
   peerSecurityLabel,
   remoteAddress,
-  socketFd,
+  socketFdWhile,
   socketInode,
   statPath,
   statProcExe,
@@ -39,6 +39,9 @@ import { idUnmapped, readProc } from './proc.js';
 /** The connection behind a Peer, for the attributes read from the socket. */
 export interface Connection {
   readonly socket: Socket;
+  /** The socket's handle and its fd as read when the Peer was made: the fd holds while the handle is still the socket's. */
+  readonly handle: object;
+  readonly fd: number;
   readonly side: 'server' | 'client';
   /** The socket file the caller said the connection came through. */
   readonly knownPath: string | undefined;
@@ -161,6 +164,11 @@ function procError(e: unknown, what: string): string {
 
 const NO_CONNECTION = 'not an attribute of a process without a connection';
 
+/** The fd of a connection: the one read when its Peer was made, while the socket still has that handle. */
+function fdOf(c: Connection): number {
+  return socketFdWhile(c.socket, c.handle, c.fd);
+}
+
 function connectionOf(source: AttributeSource): Outcome<Connection> {
   const c = source.connection();
   return c === undefined ? no(NO_CONNECTION) : ok(c);
@@ -186,7 +194,7 @@ function socketPathOf(source: AttributeSource): Outcome<string> {
     if (typeof address === 'string' && address.length > 0) return ok(address[0] === '\0' ? `@${address.slice(1)}` : address);
   }
   try {
-    const fd = socketFd(socket);
+    const fd = fdOf(c.value);
     const addr = side === 'server' ? localAddress(fd) : remoteAddress(fd);
     return addr.path !== undefined ? ok(addr.path) : absent('the socket is unnamed (socketpair or unbound)');
   } catch (e) {
@@ -372,7 +380,7 @@ function ourEnd(source: AttributeSource): Outcome<OurEnd> {
   const c = connectionOf(source);
   if (!c.ok) return c;
   try {
-    const fd = socketFd(c.value.socket);
+    const fd = fdOf(c.value);
     const inode = socketInode(fd);
     return inode === undefined ? no('our end of the connection is not a socket') : ok({ inode, fd });
   } catch (e) {
@@ -411,7 +419,7 @@ export const ATTRIBUTES: Registry = Object.freeze({
   gid: fixed('SO_PEERCRED (primary group); unknown when unmapped', 'number', (s) => idOf(s, 'gid')),
   groups: fixed('SO_PEERGROUPS (supplementary groups); `[]` when the kernel has no SO_PEERGROUPS', 'number[]', (s) => {
     const c = connectionOf(s);
-    return c.ok ? fromSocket(() => peerGroups(socketFd(c.value.socket)), 'SO_PEERGROUPS is not supported by this kernel') : c;
+    return c.ok ? fromSocket(() => peerGroups(fdOf(c.value)), 'SO_PEERGROUPS is not supported by this kernel') : c;
   }),
   user: fixed('NSS name of the uid', 'string', (s) => {
     const uid = idOf(s, 'uid');
@@ -450,9 +458,7 @@ export const ATTRIBUTES: Registry = Object.freeze({
   ),
   label: fixed('SO_PEERSEC security label; absent when no LSM provides one', 'string', (s) => {
     const c = connectionOf(s);
-    return c.ok
-      ? fromSocket(() => peerSecurityLabel(socketFd(c.value.socket)), 'no security label: no LSM provides SO_PEERSEC here', true)
-      : c;
+    return c.ok ? fromSocket(() => peerSecurityLabel(fdOf(c.value)), 'no security label: no LSM provides SO_PEERSEC here', true) : c;
   }),
   socketPath: fixed('the socket file (or `@name` for an abstract socket) the connection came through', 'string', socketPathOf),
   namespaces: live('inode numbers of /proc/PID/ns/*', '`{ pid, mnt, net, user, uts, ipc, cgroup }`', (s) =>

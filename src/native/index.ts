@@ -2,6 +2,9 @@
 export { assertPlatform, Errno, errnoName } from './libc.js';
 export {
   socketFd,
+  socketHandle,
+  handleFdOf,
+  socketFdWhile,
   peerCred,
   peerGroups,
   peerSecurityLabel,
