@@ -127,7 +127,6 @@ export interface PinnedConnection {
  */
 export class PinnedReader {
   readonly #connection: PinnedConnection;
-  readonly #pid: number;
   #pin: Pin | undefined;
   #method: Pinning | undefined;
   /** Why the process could not be pinned (pid 0, exited): remembered, never retried. */
@@ -137,7 +136,6 @@ export class PinnedReader {
   /** The peer of a connection (its socket, the socket's handle and fd as read then, and its SO_PEERCRED pid). */
   constructor(connection: PinnedConnection) {
     this.#connection = connection;
-    this.#pid = connection.pid;
   }
 
   /** How the process is pinned (pinned now if it never was). */
@@ -185,7 +183,7 @@ export class PinnedReader {
   // struct pid from connect() on the socket.
   #pinned(): Pin {
     if (this.#pin) return this.#pin;
-    if (this.#broken !== undefined) return Pin.broken(this.#method ?? 'none', this.#pid, this.#broken);
+    if (this.#broken !== undefined) return Pin.broken(this.#method ?? 'none', this.#connection.pid, this.#broken);
     let fd = -1;
     try {
       const c = this.#connection;
@@ -193,7 +191,7 @@ export class PinnedReader {
     } catch {
       // A closed socket: Pin.of reports it as a pin that cannot be made.
     }
-    const pin = Pin.of(fd, this.#pid);
+    const pin = Pin.of(fd, this.#connection.pid);
     this.#method = pin.method;
     this.#pin = pin;
     return pin;
