@@ -6,7 +6,7 @@
  * remembered with its reason so that the rules needing it fail closed and say why.
  */
 import type { Socket } from 'node:net';
-import { handleFdOf, peerCred, socketFdWhile, socketHandle } from '../native/index.js';
+import { peerCred, socketFd } from '../native/index.js';
 import { isMissing, no, ok, type Outcome } from './outcome.js';
 import { PinnedReader, type Pinning } from './pin.js';
 import {
@@ -130,16 +130,13 @@ export class Peer {
 
   /** @internal Use `policy.apply()` or `peerOf()`; a Peer made by hand reads the socket it is given. */
   constructor(socket: Socket, options?: PeerOptions) {
-    // The handle first: it validates the argument before anything reads from it.
-    const handle = socketHandle(socket);
-    const fd = handleFdOf(handle);
+    // socketFd first: it validates the argument before anything reads from it.
+    const fd = socketFd(socket);
     // Credentials are read at once: they are what every policy needs, and reading them
     // now (not when a getter is first touched) ties the Peer to this connection.
     const cred = peerCred(fd);
     this.#connection = {
       socket,
-      handle,
-      fd,
       side: options?.side ?? ((socket as { server?: unknown }).server ? 'server' : 'client'),
       knownPath: options?.socketPath,
       pid: cred.pid,
@@ -322,8 +319,7 @@ export class Peer {
 
   /** @internal The socket's fd (strict mode looks up its peer end). */
   fd(): number {
-    const c = this.#connection;
-    return socketFdWhile(c.socket, c.handle, c.fd);
+    return socketFd(this.#connection.socket);
   }
 
   /** @internal Bytes Node has already read from the socket (strict mode: bytes that arrived before the check). */

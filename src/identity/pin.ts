@@ -6,7 +6,7 @@
  * every read. Else nothing can be proven and /proc-based rules fail.
  */
 import type { Socket } from 'node:net';
-import { closeFd, socketFdWhile } from '../native/index.js';
+import { closeFd, socketFd } from '../native/index.js';
 import { pidfdAlive, pidfdOpen, socketPeerPidfd } from '../native/index.js';
 import { no, ok, type Outcome } from './outcome.js';
 import { liveStartTime as startTime } from './proc.js';
@@ -112,11 +112,9 @@ export class Pin {
   }
 }
 
-/** What a {@link PinnedReader} pins: a connection's socket, its handle and fd as read before, and its peer's pid. */
+/** What a {@link PinnedReader} pins: a connection's socket and its peer's pid (SO_PEERCRED). */
 export interface PinnedConnection {
   readonly socket: Socket;
-  readonly handle: object;
-  readonly fd: number;
   readonly pid: number;
 }
 
@@ -133,7 +131,7 @@ export class PinnedReader {
   #broken: string | undefined;
   #holding = 0;
 
-  /** The peer of a connection (its socket, the socket's handle and fd as read then, and its SO_PEERCRED pid). */
+  /** The peer of a connection (its socket and its SO_PEERCRED pid), kept as the one object the Peer has. */
   constructor(connection: PinnedConnection) {
     this.#connection = connection;
   }
@@ -186,8 +184,7 @@ export class PinnedReader {
     if (this.#broken !== undefined) return Pin.broken(this.#method ?? 'none', this.#connection.pid, this.#broken);
     let fd = -1;
     try {
-      const c = this.#connection;
-      fd = socketFdWhile(c.socket, c.handle, c.fd);
+      fd = socketFd(this.#connection.socket);
     } catch {
       // A closed socket: Pin.of reports it as a pin that cannot be made.
     }

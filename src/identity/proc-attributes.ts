@@ -18,7 +18,7 @@ import {
   peerGroups,
   peerSecurityLabel,
   remoteAddress,
-  socketFdWhile,
+  socketFd,
   socketInode,
   statPath,
   statProcExe,
@@ -39,9 +39,6 @@ import { idUnmapped, readProc } from './proc.js';
 /** The connection behind a Peer, for the attributes read from the socket. */
 export interface Connection {
   readonly socket: Socket;
-  /** The socket's handle and its fd as read when the Peer was made: the fd holds while the handle is still the socket's. */
-  readonly handle: object;
-  readonly fd: number;
   readonly side: 'server' | 'client';
   /** The socket file the caller said the connection came through. */
   readonly knownPath: string | undefined;
@@ -164,9 +161,9 @@ function procError(e: unknown, what: string): string {
 
 const NO_CONNECTION = 'not an attribute of a process without a connection';
 
-/** The fd of a connection: the one read when its Peer was made, while the socket still has that handle. */
+/** The fd of a connection's socket (it throws once the socket is closed). */
 function fdOf(c: Connection): number {
-  return socketFdWhile(c.socket, c.handle, c.fd);
+  return socketFd(c.socket);
 }
 
 function connectionOf(source: AttributeSource): Outcome<Connection> {

@@ -3,8 +3,6 @@ export { assertPlatform, Errno, errnoName } from './libc.js';
 export {
   socketFd,
   socketHandle,
-  handleFdOf,
-  socketFdWhile,
   peerCred,
   peerGroups,
   peerSecurityLabel,

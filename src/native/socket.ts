@@ -35,9 +35,7 @@ let pipeHandle: unknown;
 
 /**
  * The handle behind a connected net.Socket (its `_handle`), checked to be a handle that
- * can be a UNIX socket; its fd is {@link handleFdOf}. While `socket._handle` is still this
- * object, the fd is the same: Node drops the handle from the socket when it closes it
- * ({@link socketFdWhile}).
+ * can be a UNIX socket (not TCP); its fd is read by {@link socketFd}.
  */
 export function socketHandle(socket: Socket): object {
   if (typeof socket !== 'object' || socket === null || typeof (socket as Socket).write !== 'function') {
@@ -71,7 +69,7 @@ export function socketHandle(socket: Socket): object {
 }
 
 /** The fd of a socket's handle from {@link socketHandle}; throws (fails closed) when it has none. */
-export function handleFdOf(handle: object): number {
+function handleFdOf(handle: object): number {
   const fd = (handle as { fd?: unknown }).fd;
   if (typeof fd !== 'number') {
     throw new SecpolicyError(
@@ -81,14 +79,6 @@ export function handleFdOf(handle: object): number {
   }
   if (fd < 0) throw new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, 'the socket has no file descriptor (closed, or not yet connected)');
   return fd;
-}
-
-/**
- * `fd`, read from `handle` before, while `socket._handle` is still that handle (no call into
- * Node for it again); else the socket's fd read anew (which throws once it is closed).
- */
-export function socketFdWhile(socket: Socket, handle: object, fd: number): number {
-  return (socket as unknown as { _handle?: unknown })._handle === handle ? fd : socketFd(socket);
 }
 
 /**

@@ -6,14 +6,12 @@ import { once } from 'node:events';
 import { ErrorCode, isSecpolicyError } from '../../src/index.js';
 import {
   closeFd,
-  handleFdOf,
   localAddress,
   peerCred,
   peerGroups,
   peerSecurityLabel,
   remoteAddress,
   socketFd,
-  socketFdWhile,
   socketHandle,
 } from '../../src/native/index.js';
 import { socketPeerPidfd } from '../../src/native/pidfd.js';
@@ -131,19 +129,4 @@ test('socketFd fails closed when Node keeps no _handle or its handle has no nume
   assert.throws(() => socketFd(withHandle(stringFd)), code(ErrorCode.UNSUPPORTED_PLATFORM));
   // The real socket is untouched.
   assert.equal(socketFd(c.socket), real);
-});
-
-test('an fd read before is used only while the socket keeps the same handle', async (t) => {
-  const c = await connection();
-  t.after(() => c.close());
-  const handle = socketHandle(c.socket);
-  const fd = handleFdOf(handle);
-  assert.equal(socketFdWhile(c.socket, handle, fd), fd);
-  // Another handle (the socket closed and its fd perhaps reused): the fd is read anew, never the old one.
-  assert.equal(socketFdWhile(c.socket, {}, -7), fd);
-  c.socket.destroy();
-  assert.throws(
-    () => socketFdWhile(c.socket, handle, fd),
-    (e: unknown) => isSecpolicyError(e) && e.code === ErrorCode.PEER_UNAVAILABLE,
-  );
 });
