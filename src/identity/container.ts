@@ -216,6 +216,31 @@ export function unitsOfPath(path: string): UnitPath {
   return { slice: top.slice, unit: null, prefix, user: { uid: Number(manager[1]), unit: inner.unit } };
 }
 
+/** Parsed /proc/PID/cgroup texts, by text: most processes of a host share a handful. */
+const PARSED = new Map<string, CgroupInfo>();
+const PARSED_MAX = 256;
+/** Texts longer than this (a peer's own long paths) are parsed each time, not kept. */
+const PARSED_MAX_TEXT = 2048;
+
+/**
+ * parseCgroup() of a text seen before, from a cache, frozen (the container object a Peer
+ * reports is shared by the peers with the same text): parsing is a pure function of the
+ * text, and costs a few µs per connection.
+ */
+function parsedCgroup(text: string): CgroupInfo {
+  let info = PARSED.get(text);
+  if (info !== undefined) return info;
+  info = parseCgroup(text);
+  if (text.length > PARSED_MAX_TEXT) return info;
+  for (const line of info.lines) Object.freeze(line);
+  Object.freeze(info.lines);
+  if (info.container) Object.freeze(info.container);
+  Object.freeze(info);
+  if (PARSED.size >= PARSED_MAX) PARSED.clear();
+  PARSED.set(text, info);
+  return info;
+}
+
 /** PF_EXITING in the flags of /proc/PID/stat: the task has begun to exit (it never clears). */
 const PF_EXITING = 0x4;
 /** The most threads read one by one for a peer whose main thread has exited. */
@@ -241,7 +266,7 @@ function taskFlags(dir: string): number | undefined {
 export function readCgroup(proc: string): CgroupInfo | string {
   const text = readProc(`${proc}/cgroup`, true);
   if (text === undefined) return `cannot read ${proc}/cgroup: the peer exited`;
-  const info = parseCgroup(text);
+  const info = parsedCgroup(text);
   if (!info.lines.some((l) => l.hierarchy !== '' && l.path === '/')) return info;
   const flags = taskFlags(proc);
   if (flags === undefined) return `cannot read ${proc}/stat: the peer exited`;
