@@ -12,7 +12,7 @@
  * containers in exactly such paths.
  */
 import { readdirSync } from 'node:fs';
-import { readProc } from './proc.js';
+import { readProc, readTaskStat } from './proc.js';
 
 /** The container a peer runs in. */
 export interface Container {
@@ -216,6 +216,31 @@ export function unitsOfPath(path: string): UnitPath {
   return { slice: top.slice, unit: null, prefix, user: { uid: Number(manager[1]), unit: inner.unit } };
 }
 
+/** Parsed /proc/PID/cgroup texts, by text: most processes of a host share a handful. */
+const PARSED = new Map<string, CgroupInfo>();
+const PARSED_MAX = 256;
+/** Texts longer than this (a peer's own long paths) are parsed each time, not kept. */
+const PARSED_MAX_TEXT = 2048;
+
+/**
+ * parseCgroup() of a text seen before, from a cache, frozen (the container object a Peer
+ * reports is shared by the peers with the same text): parsing is a pure function of the
+ * text, and costs a few µs per connection.
+ */
+function parsedCgroup(text: string): CgroupInfo {
+  let info = PARSED.get(text);
+  if (info !== undefined) return info;
+  info = parseCgroup(text);
+  if (text.length > PARSED_MAX_TEXT) return info;
+  for (const line of info.lines) Object.freeze(line);
+  Object.freeze(info.lines);
+  if (info.container) Object.freeze(info.container);
+  Object.freeze(info);
+  if (PARSED.size >= PARSED_MAX) PARSED.clear();
+  PARSED.set(text, info);
+  return info;
+}
+
 /** PF_EXITING in the flags of /proc/PID/stat: the task has begun to exit (it never clears). */
 const PF_EXITING = 0x4;
 /** The most threads read one by one for a peer whose main thread has exited. */
@@ -223,16 +248,7 @@ const MAX_THREADS = 64;
 
 /** The flags (field 9) of a /proc/.../stat; undefined when it cannot be read. */
 function taskFlags(dir: string): number | undefined {
-  const stat = readProc(`${dir}/stat`);
-  if (stat === undefined) return undefined;
-  // The command name (field 2) is in parentheses and may hold spaces or ')': field 3 is after
-  // the last ')', and field 9 six spaces further.
-  let at = stat.lastIndexOf(')') + 1;
-  for (let field = 2; field < 9 && at > 0; field++) at = stat.indexOf(' ', at) + 1;
-  if (at <= 0) return undefined;
-  const end = stat.indexOf(' ', at);
-  const flags = Number(stat.slice(at, end < 0 ? undefined : end));
-  return Number.isSafeInteger(flags) ? flags : undefined;
+  return readTaskStat(`${dir}/stat`)?.flags;
 }
 
 /**
@@ -248,9 +264,9 @@ function taskFlags(dir: string): number | undefined {
  * the threads still running, and must be the same for all of them.
  */
 export function readCgroup(proc: string): CgroupInfo | string {
-  const text = readProc(`${proc}/cgroup`);
+  const text = readProc(`${proc}/cgroup`, true);
   if (text === undefined) return `cannot read ${proc}/cgroup: the peer exited`;
-  const info = parseCgroup(text);
+  const info = parsedCgroup(text);
   if (!info.lines.some((l) => l.hierarchy !== '' && l.path === '/')) return info;
   const flags = taskFlags(proc);
   if (flags === undefined) return `cannot read ${proc}/stat: the peer exited`;
@@ -270,7 +286,7 @@ function throughThreads(proc: string): CgroupInfo | string {
   let seen: string | undefined;
   for (const tid of tids) {
     const dir = `${proc}/task/${tid}`;
-    const text = readProc(`${dir}/cgroup`);
+    const text = readProc(`${dir}/cgroup`, true);
     const flags = taskFlags(dir);
     // A thread gone or exiting (the main one among them) holds nothing any longer.
     if (text === undefined || flags === undefined || flags & PF_EXITING) continue;

@@ -146,7 +146,7 @@ export class Peer {
   }
 
   get #reader(): PinnedReader {
-    return (this.#pinReader ??= new PinnedReader(this.#connection.socket, this.#connection.pid));
+    return (this.#pinReader ??= new PinnedReader(this.#connection));
   }
 
   /** Which end of the connection this process is. */

@@ -112,24 +112,28 @@ export class Pin {
   }
 }
 
+/** What a {@link PinnedReader} pins: a connection's socket and its peer's pid (SO_PEERCRED). */
+export interface PinnedConnection {
+  readonly socket: Socket;
+  readonly pid: number;
+}
+
 /**
  * The pin of one Peer, counted: a pin (one pidfd) lives for one /proc read, or, while
  * holds are open ({@link PinnedReader.hold}), across every read until the last hold ends.
  * A verified connection holds no pidfd between verifications.
  */
 export class PinnedReader {
-  readonly #socket: Socket;
-  readonly #pid: number;
+  readonly #connection: PinnedConnection;
   #pin: Pin | undefined;
   #method: Pinning | undefined;
   /** Why the process could not be pinned (pid 0, exited): remembered, never retried. */
   #broken: string | undefined;
   #holding = 0;
 
-  /** The peer of `socket`, whose SO_PEERCRED pid is `pid`. */
-  constructor(socket: Socket, pid: number) {
-    this.#socket = socket;
-    this.#pid = pid;
+  /** The peer of a connection (its socket and its SO_PEERCRED pid), kept as the one object the Peer has. */
+  constructor(connection: PinnedConnection) {
+    this.#connection = connection;
   }
 
   /** How the process is pinned (pinned now if it never was). */
@@ -177,14 +181,14 @@ export class PinnedReader {
   // struct pid from connect() on the socket.
   #pinned(): Pin {
     if (this.#pin) return this.#pin;
-    if (this.#broken !== undefined) return Pin.broken(this.#method ?? 'none', this.#pid, this.#broken);
+    if (this.#broken !== undefined) return Pin.broken(this.#method ?? 'none', this.#connection.pid, this.#broken);
     let fd = -1;
     try {
-      fd = socketFd(this.#socket);
+      fd = socketFd(this.#connection.socket);
     } catch {
       // A closed socket: Pin.of reports it as a pin that cannot be made.
     }
-    const pin = Pin.of(fd, this.#pid);
+    const pin = Pin.of(fd, this.#connection.pid);
     this.#method = pin.method;
     this.#pin = pin;
     return pin;

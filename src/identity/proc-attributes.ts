@@ -161,6 +161,11 @@ function procError(e: unknown, what: string): string {
 
 const NO_CONNECTION = 'not an attribute of a process without a connection';
 
+/** The fd of a connection's socket (it throws once the socket is closed). */
+function fdOf(c: Connection): number {
+  return socketFd(c.socket);
+}
+
 function connectionOf(source: AttributeSource): Outcome<Connection> {
   const c = source.connection();
   return c === undefined ? no(NO_CONNECTION) : ok(c);
@@ -186,7 +191,7 @@ function socketPathOf(source: AttributeSource): Outcome<string> {
     if (typeof address === 'string' && address.length > 0) return ok(address[0] === '\0' ? `@${address.slice(1)}` : address);
   }
   try {
-    const fd = socketFd(socket);
+    const fd = fdOf(c.value);
     const addr = side === 'server' ? localAddress(fd) : remoteAddress(fd);
     return addr.path !== undefined ? ok(addr.path) : absent('the socket is unnamed (socketpair or unbound)');
   } catch (e) {
@@ -237,8 +242,31 @@ function readUnits(source: AttributeSource): Outcome<Units> {
 }
 
 /** The `/proc/PID/task/TID/status` fields the per-thread attributes read. */
-const NO_NEW_PRIVS = { name: 'NoNewPrivs', pattern: /^NoNewPrivs:\s*(\S+)/m };
-const CAP_EFF = { name: 'CapEff', pattern: /^CapEff:\s*(\S+)/m };
+const NO_NEW_PRIVS = { name: 'NoNewPrivs', pattern: /^NoNewPrivs:\s*(\S+)/m, key: '\nNoNewPrivs:' };
+const CAP_EFF = { name: 'CapEff', pattern: /^CapEff:\s*(\S+)/m, key: '\nCapEff:' };
+
+/** The value of the line starting with `key` (`\nName:`) of a status text, trimmed; undefined when absent. */
+function statusLine(status: string, key: string): string | undefined {
+  const at = status.indexOf(key);
+  if (at < 0) return undefined;
+  const end = status.indexOf('\n', at + key.length);
+  return status.slice(at + key.length, end < 0 ? undefined : end).trim();
+}
+
+/**
+ * The field of a process that has one thread, from /proc/PID/status alone (one read, no
+ * task list): when its main thread is alive (not Z or X) and `Threads:` says 1, that
+ * thread is the only one, and a thread made later starts with what its maker has. Else
+ * undefined: the threads are read one by one.
+ */
+function soleThreadField(base: string, key: string): string | undefined {
+  const status = readProc(`${base}/status`, true);
+  if (status === undefined) return undefined;
+  const state = statusLine(status, '\nState:');
+  if (state === undefined || state.startsWith('Z') || state.startsWith('X')) return undefined;
+  if (statusLine(status, '\nThreads:') !== '1') return undefined;
+  return statusLine(status, key);
+}
 
 /**
  * Reads `/proc/PID/task/TID/status` of every thread of the process at `proc` and folds
@@ -248,11 +276,13 @@ const CAP_EFF = { name: 'CapEff', pattern: /^CapEff:\s*(\S+)/m };
  */
 function everyThread<T>(
   proc: string,
-  field: { name: string; pattern: RegExp },
+  field: { name: string; pattern: RegExp; key: string },
   fold: (acc: T | undefined, value: string, tid: string) => T,
 ): Outcome<T> {
   // A holder whose main thread exited is read through one of its threads: the process's own task list is above it.
   const base = proc.replace(/\/task\/\d+$/, '');
+  const sole = soleThreadField(base, field.key);
+  if (sole !== undefined) return ok(fold(undefined, sole, base.slice(base.lastIndexOf('/') + 1)));
   let tids: string[];
   try {
     tids = readdirSync(`${base}/task`);
@@ -262,7 +292,7 @@ function everyThread<T>(
   let acc: T | undefined;
   let seen = 0;
   for (const tid of tids) {
-    const status = readProc(`${base}/task/${tid}/status`);
+    const status = readProc(`${base}/task/${tid}/status`, true);
     if (status === undefined) {
       // Gone since readdir (its threads inherit from a thread still listed), or unreadable.
       if (threadGone(base, tid)) continue;
@@ -347,7 +377,7 @@ function ourEnd(source: AttributeSource): Outcome<OurEnd> {
   const c = connectionOf(source);
   if (!c.ok) return c;
   try {
-    const fd = socketFd(c.value.socket);
+    const fd = fdOf(c.value);
     const inode = socketInode(fd);
     return inode === undefined ? no('our end of the connection is not a socket') : ok({ inode, fd });
   } catch (e) {
@@ -386,7 +416,7 @@ export const ATTRIBUTES: Registry = Object.freeze({
   gid: fixed('SO_PEERCRED (primary group); unknown when unmapped', 'number', (s) => idOf(s, 'gid')),
   groups: fixed('SO_PEERGROUPS (supplementary groups); `[]` when the kernel has no SO_PEERGROUPS', 'number[]', (s) => {
     const c = connectionOf(s);
-    return c.ok ? fromSocket(() => peerGroups(socketFd(c.value.socket)), 'SO_PEERGROUPS is not supported by this kernel') : c;
+    return c.ok ? fromSocket(() => peerGroups(fdOf(c.value)), 'SO_PEERGROUPS is not supported by this kernel') : c;
   }),
   user: fixed('NSS name of the uid', 'string', (s) => {
     const uid = idOf(s, 'uid');
@@ -425,9 +455,7 @@ export const ATTRIBUTES: Registry = Object.freeze({
   ),
   label: fixed('SO_PEERSEC security label; absent when no LSM provides one', 'string', (s) => {
     const c = connectionOf(s);
-    return c.ok
-      ? fromSocket(() => peerSecurityLabel(socketFd(c.value.socket)), 'no security label: no LSM provides SO_PEERSEC here', true)
-      : c;
+    return c.ok ? fromSocket(() => peerSecurityLabel(fdOf(c.value)), 'no security label: no LSM provides SO_PEERSEC here', true) : c;
   }),
   socketPath: fixed('the socket file (or `@name` for an abstract socket) the connection came through', 'string', socketPathOf),
   namespaces: live('inode numbers of /proc/PID/ns/*', '`{ pid, mnt, net, user, uts, ipc, cgroup }`', (s) =>

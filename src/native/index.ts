@@ -2,6 +2,7 @@
 export { assertPlatform, Errno, errnoName } from './libc.js';
 export {
   socketFd,
+  socketHandle,
   peerCred,
   peerGroups,
   peerSecurityLabel,
@@ -30,6 +31,7 @@ export { socketInode, procNetUnix } from './unix-sockets.js';
 export { openPathFd, closePathFd, fdIdentity, sameBoundFile, listenerBoundFile, type FdIdentity } from './bound-file.js';
 export { connectAbstract } from './unix-connect.js';
 export { bindSocketFile, chownPathFd, chmodPathFd, listenOnBoundSocket } from './bind.js';
+export { readFileInto } from './proc-file.js';
 export { fdMode, formatMode, statFd, statPath, statProcExe, S_IFMT, S_IFSOCK, S_IFREG, S_IFLNK, S_IFDIR, type FileStat } from './file.js';
 export { userName, groupName, uidOf, gidOf, primaryGidOf, configureNameCache, clearNameCache, type NameCacheOptions } from './nss.js';
 export { sameFdTable } from './kcmp.js';

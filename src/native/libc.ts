@@ -40,6 +40,8 @@ export interface Libc {
   setns: NativeFn;
   /** open(2), readlinkat(2) and getdents64 (through syscall): the holder scan's fd-table reads (fd-links.ts). */
   open: NativeFn;
+  /** read(2): small /proc files into a preallocated buffer (proc-file.ts). */
+  read: NativeFn;
   readlinkat: NativeFn;
   getdents64: NativeFn;
   /** poll(2): a pidfd turns readable once its process has exited, zombie or reaped (pidfd.ts). */
@@ -163,6 +165,7 @@ function load(): Libc {
     ioctl: lib.func('int ioctl(int fd, unsigned long request, long arg)'),
     setns: lib.func('int setns(int fd, int nstype)'),
     open: lib.func('int open(void *path, int flags)'),
+    read: lib.func('long read(int fd, void *buf, size_t size)'),
     readlinkat: lib.func('long readlinkat(int dirfd, void *path, void *buf, size_t size)'),
     getdents64: lib.func('long syscall(long number, int fd, void *buf, size_t size)'),
     poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)'),

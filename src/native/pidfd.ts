@@ -42,8 +42,9 @@ export function pidfdOpen(pid: number): number | 'unsupported' | 'exited' {
 }
 
 const POLLIN = 0x0001;
-// struct pollfd { int fd; short events; short revents; }
+// struct pollfd { int fd; short events; short revents; }: events is always POLLIN.
 const pollBuf = Buffer.alloc(8);
+pollBuf.writeInt16LE(POLLIN, 4);
 
 /**
  * Whether the process behind a pidfd is still alive: the kernel makes a pidfd readable
@@ -54,7 +55,6 @@ const pollBuf = Buffer.alloc(8);
 export function pidfdAlive(pidfd: number): boolean {
   const c = libc();
   pollBuf.writeInt32LE(pidfd, 0);
-  pollBuf.writeInt16LE(POLLIN, 4);
   pollBuf.writeInt16LE(0, 6);
   let n = Number(c.poll(pollBuf, 1, 0));
   // poll() is never restarted after a signal handler ran (signal(7)): a signal that arrives

@@ -21,26 +21,63 @@ export interface PeerCred {
 }
 
 /**
- * The file descriptor behind a connected net.Socket. The only place in the package that
- * reads Node's internal `_handle.fd`.
+ * The file descriptor behind a connected net.Socket. Node has no public way to tell it
+ * (nodejs/node#4763: an implementation detail), so this and {@link socketHandle} are the
+ * only places in the package that read Node's private `socket._handle` and its `fd`, and
+ * they fail closed: a Node.js without that field, or whose handle has no numeric fd, gets
+ * ERR_SECPOLICY_UNSUPPORTED_PLATFORM, never a guess.
  */
 export function socketFd(socket: Socket): number {
+  return handleFdOf(socketHandle(socket));
+}
+
+let pipeHandle: unknown;
+
+/**
+ * The handle behind a connected net.Socket (its `_handle`), checked to be a handle that
+ * can be a UNIX socket (not TCP); its fd is read by {@link socketFd}.
+ */
+export function socketHandle(socket: Socket): object {
   if (typeof socket !== 'object' || socket === null || typeof (socket as Socket).write !== 'function') {
     throw invalidArg('socket', 'a net.Socket', socket);
   }
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const handle = (socket as any)._handle;
+  const handle = (socket as unknown as { _handle?: unknown })._handle;
   if (handle == null) {
+    if (!('_handle' in socket)) {
+      throw new SecpolicyError(
+        ErrorCode.UNSUPPORTED_PLATFORM,
+        `this Node.js (${process.version}) keeps no _handle on net.Socket: the socket's file descriptor cannot be found`,
+      );
+    }
     throw new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, 'the socket is closed or not connected (it has no handle)');
   }
-  // A TCP handle is never a UNIX socket; Pipe handles are checked by the kernel below.
-  if (handle.constructor?.name === 'TCP') {
-    throw new SecpolicyError(ErrorCode.NOT_UNIX_SOCKET, 'the socket is a TCP socket, not a UNIX domain socket');
+  if (typeof handle !== 'object') {
+    throw new SecpolicyError(
+      ErrorCode.UNSUPPORTED_PLATFORM,
+      `this Node.js (${process.version}) keeps a ${typeof handle} as a socket's _handle`,
+    );
   }
-  const fd = handle.fd;
-  if (typeof fd !== 'number' || fd < 0) {
-    throw new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, 'the socket has no file descriptor (closed, or not yet connected)');
+  // A TCP handle is never a UNIX socket; Pipe handles are checked by the kernel. The Pipe
+  // constructor, once seen, is known by identity (no name lookup per connection).
+  const ctor = (handle as { constructor?: unknown }).constructor;
+  if (ctor !== pipeHandle) {
+    const name = (ctor as { name?: unknown } | undefined)?.name;
+    if (name === 'TCP') throw new SecpolicyError(ErrorCode.NOT_UNIX_SOCKET, 'the socket is a TCP socket, not a UNIX domain socket');
+    if (name === 'Pipe') pipeHandle = ctor;
   }
+  return handle;
+}
+
+/** The fd of a socket's handle from {@link socketHandle}; throws (fails closed) when it has none. */
+function handleFdOf(handle: object): number {
+  const fd = (handle as { fd?: unknown }).fd;
+  if (typeof fd !== 'number') {
+    throw new SecpolicyError(
+      ErrorCode.UNSUPPORTED_PLATFORM,
+      `this Node.js (${process.version}) gives a socket's handle no numeric fd (${typeof fd}): the socket's file descriptor cannot be found`,
+    );
+  }
+  if (fd < 0) throw new SecpolicyError(ErrorCode.PEER_UNAVAILABLE, 'the socket has no file descriptor (closed, or not yet connected)');
   return fd;
 }
 

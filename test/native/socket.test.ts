@@ -4,7 +4,16 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { ErrorCode, isSecpolicyError } from '../../src/index.js';
-import { closeFd, localAddress, peerCred, peerGroups, peerSecurityLabel, remoteAddress, socketFd } from '../../src/native/index.js';
+import {
+  closeFd,
+  localAddress,
+  peerCred,
+  peerGroups,
+  peerSecurityLabel,
+  remoteAddress,
+  socketFd,
+  socketHandle,
+} from '../../src/native/index.js';
 import { socketPeerPidfd } from '../../src/native/pidfd.js';
 import { closeServer, needCommand, needNative, needRoot } from '../helpers/index.js';
 import { connection, NOBODY } from '../helpers/connection.js';
@@ -91,4 +100,33 @@ test('socketFd refuses TCP, closed and foreign objects with stable codes', async
   assert.throws(() => socketFd({} as net.Socket), code(ErrorCode.INVALID_ARG));
   // A bad fd reaches the kernel: EBADF means the peer cannot be read.
   assert.throws(() => peerCred(1 << 20), code(ErrorCode.PEER_UNAVAILABLE));
+});
+
+test('socketFd fails closed when Node keeps no _handle or its handle has no numeric fd', async (t) => {
+  // A Node.js without these private fields cannot be run here: a real connected socket
+  // stands in for one, with the field removed or replaced, as such a Node would have it.
+  const c = await connection();
+  t.after(() => c.close());
+  const code = (want: string) => (e: unknown) => isSecpolicyError(e) && e.code === want && /Node\.js/.test(e.message);
+  const real = socketFd(c.socket);
+  assert.ok(real >= 0);
+  const handle = socketHandle(c.socket);
+  const withHandle = (value: unknown): net.Socket => {
+    const s = Object.create(c.socket) as net.Socket;
+    Object.defineProperty(s, '_handle', { value });
+    return s;
+  };
+  // A Duplex stream with a socket's methods and no handle field anywhere on its prototypes.
+  const noField = Object.create(Object.getPrototypeOf(net.Socket.prototype) as object) as net.Socket;
+  assert.ok(!('_handle' in noField));
+  assert.throws(() => socketFd(noField), code(ErrorCode.UNSUPPORTED_PLATFORM));
+  assert.throws(() => socketFd(withHandle(42)), code(ErrorCode.UNSUPPORTED_PLATFORM));
+  const fdless = Object.create(handle) as object;
+  Object.defineProperty(fdless, 'fd', { value: undefined });
+  assert.throws(() => socketFd(withHandle(fdless)), code(ErrorCode.UNSUPPORTED_PLATFORM));
+  const stringFd = Object.create(handle) as object;
+  Object.defineProperty(stringFd, 'fd', { value: String(real) });
+  assert.throws(() => socketFd(withHandle(stringFd)), code(ErrorCode.UNSUPPORTED_PLATFORM));
+  // The real socket is untouched.
+  assert.equal(socketFd(c.socket), real);
 });
