@@ -88,8 +88,6 @@ interface Worker {
   /** Answers awaited from it, by request id. */
   waiting: Map<number, (m: FromWorker) => void>;
   listening: boolean;
-  /** The policy text it runs. */
-  text: string;
 }
 
 /** A running group, as the gateway command drives it. */
@@ -155,52 +153,54 @@ export function gatewayGroup(o: GroupOptions): GatewayGroup {
     }
   };
 
-  /** Asks one worker; resolves with its answer (an exited one answers with an error). */
-  const askOne = (w: Worker, make: (id: number) => ToWorker): Promise<FromWorker> =>
-    new Promise<FromWorker>((resolve) => {
-      const id = nextId++;
-      w.waiting.set(id, resolve);
-      if (!send(w, make(id))) {
-        w.waiting.delete(id);
-        resolve({ t: 'done', id, error: `process ${w.child.pid} has exited` });
-      }
-    });
-
-  /** Asks every listening worker; resolves with each one's answer. */
+  /** Asks every listening worker; resolves with each one's answer (one that has exited answers with an error). */
   const ask = (make: (id: number) => ToWorker): Promise<FromWorker[]> =>
-    Promise.all([...workers].filter((w) => w.listening).map((w) => askOne(w, make)));
+    Promise.all(
+      [...workers]
+        .filter((w) => w.listening)
+        .map(
+          (w) =>
+            new Promise<FromWorker>((resolve) => {
+              const id = nextId++;
+              w.waiting.set(id, resolve);
+              if (!send(w, make(id))) {
+                w.waiting.delete(id);
+                resolve({ t: 'done', id, error: `process ${w.child.pid} has exited` });
+              }
+            }),
+        ),
+    );
 
   const failure = (answers: readonly FromWorker[]): string | undefined =>
     answers.map((a) => (a.t === 'done' ? a.error : undefined)).find((e) => e !== undefined);
 
-  /**
-   * Gives a worker that started with an older policy text (it was starting during a reload)
-   * the current one; one that cannot take it is stopped (and started again with it).
-   */
-  const catchUp = async (w: Worker): Promise<void> => {
-    const current = text;
-    let why = failure([await askOne(w, (id) => ({ t: 'prepare', id, text: current }))]);
-    if (why === undefined && current === text) why = failure([await askOne(w, (id) => ({ t: 'apply', id }))]);
-    if (why === undefined) w.text = current;
-    else if (current === text) {
-      o.say(`process ${w.child.pid} cannot take the running policy (${why}); stopping it`);
-      w.child.kill('SIGTERM');
+  /** Settles when no reload is under way: a process is started only with a policy text no reload is replacing. */
+  let reloaded: Promise<void> = Promise.resolve();
+  /** Processes being started: a reload waits for them, so that it reaches every process. */
+  const starting = new Set<Promise<void>>();
+
+  const spawnWorker = async (): Promise<void> => {
+    await reloaded;
+    const started = startWorker();
+    starting.add(started);
+    try {
+      await started;
+    } finally {
+      starting.delete(started);
     }
   };
 
-  const spawnWorker = (): Promise<void> =>
+  const startWorker = (): Promise<void> =>
     new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [...process.execArgv, WORKER], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc', fd],
       });
-      const w: Worker = { child, waiting: new Map(), listening: false, text };
+      const w: Worker = { child, waiting: new Map(), listening: false };
       workers.add(w);
       child.on('message', (m: FromWorker) => {
         if (m.t === 'listening') {
           w.listening = true;
           resolve();
-          // Started before a reload it missed: it takes the policy the others run.
-          if (w.text !== text) void catchUp(w);
         } else if (m.t === 'failed') {
           reject(new SecpolicyError(ErrorCode.INVALID_ARG, `gateway process ${child.pid}: ${m.message}`));
         } else if (m.t === 'log') {
@@ -250,37 +250,38 @@ export function gatewayGroup(o: GroupOptions): GatewayGroup {
     // One at a time: the gateway command runs reloads one after another.
     async reload() {
       const s = server!;
-      let next: string;
-      let prepared: Awaited<ReturnType<typeof prepareReload>>;
+      let done!: () => void;
+      reloaded = new Promise((resolve) => (done = resolve));
       try {
-        next = await o.readText();
-        const policy = parseGatewayPolicy(next, { source: o.policyFile, resolveNames: true });
-        const single = singleProcessOnly(policy);
-        if (single !== undefined) throw new SecpolicyError(ErrorCode.POLICY_FILE, `${single}: this gateway runs ${o.workers} processes`);
-        prepared = await prepareReload(s, policy);
-        const why = failure(await ask((id) => ({ t: 'prepare', id, text: next })));
-        if (why !== undefined) {
-          await ask((id) => ({ t: 'drop', id }));
-          throw new SecpolicyError(ErrorCode.POLICY_FILE, `not applied by every process of the gateway: ${why}`);
+        // Every process is listening, and none starts until this reload is over.
+        await Promise.allSettled([...starting]);
+        let next: string;
+        let prepared: Awaited<ReturnType<typeof prepareReload>>;
+        try {
+          next = await o.readText();
+          const policy = parseGatewayPolicy(next, { source: o.policyFile, resolveNames: true });
+          const single = singleProcessOnly(policy);
+          if (single !== undefined) throw new SecpolicyError(ErrorCode.POLICY_FILE, `${single}: this gateway runs ${o.workers} processes`);
+          prepared = await prepareReload(s, policy);
+          const why = failure(await ask((id) => ({ t: 'prepare', id, text: next })));
+          if (why !== undefined) {
+            await ask((id) => ({ t: 'drop', id }));
+            throw new SecpolicyError(ErrorCode.POLICY_FILE, `not applied by every process of the gateway: ${why}`);
+          }
+        } catch (e) {
+          countReload(s, false);
+          throw e;
         }
-      } catch (e) {
-        countReload(s, false);
-        throw e;
+        // Every process has the new policy compiled: each swaps it in at once. One that
+        // ended meanwhile is started again with it.
+        prepared.apply();
+        text = next;
+        await ask((id) => ({ t: 'apply', id }));
+        countReload(s, true);
+        return prepared.policy;
+      } finally {
+        done();
       }
-      // Every process has the new policy compiled: each swaps it in at once.
-      prepared.apply();
-      text = next;
-      await Promise.all(
-        [...workers]
-          .filter((w) => w.listening)
-          .map(async (w) => {
-            // One that started meanwhile has nothing prepared: it catches up.
-            if (failure([await askOne(w, (id) => ({ t: 'apply', id }))]) === undefined) w.text = next;
-            else if (w.text !== text) await catchUp(w);
-          }),
-      );
-      countReload(s, true);
-      return prepared.policy;
     },
 
     async reopen() {

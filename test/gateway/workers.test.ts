@@ -175,19 +175,19 @@ test('--workers 2: a SIGHUP is applied by every process or by none, and counted 
   assert.equal(sample(samples, 'secpolicy_gateway_reloads_total', { result: 'failure' }), 2);
 });
 
-test('--workers 2: a process that dies is replaced (with the running policy); when the first process is gone, the others stop', async (t) => {
+test('--workers 2: a process that dies is replaced, and a reload while it starts reaches it; when the first process is gone, the others stop', async (t) => {
   const { gw, policy, pids } = await group(t, allowMe('"GET /a", "GET /b"'));
-  writeFileSync(policy, allowMe('"GET /b"'));
-  gw.child.kill('SIGHUP');
-  await outputMatches(gw, (o) => o.includes('SIGHUP: reloaded'));
   process.kill(pids[1]!, 'SIGKILL');
   await outputMatches(gw, (o) => /process \d+ ended \(SIGKILL\); starting another/.test(o));
   let next: number | undefined;
   await until('another process', () => (next = workersOf(pids[0]!).find((p) => p !== pids[1])) !== undefined);
-  // It serves (a connection made while it starts waits in the socket's queue), and serves the policy of the last reload.
+  // A reload as it starts: it waits for the process, which then takes the new policy too.
+  writeFileSync(policy, allowMe('"GET /b"'));
+  gw.child.kill('SIGHUP');
+  await outputMatches(gw, (o) => o.includes('SIGHUP: reloaded'));
   await onlyServing([pids[0]!, next!], next!, async () => {
     assert.equal(await get(gw.socket, '/b'), 200);
-    assert.equal(await get(gw.socket, '/a'), 403);
+    assert.equal(await get(gw.socket, '/a'), 403, 'the new process runs the reloaded policy');
   });
 
   gw.child.kill('SIGKILL');
