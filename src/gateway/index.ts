@@ -19,7 +19,10 @@ export type { DockerLimits } from './docker.js';
 export { verifyIdentity, IDENTITY_HEADERS, type IdentityValues, type VerifyIdentityOptions, type VerifiedIdentity } from './identity.js';
 export type { GatewayLog, GatewayLogEntry, LogPeer } from './log.js';
 // Used by other rooms of this package; not re-exported by the package root.
-export { derive, countReload, metricsOf, prepareReload, type PreparedReload } from './reload.js';
+export { derive } from './reload.js';
+/** @internal */
+export { countReload, metricsOf, prepareReload, type PreparedReload } from './reload.js';
+/** @internal */
 export { openGateway, type GatewayInternals } from './gateway.js';
 export { groupMetricsText, type MetricsJson } from './metrics.js';
 export { logLine } from './log.js';

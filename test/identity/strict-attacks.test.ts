@@ -77,11 +77,25 @@ async function attack(t: { after: (fn: () => unknown) => void }, body: string) {
     // The child shares the connector's stdout: it must be gone before the connector is reaped.
     if (childPid) process.kill(childPid, 'SIGKILL');
     await reap(connector);
+    // Gone before the next test's scan, which suspects every process of the attacker's uid.
+    if (childPid) await gone(childPid);
   });
   const socket = await acceptFrom(server, connector);
   childPid = await out;
   await waitForExe(connector.pid!, TRUSTED);
   return { socket, connector, childPid, path, server };
+}
+
+/** Resolves once `pid` has exited (gone, or a zombie: its descriptors are closed), bounded. */
+async function gone(pid: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    try {
+      if (/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))) return;
+    } catch {
+      return;
+    }
+    await sleep(10);
+  }
 }
 
 /** The pid the forked child prints (`child PID` on a line of its own). */
@@ -127,7 +141,8 @@ for (const [kind, send] of [
 /** The program rule failed, naming exactly `pid` (a python3) as the holder that does not pass. */
 function assertNamedHolder(d: Decision, pid: number): void {
   assert.equal(d.result, Result.PROGRAM);
-  const actual = d.failures[0]!.actual as { failing: Array<{ pid: number; program: string }> };
+  const actual = d.failures[0]!.actual as { failing?: Array<{ pid: number; program: string }> };
+  assert.ok(actual.failing !== undefined, `a named holder, not: ${JSON.stringify(d.failures)}`);
   assert.deepEqual(
     actual.failing.map((f) => f.pid),
     [pid],
