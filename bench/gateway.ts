@@ -6,7 +6,9 @@
  * same HAProxy keeping its upstream connections alive (as the gateway does), and
  * through `secpolicy gateway` (the CLI with a realistic policy: three rules, the Docker
  * profile, identity forwarding, a decision log file), with its default `--workers` (a process
- * per CPU, as HAProxy runs a thread per CPU) and with `--workers 1`.
+ * per CPU but one) and with a process on every CPU (as HAProxy runs a thread per CPU). The
+ * rate load is C (bench/lib/http-load.c); each proxy's CPU per request (all its processes
+ * and threads) is printed beside HAProxy's.
  * GET /_ping and GET /containers/json, keep-alive and one connection per request; the
  * latency each proxy adds over direct (p50, p99 of sequential keep-alive requests); and
  * memory per idle keep-alive connection (RSS growth of the gateway process holding N
@@ -22,6 +24,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDockerd } from '../test/helpers/dockerd.js';
@@ -38,7 +41,8 @@ const IDLE_CONNECTIONS = 500;
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const VERIFIED_HTTP = fileURLToPath(new URL('./lib/verified-http.js', import.meta.url));
 const GATEWAY = 'secpolicy gateway';
-const SINGLE = 'secpolicy gateway --workers 1';
+/** The gateway with a process on every CPU (its default leaves one to the others on the machine). */
+const EVERY_CPU = `secpolicy gateway --workers ${availableParallelism()}`;
 
 /**
  * An HAProxy configuration equivalent to docker-socket-proxy's for a read-mostly setup
@@ -147,6 +151,11 @@ function groupRss(pid: number): number {
   return [pid, ...childPids(pid)].reduce((sum, p) => sum + rssBytes(p), 0);
 }
 
+/** Whether this build's gateway has --workers. */
+function hasWorkers(): boolean {
+  return spawnSync(process.execPath, [CLI, 'gateway', '--help'], { encoding: 'utf8' }).stdout.includes('--workers');
+}
+
 /** Why the bench cannot run here, or false. */
 function gatewayCliMissing(): string | false {
   const r = spawnSync(process.execPath, [CLI, 'gateway', '--help'], { encoding: 'utf8' });
@@ -220,9 +229,10 @@ export async function run(): Promise<void> {
     };
     const gateway = missing ? undefined : await startGateway();
     if (gateway) targets.push({ name: GATEWAY, socket: gateway.socket, pid: gateway.pid });
-    // The same gateway in one process, for what the other processes add.
-    const single = missing ? undefined : await startGateway(1);
-    if (single) targets.push({ name: SINGLE, socket: single.socket, pid: single.pid });
+    // The same gateway on every CPU, beside its default (one fewer), when this build has --workers.
+    const everyCpu = missing || !hasWorkers() ? undefined : await startGateway(availableParallelism());
+    if (everyCpu) targets.push({ name: EVERY_CPU, socket: everyCpu.socket, pid: everyCpu.pid });
+    const gateways = targets.filter((t) => t.name === GATEWAY || t.name === EVERY_CPU).map((t) => t.name);
 
     for (const path of ['/_ping', '/containers/json']) {
       for (const keepAlive of [true, false]) {
@@ -253,7 +263,7 @@ export async function run(): Promise<void> {
         const hk = { name: targets[2]!.name, samples: samples.get(targets[2]!.name)! };
         report(`${label}, ${h.name}`, h.samples, d, { unit: 'req/s' });
         report(`${label}, ${hk.name}`, hk.samples, d, { unit: 'req/s' });
-        for (const name of gateway ? [GATEWAY, SINGLE] : []) {
+        for (const name of gateways) {
           const g = samples.get(name)!;
           report(`${label}, ${name}`, g, d, { unit: 'req/s' });
           report(`${label}, ${name}`, g, h, { unit: 'req/s' });
@@ -263,8 +273,7 @@ export async function run(): Promise<void> {
         // becomes once the machine's cores are the limit.
         const hkCpu = { name: hk.name, samples: cpu.get(hk.name)! };
         report(`CPU per request, ${label}, ${h.name}`, cpu.get(h.name)!, hkCpu, { unit: 'µs' });
-        for (const name of gateway ? [GATEWAY, SINGLE] : [])
-          report(`CPU per request, ${label}, ${name}`, cpu.get(name)!, hkCpu, { unit: 'µs' });
+        for (const name of gateways) report(`CPU per request, ${label}, ${name}`, cpu.get(name)!, hkCpu, { unit: 'µs' });
       }
     }
 
@@ -294,7 +303,7 @@ export async function run(): Promise<void> {
     const hka = added.get(targets[2]!.name)!;
     report(`added latency p50 GET /_ping keep-alive, ${targets[2]!.name}`, hka.p50);
     report(`added latency p99 GET /_ping keep-alive, ${targets[2]!.name}`, hka.p99);
-    for (const name of gateway ? [GATEWAY, SINGLE] : []) {
+    for (const name of gateways) {
       const ga = added.get(name)!;
       for (const [anchor, a] of [
         ['haproxy', ha],
@@ -311,7 +320,8 @@ export async function run(): Promise<void> {
     const holders: Array<{ name: string; start: () => Promise<{ socket: string; pid: number; child: ChildProcess }> }> = [
       { name: 'plain verified server (createServer + http)', start: startVerified },
     ];
-    if (gateway) holders.push({ name: GATEWAY, start: () => startGateway() }, { name: SINGLE, start: () => startGateway(1) });
+    if (gateway) holders.push({ name: GATEWAY, start: () => startGateway() });
+    if (everyCpu) holders.push({ name: EVERY_CPU, start: () => startGateway(availableParallelism()) });
     const perConn = new Map<string, number[]>(holders.map((h) => [h.name, []]));
     for (let i = 0; i < ROUNDS; i++) {
       for (const h of holders) {
@@ -329,7 +339,7 @@ export async function run(): Promise<void> {
     }
     const plainMem = { name: holders[0]!.name, samples: perConn.get(holders[0]!.name)! };
     report(`RSS per idle keep-alive connection (N=${IDLE_CONNECTIONS}), ${plainMem.name}`, plainMem.samples, undefined, { unit: 'KiB' });
-    for (const name of gateway ? [GATEWAY, SINGLE] : []) {
+    for (const name of gateways) {
       report(`RSS per idle keep-alive connection (N=${IDLE_CONNECTIONS}), ${name}`, perConn.get(name)!, plainMem, { unit: 'KiB' });
     }
     console.log(
