@@ -6,7 +6,7 @@
  * same HAProxy keeping its upstream connections alive (as the gateway does), and
  * through `secpolicy gateway` (the CLI with a realistic policy: three rules, the Docker
  * profile, identity forwarding, a decision log file), with its default `--workers` (a process
- * per CPU but one) and with a process on every CPU (as HAProxy runs a thread per CPU). The
+ * per CPU, as HAProxy runs a thread per CPU) and in one process (`--workers 1`). The
  * rate load is C (bench/lib/http-load.c); each proxy's CPU per request (all its processes
  * and threads) is printed beside HAProxy's.
  * GET /_ping and GET /containers/json, keep-alive and one connection per request; the
@@ -24,7 +24,6 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDockerd } from '../test/helpers/dockerd.js';
@@ -41,8 +40,8 @@ const IDLE_CONNECTIONS = 500;
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const VERIFIED_HTTP = fileURLToPath(new URL('./lib/verified-http.js', import.meta.url));
 const GATEWAY = 'secpolicy gateway';
-/** The gateway with a process on every CPU (its default leaves one to the others on the machine). */
-const EVERY_CPU = `secpolicy gateway --workers ${availableParallelism()}`;
+/** The gateway in one process (its default is a process per CPU). */
+const ONE = 'secpolicy gateway --workers 1';
 
 /**
  * An HAProxy configuration equivalent to docker-socket-proxy's for a read-mostly setup
@@ -229,10 +228,10 @@ export async function run(): Promise<void> {
     };
     const gateway = missing ? undefined : await startGateway();
     if (gateway) targets.push({ name: GATEWAY, socket: gateway.socket, pid: gateway.pid });
-    // The same gateway on every CPU, beside its default (one fewer), when this build has --workers.
-    const everyCpu = missing || !hasWorkers() ? undefined : await startGateway(availableParallelism());
-    if (everyCpu) targets.push({ name: EVERY_CPU, socket: everyCpu.socket, pid: everyCpu.pid });
-    const gateways = targets.filter((t) => t.name === GATEWAY || t.name === EVERY_CPU).map((t) => t.name);
+    // The same gateway in one process, beside its default, when this build has --workers.
+    const one = missing || !hasWorkers() ? undefined : await startGateway(1);
+    if (one) targets.push({ name: ONE, socket: one.socket, pid: one.pid });
+    const gateways = targets.filter((t) => t.name === GATEWAY || t.name === ONE).map((t) => t.name);
 
     for (const path of ['/_ping', '/containers/json']) {
       for (const keepAlive of [true, false]) {
@@ -321,7 +320,7 @@ export async function run(): Promise<void> {
       { name: 'plain verified server (createServer + http)', start: startVerified },
     ];
     if (gateway) holders.push({ name: GATEWAY, start: () => startGateway() });
-    if (everyCpu) holders.push({ name: EVERY_CPU, start: () => startGateway(availableParallelism()) });
+    if (one) holders.push({ name: ONE, start: () => startGateway(1) });
     const perConn = new Map<string, number[]>(holders.map((h) => [h.name, []]));
     for (let i = 0; i < ROUNDS; i++) {
       for (const h of holders) {

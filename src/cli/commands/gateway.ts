@@ -69,7 +69,7 @@ export function registerGateway(program: Command): void {
     .addOption(
       new Option(
         '--workers <n>',
-        'processes serving the socket, each verifying the connections it accepts: a number, or auto (one per CPU this process may use but one, left to the upstream and the clients)',
+        'processes serving the socket, each verifying the connections it accepts: a number, or auto (one per CPU this process may use)',
       )
         .argParser(workerCount)
         .default(defaultWorkers(), 'auto'),
