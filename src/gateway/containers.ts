@@ -6,6 +6,7 @@ import * as http from 'node:http';
 import type { Conn } from './context.js';
 import { peerContainer } from './identity.js';
 import type { ContainerInfo } from './policy.js';
+import { upstreamGet, type UpstreamGet } from './docker-effective.js';
 
 /**
  * Resolves the peer's container through the Docker API when a rule needs its name: a
@@ -37,11 +38,15 @@ export class ContainerResolver {
   readonly #cache = new Map<string, { until: number; value: ContainerInfo | Error }>();
   readonly #pending = new Map<string, Promise<ContainerInfo | Error>>();
 
+  readonly #get: UpstreamGet;
+
   constructor(
-    readonly agent: http.Agent,
-    readonly target: string,
+    agent: http.Agent,
+    target: string,
     readonly ttl: number,
-  ) {}
+  ) {
+    this.#get = upstreamGet(agent, target, 2000);
+  }
 
   cached(c: { runtime: string; id: string }): ContainerInfo | Error | undefined {
     if (c.runtime !== 'docker') return new Error(`a ${c.runtime} container is not known to the Docker API`);
@@ -53,7 +58,7 @@ export class ContainerResolver {
   resolve(c: { runtime: string; id: string }): Promise<ContainerInfo | Error> {
     let p = this.#pending.get(c.id);
     if (p) return p;
-    p = this.#lookup(c.id).then((value) => {
+    p = inspectContainer(this.#get, c.id).then((value) => {
       this.#pending.delete(c.id);
       if (this.#cache.size >= 1024) this.#cache.clear();
       this.#cache.set(c.id, { until: Date.now() + this.ttl, value });
@@ -62,43 +67,23 @@ export class ContainerResolver {
     this.#pending.set(c.id, p);
     return p;
   }
+}
 
-  #lookup(id: string): Promise<ContainerInfo | Error> {
-    return new Promise((resolve) => {
-      const req = http.get(
-        {
-          agent: this.agent,
-          socketPath: this.target,
-          path: `/containers/${encodeURIComponent(id)}/json`,
-          headers: { Host: 'docker' },
-          timeout: 2000,
-        } as http.RequestOptions,
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > 4 * 1024 * 1024) req.destroy(new Error('container inspect answer too large'));
-            else chunks.push(c);
-          });
-          res.on('end', () => {
-            if (res.statusCode !== 200) return resolve(new Error(`the Docker API answered ${res.statusCode} for container ${id}`));
-            try {
-              const data = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { Name?: unknown; Config?: { Labels?: unknown } };
-              const labels = data.Config?.Labels;
-              resolve({
-                name: typeof data.Name === 'string' ? data.Name.replace(/^\//, '') : '',
-                labels: typeof labels === 'object' && labels !== null ? (labels as Record<string, string>) : {},
-              });
-            } catch (e) {
-              resolve(new Error(`unreadable container inspect answer: ${(e as Error).message}`));
-            }
-          });
-          res.on('error', (e) => resolve(e));
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error('the Docker API did not answer in time')));
-      req.on('error', (e) => resolve(e));
-    });
+/**
+ * The Docker name and labels of a container (by Id or name) from the daemon's inspect; an
+ * Error (never a rejection) when the daemon cannot say.
+ */
+export async function inspectContainer(get: UpstreamGet, idOrName: string): Promise<ContainerInfo | Error> {
+  try {
+    const r = await get(`/containers/${encodeURIComponent(idOrName)}/json`);
+    if (r.status !== 200) return new Error(`the Docker API answered ${r.status} for container ${idOrName}`);
+    const data = r.json as { Name?: unknown; Config?: { Labels?: unknown } } | null;
+    const labels = data?.Config?.Labels;
+    return {
+      name: typeof data?.Name === 'string' ? data.Name.replace(/^\//, '') : '',
+      labels: typeof labels === 'object' && labels !== null ? (labels as Record<string, string>) : {},
+    };
+  } catch (e) {
+    return e as Error;
   }
 }

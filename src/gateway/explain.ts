@@ -21,6 +21,7 @@ import { groupName, primaryGidOf, statPath, userName } from '../native/index.js'
 import { dockerCheck, tooLargeWhy } from './body.js';
 import { newConn, type Gateway, type Verdict } from './context.js';
 import { upstreamGet } from './docker-effective.js';
+import { inspectContainer } from './containers.js';
 import { DockerProfile } from './docker-request.js';
 import { whoFailures, type ContainerInfo, type GatewayPolicy } from './policy.js';
 import { route } from './request.js';
@@ -174,33 +175,6 @@ export interface Explanation {
   mode: 'enforce' | 'audit';
 }
 
-/** Looks up a container's labels by name through the upstream. */
-function containerInfo(to: string, name: string): Promise<ContainerInfo | Error> {
-  return new Promise((resolve) => {
-    const req = http.get(
-      { socketPath: to, path: `/containers/${encodeURIComponent(name)}/json`, headers: { Host: 'docker' }, timeout: 5000 },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          if (res.statusCode !== 200) return resolve(new Error(`the Docker API answered ${res.statusCode} for container ${name}`));
-          try {
-            const data = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
-              Name?: string;
-              Config?: { Labels?: Record<string, string> };
-            };
-            resolve({ name: (data.Name ?? name).replace(/^\//, ''), labels: data.Config?.Labels ?? {} });
-          } catch (e) {
-            resolve(e as Error);
-          }
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('the Docker API did not answer in time')));
-    req.on('error', (e) => resolve(e));
-  });
-}
-
 /** The decision the gateway running `policy` would make on `method target` from `identity`. */
 export async function explainRequest(
   policy: GatewayPolicy,
@@ -211,19 +185,21 @@ export async function explainRequest(
 ): Promise<Explanation> {
   const peer = new StatedPeer(identity, identity.gid ?? primaryGidOf(identity.uid)) as unknown as Peer;
   const notEvaluated: string[] = [];
-  let container: ContainerInfo | Error | undefined;
-  if (identity.container !== undefined) {
-    const usesNames = policy.rules.some((r) => r.dockerNames);
-    let info: ContainerInfo | Error = { name: identity.container, labels: {} };
-    if (options.to !== undefined) info = await containerInfo(options.to, identity.container);
-    else if (usesNames) notEvaluated.push('container labels (they are read from the daemon: give --to)');
-    container = info;
-  }
   // What decide(), route() and dockerCheck() read of a gateway (the signing key is not needed to decide).
   const agent = options.to === undefined ? undefined : new http.Agent({ keepAlive: true });
-  const profile = policy.api !== 'docker' ? undefined : new DockerProfile(agent && upstreamGet(agent, options.to!));
+  const get = agent && upstreamGet(agent, options.to!);
+  const profile = policy.api !== 'docker' ? undefined : new DockerProfile(get);
   const gw = { policy, audit: policy.mode === 'audit', docker: policy.api === 'docker', profile, needsNames: false, cacheMs: 0 } as Gateway;
   try {
+    let container: ContainerInfo | Error | undefined;
+    if (identity.container !== undefined) {
+      container = { name: identity.container, labels: {} };
+      if (get !== undefined) {
+        container = await inspectContainer(get, identity.container);
+        // A daemon that gives no name: the name the identity stated.
+        if (!(container instanceof Error) && container.name === '') container = { ...container, name: identity.container };
+      } else if (policy.rules.some((r) => r.dockerNames)) notEvaluated.push('container labels (they are read from the daemon: give --to)');
+    }
     return await steps(policy, gw, peer, container, method, target, options.body ?? Buffer.alloc(0), notEvaluated);
   } finally {
     agent?.destroy();
