@@ -123,7 +123,10 @@ export interface Verdict {
   why: string;
 }
 
-/** A decision log entry. */
+/** The peer of an entry that is only counted (metrics), never logged: nothing is read for it. */
+const UNLOGGED_PEER: LogPeer = Object.freeze({ pid: 0, uid: -1, gid: -1, user: null, container: null, program: null });
+
+/** A decision log entry; its peer is read only when the log will have it (see {@link record}). */
 export function entry(
   conn: Conn,
   method: string | null,
@@ -133,9 +136,12 @@ export function entry(
   forwarded: boolean,
   status?: number | null,
 ): GatewayLogEntry {
+  const gw = conn.gw;
+  const logged = gw.log !== undefined && (!(verdict?.allowed ?? false) || !gw.deniedOnly);
   return {
     time: new Date().toISOString(),
-    peer: (conn.logPeer ??= logPeer(conn.peer, conn.container)),
+    // Read from /proc (program, container) only for an entry the log will have, at its decision.
+    peer: logged ? (conn.logPeer ??= logPeer(conn.peer, conn.container)) : UNLOGGED_PEER,
     method,
     path,
     rule: verdict?.rule?.name ?? null,
