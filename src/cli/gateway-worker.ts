@@ -7,8 +7,8 @@
  * channel closes): a process left alone would serve a policy nobody can reload.
  */
 import type * as net from 'node:net';
-import { closeGateway, logLine, metricsOf, openGateway, parseGatewayPolicy, prepareReload, reopenGatewayLog } from '../gateway/index.js';
-import type { GatewayLog, PreparedReload } from '../gateway/index.js';
+import { batched, closeGateway, metricsOf, openGateway, parseGatewayPolicy, prepareReload, reopenGatewayLog } from '../gateway/index.js';
+import type { PreparedReload } from '../gateway/index.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './gateway-group.js';
 import { WORKER_LISTEN_FD } from './gateway-group.js';
 
@@ -29,19 +29,6 @@ function message(e: unknown): string {
   return `${typeof code === 'string' ? `${code}: ` : ''}${(e as Error).message}`.replace(/\n/g, ' ');
 }
 
-/** Decision log lines for standard output, sent to the first process once a turn. */
-function logThroughFirst(): GatewayLog {
-  let lines: string[] = [];
-  return (entry) => {
-    if (lines.push(logLine(entry)) > 1) return;
-    setImmediate(() => {
-      const data = lines.join('');
-      lines = [];
-      tell({ t: 'log', data });
-    });
-  };
-}
-
 async function start(config: WorkerConfig): Promise<void> {
   grace = config.grace;
   source = config.source;
@@ -51,11 +38,15 @@ async function start(config: WorkerConfig): Promise<void> {
       listen: { fd: WORKER_LISTEN_FD },
       target: config.target,
       policy,
-      ...(config.log !== undefined && { log: config.log === '-' ? logThroughFirst() : config.log }),
+      ...(config.log !== undefined && config.log !== '-' && { log: config.log }),
       ...(config.logDeniedOnly && { logDeniedOnly: true }),
       ...(config.handshakeTimeout !== undefined && { handshakeTimeout: config.handshakeTimeout }),
     },
-    { countMetrics: config.countMetrics },
+    {
+      countMetrics: config.countMetrics,
+      // Standard output is the first process's: its lines go there, a batch a turn.
+      ...(config.log === '-' && { sink: batched((data) => tell({ t: 'log', data })) }),
+    },
   );
 }
 

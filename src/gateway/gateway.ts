@@ -19,7 +19,7 @@ import { ContainerResolver, prepare } from './containers.js';
 import { answering, entry, newConn, rawReply, record, responding, type Conn, type Gateway } from './context.js';
 import { upstreamGet } from './docker-effective.js';
 import { track } from './forward.js';
-import { logSink, type GatewayLog } from './log.js';
+import { logSink, type GatewayLog, type LogSink } from './log.js';
 import { GatewayMetrics, serveMetrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { isGatewayPolicy, type GatewayPolicy } from './policy.js';
@@ -78,6 +78,8 @@ export interface GatewayInternals {
   countMetrics?: boolean;
   /** What the metrics socket answers, given this process's registry (the group adds its other processes'). */
   metricsText?: (own: Registry) => Promise<string>;
+  /** Where the decision log goes instead of `options.log` (a group's other processes send stdout's lines to the first). */
+  sink?: LogSink;
 }
 
 /** @internal {@link createGateway} with what a process of a group needs besides its options. */
@@ -98,7 +100,7 @@ export async function openGateway(options: GatewayOptions, internals: GatewayInt
   const audit = policy.mode === 'audit';
   const agent = new UpstreamPool(target);
   const derived = derive(policy, upstreamGet(agent, target));
-  const sink = logSink(o.log);
+  const sink = internals.sink ?? logSink(o.log);
   const log = sink?.write;
   const metrics = o.metrics === undefined && internals.countMetrics !== true ? undefined : new GatewayMetrics();
   const gw: Gateway = {

@@ -25,4 +25,5 @@ export { countReload, metricsOf, prepareReload, type PreparedReload } from './re
 /** @internal */
 export { openGateway, type GatewayInternals } from './gateway.js';
 export { groupMetricsText, type MetricsJson } from './metrics.js';
-export { logLine } from './log.js';
+/** @internal */
+export { batched, type LogSink } from './log.js';

@@ -151,8 +151,9 @@ export interface LogSink {
  * Lines written once per turn of the event loop, in order: under load one write carries
  * the decisions of every request that turn handled, instead of one write (or one trip
  * through the thread pool) per request. `out` writes a batch; close() writes what is left.
+ * @internal
  */
-function batched(out: (data: string) => void, end: () => void, reopen: () => void = () => {}): LogSink {
+export function batched(out: (data: string) => void, end: () => void = () => {}, reopen: () => void = () => {}): LogSink {
   let queue: string[] = [];
   let scheduled = false;
   let closed = false;
