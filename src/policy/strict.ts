@@ -12,7 +12,7 @@
 import { readlinkSync } from 'node:fs';
 import { queuedToRead } from '../native/index.js';
 import { executableDigest, executableDigestAsync, MAX_HOLDER_DIGEST_BYTES } from '../identity/index.js';
-import { stillHolds, type Holder, type HolderScan, type OurEnd } from '../identity/index.js';
+import { stillHolds, type Holder, type HolderScan } from '../identity/index.js';
 import { no, type Outcome } from '../identity/index.js';
 import type { Peer } from '../identity/index.js';
 import {
@@ -98,7 +98,8 @@ export async function readHolderDigests(scanOf: Outcome<HolderScanOf>): Promise<
  * after the scan, and the queue of our end last: bytes the peer wrote before a holder
  * exec'd the program are queued by the time that exec is visible.
  */
-function judge(peer: Peer, test: HolderTest, end: OurEnd, scan: HolderScan, digests: HolderScanOf['digests']): HolderVerdict {
+function judge(peer: Peer, test: HolderTest, scanOf: HolderScanOf): HolderVerdict {
+  const { end, scan } = scanOf;
   // Which scan decided: concurrent verifications share one.
   const scanInfo = { serial: scan.serial, thread: scan.threadId, startedAt: scan.startedAt, processes: scan.processes, fds: scan.fds };
   const found = scan.ends.get(end.inode);
@@ -134,7 +135,7 @@ function judge(peer: Peer, test: HolderTest, end: OurEnd, scan: HolderScan, dige
   for (const h of holders) {
     // Every read of the holder is followed by a re-read of its fd: a holder that exited
     // must not be judged by whoever got its pid.
-    const c = test(new HolderView(h, heldAs, digests));
+    const c = test(viewOf(scanOf, h, heldAs));
     if (c.pass) verified.add(h.pid);
     else if (c.unknown) {
       vanished.push(h.pid);
@@ -209,6 +210,21 @@ function judge(peer: Peer, test: HolderTest, end: OurEnd, scan: HolderScan, dige
 export type HolderTest = (holder: AttributeSource) => Check;
 
 /**
+ * The holders of one evaluation's scan as views: every strict rule of a policy judges the
+ * same holders, and a holder's attributes are read once for all of them (as the peer's are).
+ */
+const views = new WeakMap<HolderScanOf, Map<string, HolderView>>();
+
+function viewOf(scanOf: HolderScanOf, h: Holder, heldAs: number): HolderView {
+  let byHolder = views.get(scanOf);
+  if (byHolder === undefined) views.set(scanOf, (byHolder = new Map()));
+  const key = `${holderKey(h)}@${heldAs}`;
+  let view = byHolder.get(key);
+  if (view === undefined) byHolder.set(key, (view = new HolderView(h, heldAs, scanOf.digests)));
+  return view;
+}
+
+/**
  * One process holding the peer end, seen through the attribute registry: /proc of the
  * holder (of the thread that holds it, when its main thread has exited), each read
  * followed by a proof that it still holds the socket (else the read is unknown).
@@ -263,7 +279,7 @@ class HolderView implements AttributeSource {
  */
 export function checkHolders(peer: Peer, test: HolderTest | readonly string[] | ProgramFiles, scan: Outcome<HolderScanOf>): HolderVerdict {
   if (!scan.ok) return unknown(undefined, scan.reason);
-  return judge(peer, typeof test === 'function' ? test : programTest(filesOf(test)), scan.value.end, scan.value.scan, scan.value.digests);
+  return judge(peer, typeof test === 'function' ? test : programTest(filesOf(test)), scan.value);
 }
 
 /** The program rule's holder test: the holder's executable is one of the files. */
