@@ -297,7 +297,9 @@ test('root: everything, streams included (attach, exec -it, logs -f, cp both way
         IMAGE,
         'sh',
         '-c',
-        'echo one; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo two',
+        // It outlives the exec that lets it go on by a second: an exec still running when the
+        // container's init exits is killed with it (exit 137).
+        'echo one; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo two; sleep 1',
       ]);
       assert.equal(c.code, 0, c.stderr);
       const logs = run('docker', ['-H', `unix://${gateway.socket}`, 'logs', '-f', 'lg'], {
