@@ -6,6 +6,7 @@
  */
 import type * as http from 'node:http';
 import type * as net from 'node:net';
+import type * as stream from 'node:stream';
 import type { Peer } from '../identity/index.js';
 import type { Daemon, Drain } from '../net/index.js';
 import type { ContainerResolver } from './containers.js';
@@ -226,7 +227,7 @@ export function reply(gw: Gateway, res: http.ServerResponse, status: number, mes
  * error, a refused connection), then the socket closed: the peer's side is not waited
  * for, and a peer that does not read is cut after {@link LINGER_MS}.
  */
-export function rawReply(socket: net.Socket, status: number, text: string, message: string): void {
+export function rawReply(socket: stream.Duplex, status: number, text: string, message: string): void {
   const body = JSON.stringify({ message });
   socket.end(
     `HTTP/1.1 ${status} ${text}\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
@@ -238,7 +239,7 @@ export function rawReply(socket: net.Socket, status: number, text: string, messa
 export const LINGER_MS = 2000;
 
 /** Closes a socket once what was written to it is flushed, and after {@link LINGER_MS} whatever the peer does. */
-export function closeSoon(socket: net.Socket): void {
+export function closeSoon(socket: stream.Duplex): void {
   if (socket.destroyed) return;
   if (socket.writableFinished) return void socket.destroy();
   socket.once('finish', () => socket.destroy());

@@ -10,6 +10,7 @@
  */
 import * as http from 'node:http';
 import type * as net from 'node:net';
+import type * as stream from 'node:stream';
 import { invalidArg, type SecpolicyError } from '../errors.js';
 import { createServer } from '../net/index.js';
 import { listenAt, listenTarget } from '../systemd/index.js';
@@ -160,7 +161,7 @@ export async function openGateway(options: GatewayOptions, internals: GatewayInt
       );
     },
   );
-  httpServer.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+  httpServer.on('upgrade', (req: http.IncomingMessage, socket: stream.Duplex, head: Buffer) => {
     // http has handed the socket over with its error listener removed: a reset must not crash us.
     socket.on('error', () => socket.destroy());
     // The connection is the request's socket: newer Node hands an upgrade that carries a body
@@ -171,8 +172,11 @@ export async function openGateway(options: GatewayOptions, internals: GatewayInt
     const go = (): void => {
       try {
         upgrade(req, socket, head, conn);
-      } catch {
-        socket.destroy();
+      } catch (e) {
+        // As for a request (safely()): an unexpected failure is a 500 for this request only.
+        if (socket.writable && !conn.upgraded)
+          rawReply(socket, 500, 'Internal Server Error', `secpolicy: internal error: ${(e as Error)?.message}`);
+        else socket.destroy();
       }
     };
     if (pending === undefined) return go();

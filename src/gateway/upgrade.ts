@@ -4,6 +4,7 @@
  */
 import * as http from 'node:http';
 import * as net from 'node:net';
+import type * as stream from 'node:stream';
 import { checkedTarget, dockerCheck, rawStreamAnswer, refusalMessage, type CheckedRoute } from './body.js';
 import { allowedReason, closeSoon, denial, elapsed, entry, queryOf, rawReply, record, type Conn } from './context.js';
 import { forwardHeaders, responseHeaders } from './headers.js';
@@ -13,8 +14,12 @@ import { route } from './request.js';
 
 const STATUS_TEXT = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 502: 'Bad Gateway' } as const;
 
-/** Handles an upgrade request on a socket http has handed over. */
-export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, conn: Conn): void {
+/**
+ * Handles an upgrade request on the stream http has handed over: the connection's socket,
+ * or (newer Node, when the request's body has not all arrived with its head) a stream that
+ * carries what follows the body, the body itself coming through `req`.
+ */
+export function upgrade(req: http.IncomingMessage, socket: stream.Duplex, head: Buffer, conn: Conn): void {
   const gw = conn.gw;
   const audit = gw.audit;
   const method = req.method!;
@@ -28,7 +33,8 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
     record(gw, e);
   };
   const made = (e: GatewayLogEntry): GatewayLogEntry | undefined => (gw.recording ? e : undefined);
-  socket.setTimeout(0);
+  // The connection's socket, whatever stream wraps it: http no longer times it out (the bounds below do).
+  (req.socket as net.Socket).setTimeout(0);
   const chunked = req.headers['transfer-encoding'] !== undefined;
   const length = Number(req.headers['content-length'] ?? 0);
   const r = route(conn, method, req.url!, chunked || length > 0);
@@ -49,32 +55,20 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
     log(made(entry(conn, method, t.path, verdict, 'an upgrade request with a chunked or oversized body', false)), 400);
     return rawReply(socket, 400, 'Bad Request', 'secpolicy: bad request: an upgrade request may carry only a small Content-Length body');
   }
-  let pending: GatewayLogEntry | undefined;
-  if (!verdict.allowed) {
-    if (!audit) {
-      log(made(entry(conn, method, t.path, verdict, verdict.why, false)), 403);
-      return rawReply(socket, 403, 'Forbidden', denial(verdict));
-    }
-    pending = made(entry(conn, method, t.path, verdict, verdict.why, true));
-  } else {
-    pending = made(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
-  }
-  const answered = (status: number | null): void => {
-    log(pending, status);
-    pending = undefined;
-  };
-  conn.upgraded = true;
   // The request body (exec start's JSON) is sent as the body; anything after it is stream data.
   // Node 26's parser keeps an upgrade request's body in `req` (older ones leave it in `head`).
   const parsed: Buffer[] = [];
   for (let chunk: Buffer | null; (chunk = req.read() as Buffer | null) !== null;) parsed.push(chunk);
   let read = parsed.length ? Buffer.concat([...parsed, head]) : head;
-  socket.once('close', () => answered(null));
-  const collect = (done: (body: Buffer) => void): void => {
+  const collect = (done: (body: Buffer) => void, short: () => void = () => void socket.destroy()): void => {
     if (read.length >= length) return done(read);
     // The body is bounded like any request's: a peer that announces more than it sends,
     // and stops or goes away, is cut (the socket is its own now, http no longer times it).
-    const cut = (): void => void socket.destroy();
+    const cut = (): void => {
+      socket.off('data', onData);
+      req.off('data', onData);
+      short();
+    };
     const timer = setTimeout(cut, gw.policy.limits.requestTimeoutMs);
     const onData = (chunk: Buffer): void => {
       read = Buffer.concat([read, chunk]);
@@ -92,6 +86,39 @@ export function upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buf
     if (!req.complete) req.on('data', onData);
     socket.on('data', onData);
   };
+  let pending: GatewayLogEntry | undefined;
+  if (!verdict.allowed) {
+    if (!audit) {
+      const refuse = (): void => {
+        const e = made(entry(conn, method, t.path, verdict, verdict.why, false));
+        // Recorded with its status once the answer is out; with none when the stream closed first
+        // (newer Node closes an upgrade's stream when the client ends before its body came).
+        let recorded = false;
+        const sent = (status: number | null): void => {
+          if (!recorded) log(e, status);
+          recorded = true;
+        };
+        if (socket.destroyed) return sent(null);
+        rawReply(socket, 403, 'Forbidden', denial(verdict));
+        if (socket.writableFinished) return sent(403);
+        socket.once('finish', () => sent(403));
+        socket.once('close', () => sent(null));
+      };
+      // A small announced body is read before the answer: a client that writes it after its
+      // head (the docker CLI does) gets the 403, not a broken pipe.
+      if (chunked || length > gw.policy.maxBodyBytes) return refuse();
+      return collect(refuse, refuse);
+    }
+    pending = made(entry(conn, method, t.path, verdict, verdict.why, true));
+  } else {
+    pending = made(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
+  }
+  const answered = (status: number | null): void => {
+    log(pending, status);
+    pending = undefined;
+  };
+  conn.upgraded = true;
+  socket.once('close', () => answered(null));
   const upgradeForward = (all: Buffer, body: Buffer, to: CanonicalTarget): void => {
     if (socket.destroyed) return;
     try {

@@ -519,6 +519,41 @@ test(
   },
 );
 
+test(
+  'an upgrade whose body arrives after its head (a write of its own, as the docker CLI sends exec start) is decided with that body and forwarded whole',
+  { skip: skipPy },
+  async (t) => {
+    const gw = await gatewayFixture(t, DOCKER_POLICY);
+    const head = (target: string, length: number) =>
+      `POST ${target} HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`;
+    // exec start: its body is checked by the Docker profile, then sent; the upstream answers 404 (no upgrade), relayed.
+    const body = '{"Detach":false,"Tty":false}\n';
+    const exec = await rawRequest(gw.path, [head('/v1.41/exec/abc/start', body.length), body], { pause: true });
+    assert.match(exec, /^HTTP\/1\.1 404 Not Found\r\n/, JSON.stringify(exec));
+    assert.ok(gw.up.raw().includes(`Content-Length: ${body.length}\r\n\r\n${body}`), gw.up.raw());
+    // attach: the body, then stream data in a third write; spliced after the upstream's 101.
+    const attach = await rawRequest(gw.path, [head('/v1.41/containers/abc/attach?stream=1&stdin=1', 5), 'hello', 'more'], {
+      pause: true,
+      shut: true,
+    });
+    assert.match(attach, /^HTTP\/1\.1 101 UPGRADED\r\n/, JSON.stringify(attach));
+    assert.ok(attach.endsWith('MORE[stdin closed]'), JSON.stringify(attach));
+    assert.match(gw.up.raw(), /\/attach\?stream=1&stdin=1 HTTP\/1\.1\r\n[^]*Content-Length: 5\r\n\r\nhello/);
+    assert.equal(gw.logs.filter((e) => e.allowed && /\/(start|attach)$/.test(e.path ?? '')).length, 2, JSON.stringify(gw.logs));
+    // Denied: the body written after the head is still taken (no broken pipe), then the 403.
+    const denied = await rawRequest(gw.path, [head('/v1.41/containers/abc/archive', 5), 'hello'], { pause: true });
+    assert.match(denied, /^HTTP\/1\.1 403 Forbidden\r\n/, JSON.stringify(denied));
+    // A denied upgrade whose body never comes (the client ends its side): its 403 where the
+    // stream is still writable; Node 26's http closes an upgrade's stream when the client ends
+    // in the middle of the body, and then the connection only closes. Never forwarded.
+    const short = await rawRequest(gw.path, [head('/v1.41/containers/abc/archive?short=1', 100), 'abc'], { shut: true });
+    assert.match(short, /^(HTTP\/1\.1 403 Forbidden\r\n[^]*)?$/, JSON.stringify(short));
+    const entry = gw.logs.find((e) => e.query === 'short=1');
+    assert.ok(entry && !entry.allowed && entry.status === (short === '' ? null : 403), JSON.stringify({ short, logs: gw.logs }));
+    assert.doesNotMatch(gw.up.raw(), /archive/);
+  },
+);
+
 test('streaming bodies both ways are piped whole (8 MiB up, 8 MiB down) with a node client', async (t) => {
   const size = 8 * 1024 * 1024;
   // Without docker limits: with them, an archive upload is not modelled and is refused.

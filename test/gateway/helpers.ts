@@ -146,17 +146,22 @@ export async function gatewayFixture(t: TestContext, policy: string | object, op
 export const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
 const PY_CLIENT = `
-import socket, sys, base64
+import socket, sys, base64, time
 parts = sys.stdin.read().split()
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(30)  # a safety net so that a gateway that never answers fails the test instead of hanging it
 s.connect(sys.argv[1])
+pause = 'pause' in sys.argv[2:]  # a pause between parts: each arrives as a write of its own
 try:
-    for part in parts:
+    for i, part in enumerate(parts):
+        if pause and i > 0:
+            time.sleep(0.15)
         s.sendall(base64.b64decode(part))
 except (BrokenPipeError, ConnectionResetError):
+    if pause:
+        raise  # paced writes must each be taken: a gateway that closed in between fails the client
     pass  # the gateway closed early (413, 400): read what it said
-if len(sys.argv) > 2 and sys.argv[2] == 'shut':
+if 'shut' in sys.argv[2:]:
     s.shutdown(socket.SHUT_WR)
 out = b''
 while True:
@@ -171,16 +176,18 @@ sys.stdout.write(base64.b64encode(out).decode())
 `;
 
 /**
- * Sends `bytes` (as written, one write per part) from a python3 process, optionally as
- * another user, and resolves with everything received until the gateway closes.
+ * Sends `bytes` (as written, one write per part; with `pause`, 150 ms apart, and a write the
+ * gateway refuses fails the client) from a python3 process, optionally as another user, and resolves with everything received until the
+ * gateway closes.
  */
 export async function rawRequest(
   path: string,
   bytes: string | Buffer | Array<string | Buffer>,
-  options: { as?: RunAs; shut?: boolean } = {},
+  options: { as?: RunAs; shut?: boolean; pause?: boolean } = {},
 ) {
   const parts = (Array.isArray(bytes) ? bytes : [bytes]).map((b) => Buffer.from(b as string, 'utf8').toString('base64'));
-  const child = run(PYTHON, ['-c', PY_CLIENT, path, ...(options.shut ? ['shut'] : [])], options.as ? { as: options.as } : {});
+  const flags = [...(options.shut ? ['shut'] : []), ...(options.pause ? ['pause'] : [])];
+  const child = run(PYTHON, ['-c', PY_CLIENT, path, ...flags], options.as ? { as: options.as } : {});
   child.stdin!.end(parts.join('\n'));
   const out = await child.output();
   if (out.code !== 0) throw new Error(`python3 client failed (${out.code}): ${out.stderr}`);
