@@ -24,7 +24,6 @@ import {
   type AttributeTypes,
   type HolderScanOf,
 } from '../identity/index.js';
-import { programFiles, programMatches, type ProgramFiles } from './program-file.js';
 import { PASS, fail, unknown as unknownCheck, type Check } from './rule.js';
 
 /** The answer of a strict-mode holder check. */
@@ -277,23 +276,10 @@ class HolderView implements AttributeSource {
  * the event loop by the evaluator for apply(), on the calling thread for applySync()):
  * every holder of the peer end must pass `test`; three-valued.
  */
-export function checkHolders(peer: Peer, test: HolderTest | readonly string[] | ProgramFiles, scan: Outcome<HolderScanOf>): HolderVerdict {
+export function checkHolders(peer: Peer, test: HolderTest, scan: Outcome<HolderScanOf>): HolderVerdict {
   if (!scan.ok) return unknown(undefined, scan.reason);
-  return judge(peer, typeof test === 'function' ? test : programTest(filesOf(test)), scan.value);
+  return judge(peer, test, scan.value);
 }
-
-/** The program rule's holder test: the holder's executable is one of the files. */
-function programTest(files: ProgramFiles): HolderTest {
-  return (h) => {
-    const exe = h.attempt('programStat');
-    if (!exe.ok) return unknownCheck(exe.reason);
-    return programMatches(exe.value, files) ? PASS : fail(undefined, `its executable is not the file at ${files.paths.join(', ')}`);
-  };
-}
-
-/** The program rule's paths as compiled by the rule, or compiled now for a caller that has only the paths. */
-const filesOf = (paths: readonly string[] | ProgramFiles): ProgramFiles =>
-  Array.isArray(paths) ? programFiles(paths) : (paths as ProgramFiles);
 
 /** Every holder of the peer end passes `test`: {@link checkHolders}'s three-valued verdict as a rule's Check. */
 export function strictHoldersCheck(peer: Peer, test: HolderTest): Check {

@@ -7,12 +7,24 @@ import { test } from 'node:test';
 import { Policy, Result, connect, createServer, listen } from '../../src/index.js';
 import { Peer } from '../../src/identity/peer.js';
 import { ATTRIBUTES } from '../../src/identity/proc-attributes.js';
-import { checkHolders } from '../../src/policy/strict.js';
+import { programFiles, programMatches } from '../../src/policy/program-file.js';
+import { PASS, fail, unknown } from '../../src/policy/rule.js';
+import { checkHolders, type HolderTest } from '../../src/policy/strict.js';
+
+/** A holder test as the program rule makes it: the holder's executable is one of the files. */
+function runs(paths: string[]): HolderTest {
+  const files = programFiles(paths);
+  return (h) => {
+    const exe = h.attempt('programStat');
+    if (!exe.ok) return unknown(exe.reason);
+    return programMatches(exe.value, files) ? PASS : fail(undefined, `its executable is not the file at ${paths.join(', ')}`);
+  };
+}
 
 // The scan made off the event loop (as apply() reads it), or on this thread (as applySync() does).
 const checkHoldersAsync = async (peer: Peer, paths: string[]) =>
-  checkHolders(peer, paths, await ATTRIBUTES.holders.readAsync!(peer, undefined));
-const checkHoldersHere = (peer: Peer, paths: string[]) => checkHolders(peer, paths, ATTRIBUTES.holders.read(peer));
+  checkHolders(peer, runs(paths), await ATTRIBUTES.holders.readAsync!(peer, undefined));
+const checkHoldersHere = (peer: Peer, paths: string[]) => checkHolders(peer, runs(paths), ATTRIBUTES.holders.read(peer));
 import { isRoot, needCommand, needRoot, run, sharedDist, tempDir } from '../helpers/index.js';
 import { PY, acceptFrom, pythonPeer, reap, socketServer, waitForOutput } from './peers.js';
 
