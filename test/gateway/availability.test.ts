@@ -102,7 +102,7 @@ test('an idle keep-alive connection is closed at limits.idleTimeoutMs', async (t
   assert.match(c.received(), /^HTTP\/1\.1 200 /);
 });
 
-/** A node process (as `as`) that opens `n` connections and trickles a create body on each, one byte every 100 ms. */
+/** A node process (as `as`) that opens `n` connections and trickles a create body on each, one byte every 100 ms (once answered, or after a second). */
 const TRICKLER = `
 const net = require('net');
 const [path, n] = [process.argv[1], Number(process.argv[2])];
@@ -124,14 +124,18 @@ for (let i = 0; i < n; i++) {
     if (m && !s.answered) { s.answered = true; stats.answered++; stats.statuses[m[1]] = (stats.statuses[m[1]] || 0) + 1; }
   });
   s.on('error', () => {});
-  s.once('connect', () => (s.wasConnected = true));
+  s.once('connect', () => ((s.wasConnected = true), (s.connectedAt = Date.now())));
   s.on('close', () => {
     stats.closed++;
     if (!s.wasConnected) { stats.failed++; settle(); }
   });
   sockets.push(s);
 }
-setInterval(() => { for (const s of sockets) if (s.writable && !s.connecting) s.write(' '); }, 100);
+// The trickle goes on after the answer (a gateway that drained it would keep the connection);
+// it starts once the answer was read, or after a second without one: a write racing the
+// gateway's close would fail (EPIPE) and drop an answer not yet read.
+const trickles = (s) => s.answered || Date.now() - s.connectedAt > 1000;
+setInterval(() => { for (const s of sockets) if (s.writable && !s.connecting && trickles(s)) s.write(' '); }, 100);
 process.stdin.on('data', () => process.stdout.write(JSON.stringify(stats) + '\\n'));
 `;
 
