@@ -65,6 +65,8 @@ export function upgrade(req: http.IncomingMessage, socket: stream.Duplex, head: 
     // The body is bounded like any request's: a peer that announces more than it sends,
     // and stops or goes away, is cut (the socket is its own now, http no longer times it).
     const cut = (): void => {
+      clearTimeout(timer);
+      socket.off('end', cut);
       socket.off('data', onData);
       req.off('data', onData);
       short();
