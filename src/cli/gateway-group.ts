@@ -8,7 +8,8 @@
  * is prepared (read, parsed and compiled) in every process before any applies it, and
  * applied by all or by none; SIGUSR1 reopens every process's log; its metrics socket
  * answers the sum of all processes' counts; a process that dies is started again; SIGTERM
- * stops them all with the same grace. The decision log stays whole: a file is appended to
+ * stops them all with the same grace. With `limits.connectionsPerUid`, the first process
+ * counts every process's connections (each asks it before serving one). The decision log stays whole: a file is appended to
  * by every process, each batch of whole lines in one write(2) on an O_APPEND descriptor,
  * and standard output is written by the first process alone (the others send it their
  * lines).
@@ -19,7 +20,7 @@ import * as os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, SecpolicyError } from '../errors.js';
 import { countReload, groupMetricsText, parseGatewayPolicy, prepareReload, reopenGatewayLog } from '../gateway/index.js';
-import type { GatewayPolicy, MetricsJson } from '../gateway/index.js';
+import type { GatewayPolicy, LocalCount, MetricsJson } from '../gateway/index.js';
 import { handleFd, listenerHandle } from '../native/index.js';
 import type { Registry } from 'prom-client';
 
@@ -36,14 +37,15 @@ export function defaultWorkers(): number {
 }
 
 /**
- * Why a policy needs a gateway of one process, or undefined: a count of connections per
- * uid is kept by the process that accepts them, so several processes could together admit
- * more than the limit.
+ * Why a reload's policy cannot run in this group, or undefined: a count of connections per
+ * uid is kept for all the processes by the first one only when the group started with
+ * such a limit (`shared`); otherwise each process counts its own, and together they could
+ * admit more than a limit a reload brings.
  */
-export function singleProcessOnly(policy: GatewayPolicy): string | undefined {
-  return policy.limits.connectionsPerUid === undefined
+export function unsharedLimit(policy: GatewayPolicy, shared: boolean): string | undefined {
+  return shared || policy.limits.connectionsPerUid === undefined
     ? undefined
-    : 'limits.connectionsPerUid is counted by one process and needs --workers 1';
+    : 'limits.connectionsPerUid can be added by a reload only to a gateway started with it (or with --workers 1)';
 }
 
 /** What a worker process needs to serve: the same as the first process, the policy as text. */
@@ -57,6 +59,8 @@ export interface WorkerConfig {
   handshakeTimeout?: number;
   countMetrics: boolean;
   grace: number;
+  /** Connections per uid are counted by the first process: ask it for each one. */
+  sharedCount: boolean;
 }
 
 /** Messages from the first process to a worker. */
@@ -67,6 +71,7 @@ export type ToWorker =
   | { t: 'drop'; id: number }
   | { t: 'reopen'; id: number }
   | { t: 'metrics'; id: number }
+  | { t: 'taken'; id: number; ok: boolean; open: number }
   | { t: 'stop' };
 
 /** Messages from a worker to the first process. */
@@ -75,7 +80,10 @@ export type FromWorker =
   | { t: 'failed'; message: string }
   | { t: 'done'; id: number; error?: string }
   | { t: 'metrics'; id: number; json: MetricsJson }
-  | { t: 'log'; data: string };
+  | { t: 'log'; data: string }
+  /** A connection to count (`id`: answer whether `cap` allows it; none: counted whatever the count). */
+  | { t: 'take'; uid: number; cap?: number; id?: number }
+  | { t: 'give'; uid: number };
 
 /** The listening socket as a worker has it. */
 export const WORKER_LISTEN_FD = 4;
@@ -87,6 +95,8 @@ interface Worker {
   /** Answers awaited from it, by request id. */
   waiting: Map<number, (m: FromWorker) => void>;
   listening: boolean;
+  /** Its connections counted in the shared count, by uid: given back when it ends. */
+  held: Map<number, number>;
 }
 
 /** A running group, as the gateway command drives it. */
@@ -117,6 +127,8 @@ export interface GroupOptions {
   metrics: boolean;
   grace: number;
   say: (line: string) => void;
+  /** The first process's count of connections per uid, kept for every process (when the policy limits them). */
+  count?: LocalCount;
 }
 
 /**
@@ -140,6 +152,7 @@ export function gatewayGroup(o: GroupOptions): GatewayGroup {
     ...(o.handshakeTimeout !== undefined && { handshakeTimeout: o.handshakeTimeout }),
     countMetrics: o.metrics,
     grace: o.grace,
+    sharedCount: o.count !== undefined,
   });
 
   const send = (w: Worker, m: ToWorker): boolean => {
@@ -194,7 +207,7 @@ export function gatewayGroup(o: GroupOptions): GatewayGroup {
       const child = spawn(process.execPath, [...process.execArgv, WORKER], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc', fd],
       });
-      const w: Worker = { child, waiting: new Map(), listening: false };
+      const w: Worker = { child, waiting: new Map(), listening: false, held: new Map() };
       workers.add(w);
       child.on('message', (m: FromWorker) => {
         if (m.t === 'listening') {
@@ -204,6 +217,16 @@ export function gatewayGroup(o: GroupOptions): GatewayGroup {
           reject(new SecpolicyError(ErrorCode.INVALID_ARG, `gateway process ${child.pid}: ${m.message}`));
         } else if (m.t === 'log') {
           process.stdout.write(m.data);
+        } else if (m.t === 'take') {
+          const taken = o.count?.take(m.uid, m.cap) ?? { ok: true, open: 0 };
+          if (taken.ok) w.held.set(m.uid, (w.held.get(m.uid) ?? 0) + 1);
+          if (m.id !== undefined) send(w, { t: 'taken', id: m.id, ...taken });
+        } else if (m.t === 'give') {
+          const n = w.held.get(m.uid) ?? 0;
+          if (n === 0) return;
+          if (n > 1) w.held.set(m.uid, n - 1);
+          else w.held.delete(m.uid);
+          o.count?.give(m.uid);
         } else {
           const answer = w.waiting.get(m.id);
           w.waiting.delete(m.id);
@@ -213,6 +236,9 @@ export function gatewayGroup(o: GroupOptions): GatewayGroup {
       child.on('error', (e) => reject(e));
       child.on('exit', (code, signal) => {
         workers.delete(w);
+        // Its connections closed with it.
+        for (const [uid, n] of w.held) for (let i = 0; i < n; i++) o.count?.give(uid);
+        w.held.clear();
         for (const [id, answer] of w.waiting) answer({ t: 'done', id, error: `process ${child.pid} has exited` });
         w.waiting.clear();
         if (!w.listening) return reject(new SecpolicyError(ErrorCode.INVALID_ARG, `gateway process ${child.pid} exited before listening`));
@@ -259,8 +285,9 @@ export function gatewayGroup(o: GroupOptions): GatewayGroup {
         try {
           next = await o.readText();
           const policy = parseGatewayPolicy(next, { source: o.policyFile, resolveNames: true });
-          const single = singleProcessOnly(policy);
-          if (single !== undefined) throw new SecpolicyError(ErrorCode.POLICY_FILE, `${single}: this gateway runs ${o.workers} processes`);
+          const unshared = unsharedLimit(policy, o.count !== undefined);
+          if (unshared !== undefined)
+            throw new SecpolicyError(ErrorCode.POLICY_FILE, `${unshared}: this gateway runs ${o.workers} processes`);
           prepared = await prepareReload(s, policy);
           const why = failure(await ask((id) => ({ t: 'prepare', id, text: next })));
           if (why !== undefined) {

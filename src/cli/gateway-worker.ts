@@ -8,7 +8,7 @@
  */
 import type * as net from 'node:net';
 import { batched, closeGateway, metricsOf, openGateway, parseGatewayPolicy, prepareReload, reopenGatewayLog } from '../gateway/index.js';
-import type { PreparedReload } from '../gateway/index.js';
+import type { ConnectionCount, PreparedReload, Taken } from '../gateway/index.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './gateway-group.js';
 import { WORKER_LISTEN_FD } from './gateway-group.js';
 
@@ -23,6 +23,29 @@ let pending: PreparedReload | undefined;
 function tell(m: FromWorker): void {
   if (process.connected) process.send!(m);
 }
+
+/** Places asked of the first process, by request id. */
+const asked = new Map<number, (t: Taken) => void>();
+let nextAsk = 1;
+
+/** Connections per uid counted by the first process for the whole group. */
+const sharedCount: ConnectionCount = {
+  take(uid, cap) {
+    // No limit: counted there (a reload may bring one), nothing to wait for.
+    if (cap === undefined) {
+      tell({ t: 'take', uid });
+      return { ok: true, open: 0 };
+    }
+    return new Promise((resolve) => {
+      const id = nextAsk++;
+      asked.set(id, resolve);
+      tell({ t: 'take', uid, cap, id });
+    });
+  },
+  give(uid) {
+    tell({ t: 'give', uid });
+  },
+};
 
 function message(e: unknown): string {
   const code = (e as { code?: unknown }).code;
@@ -44,6 +67,7 @@ async function start(config: WorkerConfig): Promise<void> {
     },
     {
       countMetrics: config.countMetrics,
+      ...(config.sharedCount && { count: sharedCount }),
       // Standard output is the first process's: its lines go there, a batch a turn.
       ...(config.log === '-' && { sink: batched((data) => tell({ t: 'log', data })) }),
     },
@@ -97,6 +121,11 @@ async function handle(m: ToWorker): Promise<void> {
     case 'metrics': {
       const registry = server === undefined ? undefined : metricsOf(server);
       return tell({ t: 'metrics', id: m.id, json: registry === undefined ? [] : await registry.getMetricsAsJSON() });
+    }
+    case 'taken': {
+      const answer = asked.get(m.id);
+      asked.delete(m.id);
+      return answer?.({ ok: m.ok, open: m.open });
     }
     case 'stop':
       return void stop();

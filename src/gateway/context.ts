@@ -10,6 +10,7 @@ import type * as stream from 'node:stream';
 import type { Peer } from '../identity/index.js';
 import type { Daemon, Drain } from '../net/index.js';
 import type { ContainerResolver } from './containers.js';
+import type { ConnectionCount } from './count.js';
 import type { DockerProfile } from './docker-request.js';
 import type { GatewayMetrics } from './metrics.js';
 import { logPeer, type GatewayLog, type GatewayLogEntry, type LogPeer, type LogSink } from './log.js';
@@ -48,8 +49,8 @@ export interface Gateway extends Daemon {
   needsNames: boolean;
   /** Open client connections: idle while no request is in progress and nothing is upgraded. */
   readonly open: Drain<OpenConnection>;
-  /** Open client connections per uid, for `limits.connectionsPerUid`. */
-  readonly perUid: Map<number, number>;
+  /** Open client connections per uid, for `limits.connectionsPerUid`: this process's, or its group's. */
+  readonly count: ConnectionCount;
   /** closeGateway() was called. */
   closing: boolean;
 }

@@ -17,6 +17,7 @@ import { listenAt, listenTarget } from '../systemd/index.js';
 import { knownPeer, Policy, type Decision } from '../policy/index.js';
 import * as v from '../validate.js';
 import { ContainerResolver, prepare } from './containers.js';
+import { LocalCount, type ConnectionCount, type Taken } from './count.js';
 import { answering, entry, newConn, rawReply, record, responding, type Conn, type Gateway } from './context.js';
 import { upstreamGet } from './docker-effective.js';
 import { track } from './forward.js';
@@ -81,6 +82,8 @@ export interface GatewayInternals {
   metricsText?: (own: Registry) => Promise<string>;
   /** Where the decision log goes instead of `options.log` (a group's other processes send stdout's lines to the first). */
   sink?: LogSink;
+  /** Where connections per uid are counted instead of in this process (a group's first process counts for all). */
+  count?: ConnectionCount;
 }
 
 /** @internal {@link createGateway} with what a process of a group needs besides its options. */
@@ -117,7 +120,7 @@ export async function openGateway(options: GatewayOptions, internals: GatewayInt
     cacheMs,
     madeBy: MADE_BY,
     open: new Drain(),
-    perUid: new Map(),
+    count: internals.count ?? new LocalCount(),
     closing: false,
     stopping(): void {
       this.closing = true;
@@ -217,11 +220,28 @@ export async function openGateway(options: GatewayOptions, internals: GatewayInt
   function closed(this: net.Socket): void {
     const conn = conns.get(this)!;
     metrics?.connections.dec();
-    const uid = conn.peer.uid;
-    const n = gw.perUid.get(uid)! - 1;
-    if (n === 0) gw.perUid.delete(uid);
-    else gw.perUid.set(uid, n);
+    gw.count.give(conn.peer.uid);
     gw.open.delete(conn);
+  }
+
+  /** A verified connection whose place is counted (or refused): served, or answered 503 and closed. */
+  function admit(socket: net.Socket, conn: Conn, taken: Taken): void {
+    const uid = conn.peer.uid;
+    // Gone, or the gateway closing, while its place was asked for: a place taken goes back.
+    if (socket.destroyed || gw.closing) {
+      if (taken.ok) gw.count.give(uid);
+      return void socket.destroy();
+    }
+    if (!taken.ok) {
+      const why = `uid ${uid} has ${taken.open} connections open, the most limits.connectionsPerUid allows`;
+      if (gw.recording) record(gw, entry(conn, null, null, undefined, why, false, 503));
+      return rawReply(socket, 503, 'Service Unavailable', `secpolicy: ${why}`);
+    }
+    conns.set(socket, conn);
+    gw.open.add(conn);
+    metrics?.connections.inc();
+    socket.on('close', closed);
+    httpServer.emit('connection', socket);
   }
 
   const connectPolicy = policy.connect;
@@ -246,21 +266,15 @@ export async function openGateway(options: GatewayOptions, internals: GatewayInt
         }
         if (!allowed && gw.recording) record(gw, entry(conn, null, null, undefined, `connect policy: ${why}`, true));
       }
-      const uid = peer.uid;
-      const open = gw.perUid.get(uid) ?? 0;
       // The cap is the running policy's (a reload changes it; the timeouts above stay the start's).
-      const cap = gw.policy.limits.connectionsPerUid;
-      if (cap !== undefined && open >= cap) {
-        const why = `uid ${uid} has ${open} connections open, the most limits.connectionsPerUid allows`;
-        if (gw.recording) record(gw, entry(conn, null, null, undefined, why, false, 503));
-        return rawReply(socket, 503, 'Service Unavailable', `secpolicy: ${why}`);
-      }
-      gw.perUid.set(uid, open + 1);
-      conns.set(socket, conn);
-      gw.open.add(conn);
-      metrics?.connections.inc();
-      socket.on('close', closed);
-      httpServer.emit('connection', socket);
+      // Every connection is counted, so that a reload that sets a cap finds the count right.
+      const taken = gw.count.take(peer.uid, gw.policy.limits.connectionsPerUid);
+      if (!(taken instanceof Promise)) return admit(socket, conn, taken);
+      // Counted by the group's first process: what the client sends meanwhile waits in the socket.
+      taken.then(
+        (t) => admit(socket, conn, t),
+        () => socket.destroy(),
+      );
     },
   );
   server.on('denied', (reason: Decision | SecpolicyError) => {

@@ -27,3 +27,5 @@ export { openGateway, type GatewayInternals } from './gateway.js';
 export { groupMetricsText, type MetricsJson } from './metrics.js';
 /** @internal */
 export { batched, type LogSink } from './log.js';
+/** @internal */
+export { LocalCount, type ConnectionCount, type Taken } from './count.js';

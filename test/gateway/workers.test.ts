@@ -8,9 +8,12 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { closeServer, isRoot, run, tempDir } from '../helpers/index.js';
+import net from 'node:net';
+import { availableParallelism } from 'node:os';
+import { closeServer, isRoot, needCommand, run, tempDir } from '../helpers/index.js';
 import { secpolicy } from '../cli/cli.js';
 import { outputMatches, RawConnection, readLog, sample, scrape, startListening } from './operate-helpers.js';
 import type { GatewayProcess } from '../helpers/dockerd.js';
@@ -157,14 +160,17 @@ test('--workers 2: a SIGHUP is applied by every process or by none, and counted 
       assert.equal(await get(gw.socket, '/b'), 200);
     });
 
-  // A file that does not parse, then one that needs a single process: nothing changes anywhere.
+  // A file that does not parse, then one that adds a limit the processes count each on their own: nothing changes anywhere.
   writeFileSync(policy, 'version: 1\nrules: [\n');
   gw.child.kill('SIGHUP');
   await outputMatches(gw, (o) => o.split('reload failed').length === 2);
   writeFileSync(policy, `${allowMe('"GET /a"')}limits: { connectionsPerUid: 5 }\n`);
   gw.child.kill('SIGHUP');
   await outputMatches(gw, (o) => o.split('reload failed').length === 3);
-  assert.match(gw.output(), /connectionsPerUid is counted by one process and needs --workers 1: this gateway runs 2 processes/);
+  assert.match(
+    gw.output(),
+    /connectionsPerUid can be added by a reload only to a gateway started with it .*: this gateway runs 2 processes/,
+  );
   for (const pid of pids)
     await onlyServing(pids, pid, async () => {
       assert.equal(await get(gw.socket, '/a'), 403, `process ${pid} kept the running policy`);
@@ -208,7 +214,7 @@ test("--workers 2 with --log -: the other process's decisions come out whole on 
   assert.equal(lines.filter((l) => l.includes('"path":"/through-')).length, 5);
 });
 
-test('--workers: a count of processes or auto; limits.connectionsPerUid needs one process (auto picks one, an explicit count is refused)', async () => {
+test('--workers: a count of processes from 1 to 64, or auto (a process per CPU)', async () => {
   const tmp = tempDir('secpolicy-workers-');
   try {
     const policy = tmp.path('p.yaml');
@@ -219,16 +225,14 @@ test('--workers: a count of processes or auto; limits.connectionsPerUid needs on
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, /auto or a number of processes from 1 to 64/);
     }
-    const refused = await secpolicy([...base, '--workers', '2']);
-    assert.equal(refused.code, 2, refused.stderr);
-    assert.match(refused.stderr, /--workers 2: limits\.connectionsPerUid is counted by one process and needs --workers 1/);
     assert.equal(existsSync(tmp.path('g.sock')), false);
 
     const up = await plainUpstream(tmp.path('up.sock'));
     const gw = await startListening({ socket: tmp.path('g.sock'), target: tmp.path('up.sock'), policy });
     try {
-      assert.doesNotMatch(gw.output(), /processes/);
-      assert.deepEqual(workersOf(gw.child.pid!), []);
+      const n = Math.min(64, availableParallelism());
+      if (n > 1) await outputMatches(gw, (o) => o.includes(`${n} processes`));
+      assert.equal(workersOf(gw.child.pid!).length, n - 1, gw.output());
       assert.equal(await get(gw.socket, '/x'), 200);
     } finally {
       await gw.stop();
@@ -238,3 +242,82 @@ test('--workers: a count of processes or auto; limits.connectionsPerUid needs on
     tmp.cleanup();
   }
 });
+
+/** Connections waiting to be accepted on the listening socket `path` (ss's Recv-Q). */
+function queued(path: string): number {
+  const out = spawnSync('ss', ['-xlH'], { encoding: 'utf8' }).stdout;
+  const line = out.split('\n').find((l) => l.trim().split(/\s+/)[4] === path);
+  return line === undefined ? -1 : Number(line.trim().split(/\s+/)[2]);
+}
+
+/**
+ * Connects (with `open`) so that process `pid` accepts: the others are stopped until it has
+ * taken the connection from the queue, then go on (a process of a group that counts
+ * connections per uid waits for the first process's answer before it serves one).
+ */
+async function acceptedBy<T>(group: number[], pid: number, socket: string, open: () => Promise<T>): Promise<T> {
+  const others = group.filter((p) => p !== pid);
+  for (const p of others) process.kill(p, 'SIGSTOP');
+  try {
+    const connected = await open();
+    await until(`process ${pid} accepts`, () => queued(socket) === 0);
+    return connected;
+  } finally {
+    for (const p of others) process.kill(p, 'SIGCONT');
+  }
+}
+
+/** A connection on which nothing is sent: everything the gateway wrote before it closed. */
+async function silent(socket: string): Promise<{ said: Promise<string> }> {
+  const c = net.connect(socket);
+  let text = '';
+  c.on('data', (d: Buffer) => (text += d.toString('latin1')));
+  c.on('error', () => {});
+  const said = once(c, 'close').then(() => text);
+  await once(c, 'connect');
+  return { said };
+}
+
+test(
+  "--workers 2 with limits.connectionsPerUid: the first process counts every process's connections, and those of a process that dies are given back",
+  { skip: needCommand('ss') },
+  async (t) => {
+    const { gw, pids } = await group(t, `${allowMe('"GET /**"')}limits: { connectionsPerUid: 2 }\n`);
+    const [first, other] = pids as [number, number];
+    const held: RawConnection[] = [];
+    t.after(() => held.forEach((c) => c.close()));
+    /** Opens a connection that `pid` accepts, keeps it, and answers the status of a request on it. */
+    const hold = async (group: number[], pid: number): Promise<number> => {
+      const c = await acceptedBy(group, pid, gw.socket, () => RawConnection.open(gw.socket));
+      held.push(c);
+      return (await c.request('GET', '/held')).status;
+    };
+    const refused = async (group: number[], pid: number): Promise<string> =>
+      (await acceptedBy(group, pid, gw.socket, () => silent(gw.socket))).said;
+    // One connection through each process: neither has reached the limit on its own.
+    assert.equal(await hold(pids, first), 200);
+    assert.equal(await hold(pids, other), 200);
+    for (const pid of pids)
+      assert.match(await refused(pids, pid), /^HTTP\/1\.1 503 [^]*2 connections open[^]*connectionsPerUid/, `process ${pid}`);
+    // The first process's connection closes: its place is free for the other process.
+    held.shift()!.close();
+    let again = 0;
+    for (let i = 0; i < 100 && again !== 200; i++) {
+      again = await hold(pids, other).catch(() => 0);
+      if (again !== 200) {
+        held.pop()?.close();
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
+    assert.equal(again, 200, 'a place given back');
+    // Both held connections are the other process's: it dies, and they are given back with it.
+    assert.equal(held.length, 2);
+    process.kill(other, 'SIGKILL');
+    let next: number | undefined;
+    await until('another process', () => (next = workersOf(first).find((p) => p !== other)) !== undefined);
+    const now = [first, next!];
+    assert.equal(await hold(now, first), 200);
+    assert.equal(await hold(now, next!), 200);
+    assert.match(await refused(now, first), /^HTTP\/1\.1 503 /);
+  },
+);

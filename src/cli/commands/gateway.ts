@@ -1,13 +1,13 @@
 /** `secpolicy gateway`: an HTTP gateway that decides every request by who sent it. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ErrorCode, SecpolicyError } from '../../errors.js';
-import { closeGateway, openGateway, parseGatewayPolicy, reloadGateway, reopenGatewayLog } from '../../gateway/index.js';
+import { closeGateway, LocalCount, openGateway, parseGatewayPolicy, reloadGateway, reopenGatewayLog } from '../../gateway/index.js';
 import { readPolicyText } from '../../policy/index.js';
 import { escapeText } from '../../escape.js';
 import { derive } from '../../gateway/index.js';
 import { milliseconds } from '../args.js';
 import { LISTEN_HELP, listenFlag, stopSignal, supervisor } from '../daemon.js';
-import { defaultWorkers, gatewayGroup, MAX_WORKERS, singleProcessOnly } from '../gateway-group.js';
+import { defaultWorkers, gatewayGroup, MAX_WORKERS } from '../gateway-group.js';
 import { describePolicy, operatorSignals } from '../operate.js';
 import { formatMode } from '../output.js';
 import { idOrName, ownership, targetProblem } from '../socket-flags.js';
@@ -74,15 +74,9 @@ export function registerGateway(program: Command): void {
         .argParser(workerCount)
         .default(defaultWorkers(), 'auto'),
     )
-    .action(async (flags: GatewayFlags, command: Command) => {
+    .action(async (flags: GatewayFlags) => {
       const text = await readPolicyText(flags.policy);
       const policy = parseGatewayPolicy(text, { source: flags.policy, resolveNames: true });
-      const oneProcess = singleProcessOnly(policy);
-      if (oneProcess !== undefined && flags.workers > 1) {
-        if (command.getOptionValueSource('workers') !== 'default')
-          throw new SecpolicyError(ErrorCode.INVALID_ARG, `gateway: --workers ${flags.workers}: ${oneProcess}`);
-        flags.workers = 1;
-      }
       if (flags.check) {
         // What start reads besides the file: the signing key (no daemon is asked).
         derive(policy, undefined);
@@ -95,6 +89,8 @@ export function registerGateway(program: Command): void {
       ownership(flags.owner, flags.group);
       const listen = listenFlag(flags.listen);
       const daemon = supervisor(say);
+      // Connections per uid limited: the first process counts them for every process.
+      const count = flags.workers > 1 && policy.limits.connectionsPerUid !== undefined ? new LocalCount() : undefined;
       const group =
         flags.workers > 1
           ? gatewayGroup({
@@ -109,6 +105,7 @@ export function registerGateway(program: Command): void {
               metrics: flags.metrics !== undefined,
               grace: flags.grace,
               say,
+              ...(count !== undefined && { count }),
             })
           : undefined;
       const server = await openGateway(
@@ -125,7 +122,7 @@ export function registerGateway(program: Command): void {
           ...(flags.owner !== undefined && { owner: idOrName(flags.owner) }),
           ...(flags.group !== undefined && { group: idOrName(flags.group) }),
         },
-        group === undefined ? {} : { metricsText: (own) => group.metricsText(own) },
+        group === undefined ? {} : { metricsText: (own) => group.metricsText(own), ...(count !== undefined && { count }) },
       );
       if (group !== undefined) {
         try {
