@@ -9,18 +9,18 @@
  * applied by all or by none; SIGUSR1 reopens every process's log; its metrics socket
  * answers the sum of all processes' counts; a process that dies is started again; SIGTERM
  * stops them all with the same grace. With `limits.connectionsPerUid`, the first process
- * counts every process's connections (each asks it before serving one). The decision log stays whole: a file is appended to
- * by every process, each batch of whole lines in one write(2) on an O_APPEND descriptor,
- * and standard output is written by the first process alone (the others send it their
- * lines).
+ * counts every process's connections (each asks it before serving one). The decision log
+ * stays whole: a file is appended to by every process, each batch of whole lines in one
+ * write(2) on an O_APPEND descriptor, and standard output is written by the first process
+ * alone (the others send it their lines).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type * as net from 'node:net';
 import * as os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, SecpolicyError } from '../errors.js';
-import { countReload, groupMetricsText, parseGatewayPolicy, prepareReload, reopenGatewayLog } from '../gateway/index.js';
-import type { GatewayPolicy, LocalCount, MetricsJson } from '../gateway/index.js';
+import { countReload, groupMetricsText, LocalCount, parseGatewayPolicy, prepareReload, reopenGatewayLog } from '../gateway/index.js';
+import type { GatewayPolicy, MetricsJson } from '../gateway/index.js';
 import { handleFd, listenerHandle } from '../native/index.js';
 import type { Registry } from 'prom-client';
 
@@ -96,7 +96,7 @@ interface Worker {
   waiting: Map<number, (m: FromWorker) => void>;
   listening: boolean;
   /** Its connections counted in the shared count, by uid: given back when it ends. */
-  held: Map<number, number>;
+  held: LocalCount;
 }
 
 /** A running group, as the gateway command drives it. */
@@ -207,7 +207,7 @@ export function gatewayGroup(o: GroupOptions): GatewayGroup {
       const child = spawn(process.execPath, [...process.execArgv, WORKER], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc', fd],
       });
-      const w: Worker = { child, waiting: new Map(), listening: false, held: new Map() };
+      const w: Worker = { child, waiting: new Map(), listening: false, held: new LocalCount() };
       workers.add(w);
       child.on('message', (m: FromWorker) => {
         if (m.t === 'listening') {
@@ -219,13 +219,12 @@ export function gatewayGroup(o: GroupOptions): GatewayGroup {
           process.stdout.write(m.data);
         } else if (m.t === 'take') {
           const taken = o.count?.take(m.uid, m.cap) ?? { ok: true, open: 0 };
-          if (taken.ok) w.held.set(m.uid, (w.held.get(m.uid) ?? 0) + 1);
+          if (taken.ok) w.held.take(m.uid, undefined);
           if (m.id !== undefined) send(w, { t: 'taken', id: m.id, ...taken });
         } else if (m.t === 'give') {
-          const n = w.held.get(m.uid) ?? 0;
-          if (n === 0) return;
-          if (n > 1) w.held.set(m.uid, n - 1);
-          else w.held.delete(m.uid);
+          // Only what it holds: a process cannot give back another's places.
+          if (w.held.open(m.uid) === 0) return;
+          w.held.give(m.uid);
           o.count?.give(m.uid);
         } else {
           const answer = w.waiting.get(m.id);
@@ -237,8 +236,7 @@ export function gatewayGroup(o: GroupOptions): GatewayGroup {
       child.on('exit', (code, signal) => {
         workers.delete(w);
         // Its connections closed with it.
-        for (const [uid, n] of w.held) for (let i = 0; i < n; i++) o.count?.give(uid);
-        w.held.clear();
+        for (const [uid, n] of w.held.entries()) for (let i = 0; i < n; i++) o.count?.give(uid);
         for (const [id, answer] of w.waiting) answer({ t: 'done', id, error: `process ${child.pid} has exited` });
         w.waiting.clear();
         if (!w.listening) return reject(new SecpolicyError(ErrorCode.INVALID_ARG, `gateway process ${child.pid} exited before listening`));

@@ -43,4 +43,9 @@ export class LocalCount implements ConnectionCount {
   open(uid: number): number {
     return this.#open.get(uid) ?? 0;
   }
+
+  /** Every uid with connections counted, and how many. */
+  entries(): IterableIterator<[number, number]> {
+    return this.#open.entries();
+  }
 }

@@ -64,21 +64,21 @@ export function upgrade(req: http.IncomingMessage, socket: stream.Duplex, head: 
     if (read.length >= length) return done(read);
     // The body is bounded like any request's: a peer that announces more than it sends,
     // and stops or goes away, is cut (the socket is its own now, http no longer times it).
-    const cut = (): void => {
+    const over = (): void => {
       clearTimeout(timer);
       socket.off('end', cut);
       socket.off('data', onData);
       req.off('data', onData);
+    };
+    const cut = (): void => {
+      over();
       short();
     };
     const timer = setTimeout(cut, gw.policy.limits.requestTimeoutMs);
     const onData = (chunk: Buffer): void => {
       read = Buffer.concat([read, chunk]);
       if (read.length >= length) {
-        clearTimeout(timer);
-        socket.off('data', onData);
-        socket.off('end', cut);
-        req.off('data', onData);
+        over();
         socket.pause();
         done(read);
       }
@@ -88,23 +88,23 @@ export function upgrade(req: http.IncomingMessage, socket: stream.Duplex, head: 
     if (!req.complete) req.on('data', onData);
     socket.on('data', onData);
   };
+  // The decision, recorded once, when its answer is known.
   let pending: GatewayLogEntry | undefined;
+  const answered = (status: number | null): void => {
+    log(pending, status);
+    pending = undefined;
+  };
   if (!verdict.allowed) {
     if (!audit) {
       const refuse = (): void => {
-        const e = made(entry(conn, method, t.path, verdict, verdict.why, false));
+        pending = made(entry(conn, method, t.path, verdict, verdict.why, false));
         // Recorded with its status once the answer is out; with none when the stream closed first
         // (newer Node closes an upgrade's stream when the client ends before its body came).
-        let recorded = false;
-        const sent = (status: number | null): void => {
-          if (!recorded) log(e, status);
-          recorded = true;
-        };
-        if (socket.destroyed) return sent(null);
+        if (socket.destroyed) return answered(null);
         rawReply(socket, 403, 'Forbidden', denial(verdict));
-        if (socket.writableFinished) return sent(403);
-        socket.once('finish', () => sent(403));
-        socket.once('close', () => sent(null));
+        if (socket.writableFinished) return answered(403);
+        socket.once('finish', () => answered(403));
+        socket.once('close', () => answered(null));
       };
       // A small announced body is read before the answer: a client that writes it after its
       // head (the docker CLI does) gets the 403, not a broken pipe.
@@ -115,10 +115,6 @@ export function upgrade(req: http.IncomingMessage, socket: stream.Duplex, head: 
   } else {
     pending = made(entry(conn, method, t.path, verdict, allowedReason(verdict), true));
   }
-  const answered = (status: number | null): void => {
-    log(pending, status);
-    pending = undefined;
-  };
   conn.upgraded = true;
   socket.once('close', () => answered(null));
   const upgradeForward = (all: Buffer, body: Buffer, to: CanonicalTarget): void => {
