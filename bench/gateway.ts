@@ -8,7 +8,11 @@
  * profile, identity forwarding, a decision log file), with its default `--workers` (a process
  * per CPU, as HAProxy runs a thread per CPU) and in one process (`--workers 1`). The
  * rate load is C (bench/lib/http-load.c); each proxy's CPU per request (all its processes
- * and threads) is printed beside HAProxy's.
+ * and threads) is printed beside HAProxy's. Beside them, the Node.js floors
+ * (bench/lib/node-floor.ts): a byte relay that never parses HTTP and a bare HTTP proxy on
+ * node:http with no policy, in one process and in a process per CPU, each printed against
+ * HAProxy with upstream keep-alive, and each gateway against the bare proxy with as many
+ * processes: what any proxy on Node.js costs here, and what the gateway adds to it.
  * GET /_ping and GET /containers/json, keep-alive and one connection per request; the
  * latency each proxy adds over direct (p50, p99 of sequential keep-alive requests); and
  * memory per idle keep-alive connection (RSS growth of the gateway process holding N
@@ -24,6 +28,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDockerd } from '../test/helpers/dockerd.js';
@@ -39,6 +44,7 @@ const LATENCY_REQUESTS = 500;
 const IDLE_CONNECTIONS = 500;
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const VERIFIED_HTTP = fileURLToPath(new URL('./lib/verified-http.js', import.meta.url));
+const NODE_FLOOR = fileURLToPath(new URL('./lib/node-floor.js', import.meta.url));
 const GATEWAY = 'secpolicy gateway';
 /** The gateway in one process (its default is a process per CPU). */
 const ONE = 'secpolicy gateway --workers 1';
@@ -233,6 +239,28 @@ export async function run(): Promise<void> {
     if (one) targets.push({ name: ONE, socket: one.socket, pid: one.pid });
     const gateways = targets.filter((t) => t.name === GATEWAY || t.name === ONE).map((t) => t.name);
 
+    // The Node.js floors (bench/lib/node-floor.ts): a byte relay and a bare HTTP proxy, in one
+    // process and in as many as the gateway's default; what any Node.js proxy costs at least.
+    const cpus = availableParallelism();
+    /** The floor that does what the gateway `name` does, minus the gateway's own work. */
+    const floorOf = new Map<string, string>();
+    const floors: string[] = [];
+    for (const [mode, what] of [
+      ['relay', 'node byte relay'],
+      ['http', 'node http proxy'],
+    ] as const) {
+      for (const workers of cpus > 1 ? [1, cpus] : [1]) {
+        const name = `${what}, ${workers === 1 ? '1 process' : `${workers} processes`}`;
+        const socket = join(daemon.dir, `floor-${mode}-${workers}.sock`);
+        const floor = spawnLogged(process.execPath, [NODE_FLOOR, mode, socket, daemon.socket, String(workers)]);
+        children.push(floor.child);
+        await waitForSocket(socket, floor.child, floor.log);
+        targets.push({ name, socket, pid: floor.child.pid! });
+        floors.push(name);
+        if (mode === 'http') floorOf.set(workers === 1 ? ONE : GATEWAY, name);
+      }
+    }
+
     for (const path of ['/_ping', '/containers/json']) {
       for (const keepAlive of [true, false]) {
         const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
@@ -262,17 +290,26 @@ export async function run(): Promise<void> {
         const hk = { name: targets[2]!.name, samples: samples.get(targets[2]!.name)! };
         report(`${label}, ${h.name}`, h.samples, d, { unit: 'req/s' });
         report(`${label}, ${hk.name}`, hk.samples, d, { unit: 'req/s' });
+        for (const name of floors) report(`${label}, ${name}`, samples.get(name)!, hk, { unit: 'req/s' });
         for (const name of gateways) {
           const g = samples.get(name)!;
           report(`${label}, ${name}`, g, d, { unit: 'req/s' });
           report(`${label}, ${name}`, g, h, { unit: 'req/s' });
           report(`${label}, ${name}`, g, hk, { unit: 'req/s' });
+          const floor = floorOf.get(name);
+          if (floor) report(`${label}, ${name}`, g, { name: floor, samples: samples.get(floor)! }, { unit: 'req/s' });
         }
         // CPU per request of each proxy (all its processes and threads): what the rate
         // becomes once the machine's cores are the limit.
         const hkCpu = { name: hk.name, samples: cpu.get(hk.name)! };
         report(`CPU per request, ${label}, ${h.name}`, cpu.get(h.name)!, hkCpu, { unit: 'µs' });
-        for (const name of gateways) report(`CPU per request, ${label}, ${name}`, cpu.get(name)!, hkCpu, { unit: 'µs' });
+        for (const name of floors) report(`CPU per request, ${label}, ${name}`, cpu.get(name)!, hkCpu, { unit: 'µs' });
+        for (const name of gateways) {
+          report(`CPU per request, ${label}, ${name}`, cpu.get(name)!, hkCpu, { unit: 'µs' });
+          const floor = floorOf.get(name);
+          if (floor)
+            report(`CPU per request, ${label}, ${name}`, cpu.get(name)!, { name: floor, samples: cpu.get(floor)! }, { unit: 'µs' });
+        }
       }
     }
 
@@ -302,6 +339,11 @@ export async function run(): Promise<void> {
     const hka = added.get(targets[2]!.name)!;
     report(`added latency p50 GET /_ping keep-alive, ${targets[2]!.name}`, hka.p50);
     report(`added latency p99 GET /_ping keep-alive, ${targets[2]!.name}`, hka.p99);
+    for (const name of floors)
+      report(`added latency p50 GET /_ping keep-alive, ${name}`, added.get(name)!.p50, {
+        name: 'haproxy with upstream keep-alive',
+        samples: hka.p50,
+      });
     for (const name of gateways) {
       const ga = added.get(name)!;
       for (const [anchor, a] of [
