@@ -13,7 +13,9 @@
  * calls add to a C accept loop: the C loop making the calls (SO_PEERCRED, SO_PEERPIDFD,
  * statx of /proc/PID/exe, poll of the pidfd, close; and for the full set a statx of the
  * socket file's held fd) minus the plain C loop, of the same round. The lines
- * "added CPU ... vs C" print the two medians and their ratio (target: <= 1.2x).
+ * "added CPU ... vs C" print the two medians and their ratio (target: <= 1.2x). Beside
+ * them, the same calls made through koffi by a plain net.Server with no secpolicy code
+ * (rawCalls): what the FFI alone adds over C, the least any verification through koffi costs.
  *
  * Memory: a separate server process (plain net.Server, then createServer with the full
  * set) holds N connections from a client process; its resident memory grows by so much
@@ -29,7 +31,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { groupName, userName } from '../src/native/index.js';
+import { groupName, socketFd, userName } from '../src/native/index.js';
+import { libc } from '../src/native/libc.js';
 import { fileURLToPath } from 'node:url';
 import { Policy, createServer } from '../src/index.js';
 import { compile, rssBytes } from './lib/native.js';
@@ -87,6 +90,9 @@ export async function run(): Promise<void> {
       name: 'createServer uid+group+program',
       server: createServer({ policy: new Policy().uid(uid).group(group).program(process.execPath) }, handler),
     },
+    // The floor through koffi: the same calls as uid+group+program, made through the package's
+    // koffi declarations with no secpolicy code around them (no Peer, no rule, no decision).
+    { name: 'net.Server + the calls of uid+group+program through koffi', server: net.createServer(rawCalls) },
     {
       name: 'createServer uid,gid,user,group,program,perms',
       server: createServer(
@@ -156,8 +162,8 @@ export async function run(): Promise<void> {
     } finally {
       c.child?.kill();
     }
-    const [plain, uidOnly, ugp, full] = targets as [Target, Target, Target, Target];
-    const verified = [uidOnly, ugp, full];
+    const [plain, uidOnly, ugp, raw, full] = targets as [Target, Target, Target, Target, Target];
+    const verified = [uidOnly, ugp, raw, full];
     const cAnchor = { name: 'C accept loop', samples: cRate.plain };
     const rate = { unit: 'conn/s' };
     const cpu = { unit: 'µs/conn' };
@@ -189,6 +195,12 @@ export async function run(): Promise<void> {
         cpu,
       );
       report(
+        'added CPU of the same calls through koffi alone over net.Server',
+        added(raw.cpu, plain.cpu),
+        { name: 'C calls over plain C', samples: added(cCpu.calls, cCpu.plain) },
+        cpu,
+      );
+      report(
         'added CPU of uid,gid,user,group,program,perms over net.Server',
         added(full.cpu, plain.cpu),
         { name: 'C full over plain C', samples: added(cCpu.full, cCpu.plain) },
@@ -204,6 +216,40 @@ export async function run(): Promise<void> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+const rawBufs = {
+  cred: Buffer.alloc(12),
+  pidfd: Buffer.alloc(4),
+  len: Buffer.alloc(4),
+  path: Buffer.alloc(32),
+  statx: Buffer.alloc(256),
+  poll: Buffer.alloc(8),
+};
+
+/**
+ * The calls of uid+group+program (those bench/lib/accept-c.c makes) through koffi, as the
+ * package declares them, with nothing else: getsockopt(SO_PEERCRED), getsockopt(SO_PEERPIDFD),
+ * statx of /proc/PID/exe, poll of the pidfd, close of the pidfd; the fd from socketFd().
+ */
+function rawCalls(socket: net.Socket): void {
+  const c = libc();
+  const fd = socketFd(socket);
+  rawBufs.len.writeUInt32LE(12, 0);
+  if (c.getsockopt(fd, 1, 17, rawBufs.cred, rawBufs.len) !== 0) throw new Error('SO_PEERCRED failed');
+  rawBufs.len.writeUInt32LE(4, 0);
+  const pidfd = c.getsockopt(fd, 1, 77, rawBufs.pidfd, rawBufs.len) === 0 ? rawBufs.pidfd.readInt32LE(0) : -1;
+  const end = rawBufs.path.write(`/proc/${rawBufs.cred.readInt32LE(0)}/exe`, 'latin1');
+  rawBufs.path[end] = 0;
+  // AT_FDCWD, no flags, STATX_BASIC_STATS | STATX_BTIME: what the program rule asks for.
+  c.statx!(-100, rawBufs.path, 0, 0x7ff | 0x800, rawBufs.statx);
+  if (pidfd >= 0) {
+    rawBufs.poll.writeInt32LE(pidfd, 0);
+    rawBufs.poll.writeInt32LE(1, 4); // events POLLIN, revents 0
+    c.poll(rawBufs.poll, 1, 0);
+    c.close(pidfd);
+  }
+  socket.destroy();
 }
 
 interface CServer {
