@@ -9,8 +9,9 @@
  * per CPU, as HAProxy runs a thread per CPU) and in one process (`--workers 1`). The
  * rate load is C (bench/lib/http-load.c); each proxy's CPU per request (all its processes
  * and threads) is printed beside HAProxy's. Beside them, the Node.js floors
- * (bench/lib/node-floor.ts): a byte relay that never parses HTTP and a bare HTTP proxy on
- * node:http with no policy, in one process and in a process per CPU, each printed against
+ * (bench/lib/node-floor.ts): a byte relay that never parses HTTP, a bare HTTP proxy on
+ * node:http with no policy, and a minimal HTTP proxy on node:net with its own HTTP reading,
+ * in one process and in a process per CPU, each printed against
  * HAProxy with upstream keep-alive, and each gateway against the bare proxy with as many
  * processes: what any proxy on Node.js costs here, and what the gateway adds to it.
  * GET /_ping and GET /containers/json, keep-alive and one connection per request; the
@@ -239,8 +240,9 @@ export async function run(): Promise<void> {
     if (one) targets.push({ name: ONE, socket: one.socket, pid: one.pid });
     const gateways = targets.filter((t) => t.name === GATEWAY || t.name === ONE).map((t) => t.name);
 
-    // The Node.js floors (bench/lib/node-floor.ts): a byte relay and a bare HTTP proxy, in one
-    // process and in as many as the gateway's default; what any Node.js proxy costs at least.
+    // The Node.js floors (bench/lib/node-floor.ts): a byte relay, a bare node:http proxy and a
+    // minimal proxy with its own HTTP reading, in one process and in as many as the gateway's
+    // default; what a Node.js proxy costs at least.
     const cpus = availableParallelism();
     /** The floor that does what the gateway `name` does, minus the gateway's own work. */
     const floorOf = new Map<string, string>();
@@ -248,6 +250,7 @@ export async function run(): Promise<void> {
     for (const [mode, what] of [
       ['relay', 'node byte relay'],
       ['http', 'node http proxy'],
+      ['mini', 'node minimal HTTP proxy'],
     ] as const) {
       for (const workers of cpus > 1 ? [1, cpus] : [1]) {
         const name = `${what}, ${workers === 1 ? '1 process' : `${workers} processes`}`;
