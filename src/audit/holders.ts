@@ -60,6 +60,12 @@ export interface SecpolicyService {
   listen: string;
   /** Sockets it serves without authenticating (`--metrics`), absolute. */
   unauthenticated: string[];
+  /**
+   * Set for a process of a gateway of several (`--workers`): the pid of the gateway process
+   * that started it, the one an audit names as serving (pids wrap, so the first process
+   * of a gateway may have the higher pid).
+   */
+  startedBy?: number;
 }
 
 /**
@@ -97,7 +103,7 @@ export function secpolicyService(pid: number, root = '', proc = '/proc'): Secpol
     if (worker) {
       const parent = Number(/^PPid:\t(\d+)$/m.exec(readFileSync(`${proc}/${pid}/status`, 'utf8'))?.[1]);
       const service = parent > 1 ? secpolicyService(parent, root, proc) : undefined;
-      return service?.command === 'gateway' ? service : undefined;
+      return service?.command === 'gateway' ? { ...service, startedBy: parent } : undefined;
     }
     const value = (flag: string): string[] => {
       const out: string[] = [];

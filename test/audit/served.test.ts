@@ -7,13 +7,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { SocketReport } from '../../src/index.js';
 import { needCommand, needRoot, tempDir } from '../helpers/index.js';
 import { startGateway, waitForPath } from '../helpers/dockerd.js';
 import { holdSockets } from './holder.js';
+import { secpolicyService } from '../../src/audit/holders.js';
 import { CLI, secpolicy } from '../cli/cli.js';
 
 /** Starts `node <script> ...args` and waits for `socket` to appear; returns a stop function. */
@@ -215,3 +217,34 @@ test(
     assert.deepEqual(codes(mine), ['AUTHENTICATED_BY_SECPOLICY:info', 'WORLD_WRITABLE:info']);
   },
 );
+
+test('a process of a gateway of several is named by the gateway that started it, whatever the order of their pids', () => {
+  // A /proc of two processes, as after pids wrapped: the gateway's other process (pid 300)
+  // has a lower pid than the gateway that started it (pid 32000). The scripts are this
+  // package's own, so the checks of the script and its package.json are the real ones.
+  const tmp = tempDir('secpolicy-audit-order-');
+  try {
+    const write = (pid: number, cmdline: string[], ppid: number): void => {
+      mkdirSync(tmp.path(`proc/${pid}`), { recursive: true });
+      writeFileSync(tmp.path(`proc/${pid}/cmdline`), cmdline.join('\0') + '\0');
+      writeFileSync(tmp.path(`proc/${pid}/status`), `Name:\tnode\nPPid:\t${ppid}\n`);
+      symlinkSync(process.execPath, tmp.path(`proc/${pid}/exe`));
+    };
+    const worker = join(dirname(CLI), 'gateway-worker.js');
+    write(32000, [process.execPath, CLI, 'gateway', '--listen', '/run/gw.sock'], 1);
+    write(300, [process.execPath, worker], 32000);
+    const proc = tmp.path('proc');
+    assert.deepEqual(secpolicyService(32000, '', proc), { command: 'gateway', listen: '/run/gw.sock', unauthenticated: [] });
+    assert.deepEqual(secpolicyService(300, '', proc), {
+      command: 'gateway',
+      listen: '/run/gw.sock',
+      unauthenticated: [],
+      startedBy: 32000,
+    });
+    // A worker script run by anything but a gateway serves nothing.
+    write(301, [process.execPath, worker], 1);
+    assert.equal(secpolicyService(301, '', proc), undefined);
+  } finally {
+    tmp.cleanup();
+  }
+});
