@@ -124,10 +124,10 @@ function report(socket: ListeningSocket, pids: number[], ctx: Context): SocketRe
   // (pid 1) holding it too is socket activation. Any other root holder keeps the finding.
   // A gateway of several processes: each of them serves it.
   const servers = holders.filter((h) => h.service && serves(h.service, socket.path));
-  // Named by its first process, whatever the order of the pids.
-  const serving = servers.find((h) => h.service!.startedBy === undefined) ?? servers[0];
+  const serving = servers[0];
   const others = holders.filter((h) => !servers.includes(h) && !(h.report.pid === 1 && h.report.comm === 'systemd'));
   if (serving) {
+    // Named by its first process (a process it started says which), whatever the order of the pids.
     const by = { pid: serving.service!.startedBy ?? serving.report.pid, command: serving.service!.command };
     out.authenticatedBy = by;
     findings.push({
